@@ -1,0 +1,158 @@
+// Command hlas is the hlas SIP server and its tools.
+//
+//	hlas serve [flags]   run the server
+//	hlas version         print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/hlas-voip/hlas/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: hlas <command> [flags]
+
+commands:
+  serve     run the SIP server (hlas serve -h for flags)
+  version   print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hlas: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+// serve parses the flags over the config file and runs the server until
+// SIGINT or SIGTERM.
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hlas serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file; flags override it")
+	listen := fs.String("listen", strings.Join(server.DefaultListen, ","), "comma-separated proto:host:port listeners, proto udp|tcp|tls")
+	domain := fs.String("domain", "", "comma-separated SIP domains this server is responsible for")
+	data := fs.String("data", "./hlas-data", "directory for the server's state")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate for tls listeners")
+	tlsKey := fs.String("tls-key", "", "PEM private key for tls listeners")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	metrics := fs.String("metrics-listen", "", "host:port for the Prometheus /metrics endpoint (off when empty)")
+	maxSize := fs.Int("max-message-size", 65536, "largest accepted message in bytes; larger requests get 513")
+	forceRPort := fs.Bool("force-rport", false, "send UDP responses to the source port even without rport (NAT)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "hlas serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+
+	var cfg server.Config
+	if *configFile != "" {
+		if err := cfg.LoadFile(*configFile); err != nil {
+			fmt.Fprintln(stderr, "hlas:", err)
+			return 1
+		}
+	}
+	// Flags given on the command line override the file; defaults do not.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = splitList(*listen)
+		case "domain":
+			cfg.Domains = splitList(*domain)
+		case "data":
+			cfg.DataDir = *data
+		case "tls-cert":
+			cfg.TLSCert = *tlsCert
+		case "tls-key":
+			cfg.TLSKey = *tlsKey
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		case "metrics-listen":
+			cfg.MetricsListen = *metrics
+		case "max-message-size":
+			cfg.MaxMessageSize = *maxSize
+		case "force-rport":
+			cfg.ForceRPort = *forceRPort
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "hlas:", err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = "./hlas-data"
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		log.Error("data directory", "dir", dataDir, "err", err)
+		return 1
+	}
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		log.Error("config", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", "version", server.Version, "data", dataDir)
+	if err := srv.Run(ctx); err != nil {
+		log.Error("server", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func parseLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the server's configuration. The YAML file given by --config maps
+// onto it one to one (field names in lower case with underscores, as in the
+// yaml tags); command-line flags override the file. The zero value of every
+// field means its documented default.
+type Config struct {
+	// Listen lists the listeners as proto:host:port, proto one of udp, tcp,
+	// tls; IPv6 hosts in brackets ("udp:[::1]:5060").
+	// Default: udp:0.0.0.0:5060 and tcp:0.0.0.0:5060.
+	Listen []string `yaml:"listen"`
+	// Domains are the SIP domains this server is responsible for. Requests
+	// for them, and for the server's own addresses, are handled locally.
+	Domains []string `yaml:"domain"`
+	// DataDir is where the server keeps its state. Default ./hlas-data.
+	DataDir string `yaml:"data"`
+	// TLSCert and TLSKey are PEM files for tls listeners.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// MetricsListen is host:port for the Prometheus /metrics endpoint;
+	// empty disables it.
+	MetricsListen string `yaml:"metrics_listen"`
+
+	// MaxMessageSize bounds a message on any transport; larger requests get
+	// 513 where a reply is possible. Default 65536.
+	MaxMessageSize int `yaml:"max_message_size"`
+	// IdleTimeout closes stream connections without traffic. Default 5m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnsPerSource bounds stream connections from one IP. Default 64.
+	MaxConnsPerSource int `yaml:"max_conns_per_source"`
+	// MaxConns bounds all stream connections. Default 10000.
+	MaxConns int `yaml:"max_conns"`
+	// Workers is the number of goroutines processing messages. Default
+	// 4 per CPU.
+	Workers int `yaml:"workers"`
+	// QueueSize bounds messages waiting for a worker; beyond it requests get
+	// 503 with Retry-After. Default 4096.
+	QueueSize int `yaml:"queue_size"`
+	// ForceRPort sends every UDP response to the source port, as if the
+	// request had carried rport (RFC 3581) — for clients behind NAT that
+	// forget it. Off by default: RFC 3261 §18.2.2 sends to the sent-by port.
+	ForceRPort bool `yaml:"force_rport"`
+	// ServerName is the Server header value. Default "hlas/<version>".
+	ServerName string `yaml:"server_name"`
+}
+
+// Listener is one parsed Listen entry.
+type Listener struct {
+	Proto string // "udp", "tcp" or "tls"
+	Addr  string // host:port as given to net.Listen
+}
+
+// DefaultListen is used when Config.Listen is empty.
+var DefaultListen = []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"}
+
+// LoadFile reads a YAML configuration file into c. Unknown keys are errors,
+// so a typo does not silently fall back to a default.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if len(c.Listen) == 0 {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./hlas-data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 65536
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxConnsPerSource == 0 {
+		c.MaxConnsPerSource = 64
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 10000
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 4096
+	}
+	if c.ServerName == "" {
+		c.ServerName = "hlas/" + Version
+	}
+	return c
+}
+
+// Listeners parses and validates Listen.
+func (c Config) Listeners() ([]Listener, error) {
+	var out []Listener
+	for _, entry := range c.Listen {
+		for _, e := range strings.Split(entry, ",") {
+			e = strings.TrimSpace(e)
+			if e == "" {
+				continue
+			}
+			l, err := ParseListener(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("config listen: no listeners")
+	}
+	return out, nil
+}
+
+// ParseListener parses "proto:host:port".
+func ParseListener(s string) (Listener, error) {
+	proto, hostport, ok := strings.Cut(s, ":")
+	proto = strings.ToLower(proto)
+	if !ok || (proto != "udp" && proto != "tcp" && proto != "tls") {
+		return Listener{}, fmt.Errorf("config listen %q: want proto:host:port with proto udp, tcp or tls", s)
+	}
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return Listener{}, fmt.Errorf("config listen %q: %w", s, err)
+	}
+	if ap.Addr().Zone() != "" {
+		return Listener{}, fmt.Errorf("config listen %q: zones are not supported", s)
+	}
+	return Listener{Proto: proto, Addr: ap.String()}, nil
+}
+
+// Validate checks the configuration and names the offending field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	ls, err := c.Listeners()
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l.Proto == "tls" && (c.TLSCert == "" || c.TLSKey == "") {
+			return fmt.Errorf("config listen %s:%s: tls listeners need tls_cert and tls_key", l.Proto, l.Addr)
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 1<<24 {
+		return fmt.Errorf("config max_message_size %d: want 1024..16777216", c.MaxMessageSize)
+	}
+	if c.Workers < 0 || c.QueueSize < 0 || c.MaxConns < 0 || c.MaxConnsPerSource < 0 {
+		return errors.New("config: workers, queue_size, max_conns and max_conns_per_source must not be negative")
+	}
+	for _, d := range c.Domains {
+		if d == "" || strings.ContainsAny(d, " :;@<>") {
+			return fmt.Errorf("config domain %q: not a host name", d)
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := splitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("config metrics_listen %q: %w", c.MetricsListen, err)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0, errors.New("want host:port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return strings.Trim(s[:i], "[]"), p, nil
+}

@@ -1,0 +1,512 @@
+// Package server wires transports, message parsing and the handler chain
+// into a running SIP server, and owns its configuration and lifecycle.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// Version is the hlas release.
+const Version = "0.1.0"
+
+// Server is a running SIP server: listeners, a bounded worker pool, and the
+// handler chain that answers requests.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	tm      *transport.Manager
+	handler Handler
+	reg     *prometheus.Registry
+	met     *metrics
+
+	queue   chan *transport.Packet
+	workers sync.WaitGroup
+	bufs    sync.Pool
+	secret  uint64 // salts stateless To tags
+	// supported lists the option tags hlas implements (Supported header);
+	// a Require or Proxy-Require naming anything else gets 420. None yet.
+	supported []string
+
+	mu      sync.Mutex
+	addrs   []Addr
+	self    selfAddrs
+	http    *http.Server
+	httpLn  net.Listener
+	started bool
+	closed  bool
+}
+
+// Addr is a bound listener.
+type Addr struct {
+	Proto string // UDP, TCP or TLS
+	Addr  netip.AddrPort
+}
+
+// New checks cfg and builds a server; Start binds its listeners.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log.With("feature", "server"),
+		reg:    prometheus.NewRegistry(),
+		queue:  make(chan *transport.Packet, cfg.QueueSize),
+		secret: uint64(time.Now().UnixNano()),
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	s.met = newMetrics(s.reg, func() float64 { return float64(len(s.queue)) })
+
+	tcfg := transport.Config{
+		MaxMessageSize:    cfg.MaxMessageSize,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxConns:          cfg.MaxConns,
+		MaxConnsPerSource: cfg.MaxConnsPerSource,
+		Logger:            log,
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("config tls_cert/tls_key: %w", err)
+		}
+		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
+	s.reg.MustRegister(s.tm)
+
+	// The handler chain, in the order requests meet it.
+	s.handler = Chain(notFound(s),
+		s.sanity,     // 505, 400 CSeq mismatch, 501, 416
+		s.localUAS,   // requests to the server itself: 420, OPTIONS, 405, 501
+		s.proxyCheck, // requests to route on: 483, 420 Proxy-Require
+	)
+	return s, nil
+}
+
+// Registry returns the server's Prometheus registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Start binds every listener and starts the workers. It returns once the
+// server is ready to answer.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("server: already started")
+	}
+	s.started = true
+	ls, err := s.cfg.Listeners()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < s.cfg.Workers; i++ {
+		s.workers.Add(1)
+		go s.work()
+	}
+	for _, l := range ls {
+		a, err := s.tm.Listen(l.Proto, l.Addr)
+		if err != nil {
+			s.shutdownLocked()
+			return fmt.Errorf("listen %s:%s: %w", l.Proto, l.Addr, err)
+		}
+		ap := addrPort(a)
+		s.addrs = append(s.addrs, Addr{Proto: strings.ToUpper(l.Proto), Addr: ap})
+	}
+	s.self = newSelfAddrs(s.cfg.Domains, s.addrs)
+	if s.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			s.shutdownLocked()
+			return fmt.Errorf("metrics_listen %s: %w", s.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+		s.httpLn = ln
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.http.Serve(ln) }()
+		s.log.Info("metrics", "addr", ln.Addr().String())
+	}
+	return nil
+}
+
+// Addrs returns the bound listeners.
+func (s *Server) Addrs() []Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Addr(nil), s.addrs...)
+}
+
+// MetricsAddr returns the bound metrics address, or "".
+func (s *Server) MetricsAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Run starts the server and serves until ctx is done, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Close()
+}
+
+// Close stops the listeners, lets the workers finish what is queued, and
+// waits for every goroutine the server started.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdownLocked()
+}
+
+func (s *Server) shutdownLocked() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
+	// After the transport has closed no reader calls enqueue any more, so
+	// the queue can be closed and drained.
+	err := s.tm.Close()
+	close(s.queue)
+	s.workers.Wait()
+	s.log.Info("stopped")
+	return err
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// enqueue is the transport's handler: it never blocks. When the queue is
+// full the request is answered 503 with Retry-After right here (parsing is
+// cheap next to queueing), and anything else is dropped and counted.
+func (s *Server) enqueue(p *transport.Packet) {
+	select {
+	case s.queue <- p:
+	default:
+		s.met.dropped.WithLabelValues("overload").Inc()
+		msg, err := sip.Parse(p.Data)
+		req, ok := msg.(*sip.Request)
+		if err != nil || !ok || req.Method == sip.ACK || len(req.Via) == 0 {
+			return
+		}
+		s.stampVia(req, p)
+		res := s.response(req, 503, "")
+		res.Add("Retry-After", "5")
+		_ = s.send(p, res)
+	}
+}
+
+func (s *Server) work() {
+	defer s.workers.Done()
+	ctx := context.Background()
+	for p := range s.queue {
+		s.process(ctx, p)
+	}
+}
+
+// process parses one message and runs a request through the chain.
+func (s *Server) process(ctx context.Context, p *transport.Packet) {
+	msg, err := sip.Parse(p.Data)
+	if err != nil || p.Oversize || p.BadFraming != "" {
+		s.reject(p, msg, err)
+		return
+	}
+	switch m := msg.(type) {
+	case *sip.Response:
+		// No client transactions exist yet, so every response is stray
+		// (RFC 3261 §18.1.2): dropped.
+		s.met.received.WithLabelValues("response", "").Inc()
+		s.met.dropped.WithLabelValues("stray_response").Inc()
+	case *sip.Request:
+		s.met.received.WithLabelValues("request", methodLabel(m.Method)).Inc()
+		if p.Proto == transport.UDP && len(p.Data) > s.cfg.MaxMessageSize {
+			s.stampVia(m, p)
+			s.reply(p, m, 513, "")
+			return
+		}
+		s.stampVia(m, p)
+		s.handler.ServeSIP(ctx, &statelessTx{s: s, p: p}, m)
+	}
+}
+
+// reject answers a message that could not be accepted: 513 when too large,
+// 400 with a Warning saying what is wrong when the request still has a
+// usable top Via, and otherwise drops it and counts why.
+func (s *Server) reject(p *transport.Packet, msg sip.Message, err error) {
+	req, _ := msg.(*sip.Request)
+	if req == nil || len(req.Via) == 0 || req.Method == sip.ACK {
+		reason := "unparsable"
+		if _, isResp := msg.(*sip.Response); isResp {
+			reason = "bad_response"
+		} else if req != nil {
+			reason = "no_via"
+		}
+		s.met.dropped.WithLabelValues(reason).Inc()
+		s.log.Debug("dropped", "from", p.Remote, "proto", p.Proto, "why", errText(err, p))
+		return
+	}
+	s.met.received.WithLabelValues("request", methodLabel(req.Method)).Inc()
+	s.stampVia(req, p)
+	if p.Oversize {
+		s.reply(p, req, 513, "")
+		return
+	}
+	why := errText(err, p)
+	res := s.response(req, 400, "")
+	res.Add("Warning", `399 hlas "`+warnEscape(why)+`"`)
+	s.log.Debug("bad request", "from", p.Remote, "proto", p.Proto, "why", why)
+	_ = s.send(p, res)
+}
+
+func errText(err error, p *transport.Packet) string {
+	if p.BadFraming != "" {
+		return p.BadFraming
+	}
+	var pe *sip.ParseError
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	if err != nil {
+		return err.Error()
+	}
+	if p.Oversize {
+		return "message too large"
+	}
+	return "malformed message"
+}
+
+func warnEscape(s string) string {
+	if !strings.ContainsAny(s, `"\`) {
+		return s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+// stampVia adds received and rport to the top Via (RFC 3261 §18.2.1,
+// RFC 3581 §4): received when the sent-by host is not the source address,
+// or whenever rport was asked for; rport then carries the source port.
+func (s *Server) stampVia(req *sip.Request, p *transport.Packet) {
+	if len(req.Via) == 0 {
+		return
+	}
+	v := &req.Via[0]
+	src := p.Remote.Addr()
+	_, rport := v.RPort()
+	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
+	if rport || err != nil || sentBy.Unmap() != src {
+		v.Params = v.Params.Set("received", src.String())
+	}
+	if rport {
+		v.Params = v.Params.Set("rport", strconv.Itoa(int(p.Remote.Port())))
+	}
+}
+
+// response builds a response with the Server header and, except for 100, a
+// To tag (RFC 3261 §8.2.6.2). Without dialog state the tag is derived from
+// the request, so retransmissions of a request get the same tag.
+func (s *Server) response(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
+		res.To.Params = res.To.Params.Set("tag", s.statelessTag(req))
+	}
+	res.Add("Server", s.cfg.ServerName)
+	return res
+}
+
+func (s *Server) statelessTag(req *sip.Request) string {
+	h := fnv.New64a()
+	var salt [8]byte
+	for i := range salt {
+		salt[i] = byte(s.secret >> (8 * i))
+	}
+	h.Write(salt[:])
+	h.Write([]byte(req.CallID))
+	h.Write([]byte(req.From.Tag()))
+	if len(req.Via) > 0 {
+		h.Write([]byte(req.Via[0].Branch()))
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// reply sends a response with the default reason phrase.
+func (s *Server) reply(p *transport.Packet, req *sip.Request, code int, reason string) {
+	_ = s.send(p, s.response(req, code, reason))
+}
+
+// send writes a response back the way RFC 3261 §18.2.2 and RFC 3581 say:
+// on the connection the request came on when it is still open; over UDP to
+// the received address (or sent-by host) and to the rport (with a value),
+// or else the sent-by port, default 5060; from the socket the request
+// arrived on.
+func (s *Server) send(p *transport.Packet, res *sip.Response) error {
+	bp := s.bufs.Get().(*[]byte)
+	buf := res.AppendTo((*bp)[:0])
+	defer func() {
+		if cap(buf) <= 64<<10 {
+			*bp = buf[:0]
+			s.bufs.Put(bp)
+		}
+	}()
+	s.met.responses.WithLabelValues(strconv.Itoa(res.StatusCode)).Inc()
+	var err error
+	if p.Conn != nil {
+		if err = p.Conn.Write(buf); err == nil {
+			return nil
+		}
+		// The connection is gone: open a new one to the received address
+		// and the sent-by port (§18.2.2).
+		err = s.tm.WriteTo(p.Proto, netip.AddrPort{}, responseTarget(res, p, false, 5061*boolInt(p.Proto == transport.TLS)), buf)
+	} else {
+		err = s.tm.WriteTo(transport.UDP, p.Local, responseTarget(res, p, s.cfg.ForceRPort, 0), buf)
+	}
+	if err != nil {
+		s.met.dropped.WithLabelValues("send_error").Inc()
+		s.log.Debug("send response", "to", p.Remote, "err", err)
+	}
+	return err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// responseTarget picks the destination of a response from its top Via.
+func responseTarget(res *sip.Response, p *transport.Packet, forceRPort bool, defPort int) netip.AddrPort {
+	if defPort == 0 {
+		defPort = 5060
+	}
+	if len(res.Via) == 0 {
+		return p.Remote
+	}
+	v := &res.Via[0]
+	addr := p.Remote.Addr()
+	if r := v.Received(); r != "" {
+		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
+			addr = a.Unmap()
+		}
+	} else if a, err := netip.ParseAddr(strings.Trim(v.Host, "[]")); err == nil {
+		addr = a.Unmap()
+	}
+	port := v.Port
+	if rp, ok := v.RPort(); ok && rp != 0 {
+		port = rp
+	} else if forceRPort {
+		port = int(p.Remote.Port())
+	}
+	if port == 0 {
+		port = defPort
+	}
+	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// statelessTx answers without transaction state.
+type statelessTx struct {
+	s *Server
+	p *transport.Packet
+}
+
+func (t *statelessTx) Respond(res *sip.Response) error { return t.s.send(t.p, res) }
+func (t *statelessTx) Source() netip.AddrPort          { return t.p.Remote }
+func (t *statelessTx) Transport() string               { return t.p.Proto }
+
+// methodLabel bounds the method label of metrics: unknown methods share one.
+func methodLabel(m string) string {
+	if sip.IsKnownMethod(m) {
+		return m
+	}
+	return "other"
+}
+
+// selfAddrs answers "is this host:port me?" for Request-URIs.
+type selfAddrs struct {
+	hosts map[string]bool // lower-case domains, host names, IP literals
+	ports map[int]bool
+}
+
+func newSelfAddrs(domains []string, addrs []Addr) selfAddrs {
+	sa := selfAddrs{hosts: map[string]bool{"localhost": true}, ports: map[int]bool{}}
+	for _, d := range domains {
+		sa.hosts[strings.ToLower(d)] = true
+	}
+	if h, err := os.Hostname(); err == nil {
+		sa.hosts[strings.ToLower(h)] = true
+	}
+	wildcard := false
+	for _, a := range addrs {
+		sa.ports[int(a.Addr.Port())] = true
+		if a.Addr.Addr().IsUnspecified() {
+			wildcard = true
+			continue
+		}
+		sa.hosts[a.Addr.Addr().Unmap().String()] = true
+	}
+	if wildcard {
+		if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ia := range ifaddrs {
+				if pfx, err := netip.ParsePrefix(ia.String()); err == nil {
+					sa.hosts[pfx.Addr().Unmap().String()] = true
+				}
+			}
+		}
+	}
+	return sa
+}
+
+// isSelf reports whether a URI host (and port, when given) is this server.
+func (sa selfAddrs) isSelf(u *sip.URI) bool {
+	host := strings.ToLower(u.Hostname())
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	if !sa.hosts[host] {
+		return false
+	}
+	return u.Port == 0 || sa.ports[u.Port]
+}
