@@ -126,10 +126,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < s.cfg.Workers; i++ {
-		s.workers.Add(1)
-		go s.work()
-	}
+	// Packets that arrive while the other listeners bind wait in the queue:
+	// workers start only once the server knows all its own addresses.
 	for _, l := range ls {
 		a, err := s.tm.Listen(l.Proto, l.Addr)
 		if err != nil {
@@ -140,6 +138,10 @@ func (s *Server) Start() error {
 		s.addrs = append(s.addrs, Addr{Proto: strings.ToUpper(l.Proto), Addr: ap})
 	}
 	s.self = newSelfAddrs(s.cfg.Domains, s.addrs)
+	for i := 0; i < s.cfg.Workers; i++ {
+		s.workers.Add(1)
+		go s.work()
+	}
 	if s.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
 		if err != nil {

@@ -1,0 +1,475 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hlas-voip/hlas/sip"
+)
+
+// startServer runs a server on loopback ports chosen by the kernel.
+func startServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	if cfg.Listen == nil {
+		cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return srv
+}
+
+func (s *Server) addr(t *testing.T, proto string, v6 bool) netip.AddrPort {
+	t.Helper()
+	for _, a := range s.Addrs() {
+		if a.Proto == proto && a.Addr.Addr().Is6() == v6 {
+			return a.Addr
+		}
+	}
+	t.Fatalf("no %s listener (v6=%v)", proto, v6)
+	return netip.AddrPort{}
+}
+
+// request builds a request text; %s placeholders are filled by fmt: the
+// Request-URI, the Via sent-by, and extra header lines.
+func request(method, ruri, sentBy, extra string) string {
+	return method + " " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + sentBy + ";branch=z9hG4bK" + fmt.Sprint(time.Now().UnixNano()) + ";rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:alice@example.test>;tag=a1\r\n" +
+		"To: <" + ruri + ">\r\n" +
+		"Call-ID: " + fmt.Sprint(time.Now().UnixNano()) + "@test\r\n" +
+		"CSeq: 1 " + method + "\r\n" +
+		extra +
+		"Content-Length: 0\r\n\r\n"
+}
+
+// udpExchange sends msg from a fresh socket and returns the response, or
+// nil when none arrives within wait.
+func udpExchange(t *testing.T, to netip.AddrPort, msg string, wait time.Duration) *sip.Response {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.Addr(), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	return readResponse(t, c, wait)
+}
+
+func readResponse(t *testing.T, c net.PacketConn, wait time.Duration) *sip.Response {
+	t.Helper()
+	buf := make([]byte, 65536)
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		return nil
+	}
+	m, err := sip.Parse(buf[:n])
+	if err != nil && m == nil {
+		// A 400 echoes the client's malformed header, so only a response
+		// whose start line fails is unreadable.
+		t.Fatalf("response does not parse: %v\n%s", err, buf[:n])
+	}
+	res, ok := m.(*sip.Response)
+	if !ok {
+		t.Fatalf("got a request back:\n%s", buf[:n])
+	}
+	return res
+}
+
+// streamExchange writes msg on conn and reads one framed response.
+func streamExchange(t *testing.T, conn net.Conn, r *bufio.Reader, msg string) *sip.Response {
+	t.Helper()
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	return readStreamResponse(t, conn, r)
+}
+
+func readStreamResponse(t *testing.T, conn net.Conn, r *bufio.Reader) *sip.Response {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var head strings.Builder
+	clen := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading response: %v (so far %q)", err, head.String())
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+			fmt.Sscan(strings.TrimSpace(v), &clen)
+		}
+	}
+	body := make([]byte, clen)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sip.ParseString(head.String() + string(body))
+	if err != nil && m == nil {
+		t.Fatalf("response does not parse: %v\n%s", err, head.String())
+	}
+	return m.(*sip.Response)
+}
+
+func TestOptionsToServerOverEachTransport(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir)
+	srv := startServer(t, Config{
+		Listen:  []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0", "udp:[::1]:0", "tcp:[::1]:0"},
+		TLSCert: cert, TLSKey: key,
+	})
+	check := func(t *testing.T, res *sip.Response) {
+		t.Helper()
+		if res == nil {
+			t.Fatal("no response")
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d %s, want 200", res.StatusCode, res.Reason)
+		}
+		for _, h := range []string{"Allow", "Accept", "Supported", "Server"} {
+			if !res.Has(h) {
+				t.Errorf("200 to OPTIONS lacks %s (RFC 3261 §11.2)", h)
+			}
+		}
+		if !strings.Contains(res.Get("Allow"), "OPTIONS") {
+			t.Errorf("Allow %q does not list OPTIONS", res.Get("Allow"))
+		}
+		if res.To.Tag() == "" {
+			t.Error("200 lacks a To tag (RFC 3261 §8.2.6.2)")
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		name := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
+		t.Run("UDP "+name, func(t *testing.T) {
+			a := srv.addr(t, "UDP", v6)
+			check(t, udpExchange(t, a, request("OPTIONS", "sip:"+a.String(), "client.invalid", ""), 5*time.Second))
+		})
+		t.Run("TCP "+name, func(t *testing.T) {
+			a := srv.addr(t, "TCP", v6)
+			conn, err := net.Dial("tcp", a.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			check(t, streamExchange(t, conn, bufio.NewReader(conn), request("OPTIONS", "sip:"+a.String()+";transport=tcp", "client.invalid", "")))
+		})
+	}
+	t.Run("TLS", func(t *testing.T) {
+		a := srv.addr(t, "TLS", false)
+		conn, err := tls.Dial("tcp", a.String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		check(t, streamExchange(t, conn, bufio.NewReader(conn), request("OPTIONS", "sips:"+a.String(), "client.invalid", "")))
+	})
+}
+
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "hlas test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestAnswers covers what each kind of request gets, by RFC section.
+func TestAnswers(t *testing.T) {
+	srv := startServer(t, Config{Domains: []string{"example.test"}})
+	a := srv.addr(t, "UDP", false)
+	self := "sip:" + a.String()
+	tests := []struct {
+		name    string
+		msg     string
+		code    int      // 0: no response expected
+		headers []string // header: substring that must be present
+	}{
+		{"RFC3261 11.2 OPTIONS to the server's domain", request("OPTIONS", "sip:example.test", "c.invalid", ""), 200, []string{"Allow: OPTIONS"}},
+		{"RFC3261 11.2 OPTIONS to the server's address", request("OPTIONS", self, "c.invalid", ""), 200, nil},
+		{"RFC3261 8.2.2.3 Require with an unknown option", request("OPTIONS", self, "c.invalid", "Require: foo, bar\r\n"), 420, []string{"Unsupported: foo, bar"}},
+		{"RFC3261 8.2.1 unknown method to the server", request("FOO", self, "c.invalid", ""), 501, []string{"Allow: OPTIONS, ACK, CANCEL"}},
+		{"RFC3261 8.2.1 known method not allowed at the server", request("INVITE", self, "c.invalid", ""), 405, []string{"Allow: OPTIONS"}},
+		{"RFC3261 8.2.2.1 unsupported Request-URI scheme", request("OPTIONS", "mailto:a@example.test", "c.invalid", ""), 416, nil},
+		{"RFC3261 8.1.1 unsupported SIP version", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "SIP/2.0\r\n", "SIP/3.0\r\n", 1), 505, nil},
+		{"RFC3261 16.3 step 3 Max-Forwards 0 on a request to route", strings.Replace(request("MESSAGE", "sip:bob@elsewhere.test", "c.invalid", ""), "Max-Forwards: 70", "Max-Forwards: 0", 1), 483, nil},
+		{"RFC3261 16.3 Max-Forwards 0 on OPTIONS to the server itself", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "Max-Forwards: 70", "Max-Forwards: 0", 1), 200, nil},
+		{"RFC3261 16.3 step 5 Proxy-Require with an unknown option", request("MESSAGE", "sip:bob@elsewhere.test", "c.invalid", "Proxy-Require: foo\r\n"), 420, []string{"Unsupported: foo"}},
+		{"RFC3261 16.3 Proxy-Require is not the UAS's concern", request("OPTIONS", self, "c.invalid", "Proxy-Require: foo\r\n"), 200, nil},
+		{"nothing routes a request yet: 404", request("INVITE", "sip:bob@example.test", "c.invalid", ""), 404, nil},
+		{"RFC3261 17 ACK is never answered", request("ACK", "sip:bob@example.test", "c.invalid", ""), 0, nil},
+		{"RFC3261 9.2 CANCEL matching no transaction", request("CANCEL", "sip:bob@example.test", "c.invalid", ""), 481, nil},
+		{"RFC4475 3.1.2.17 CSeq method mismatch", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "CSeq: 1 OPTIONS", "CSeq: 1 INVITE", 1), 400, []string{"Warning: 399 hlas"}},
+		{"RFC4475 3.1.2.18 unknown method with CSeq mismatch", strings.Replace(request("NEWMETHOD", self, "c.invalid", ""), "CSeq: 1 NEWMETHOD", "CSeq: 1 INVITE", 1), 501, nil},
+		{"RFC3261 8.2.6 malformed request with a usable Via", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "CSeq: 1 OPTIONS", "CSeq: x OPTIONS", 1), 400, []string{`Warning: 399 hlas "malformed CSeq header"`}},
+		{"RFC3261 18.3 Content-Length larger than the datagram", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "Content-Length: 0", "Content-Length: 10", 1), 400, []string{"Content-Length"}},
+		{"RFC3261 18.3 bytes after the body are ignored", request("OPTIONS", self, "c.invalid", "") + "garbage", 200, nil},
+		{"RFC3261 19.1.1 headers in the Request-URI", request("OPTIONS", self+"?Subject=x", "c.invalid", ""), 400, nil},
+		{"no Via: dropped", strings.Replace(request("OPTIONS", self, "c.invalid", ""), "Via:", "X-Via:", 1), 0, nil},
+		{"not SIP at all: dropped", "\x16\x03\x01 binary noise", 0, nil},
+		{"RFC3261 18.1.2 stray response: dropped", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wait := 5 * time.Second
+			if tc.code == 0 {
+				wait = 300 * time.Millisecond
+			}
+			res := udpExchange(t, a, tc.msg, wait)
+			if tc.code == 0 {
+				if res != nil {
+					t.Fatalf("got %d %s, want no response", res.StatusCode, res.Reason)
+				}
+				return
+			}
+			if res == nil {
+				t.Fatalf("no response, want %d", tc.code)
+			}
+			if res.StatusCode != tc.code {
+				t.Fatalf("got %d %s (%s), want %d", res.StatusCode, res.Reason, res.Get("Warning"), tc.code)
+			}
+			text := res.String()
+			for _, h := range tc.headers {
+				if !strings.Contains(text, h) {
+					t.Errorf("response lacks %q:\n%s", h, text)
+				}
+			}
+		})
+	}
+	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("no_via")); got != 1 {
+		t.Errorf("dropped{no_via} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("unparsable")); got != 1 {
+		t.Errorf("dropped{unparsable} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("stray_response")); got != 1 {
+		t.Errorf("dropped{stray_response} = %v, want 1", got)
+	}
+}
+
+// TestResponseRouting covers RFC 3261 §18.2.2 and RFC 3581.
+func TestResponseRouting(t *testing.T) {
+	srv := startServer(t, Config{})
+	a := srv.addr(t, "UDP", false)
+	self := "sip:" + a.String()
+
+	t.Run("RFC3261 18.2.2 without rport the response goes to the sent-by port", func(t *testing.T) {
+		listener, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer listener.Close()
+		sender, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sender.Close()
+		msg := strings.Replace(request("OPTIONS", self, listener.LocalAddr().String(), ""), ";rport", "", 1)
+		if _, err := sender.WriteToUDPAddrPort([]byte(msg), a); err != nil {
+			t.Fatal(err)
+		}
+		res := readResponse(t, listener, 5*time.Second)
+		if res == nil || res.StatusCode != 200 {
+			t.Fatalf("no 200 at the sent-by port: %v", res)
+		}
+		if res.Via[0].Received() != "" {
+			t.Errorf("received added although sent-by matches the source: %s", res.Via[0])
+		}
+		if readResponse(t, sender, 100*time.Millisecond) != nil {
+			t.Error("response also went to the source port")
+		}
+	})
+	t.Run("RFC3581 rport sends the response to the source port", func(t *testing.T) {
+		res := udpExchange(t, a, request("OPTIONS", self, "192.0.2.1:5999", ""), 5*time.Second)
+		if res == nil {
+			t.Fatal("no response at the source port")
+		}
+		v := res.Via[0]
+		if v.Received() != "127.0.0.1" {
+			t.Errorf("received = %q, want 127.0.0.1", v.Received())
+		}
+		if p, _ := v.RPort(); p == 0 {
+			t.Errorf("rport not filled in: %s", v)
+		}
+	})
+	t.Run("RFC3261 18.2.1 received added when sent-by is a name", func(t *testing.T) {
+		srv2 := startServer(t, Config{ForceRPort: true})
+		res := udpExchange(t, srv2.addr(t, "UDP", false), strings.Replace(request("OPTIONS", self, "phone.invalid", ""), ";rport", "", 1), 5*time.Second)
+		if res == nil {
+			t.Fatal("no response with force_rport")
+		}
+		if res.Via[0].Received() != "127.0.0.1" {
+			t.Errorf("received = %q", res.Via[0].Received())
+		}
+	})
+}
+
+func TestStreamFraming(t *testing.T) {
+	srv := startServer(t, Config{MaxMessageSize: 4096})
+	a := srv.addr(t, "TCP", false)
+	self := "sip:" + a.String()
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", a.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn, bufio.NewReader(conn)
+	}
+	t.Run("pipelined requests on one connection", func(t *testing.T) {
+		conn, r := dial(t)
+		m1 := request("OPTIONS", self, "c.invalid", "")
+		m2 := request("INVITE", "sip:bob@elsewhere.test", "c.invalid", "")
+		if _, err := conn.Write([]byte(m1 + m2)); err != nil {
+			t.Fatal(err)
+		}
+		got := map[int]bool{}
+		for range 2 {
+			got[readStreamResponse(t, conn, r).StatusCode] = true
+		}
+		if !got[200] || !got[404] {
+			t.Fatalf("got %v, want a 200 and a 404", got)
+		}
+	})
+	t.Run("RFC5626 3.5.1 double CRLF ping gets a CRLF pong", func(t *testing.T) {
+		conn, r := dial(t)
+		if _, err := conn.Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := r.ReadString('\n')
+		if err != nil || line != "\r\n" {
+			t.Fatalf("pong %q, %v", line, err)
+		}
+		// The connection still works afterwards.
+		if res := streamExchange(t, conn, r, request("OPTIONS", self, "c.invalid", "")); res.StatusCode != 200 {
+			t.Fatalf("after ping: %d", res.StatusCode)
+		}
+	})
+	t.Run("RFC3261 18.1.1 message over the size limit gets 513", func(t *testing.T) {
+		conn, r := dial(t)
+		big := request("OPTIONS", self, "c.invalid", "X-Pad: "+strings.Repeat("x", 5000)+"\r\n")
+		if res := streamExchange(t, conn, r, big); res.StatusCode != 513 {
+			t.Fatalf("got %d, want 513", res.StatusCode)
+		}
+	})
+	t.Run("negative Content-Length gets 400", func(t *testing.T) {
+		conn, r := dial(t)
+		bad := strings.Replace(request("OPTIONS", self, "c.invalid", ""), "Content-Length: 0", "Content-Length: -5", 1)
+		if res := streamExchange(t, conn, r, bad); res.StatusCode != 400 {
+			t.Fatalf("got %d, want 400", res.StatusCode)
+		}
+	})
+	t.Run("UDP message over the size limit gets 513", func(t *testing.T) {
+		big := request("OPTIONS", self, "c.invalid", "X-Pad: "+strings.Repeat("x", 5000)+"\r\n")
+		res := udpExchange(t, srv.addr(t, "UDP", false), big, 5*time.Second)
+		if res == nil || res.StatusCode != 513 {
+			t.Fatalf("got %v, want 513", res)
+		}
+	})
+}
+
+// TestOverloadAnswers503 fills the queue while the only worker is busy.
+func TestOverloadAnswers503(t *testing.T) {
+	cfg := Config{Listen: []string{"udp:127.0.0.1:0"}, DataDir: t.TempDir(), Workers: 1, QueueSize: 1}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	busy := make(chan struct{}, 1)
+	next := srv.handler
+	srv.handler = HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		if req.Method == "INFO" {
+			busy <- struct{}{}
+			<-release
+		}
+		next.ServeSIP(ctx, tx, req)
+	})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := srv.addr(t, "UDP", false)
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(m string) {
+		if _, err := c.WriteToUDPAddrPort([]byte(m), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(request("INFO", "sip:"+a.String(), "c.invalid", "")) // occupies the worker
+	<-busy
+	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", "")) // fills the queue
+	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", "")) // overflows
+	res := readResponse(t, c, 5*time.Second)
+	close(release)
+	if res == nil || res.StatusCode != 503 || res.Get("Retry-After") == "" {
+		t.Fatalf("got %v, want 503 with Retry-After", res)
+	}
+}
