@@ -393,6 +393,18 @@ func TestStreamFraming(t *testing.T) {
 			t.Fatalf("got %v, want a 200 and a 404", got)
 		}
 	})
+	t.Run("a peer that half-closes after sending still gets its response", func(t *testing.T) {
+		conn, r := dial(t)
+		if _, err := conn.Write([]byte(request("OPTIONS", self, "c.invalid", ""))); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if res := readStreamResponse(t, conn, r); res.StatusCode != 200 {
+			t.Fatalf("got %d, want 200", res.StatusCode)
+		}
+	})
 	t.Run("RFC5626 3.5.1 double CRLF ping gets a CRLF pong", func(t *testing.T) {
 		conn, r := dial(t)
 		if _, err := conn.Write([]byte("\r\n\r\n")); err != nil {

@@ -53,6 +53,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serve parses the flags over the config file and runs the server until
 // SIGINT or SIGTERM.
 func serve(args []string, stderr io.Writer) int {
+	cfg, err := serveConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hlas:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = "./hlas-data"
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		log.Error("data directory", "dir", dataDir, "err", err)
+		return 1
+	}
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		log.Error("config", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", "version", server.Version, "data", dataDir)
+	if err := srv.Run(ctx); err != nil {
+		log.Error("server", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serveConfig builds the configuration: the --config file first, then the
+// flags given on the command line (flags left at their defaults do not
+// override the file).
+func serveConfig(args []string, stderr io.Writer) (server.Config, error) {
+	var cfg server.Config
 	fs := flag.NewFlagSet("hlas serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML configuration file; flags override it")
@@ -66,24 +103,16 @@ func serve(args []string, stderr io.Writer) int {
 	maxSize := fs.Int("max-message-size", 65536, "largest accepted message in bytes; larger requests get 513")
 	forceRPort := fs.Bool("force-rport", false, "send UDP responses to the source port even without rport (NAT)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cfg, err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "hlas serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
-
-	var cfg server.Config
 	if *configFile != "" {
 		if err := cfg.LoadFile(*configFile); err != nil {
-			fmt.Fprintln(stderr, "hlas:", err)
-			return 1
+			return cfg, err
 		}
 	}
-	// Flags given on the command line override the file; defaults do not.
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "listen":
@@ -106,33 +135,7 @@ func serve(args []string, stderr io.Writer) int {
 			cfg.ForceRPort = *forceRPort
 		}
 	})
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "hlas:", err)
-		return 1
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
-
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		dataDir = "./hlas-data"
-	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		log.Error("data directory", "dir", dataDir, "err", err)
-		return 1
-	}
-	srv, err := server.New(cfg, log)
-	if err != nil {
-		log.Error("config", "err", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log.Info("starting", "version", server.Version, "data", dataDir)
-	if err := srv.Run(ctx); err != nil {
-		log.Error("server", "err", err)
-		return 1
-	}
-	return 0
+	return cfg, cfg.Validate()
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,71 @@
+// Package transport carries SIP messages over UDP, TCP and TLS, on IPv4
+// and IPv6 (RFC 3261 §18). It frames inbound messages and hands their raw
+// bytes to a Handler; it does not parse SIP beyond finding the end of a
+// message on a stream, and it does not import package sip.
+//
+// # Framing
+//
+// A UDP datagram is one message, handed on as read (up to 65535 bytes);
+// the receiver checks its Content-Length. A datagram of nothing but CR and
+// LF bytes is a keep-alive: it is counted and dropped. Empty datagrams are
+// dropped.
+//
+// On a stream (RFC 3261 §18.3) the header section ends at the first empty
+// line (CRLF CRLF, or LF LF to be liberal) and the body is Content-Length
+// bytes long. Content-Length is found by header name, full or compact (l),
+// in any case, with optional whitespace before the colon and a value that
+// may be folded onto continuation lines. A missing Content-Length counts
+// as 0 unless a Content-Type announces a body. Several Content-Length
+// headers must agree. Pipelined messages are delivered one by one, in order.
+//
+// A message larger than Config.MaxMessageSize is delivered once with
+// Packet.Oversize set and only its header section in Data (or its first
+// MaxMessageSize+1 bytes when no header end was found); one with an unusable
+// Content-Length (negative, not a number, conflicting, or missing with a
+// Content-Type) is delivered once with Packet.BadFraming saying why. In
+// both cases the connection leaves the connection table, nothing more is
+// read from it, and it is closed after the first write on it (the 513 or
+// 400 the server sends on Packet.Conn) or after WriteTimeout.
+//
+// Between messages on a stream, CRLF CRLF is an RFC 5626 §3.5.1 keep-alive
+// ping answered with CRLF; a lone CRLF (or LF) is skipped.
+//
+// # Connections
+//
+// Stream connections, accepted and dialed alike, are kept in a table keyed
+// by protocol and remote address, so that a response or a later request to
+// a peer reuses the connection it opened (RFC 3261 §18.2.2). Alias adds
+// further keys, for instance a Via sent-by (RFC 5923). Entries go when the
+// connection closes. A connection closes after Config.IdleTimeout without
+// input, on any write error, and on a write that takes longer than
+// Config.WriteTimeout. Accepted sockets beyond Config.MaxConns in total or
+// Config.MaxConnsPerSource from one IP address are closed at once.
+//
+// # Metrics
+//
+// Manager is a prometheus.Collector. Every metric is in namespace hlas,
+// subsystem transport, with a proto label (UDP, TCP, TLS):
+//
+//	hlas_transport_packets_received_total          messages handed to the Handler
+//	hlas_transport_bytes_received_total            bytes read
+//	hlas_transport_packets_sent_total              messages sent
+//	hlas_transport_bytes_sent_total                bytes written
+//	hlas_transport_keepalives_total                CRLF keep-alives received
+//	hlas_transport_write_errors_total              failed sends
+//	hlas_transport_oversize_total                  stream messages over the size limit (TCP, TLS)
+//	hlas_transport_bad_framing_total               stream messages with a bad Content-Length (TCP, TLS)
+//	hlas_transport_connections_open                open connections (gauge; TCP, TLS)
+//	hlas_transport_connections_accepted_total      inbound connections admitted (TCP, TLS)
+//	hlas_transport_connections_dialed_total        outbound connections made (TCP, TLS)
+//	hlas_transport_connections_rejected_total      inbound connections refused by a limit (TCP, TLS)
+//	hlas_transport_connections_idle_closed_total   connections closed by the idle timeout (TCP, TLS)
+//	hlas_transport_dial_errors_total               failed dials (TCP, TLS)
+//	hlas_transport_tls_handshake_errors_total      failed inbound TLS handshakes (TCP, TLS)
+//
+// # Logging
+//
+// Logs go to Config.Logger with feature=transport: listeners opening and
+// the Manager closing at Info, failing accepts at Warn, and each
+// connection's acceptance, rejection, dial and close (with its reason) at
+// Debug.
+package transport
