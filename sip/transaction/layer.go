@@ -1,0 +1,270 @@
+// Package transaction implements the SIP transaction layer: the INVITE and
+// non-INVITE client and server state machines of RFC 3261 §17 as amended
+// by RFC 6026, their timers, and the matching of requests and responses to
+// transactions.
+//
+// Every timer value and the clock belong to a Layer instance; tests use a
+// FakeClock so that the 32-second timers of the RFC run in microseconds.
+package transaction
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/sip"
+)
+
+// Sender delivers the messages of one transaction: responses back to the
+// peer that sent the request (server side), requests to the chosen next
+// hop (client side). The transport behind it decides whether timers that
+// only exist for unreliable transports run.
+type Sender interface {
+	Send(m sip.Message) error
+	// Reliable reports a reliable transport (TCP, TLS, WS): no
+	// retransmissions, and the waiting timers D, I, J, K are zero.
+	Reliable() bool
+}
+
+// Config holds the timer values of a Layer. Zero fields take the defaults
+// of RFC 3261 §17.1.1.1 and Table 4.
+type Config struct {
+	T1 time.Duration // round-trip estimate, default 500ms
+	T2 time.Duration // maximum non-INVITE retransmit interval, default 4s
+	T4 time.Duration // maximum time a message stays in the network, default 5s
+	// TryingDelay is how long an INVITE server transaction waits for the
+	// TU's first response before sending 100 Trying itself (§17.2.1:
+	// "200 ms"). Default 200ms.
+	TryingDelay time.Duration
+	Clock       Clock
+	Logger      *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.T1 <= 0 {
+		c.T1 = 500 * time.Millisecond
+	}
+	if c.T2 <= 0 {
+		c.T2 = 4 * time.Second
+	}
+	if c.T4 <= 0 {
+		c.T4 = 5 * time.Second
+	}
+	if c.TryingDelay <= 0 {
+		c.TryingDelay = 200 * time.Millisecond
+	}
+	if c.Clock == nil {
+		c.Clock = RealClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Errors reported to the transaction user (RFC 3261 §8.1.3.1, §17).
+var (
+	// ErrTimeout is a client transaction that got no final response (Timer
+	// B or F), or a server transaction whose final response was never
+	// acknowledged (Timer H).
+	ErrTimeout = errors.New("transaction: timeout")
+	// ErrTransport is a send failure of the transport.
+	ErrTransport = errors.New("transaction: transport error")
+	// ErrTerminated is a response or cancel on a finished transaction.
+	ErrTerminated = errors.New("transaction: terminated")
+)
+
+// Layer holds the transactions of one SIP element and matches incoming
+// messages to them. It is safe for concurrent use.
+type Layer struct {
+	cfg Config
+
+	mu     sync.Mutex
+	server map[string]*ServerTx
+	client map[string]*ClientTx
+
+	stats Stats
+}
+
+// Stats counts transactions; see Layer.Stats.
+type Stats struct {
+	ServerActive, ClientActive int
+	// Totals since start.
+	ServerCreated, ClientCreated, Timeouts, TransportErrors, Retransmissions uint64
+}
+
+// New returns a Layer with the given configuration.
+func New(cfg Config) *Layer {
+	return &Layer{
+		cfg:    cfg.withDefaults(),
+		server: map[string]*ServerTx{},
+		client: map[string]*ClientTx{},
+	}
+}
+
+// Config returns the layer's effective configuration.
+func (l *Layer) Config() Config { return l.cfg }
+
+// Stats returns a snapshot of the counters.
+func (l *Layer) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.ServerActive, s.ClientActive = len(l.server), len(l.client)
+	return s
+}
+
+func (l *Layer) count(f func(*Stats)) {
+	l.mu.Lock()
+	f(&l.stats)
+	l.mu.Unlock()
+}
+
+// isRFC3261Branch reports a branch made by an RFC 3261 element: the magic
+// cookie followed by something unique (a bare cookie is not, RFC 4475 §3.2.1).
+func isRFC3261Branch(b string) bool {
+	return len(b) > len(sip.MagicCookie) && strings.HasPrefix(b, sip.MagicCookie)
+}
+
+// serverKey identifies the server transaction a request belongs to
+// (RFC 3261 §17.2.3). ACK belongs to the INVITE's transaction; method is
+// the one to match (INVITE for an ACK or for the INVITE a CANCEL targets).
+func serverKey(req *sip.Request, method string) string {
+	if len(req.Via) == 0 {
+		return ""
+	}
+	top := &req.Via[0]
+	if b := top.Branch(); isRFC3261Branch(b) {
+		var sb strings.Builder
+		sb.Grow(len(b) + len(top.Host) + len(method) + 10)
+		sb.WriteString(b)
+		sb.WriteByte('|')
+		sb.WriteString(strings.ToLower(top.Host))
+		sb.WriteByte(':')
+		sb.WriteString(strconv.Itoa(top.Port))
+		sb.WriteByte('|')
+		sb.WriteString(method)
+		return sb.String()
+	}
+	// RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number and
+	// the top Via identify the transaction (the To tag of an ACK is ours
+	// and absent from the INVITE, so it is left out).
+	return "2543|" + req.URI.String() + "|" + req.From.Tag() + "|" + req.CallID + "|" +
+		strconv.FormatUint(uint64(req.CSeq.Seq), 10) + "|" + top.String() + "|" + method
+}
+
+// clientKey identifies a client transaction: the branch of the top Via we
+// sent and the CSeq method (§17.1.3).
+func clientKey(branch, method string) string {
+	if method == sip.ACK {
+		method = sip.INVITE
+	}
+	return branch + "|" + method
+}
+
+// Disposition says what HandleRequest did with a request.
+type Disposition int
+
+const (
+	// NewRequest is a new request: the returned server transaction must be
+	// answered by the transaction user.
+	NewRequest Disposition = iota
+	// Absorbed is a retransmission, or an ACK to a non-2xx response, or a
+	// CANCEL the layer answered itself: nothing for the TU.
+	Absorbed
+	// PassACK is an ACK the TU must see: the ACK to a 2xx, which belongs
+	// to no transaction (RFC 3261 §17.1.1.3, RFC 6026 §7.1).
+	PassACK
+)
+
+// HandleRequest matches an incoming request against the server
+// transactions. A new request creates a transaction, returned with NewRequest. A
+// CANCEL matching an INVITE transaction gets 200 and cancels it (§9.2); a
+// CANCEL matching nothing gets 481.
+func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Disposition) {
+	switch req.Method {
+	case sip.ACK:
+		l.mu.Lock()
+		tx := l.server[serverKey(req, sip.INVITE)]
+		l.mu.Unlock()
+		if tx != nil && tx.ack(req) {
+			return nil, Absorbed
+		}
+		return nil, PassACK
+	case sip.CANCEL:
+		if tx := l.lookupServer(serverKey(req, sip.CANCEL)); tx != nil {
+			tx.receive(req)
+			return nil, Absorbed
+		}
+		l.mu.Lock()
+		invite := l.server[serverKey(req, sip.INVITE)]
+		l.mu.Unlock()
+		ctx, _ := l.newServer(req, s)
+		if invite == nil {
+			_ = ctx.Respond(l.reply(req, 481))
+			return nil, Absorbed
+		}
+		_ = ctx.Respond(l.reply(req, 200))
+		invite.cancel()
+		return nil, Absorbed
+	}
+	key := serverKey(req, req.Method)
+	l.mu.Lock()
+	if tx, ok := l.server[key]; ok {
+		l.mu.Unlock()
+		tx.receive(req)
+		return nil, Absorbed
+	}
+	l.mu.Unlock()
+	tx, created := l.newServer(req, s)
+	if !created {
+		tx.receive(req)
+		return nil, Absorbed
+	}
+	return tx, NewRequest
+}
+
+func (l *Layer) lookupServer(key string) *ServerTx {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.server[key]
+}
+
+// reply builds a response the layer sends on its own behalf.
+func (l *Layer) reply(req *sip.Request, code int) *sip.Response {
+	res := sip.NewResponse(req, code, "")
+	if code > 100 && res.To.Tag() == "" && !res.To.IsZero() {
+		res.To.Params = res.To.Params.Set("tag", strconv.FormatUint(uint64(l.cfg.Clock.Now().UnixNano())&0xffffffffff, 36))
+	}
+	return res
+}
+
+// HandleResponse passes a response to the client transaction it belongs
+// to. It returns false for a response that matches none (stray: a proxy
+// forwards a stray 2xx to INVITE statelessly, others drop it, §18.1.2).
+func (l *Layer) HandleResponse(res *sip.Response) bool {
+	if len(res.Via) == 0 {
+		return false
+	}
+	l.mu.Lock()
+	tx := l.client[clientKey(res.Via[0].Branch(), res.CSeq.Method)]
+	l.mu.Unlock()
+	if tx == nil {
+		return false
+	}
+	tx.receive(res)
+	return true
+}
+
+func (l *Layer) remove(key string, server bool) {
+	l.mu.Lock()
+	if server {
+		delete(l.server, key)
+	} else {
+		delete(l.client, key)
+	}
+	l.mu.Unlock()
+}

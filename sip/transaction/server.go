@@ -1,0 +1,335 @@
+package transaction
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/sip"
+)
+
+// State is a transaction state (RFC 3261 Figures 5-8, RFC 6026 Figures 5-6).
+type State int
+
+// Transaction states.
+const (
+	Calling State = iota
+	Trying
+	Proceeding
+	Accepted
+	Completed
+	Confirmed
+	Terminated
+)
+
+var stateNames = [...]string{"Calling", "Trying", "Proceeding", "Accepted", "Completed", "Confirmed", "Terminated"}
+
+func (s State) String() string { return stateNames[s] }
+
+// ServerTx is a server transaction: INVITE (RFC 3261 §17.2.1, RFC 6026
+// §7.1) or non-INVITE (§17.2.2). The transaction user answers through
+// Respond; the transaction retransmits and absorbs as the RFC says.
+type ServerTx struct {
+	l      *Layer
+	key    string
+	req    *sip.Request
+	sender Sender
+	invite bool
+
+	mu        sync.Mutex
+	state     State
+	last      *sip.Response // last response sent, for retransmission
+	timers    [3]Timer      // G/J, H/L, trying; I reuses slot 0
+	gInterval time.Duration // current Timer G interval
+	onCancel  func()
+	cancelled chan struct{}
+	done      chan struct{}
+	err       error
+	onACK     func(*sip.Request)
+}
+
+const (
+	slotRetransmit = 0 // Timer G, then I / Timer J
+	slotTimeout    = 1 // Timer H / L
+	slotTrying     = 2 // the 200 ms 100 Trying timer
+)
+
+func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
+	tx := &ServerTx{
+		l:         l,
+		key:       serverKey(req, req.Method),
+		req:       req,
+		sender:    s,
+		invite:    req.Method == sip.INVITE,
+		cancelled: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	l.mu.Lock()
+	if old, ok := l.server[tx.key]; ok {
+		l.mu.Unlock()
+		return old, false
+	}
+	l.server[tx.key] = tx
+	l.stats.ServerCreated++
+	l.mu.Unlock()
+
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.invite {
+		tx.state = Proceeding
+		tx.timers[slotTrying] = l.cfg.Clock.AfterFunc(l.cfg.TryingDelay, tx.timerTrying)
+	} else {
+		tx.state = Trying
+	}
+	return tx, true
+}
+
+// Request returns the request that created the transaction.
+func (tx *ServerTx) Request() *sip.Request { return tx.req }
+
+// State returns the current state.
+func (tx *ServerTx) State() State {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.state
+}
+
+// Done is closed when the transaction terminates.
+func (tx *ServerTx) Done() <-chan struct{} { return tx.done }
+
+// Err says why the transaction ended badly: ErrTimeout when the final
+// response of an INVITE was never acknowledged, ErrTransport when it could
+// not be sent. Nil otherwise.
+func (tx *ServerTx) Err() error {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.err
+}
+
+// Cancelled is closed when a CANCEL for this INVITE arrives (§9.2).
+func (tx *ServerTx) Cancelled() <-chan struct{} { return tx.cancelled }
+
+// OnCancel replaces the default reaction to a CANCEL, which is to answer
+// the INVITE 487 Request Terminated when it has no final response yet.
+// A proxy sets it to cancel its branches instead (§16.10).
+func (tx *ServerTx) OnCancel(f func()) {
+	tx.mu.Lock()
+	tx.onCancel = f
+	tx.mu.Unlock()
+}
+
+// OnACK registers a function for an ACK that matches this transaction in
+// the Accepted state (an RFC 2543 peer reusing the INVITE's branch for the
+// ACK to a 2xx, RFC 6026 §7.1).
+func (tx *ServerTx) OnACK(f func(*sip.Request)) {
+	tx.mu.Lock()
+	tx.onACK = f
+	tx.mu.Unlock()
+}
+
+// Respond sends a response from the TU through the state machine.
+// Provisional responses keep the transaction open; a 2xx to INVITE moves it
+// to Accepted, where the TU retransmits the 2xx itself (§13.3.1.4) and
+// Respond passes those retransmissions on; any other final response moves
+// it to Completed, where the transaction retransmits it.
+func (tx *ServerTx) Respond(res *sip.Response) error {
+	tx.mu.Lock()
+	code := res.StatusCode
+	switch tx.state {
+	case Trying, Proceeding:
+	case Accepted:
+		if code/100 != 2 {
+			tx.mu.Unlock()
+			return ErrTerminated
+		}
+		// A 2xx retransmission from the TU.
+		err := tx.send(res)
+		tx.mu.Unlock()
+		return err
+	default:
+		tx.mu.Unlock()
+		return ErrTerminated
+	}
+	stop(&tx.timers[slotTrying])
+	tx.last = res
+	err := tx.send(res)
+	if err != nil {
+		tx.terminateLocked(ErrTransport)
+		tx.mu.Unlock()
+		return err
+	}
+	cfg := &tx.l.cfg
+	switch {
+	case code < 200:
+		tx.state = Proceeding
+	case tx.invite && code < 300:
+		tx.state = Accepted
+		tx.timers[slotTimeout] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerL)
+	case tx.invite:
+		tx.state = Completed
+		if !tx.sender.Reliable() {
+			tx.gInterval = cfg.T1
+			tx.timers[slotRetransmit] = cfg.Clock.AfterFunc(cfg.T1, tx.timerG)
+		}
+		tx.timers[slotTimeout] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerH)
+	default:
+		tx.state = Completed
+		if tx.sender.Reliable() {
+			tx.terminateLocked(nil)
+		} else {
+			tx.timers[slotRetransmit] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerJ)
+		}
+	}
+	tx.mu.Unlock()
+	return nil
+}
+
+func (tx *ServerTx) send(res *sip.Response) error {
+	if err := tx.sender.Send(res); err != nil {
+		tx.l.cfg.Logger.Debug("send response", "feature", "transaction", "code", res.StatusCode, "err", err)
+		return err
+	}
+	return nil
+}
+
+// receive handles a retransmission of the request (or a CANCEL's own
+// retransmission): the last response goes out again where the RFC says.
+func (tx *ServerTx) receive(req *sip.Request) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	switch tx.state {
+	case Proceeding, Completed:
+		if tx.last != nil {
+			tx.l.count(func(s *Stats) { s.Retransmissions++ })
+			_ = tx.send(tx.last)
+		}
+	}
+	// Trying (non-INVITE, nothing sent yet), Accepted (INVITE: absorbed,
+	// RFC 6026 §7.1), Confirmed and Terminated: absorbed.
+}
+
+// ack handles an ACK matching the transaction. It returns true when the
+// ACK was the hop-by-hop ACK to a non-2xx final response (absorbed), false
+// when the TU must see it.
+func (tx *ServerTx) ack(req *sip.Request) bool {
+	tx.mu.Lock()
+	switch tx.state {
+	case Completed:
+		tx.state = Confirmed
+		stop(&tx.timers[slotRetransmit])
+		stop(&tx.timers[slotTimeout])
+		if tx.sender.Reliable() {
+			tx.terminateLocked(nil)
+		} else {
+			tx.timers[slotRetransmit] = tx.l.cfg.Clock.AfterFunc(tx.l.cfg.T4, tx.timerI)
+		}
+		tx.mu.Unlock()
+		return true
+	case Confirmed:
+		tx.mu.Unlock()
+		return true
+	case Accepted:
+		f := tx.onACK
+		tx.mu.Unlock()
+		if f != nil {
+			f(req)
+			return true
+		}
+		return false
+	}
+	tx.mu.Unlock()
+	return false
+}
+
+// cancel is called for a CANCEL matching this INVITE transaction.
+func (tx *ServerTx) cancel() {
+	tx.mu.Lock()
+	select {
+	case <-tx.cancelled:
+		tx.mu.Unlock()
+		return
+	default:
+		close(tx.cancelled)
+	}
+	f, pending := tx.onCancel, tx.state == Proceeding
+	tx.mu.Unlock()
+	switch {
+	case f != nil:
+		f()
+	case pending:
+		_ = tx.Respond(tx.l.reply(tx.req, 487))
+	}
+}
+
+func (tx *ServerTx) timerTrying() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state != Proceeding || tx.last != nil {
+		return
+	}
+	tx.last = sip.NewResponse(tx.req, 100, "")
+	_ = tx.send(tx.last)
+}
+
+// timerG retransmits the final non-2xx response of an INVITE, doubling
+// the interval up to T2 (§17.2.1).
+func (tx *ServerTx) timerG() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state != Completed {
+		return
+	}
+	tx.l.count(func(s *Stats) { s.Retransmissions++ })
+	if err := tx.send(tx.last); err != nil {
+		tx.terminateLocked(ErrTransport)
+		return
+	}
+	tx.gInterval = min(2*tx.gInterval, tx.l.cfg.T2)
+	tx.timers[slotRetransmit] = tx.l.cfg.Clock.AfterFunc(tx.gInterval, tx.timerG)
+}
+
+// timerH: the ACK never came (§17.2.1).
+func (tx *ServerTx) timerH() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state == Completed {
+		tx.l.count(func(s *Stats) { s.Timeouts++ })
+		tx.terminateLocked(ErrTimeout)
+	}
+}
+
+// timerI ends the Confirmed state, timerJ the Completed state of a
+// non-INVITE transaction, timerL the Accepted state (RFC 6026).
+func (tx *ServerTx) timerI() { tx.terminateIf(Confirmed) }
+func (tx *ServerTx) timerJ() { tx.terminateIf(Completed) }
+func (tx *ServerTx) timerL() { tx.terminateIf(Accepted) }
+
+func (tx *ServerTx) terminateIf(s State) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state == s {
+		tx.terminateLocked(nil)
+	}
+}
+
+func (tx *ServerTx) terminateLocked(err error) {
+	if tx.state == Terminated {
+		return
+	}
+	tx.state = Terminated
+	tx.err = err
+	if err == ErrTransport {
+		tx.l.count(func(s *Stats) { s.TransportErrors++ })
+	}
+	for i := range tx.timers {
+		stop(&tx.timers[i])
+	}
+	close(tx.done)
+	tx.l.remove(tx.key, true)
+}
+
+func stop(t *Timer) {
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
+}

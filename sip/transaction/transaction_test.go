@@ -1,0 +1,582 @@
+package transaction
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hlas-voip/hlas/sip"
+)
+
+// recorder is a Sender that records what it sends, with the fake time.
+type recorder struct {
+	mu       sync.Mutex
+	clock    *FakeClock
+	reliable bool
+	fail     bool
+	sent     []sip.Message
+	at       []time.Duration
+	start    time.Time
+}
+
+func (r *recorder) Send(m sip.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return errors.New("network is down")
+	}
+	r.sent = append(r.sent, m)
+	r.at = append(r.at, r.clock.Now().Sub(r.start))
+	return nil
+}
+
+func (r *recorder) Reliable() bool { return r.reliable }
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sent)
+}
+
+func (r *recorder) last() sip.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sent) == 0 {
+		return nil
+	}
+	return r.sent[len(r.sent)-1]
+}
+
+func (r *recorder) times() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.at...)
+}
+
+func newTestLayer(reliable bool) (*Layer, *FakeClock, *recorder) {
+	clock := NewFakeClock(time.Unix(1_000_000, 0))
+	l := New(Config{Clock: clock})
+	return l, clock, &recorder{clock: clock, reliable: reliable, start: clock.Now()}
+}
+
+func mustRequest(t *testing.T, method, branch string) *sip.Request {
+	t.Helper()
+	text := method + " sip:bob@example.test SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=" + branch + "\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=f1\r\nTo: <sip:bob@example.test>\r\n" +
+		"Call-ID: call-" + branch + "\r\nCSeq: 7 " + method + "\r\nContent-Length: 0\r\n\r\n"
+	m, err := sip.ParseString(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.(*sip.Request)
+}
+
+func responseTo(req *sip.Request, code int) *sip.Response {
+	res := sip.NewResponse(req, code, "")
+	if code > 100 {
+		res.To.Params = res.To.Params.Set("tag", "t1")
+	}
+	return res
+}
+
+func codeOf(m sip.Message) int {
+	if r, ok := m.(*sip.Response); ok {
+		return r.StatusCode
+	}
+	return 0
+}
+
+func durations(ds ...float64) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = time.Duration(d * float64(time.Second))
+	}
+	return out
+}
+
+func equalDurations(a, b []time.Duration) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// --- INVITE server transaction, RFC 3261 Figure 7 and RFC 6026 Figure 7 ---
+
+func TestInviteServer(t *testing.T) {
+	t.Run("RFC3261 17.2.1 100 Trying when the TU is silent for 200 ms", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa1")
+		tx, d := l.HandleRequest(inv, rec)
+		if d != NewRequest || tx == nil {
+			t.Fatalf("disposition %v", d)
+		}
+		clock.Advance(199 * time.Millisecond)
+		if rec.count() != 0 {
+			t.Fatal("100 sent before 200 ms")
+		}
+		clock.Advance(time.Millisecond)
+		if codeOf(rec.last()) != 100 {
+			t.Fatalf("sent %v, want 100 Trying", rec.last())
+		}
+		// Retransmitted INVITE in Proceeding: the last provisional again.
+		if _, d := l.HandleRequest(inv, rec); d != Absorbed || rec.count() != 2 || codeOf(rec.last()) != 100 {
+			t.Fatalf("retransmission: %v, %d sent", d, rec.count())
+		}
+	})
+	t.Run("RFC3261 17.2.1 no 100 when the TU answered in time", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		tx, _ := l.HandleRequest(mustRequest(t, sip.INVITE, "z9hG4bKa2"), rec)
+		_ = tx.Respond(responseTo(tx.Request(), 180))
+		clock.Advance(time.Second)
+		if rec.count() != 1 || codeOf(rec.last()) != 180 {
+			t.Fatalf("sent %d messages, last %d", rec.count(), codeOf(rec.last()))
+		}
+	})
+	t.Run("RFC3261 17.2.1 Completed: Timer G retransmits up to T2, Timer H gives up", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		tx, _ := l.HandleRequest(mustRequest(t, sip.INVITE, "z9hG4bKa3"), rec)
+		if err := tx.Respond(responseTo(tx.Request(), 486)); err != nil {
+			t.Fatal(err)
+		}
+		if tx.State() != Completed {
+			t.Fatalf("state %v", tx.State())
+		}
+		clock.Advance(64 * 500 * time.Millisecond)
+		want := durations(0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5)
+		if got := rec.times(); !equalDurations(got, want) {
+			t.Errorf("486 sent at %v, want %v", got, want)
+		}
+		if tx.State() != Terminated || !errors.Is(tx.Err(), ErrTimeout) {
+			t.Fatalf("after Timer H: %v, %v", tx.State(), tx.Err())
+		}
+		if s := l.Stats(); s.ServerActive != 0 {
+			t.Fatalf("%d server transactions left", s.ServerActive)
+		}
+	})
+	t.Run("RFC3261 17.2.1 ACK moves Completed to Confirmed, Timer I ends it", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa4")
+		tx, _ := l.HandleRequest(inv, rec)
+		res := responseTo(inv, 404)
+		_ = tx.Respond(res)
+		ack := NewACK(inv, res)
+		if _, d := l.HandleRequest(ack, rec); d != Absorbed {
+			t.Fatalf("ACK to a non-2xx: %v, want Absorbed", d)
+		}
+		if tx.State() != Confirmed {
+			t.Fatalf("state %v", tx.State())
+		}
+		sent := rec.count()
+		clock.Advance(time.Second)
+		if rec.count() != sent {
+			t.Error("Timer G still retransmitting in Confirmed")
+		}
+		if _, d := l.HandleRequest(ack, rec); d != Absorbed {
+			t.Error("ACK retransmission in Confirmed not absorbed")
+		}
+		clock.Advance(4 * time.Second) // T4 = 5 s after the ACK
+		if tx.State() != Terminated || tx.Err() != nil {
+			t.Fatalf("after Timer I: %v %v", tx.State(), tx.Err())
+		}
+	})
+	t.Run("RFC6026 7.1 2xx moves to Accepted; INVITE retransmissions absorbed; Timer L", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa5")
+		tx, _ := l.HandleRequest(inv, rec)
+		ok := responseTo(inv, 200)
+		_ = tx.Respond(ok)
+		if tx.State() != Accepted {
+			t.Fatalf("state %v", tx.State())
+		}
+		if _, d := l.HandleRequest(inv, rec); d != Absorbed || rec.count() != 1 {
+			t.Fatal("INVITE retransmission in Accepted was not absorbed silently")
+		}
+		// The TU retransmits the 2xx; the transaction passes it on.
+		if err := tx.Respond(ok); err != nil || rec.count() != 2 {
+			t.Fatalf("2xx retransmission: %v", err)
+		}
+		if err := tx.Respond(responseTo(inv, 500)); err == nil {
+			t.Error("non-2xx accepted in Accepted")
+		}
+		// The ACK to a 2xx has its own branch and goes to the TU.
+		ack := mustRequest(t, sip.ACK, "z9hG4bKother")
+		if _, d := l.HandleRequest(ack, rec); d != PassACK {
+			t.Errorf("ACK to 2xx: %v, want PassACK", d)
+		}
+		clock.Advance(32 * time.Second)
+		if tx.State() != Terminated {
+			t.Fatalf("after Timer L: %v", tx.State())
+		}
+	})
+	t.Run("RFC3261 17.2.1 reliable transport: no Timer G, ACK terminates at once", func(t *testing.T) {
+		l, clock, rec := newTestLayer(true)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa6")
+		tx, _ := l.HandleRequest(inv, rec)
+		res := responseTo(inv, 603)
+		_ = tx.Respond(res)
+		clock.Advance(10 * time.Second)
+		if rec.count() != 1 {
+			t.Fatalf("%d sends over a reliable transport, want 1", rec.count())
+		}
+		l.HandleRequest(NewACK(inv, res), rec)
+		if tx.State() != Terminated {
+			t.Fatalf("state %v, want Terminated (Timer I is 0 on reliable transports)", tx.State())
+		}
+	})
+	t.Run("RFC3261 9.2 CANCEL: 200 to the CANCEL, 487 to the INVITE", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa7")
+		tx, _ := l.HandleRequest(inv, rec)
+		_ = tx.Respond(responseTo(inv, 180))
+		if _, d := l.HandleRequest(NewCANCEL(inv), rec); d != Absorbed {
+			t.Fatalf("CANCEL: %v", d)
+		}
+		select {
+		case <-tx.Cancelled():
+		default:
+			t.Fatal("Cancelled not closed")
+		}
+		var codes []string
+		for _, m := range rec.sent {
+			r := m.(*sip.Response)
+			codes = append(codes, fmt.Sprintf("%d %s", r.StatusCode, r.CSeq.Method))
+		}
+		if got := strings.Join(codes, ", "); got != "180 INVITE, 200 CANCEL, 487 INVITE" {
+			t.Fatalf("sent %s", got)
+		}
+		if tx.State() != Completed {
+			t.Fatalf("INVITE state %v, want Completed", tx.State())
+		}
+	})
+	t.Run("RFC3261 9.2 CANCEL after the final response changes nothing", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKa8")
+		tx, _ := l.HandleRequest(inv, rec)
+		_ = tx.Respond(responseTo(inv, 200))
+		l.HandleRequest(NewCANCEL(inv), rec)
+		if c := codeOf(rec.last()); c != 200 || rec.last().(*sip.Response).CSeq.Method != sip.CANCEL {
+			t.Fatalf("last sent %v", rec.last())
+		}
+	})
+	t.Run("RFC3261 9.2 CANCEL matching nothing gets 481", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		l.HandleRequest(NewCANCEL(mustRequest(t, sip.INVITE, "z9hG4bKnone")), rec)
+		if codeOf(rec.last()) != 481 {
+			t.Fatalf("sent %v", rec.last())
+		}
+	})
+	t.Run("RFC3261 17.2.4 transport error terminates", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		tx, _ := l.HandleRequest(mustRequest(t, sip.INVITE, "z9hG4bKa9"), rec)
+		rec.fail = true
+		if err := tx.Respond(responseTo(tx.Request(), 486)); err == nil {
+			t.Fatal("no error")
+		}
+		if tx.State() != Terminated || !errors.Is(tx.Err(), ErrTransport) {
+			t.Fatalf("%v %v", tx.State(), tx.Err())
+		}
+	})
+}
+
+// --- non-INVITE server transaction, RFC 3261 Figure 8 ---
+
+func TestNonInviteServer(t *testing.T) {
+	t.Run("RFC3261 17.2.2 Trying absorbs, Completed resends, Timer J ends", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		req := mustRequest(t, sip.OPTIONS, "z9hG4bKn1")
+		tx, _ := l.HandleRequest(req, rec)
+		if tx.State() != Trying {
+			t.Fatalf("state %v", tx.State())
+		}
+		l.HandleRequest(req, rec)
+		if rec.count() != 0 {
+			t.Fatal("retransmission in Trying answered")
+		}
+		_ = tx.Respond(responseTo(req, 200))
+		l.HandleRequest(req, rec)
+		if rec.count() != 2 {
+			t.Fatalf("retransmission in Completed: %d sent, want 2", rec.count())
+		}
+		clock.Advance(32*time.Second - time.Millisecond)
+		if tx.State() != Completed {
+			t.Fatal("ended before Timer J")
+		}
+		clock.Advance(time.Millisecond)
+		if tx.State() != Terminated {
+			t.Fatalf("state %v after Timer J", tx.State())
+		}
+	})
+	t.Run("RFC3261 17.2.2 Proceeding resends the provisional", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		req := mustRequest(t, sip.REGISTER, "z9hG4bKn2")
+		tx, _ := l.HandleRequest(req, rec)
+		_ = tx.Respond(responseTo(req, 100))
+		l.HandleRequest(req, rec)
+		if rec.count() != 2 || codeOf(rec.last()) != 100 || tx.State() != Proceeding {
+			t.Fatalf("%d sent, state %v", rec.count(), tx.State())
+		}
+	})
+	t.Run("RFC3261 17.2.2 reliable: Timer J is zero", func(t *testing.T) {
+		l, _, rec := newTestLayer(true)
+		tx, _ := l.HandleRequest(mustRequest(t, sip.OPTIONS, "z9hG4bKn3"), rec)
+		_ = tx.Respond(responseTo(tx.Request(), 200))
+		if tx.State() != Terminated {
+			t.Fatalf("state %v", tx.State())
+		}
+	})
+}
+
+// --- matching, RFC 3261 §17.2.3 ---
+
+func TestServerMatching(t *testing.T) {
+	l, _, rec := newTestLayer(false)
+	a := mustRequest(t, sip.OPTIONS, "z9hG4bKm1")
+	if _, d := l.HandleRequest(a, rec); d != NewRequest {
+		t.Fatal(d)
+	}
+	b := mustRequest(t, sip.OPTIONS, "z9hG4bKm1")
+	b.Via[0].Host = "192.0.2.99" // same branch, other sent-by: another transaction
+	if _, d := l.HandleRequest(b, rec); d != NewRequest {
+		t.Error("same branch from another sent-by matched")
+	}
+	c := mustRequest(t, sip.INFO, "z9hG4bKm1") // same branch, other method
+	if _, d := l.HandleRequest(c, rec); d != NewRequest {
+		t.Error("same branch with another method matched")
+	}
+	t.Run("RFC3261 17.2.3 RFC 2543 fallback without the magic cookie", func(t *testing.T) {
+		old := mustRequest(t, sip.INVITE, "oldstyle1")
+		if _, d := l.HandleRequest(old, rec); d != NewRequest {
+			t.Fatal(d)
+		}
+		again := mustRequest(t, sip.INVITE, "oldstyle1")
+		if _, d := l.HandleRequest(again, rec); d != Absorbed {
+			t.Error("RFC 2543 retransmission not matched")
+		}
+		bare := mustRequest(t, sip.INVITE, "z9hG4bK") // RFC 4475 §3.2.1
+		if _, d := l.HandleRequest(bare, rec); d != NewRequest {
+			t.Error("bare magic cookie")
+		}
+	})
+}
+
+// --- INVITE client transaction, RFC 3261 Figure 5 and RFC 6026 Figure 5 ---
+
+type collected struct {
+	mu   sync.Mutex
+	res  []int
+	errs []error
+}
+
+func (c *collected) handler(res *sip.Response, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if res != nil {
+		c.res = append(c.res, res.StatusCode)
+	}
+	if err != nil {
+		c.errs = append(c.errs, err)
+	}
+}
+
+func TestInviteClient(t *testing.T) {
+	t.Run("RFC3261 17.1.1.2 Timer A doubles, Timer B times out", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		tx, err := l.Request(mustRequest(t, sip.INVITE, "z9hG4bKc1"), rec, got.handler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(32 * time.Second)
+		want := durations(0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5)
+		if ts := rec.times(); !equalDurations(ts, want) {
+			t.Errorf("INVITE sent at %v, want %v", ts, want)
+		}
+		if tx.State() != Terminated || len(got.errs) != 1 || !errors.Is(got.errs[0], ErrTimeout) {
+			t.Fatalf("state %v, errors %v", tx.State(), got.errs)
+		}
+	})
+	t.Run("RFC3261 17.1.1.2 provisional stops Timer A; non-2xx is ACKed; Timer D", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKc2")
+		tx, _ := l.Request(inv, rec, got.handler)
+		l.HandleResponse(responseTo(inv, 180))
+		clock.Advance(10 * time.Second)
+		if rec.count() != 1 || tx.State() != Proceeding {
+			t.Fatalf("%d sends in Proceeding, state %v", rec.count(), tx.State())
+		}
+		busy := responseTo(inv, 486)
+		l.HandleResponse(busy)
+		ack, ok := rec.last().(*sip.Request)
+		if !ok || ack.Method != sip.ACK || ack.Via[0].Branch() != "z9hG4bKc2" || ack.To.Tag() != "t1" || ack.CSeq.Seq != 7 {
+			t.Fatalf("ACK %v", rec.last())
+		}
+		l.HandleResponse(busy) // retransmission: ACK again, not passed up
+		if rec.count() != 3 {
+			t.Fatalf("%d sends, want INVITE, ACK, ACK", rec.count())
+		}
+		if fmt.Sprint(got.res) != "[180 486]" {
+			t.Fatalf("TU saw %v", got.res)
+		}
+		clock.Advance(32 * time.Second)
+		if tx.State() != Terminated {
+			t.Fatalf("state %v after Timer D", tx.State())
+		}
+	})
+	t.Run("RFC6026 7.2 2xx moves to Accepted; retransmitted 2xx go to the TU; Timer M", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKc3")
+		tx, _ := l.Request(inv, rec, got.handler)
+		ok := responseTo(inv, 200)
+		l.HandleResponse(ok)
+		l.HandleResponse(ok)
+		if tx.State() != Accepted || fmt.Sprint(got.res) != "[200 200]" {
+			t.Fatalf("state %v, TU saw %v", tx.State(), got.res)
+		}
+		if rec.count() != 1 {
+			t.Error("the transaction ACKed a 2xx itself")
+		}
+		clock.Advance(32 * time.Second)
+		if tx.State() != Terminated {
+			t.Fatal("Timer M did not end Accepted")
+		}
+		if l.HandleResponse(ok) {
+			t.Error("2xx after Timer M matched a transaction")
+		}
+	})
+	t.Run("RFC3261 9.1 CANCEL waits for a provisional response", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKc4")
+		tx, _ := l.Request(inv, rec, nil)
+		tx.Cancel()
+		if rec.count() != 1 {
+			t.Fatal("CANCEL sent before any provisional response")
+		}
+		l.HandleResponse(responseTo(inv, 180))
+		c, ok := rec.last().(*sip.Request)
+		if !ok || c.Method != sip.CANCEL || c.Via[0].Branch() != inv.Via[0].Branch() {
+			t.Fatalf("sent %v", rec.last())
+		}
+		// The CANCEL's 200 belongs to the CANCEL's own transaction.
+		cancelOK := responseTo(c, 200)
+		if !l.HandleResponse(cancelOK) {
+			t.Error("200 to CANCEL matched nothing")
+		}
+		if tx.State() != Proceeding {
+			t.Error("200 to CANCEL affected the INVITE transaction")
+		}
+	})
+	t.Run("RFC3261 17.1.1.2 reliable: no retransmissions, ACK ends Completed", func(t *testing.T) {
+		l, clock, rec := newTestLayer(true)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKc5")
+		tx, _ := l.Request(inv, rec, nil)
+		clock.Advance(10 * time.Second)
+		if rec.count() != 1 {
+			t.Fatalf("%d sends over a reliable transport", rec.count())
+		}
+		l.HandleResponse(responseTo(inv, 503))
+		if tx.State() != Terminated {
+			t.Fatalf("state %v", tx.State())
+		}
+	})
+	t.Run("RFC3261 8.1.3.1 transport error", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		rec.fail = true
+		var got collected
+		tx, err := l.Request(mustRequest(t, sip.INVITE, "z9hG4bKc6"), rec, got.handler)
+		if err == nil || tx.State() != Terminated || len(got.errs) != 1 || !errors.Is(got.errs[0], ErrTransport) {
+			t.Fatalf("err %v, state %v, TU errors %v", err, tx.State(), got.errs)
+		}
+	})
+}
+
+// --- non-INVITE client transaction, RFC 3261 Figure 6 ---
+
+func TestNonInviteClient(t *testing.T) {
+	t.Run("RFC3261 17.1.2.2 Timer E doubles up to T2, Timer F times out", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		tx, _ := l.Request(mustRequest(t, sip.OPTIONS, "z9hG4bKd1"), rec, got.handler)
+		clock.Advance(32 * time.Second)
+		want := durations(0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5)
+		if ts := rec.times(); !equalDurations(ts, want) {
+			t.Errorf("sent at %v, want %v", ts, want)
+		}
+		if tx.State() != Terminated || len(got.errs) != 1 {
+			t.Fatalf("%v %v", tx.State(), got.errs)
+		}
+	})
+	t.Run("RFC3261 17.1.2.2 Proceeding retransmits every T2", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		req := mustRequest(t, sip.REGISTER, "z9hG4bKd2")
+		l.Request(req, rec, nil)
+		l.HandleResponse(responseTo(req, 100))
+		clock.Advance(9 * time.Second)
+		want := durations(0, 0.5, 4.5, 8.5)
+		if ts := rec.times(); !equalDurations(ts, want) {
+			t.Errorf("sent at %v, want %v", ts, want)
+		}
+	})
+	t.Run("RFC3261 17.1.2.2 final response; retransmissions absorbed; Timer K", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		req := mustRequest(t, sip.OPTIONS, "z9hG4bKd3")
+		tx, _ := l.Request(req, rec, got.handler)
+		ok := responseTo(req, 200)
+		l.HandleResponse(ok)
+		l.HandleResponse(ok)
+		if fmt.Sprint(got.res) != "[200]" || tx.State() != Completed {
+			t.Fatalf("TU saw %v, state %v", got.res, tx.State())
+		}
+		clock.Advance(5 * time.Second)
+		if tx.State() != Terminated {
+			t.Fatal("Timer K")
+		}
+	})
+}
+
+// TestBurstEmptiesTheTable: after thousands of transactions of every
+// kind, the table returns to zero within the RFC's timers.
+func TestBurstEmptiesTheTable(t *testing.T) {
+	l, clock, rec := newTestLayer(false)
+	for i := range 3000 {
+		branch := fmt.Sprintf("z9hG4bKburst%d", i)
+		switch i % 4 {
+		case 0:
+			inv := mustRequest(t, sip.INVITE, branch)
+			tx, _ := l.HandleRequest(inv, rec)
+			_ = tx.Respond(responseTo(inv, 200))
+		case 1:
+			inv := mustRequest(t, sip.INVITE, branch)
+			tx, _ := l.HandleRequest(inv, rec)
+			res := responseTo(inv, 486)
+			_ = tx.Respond(res)
+			if i%8 == 1 {
+				l.HandleRequest(NewACK(inv, res), rec)
+			}
+		case 2:
+			req := mustRequest(t, sip.MESSAGE, branch)
+			tx, _ := l.HandleRequest(req, rec)
+			_ = tx.Respond(responseTo(req, 202))
+		case 3:
+			req := mustRequest(t, sip.OPTIONS, branch)
+			l.Request(req, rec, nil)
+			if i%8 == 3 {
+				l.HandleResponse(responseTo(req, 200))
+			}
+		}
+	}
+	if s := l.Stats(); s.ServerActive+s.ClientActive == 0 {
+		t.Fatal("nothing active during the burst")
+	}
+	clock.Advance(64*500*time.Millisecond + 5*time.Second)
+	if s := l.Stats(); s.ServerActive != 0 || s.ClientActive != 0 {
+		t.Fatalf("left: %+v", s)
+	}
+	if clock.Pending() != 0 {
+		t.Fatalf("%d timers still pending", clock.Pending())
+	}
+}
