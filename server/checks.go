@@ -42,8 +42,8 @@ func (s *Server) sanity(next Handler) Handler {
 // without a user part whose host is one of the server's domains or
 // addresses. Here the server is the UAS (RFC 3261 §8.2): Require is checked
 // (420), OPTIONS is answered (§11.2), unknown methods get 501 and known
-// ones it does not serve 405, both with Allow. ACK is absorbed and CANCEL,
-// which matches no transaction, gets 481 (§9.2).
+// ones it does not serve 405, both with Allow. ACK is absorbed. (CANCEL
+// never gets here: the transaction layer answers it, §9.2.)
 func (s *Server) localUAS(next Handler) Handler {
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
 		if req.URI.User != "" || !req.URI.IsSIP() || !s.self.isSelf(&req.URI) {
@@ -53,13 +53,11 @@ func (s *Server) localUAS(next Handler) Handler {
 		if req.Method == sip.ACK {
 			return
 		}
-		if req.Method != sip.CANCEL {
-			if bad := s.unsupported(req, "Require"); len(bad) > 0 {
-				res := s.response(req, 420, "")
-				res.Add("Unsupported", strings.Join(bad, ", "))
-				_ = tx.Respond(res)
-				return
-			}
+		if bad := s.unsupported(req, "Require"); len(bad) > 0 {
+			res := s.response(req, 420, "")
+			res.Add("Unsupported", strings.Join(bad, ", "))
+			_ = tx.Respond(res)
+			return
 		}
 		switch req.Method {
 		case sip.OPTIONS:
@@ -70,8 +68,6 @@ func (s *Server) localUAS(next Handler) Handler {
 			res.Add("Accept-Language", "en")
 			res.Add("Supported", strings.Join(s.supported, ", "))
 			_ = tx.Respond(res)
-		case sip.CANCEL:
-			s.answer(tx, req, 481, "")
 		default:
 			if sip.IsKnownMethod(req.Method) {
 				s.answerAllow(tx, req, 405)
@@ -84,8 +80,7 @@ func (s *Server) localUAS(next Handler) Handler {
 
 // proxyCheck applies the proxy's request validation (RFC 3261 §16.3) to
 // requests that are to be routed on: Max-Forwards 0 gets 483 (step 3) and
-// an unsupported Proxy-Require gets 420 (step 5). ACK is never answered;
-// CANCEL matches no transaction and gets 481.
+// an unsupported Proxy-Require gets 420 (step 5). ACK is never answered.
 func (s *Server) proxyCheck(next Handler) Handler {
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
 		if req.Method == sip.ACK {
@@ -95,16 +90,10 @@ func (s *Server) proxyCheck(next Handler) Handler {
 			s.answer(tx, req, 483, "")
 			return
 		}
-		if req.Method != sip.CANCEL {
-			if bad := s.unsupported(req, "Proxy-Require"); len(bad) > 0 {
-				res := s.response(req, 420, "")
-				res.Add("Unsupported", strings.Join(bad, ", "))
-				_ = tx.Respond(res)
-				return
-			}
-		}
-		if req.Method == sip.CANCEL {
-			s.answer(tx, req, 481, "")
+		if bad := s.unsupported(req, "Proxy-Require"); len(bad) > 0 {
+			res := s.response(req, 420, "")
+			res.Add("Unsupported", strings.Join(bad, ", "))
+			_ = tx.Respond(res)
 			return
 		}
 		next.ServeSIP(ctx, tx, req)

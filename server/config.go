@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,11 @@ type Config struct {
 	// request had carried rport (RFC 3581) — for clients behind NAT that
 	// forget it. Off by default: RFC 3261 §18.2.2 sends to the sent-by port.
 	ForceRPort bool `yaml:"force_rport"`
+	// T1, T2 and T4 are the transaction timers of RFC 3261 §17.1.1.1.
+	// Defaults 500ms, 4s and 5s.
+	T1 time.Duration `yaml:"t1"`
+	T2 time.Duration `yaml:"t2"`
+	T4 time.Duration `yaml:"t4"`
 	// ServerName is the Server header value. Default "hlas/<version>".
 	ServerName string `yaml:"server_name"`
 }
@@ -108,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 4096
+	}
+	if c.Workers == 0 {
+		c.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	if c.ServerName == "" {
 		c.ServerName = "hlas/" + Version

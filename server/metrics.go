@@ -1,6 +1,10 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hlas-voip/hlas/sip/transaction"
+)
 
 // metrics are the server's own counters, namespace hlas, subsystem server.
 type metrics struct {
@@ -9,7 +13,7 @@ type metrics struct {
 	dropped   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, queueLen func() float64, txl *transaction.Layer) *metrics {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "hlas", Subsystem: "server", Name: "messages_received_total",
@@ -28,6 +32,22 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "hlas", Subsystem: "server", Name: "queue_length",
 			Help: "Messages waiting for a worker.",
-		}, queueLen))
+		}, queueLen),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "hlas", Subsystem: "transaction", Name: "server_active",
+			Help: "Server transactions in the table.",
+		}, func() float64 { return float64(txl.Stats().ServerActive) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "hlas", Subsystem: "transaction", Name: "client_active",
+			Help: "Client transactions in the table.",
+		}, func() float64 { return float64(txl.Stats().ClientActive) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "transaction", Name: "retransmissions_total",
+			Help: "Messages retransmitted or re-sent for retransmitted requests.",
+		}, func() float64 { return float64(txl.Stats().Retransmissions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "transaction", Name: "timeouts_total",
+			Help: "Transactions ended by a timeout (Timer B, F or H).",
+		}, func() float64 { return float64(txl.Stats().Timeouts) }))
 	return m
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
 
@@ -39,7 +39,8 @@ type Server struct {
 	reg     *prometheus.Registry
 	met     *metrics
 
-	queue   chan *transport.Packet
+	txl     *transaction.Layer
+	queues  []chan work // one per worker; a call's messages share one
 	workers sync.WaitGroup
 	bufs    sync.Pool
 	secret  uint64 // salts stateless To tags
@@ -71,18 +72,23 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 4 * runtime.GOMAXPROCS(0)
-	}
 	s := &Server{
 		cfg:    cfg,
 		log:    log.With("feature", "server"),
 		reg:    prometheus.NewRegistry(),
-		queue:  make(chan *transport.Packet, cfg.QueueSize),
 		secret: uint64(time.Now().UnixNano()),
+		txl: transaction.New(transaction.Config{
+			T1: cfg.T1, T2: cfg.T2, T4: cfg.T4,
+			Logger: log.With("feature", "transaction"),
+		}),
+	}
+	per := max(cfg.QueueSize/cfg.Workers, 1)
+	s.queues = make([]chan work, cfg.Workers)
+	for i := range s.queues {
+		s.queues[i] = make(chan work, per)
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
-	s.met = newMetrics(s.reg, func() float64 { return float64(len(s.queue)) })
+	s.met = newMetrics(s.reg, s.queued, s.txl)
 
 	tcfg := transport.Config{
 		MaxMessageSize:    cfg.MaxMessageSize,
@@ -138,9 +144,9 @@ func (s *Server) Start() error {
 		s.addrs = append(s.addrs, Addr{Proto: strings.ToUpper(l.Proto), Addr: ap})
 	}
 	s.self = newSelfAddrs(s.cfg.Domains, s.addrs)
-	for i := 0; i < s.cfg.Workers; i++ {
+	for _, q := range s.queues {
 		s.workers.Add(1)
-		go s.work()
+		go s.work(q)
 	}
 	if s.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
@@ -205,7 +211,9 @@ func (s *Server) shutdownLocked() error {
 	// After the transport has closed no reader calls enqueue any more, so
 	// the queue can be closed and drained.
 	err := s.tm.Close()
-	close(s.queue)
+	for _, q := range s.queues {
+		close(q)
+	}
 	s.workers.Wait()
 	s.log.Info("stopped")
 	return err
@@ -222,56 +230,99 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// enqueue is the transport's handler: it never blocks. When the queue is
-// full the request is answered 503 with Retry-After right here (parsing is
-// cheap next to queueing), and anything else is dropped and counted.
-func (s *Server) enqueue(p *transport.Packet) {
-	select {
-	case s.queue <- p:
-	default:
-		s.met.dropped.WithLabelValues("overload").Inc()
-		msg, err := sip.Parse(p.Data)
-		req, ok := msg.(*sip.Request)
-		if err != nil || !ok || req.Method == sip.ACK || len(req.Via) == 0 {
-			return
-		}
-		s.stampVia(req, p)
-		res := s.response(req, 503, "")
-		res.Add("Retry-After", "5")
-		_ = s.send(p, res)
-	}
+// work is one received message, parsed in the reader goroutine so that
+// it can be routed to the worker that owns its call.
+type work struct {
+	p   *transport.Packet
+	msg sip.Message
+	err error
 }
 
-func (s *Server) work() {
+// enqueue is the transport's handler: it never blocks. It parses the
+// message (cheap next to queueing) and queues it for the worker chosen by
+// its Call-ID, so the messages of one call are processed in arrival order
+// (a CANCEL never overtakes its INVITE). When that queue is full a request
+// is answered 503 with Retry-After right here, and anything else is
+// dropped and counted.
+func (s *Server) enqueue(p *transport.Packet) {
+	msg, err := sip.Parse(p.Data)
+	q := s.queues[0]
+	if msg != nil {
+		q = s.queues[shard(msg.Head().CallID, len(s.queues))]
+	}
+	select {
+	case q <- work{p, msg, err}:
+		return
+	default:
+	}
+	s.met.dropped.WithLabelValues("overload").Inc()
+	req, ok := msg.(*sip.Request)
+	if err != nil || !ok || req.Method == sip.ACK || len(req.Via) == 0 {
+		return
+	}
+	s.stampVia(req, p)
+	res := s.response(req, 503, "")
+	res.Add("Retry-After", "5")
+	_ = s.send(p, res)
+}
+
+// shard maps a Call-ID to a worker (FNV-1a).
+func shard(callID string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(callID); i++ {
+		h ^= uint32(callID[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+func (s *Server) queued() float64 {
+	n := 0
+	for _, q := range s.queues {
+		n += len(q)
+	}
+	return float64(n)
+}
+
+func (s *Server) work(q chan work) {
 	defer s.workers.Done()
 	ctx := context.Background()
-	for p := range s.queue {
-		s.process(ctx, p)
+	for w := range q {
+		s.process(ctx, w)
 	}
 }
 
-// process parses one message and runs a request through the chain.
-func (s *Server) process(ctx context.Context, p *transport.Packet) {
-	msg, err := sip.Parse(p.Data)
+// process runs one message: requests through the transaction layer and the
+// handler chain, responses to their client transaction.
+func (s *Server) process(ctx context.Context, w work) {
+	p, msg, err := w.p, w.msg, w.err
 	if err != nil || p.Oversize || p.BadFraming != "" {
 		s.reject(p, msg, err)
 		return
 	}
 	switch m := msg.(type) {
 	case *sip.Response:
-		// No client transactions exist yet, so every response is stray
-		// (RFC 3261 §18.1.2): dropped.
 		s.met.received.WithLabelValues("response", "").Inc()
-		s.met.dropped.WithLabelValues("stray_response").Inc()
+		if !s.txl.HandleResponse(m) {
+			// A response matching no client transaction is stray
+			// (RFC 3261 §18.1.2): dropped.
+			s.met.dropped.WithLabelValues("stray_response").Inc()
+		}
 	case *sip.Request:
 		s.met.received.WithLabelValues("request", methodLabel(m.Method)).Inc()
+		s.stampVia(m, p)
 		if p.Proto == transport.UDP && len(p.Data) > s.cfg.MaxMessageSize {
-			s.stampVia(m, p)
 			s.reply(p, m, 513, "")
 			return
 		}
-		s.stampVia(m, p)
-		s.handler.ServeSIP(ctx, &statelessTx{s: s, p: p}, m)
+		tx, disp := s.txl.HandleRequest(m, &packetSender{s: s, p: p})
+		switch disp {
+		case transaction.NewRequest:
+			s.handler.ServeSIP(ctx, &serverTx{tx: tx, p: p}, m)
+		case transaction.PassACK:
+			// The ACK to a 2xx belongs to a dialog; nothing here has
+			// dialogs yet, so it ends here (ACK is never answered).
+		}
 	}
 }
 
@@ -448,15 +499,32 @@ func responseTarget(res *sip.Response, p *transport.Packet, forceRPort bool, def
 	return netip.AddrPortFrom(addr, uint16(port))
 }
 
-// statelessTx answers without transaction state.
-type statelessTx struct {
+// packetSender sends a transaction's responses back the way its request
+// came (RFC 3261 §18.2.2).
+type packetSender struct {
 	s *Server
 	p *transport.Packet
 }
 
-func (t *statelessTx) Respond(res *sip.Response) error { return t.s.send(t.p, res) }
-func (t *statelessTx) Source() netip.AddrPort          { return t.p.Remote }
-func (t *statelessTx) Transport() string               { return t.p.Proto }
+func (ps *packetSender) Send(m sip.Message) error {
+	res, ok := m.(*sip.Response)
+	if !ok {
+		return errors.New("server: a server transaction sends responses only")
+	}
+	return ps.s.send(ps.p, res)
+}
+
+func (ps *packetSender) Reliable() bool { return ps.p.Conn != nil }
+
+// serverTx adapts a transaction.ServerTx to the handler chain's ServerTx.
+type serverTx struct {
+	tx *transaction.ServerTx
+	p  *transport.Packet
+}
+
+func (t *serverTx) Respond(res *sip.Response) error { return t.tx.Respond(res) }
+func (t *serverTx) Source() netip.AddrPort          { return t.p.Remote }
+func (t *serverTx) Transport() string               { return t.p.Proto }
 
 // methodLabel bounds the method label of metrics: unknown methods share one.
 func methodLabel(m string) string {

@@ -485,3 +485,42 @@ func TestOverloadAnswers503(t *testing.T) {
 		t.Fatalf("got %v, want 503 with Retry-After", res)
 	}
 }
+
+// TestTransactions: requests run through the transaction layer, so a
+// retransmission gets the same response again and the handler runs once.
+func TestTransactions(t *testing.T) {
+	srv := startServer(t, Config{})
+	a := srv.addr(t, "UDP", false)
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	inv := request("INVITE", "sip:bob@elsewhere.test", "c.invalid", "")
+	var tags []string
+	for range 2 {
+		if _, err := c.WriteToUDPAddrPort([]byte(inv), a); err != nil {
+			t.Fatal(err)
+		}
+		res := readResponse(t, c, 5*time.Second)
+		if res == nil || res.StatusCode != 404 {
+			t.Fatalf("got %v, want 404", res)
+		}
+		tags = append(tags, res.To.Tag())
+	}
+	if tags[0] != tags[1] {
+		t.Errorf("retransmission answered with another To tag: %v", tags)
+	}
+	if st := srv.txl.Stats(); st.ServerCreated != 1 || st.Retransmissions != 1 {
+		t.Errorf("stats %+v, want one transaction and one retransmission", st)
+	}
+	// RFC 3261 §17.2.1: the ACK to the 404 is absorbed by the transaction.
+	ack := strings.Replace(strings.Replace(inv, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
+	ack = strings.Replace(ack, "To: <sip:bob@elsewhere.test>", "To: <sip:bob@elsewhere.test>;tag="+tags[0], 1)
+	if _, err := c.WriteToUDPAddrPort([]byte(ack), a); err != nil {
+		t.Fatal(err)
+	}
+	if res := readResponse(t, c, 200*time.Millisecond); res != nil {
+		t.Fatalf("ACK answered: %d", res.StatusCode)
+	}
+}
