@@ -166,10 +166,25 @@ type Field struct {
 // matches reports whether the field has the given canonical name (or, for
 // unknown headers, the same name ignoring case).
 func (f *Field) matches(canon string, known bool) bool {
-	if known {
-		return f.canon == canon
+	if f.canon != "" {
+		return known && f.canon == canon
 	}
-	return f.canon == "" && strings.EqualFold(f.Name, canon)
+	if known {
+		// A Field built as a literal has no cached canonical name.
+		return CanonicalName(f.Name) == canon
+	}
+	return strings.EqualFold(f.Name, canon)
+}
+
+// canonical returns the canonical name of a known header, or "".
+func (f *Field) canonical() string {
+	if f.canon != "" {
+		return f.canon
+	}
+	if i := lookupName(f.Name); i >= 0 {
+		return headerNames[i].name
+	}
+	return ""
 }
 
 // CSeq is the CSeq header field (RFC 3261 §20.16).
@@ -302,9 +317,13 @@ func (h *Header) renderHot(k kind) string {
 			b = h.Via[0].AppendTo(b)
 		}
 	case kFrom:
-		b = h.From.AppendTo(b)
+		if !h.From.IsZero() {
+			b = h.From.AppendTo(b)
+		}
 	case kTo:
-		b = h.To.AppendTo(b)
+		if !h.To.IsZero() {
+			b = h.To.AppendTo(b)
+		}
 	case kCallID:
 		return h.CallID
 	case kCSeq:

@@ -72,7 +72,7 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	r.From, r.To, r.CallID, r.CSeq = req.From, req.To, req.CallID, req.CSeq
 	r.MaxForwards = -1
 	for _, f := range req.Fields {
-		switch f.canon {
+		switch f.canonical() {
 		case "Via", "From", "To", "Call-ID", "CSeq":
 			r.Fields = append(r.Fields, f)
 		case "Timestamp":

@@ -293,7 +293,10 @@ func paramsEqual(a, b Params, must []string) bool {
 		}
 	}
 	eq := true
-	a.Each(func(name, av string, _ bool) bool {
+	a.Each(func(name, _ string, _ bool) bool {
+		// A repeated name compares by its first value, as Get reads it, so
+		// that Equal stays reflexive and symmetric.
+		av, _ := a.Get(name)
 		if bv, ok := b.Get(name); ok && !strings.EqualFold(Unescape(av), Unescape(bv)) {
 			eq = false
 		}

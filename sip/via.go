@@ -72,7 +72,8 @@ func (v *Via) parse(s string, strict bool) error {
 		}
 	}
 	v.Host = s[:i]
-	s = trimLWS(s[i:])
+	rest := s[i:]
+	s = trimLWS(rest)
 	if len(s) > 0 && s[0] == ':' {
 		s = trimLWS(s[1:])
 		j := 0
@@ -84,12 +85,19 @@ func (v *Via) parse(s string, strict bool) error {
 			return errVia
 		}
 		v.Port = int(p)
-		s = trimLWS(s[j:])
+		rest = s[j:]
+		s = trimLWS(rest)
 	}
 	if s == "" {
 		return nil
 	}
 	if !strict {
+		if s[0] != ';' {
+			// Keep the white space before the junk, so that the Via of a
+			// 400 equals the request's (RFC 3261 §8.2.6.2) instead of
+			// gluing the junk to the sent-by.
+			s = strings.TrimRight(rest, " \t\r\n")
+		}
 		v.Params = Params(s)
 		return nil
 	}
