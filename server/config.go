@@ -51,6 +51,11 @@ type Config struct {
 	// QueueSize bounds messages waiting for a worker; beyond it requests get
 	// 503 with Retry-After. Default 4096.
 	QueueSize int `yaml:"queue_size"`
+	// MaxTransactions bounds the server transactions alive at once (each
+	// waits up to 32 s after its final response to absorb retransmissions,
+	// about 1 KiB apiece); beyond it new requests get 503 with Retry-After.
+	// Default 1000000.
+	MaxTransactions int `yaml:"max_transactions"`
 	// ForceRPort sends every UDP response to the source port, as if the
 	// request had carried rport (RFC 3581) — for clients behind NAT that
 	// forget it. Off by default: RFC 3261 §18.2.2 sends to the sent-by port.
@@ -111,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 10000
+	}
+	if c.MaxTransactions == 0 {
+		c.MaxTransactions = 1000000
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 4096
@@ -183,8 +191,8 @@ func (c Config) Validate() error {
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 1<<24 {
 		return fmt.Errorf("config max_message_size %d: want 1024..16777216", c.MaxMessageSize)
 	}
-	if c.Workers < 0 || c.QueueSize < 0 || c.MaxConns < 0 || c.MaxConnsPerSource < 0 {
-		return errors.New("config: workers, queue_size, max_conns and max_conns_per_source must not be negative")
+	if c.Workers < 0 || c.QueueSize < 0 || c.MaxConns < 0 || c.MaxConnsPerSource < 0 || c.MaxTransactions < 0 {
+		return errors.New("config: workers, queue_size, max_conns, max_conns_per_source and max_transactions must not be negative")
 	}
 	for _, d := range c.Domains {
 		if d == "" || strings.ContainsAny(d, " :;@<>") {

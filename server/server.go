@@ -315,7 +315,16 @@ func (s *Server) process(ctx context.Context, w work) {
 			s.reply(p, m, 513, "")
 			return
 		}
-		tx, disp := s.txl.HandleRequest(m, &packetSender{s: s, p: p})
+		if m.Method != sip.ACK && m.Method != sip.CANCEL {
+			if n, _ := s.txl.Len(); n >= s.cfg.MaxTransactions {
+				s.met.dropped.WithLabelValues("overload").Inc()
+				res := s.response(m, 503, "")
+				res.Add("Retry-After", "5")
+				_ = s.send(p, res)
+				return
+			}
+		}
+		tx, disp := s.txl.HandleRequest(m, s.senderFor(p, m.Via))
 		switch disp {
 		case transaction.NewRequest:
 			s.handler.ServeSIP(ctx, &serverTx{tx: tx, p: p}, m)
@@ -430,56 +439,92 @@ func (s *Server) reply(p *transport.Packet, req *sip.Request, code int, reason s
 	_ = s.send(p, s.response(req, code, reason))
 }
 
-// send writes a response back the way RFC 3261 §18.2.2 and RFC 3581 say:
-// on the connection the request came on when it is still open; over UDP to
-// the received address (or sent-by host) and to the rport (with a value),
-// or else the sent-by port, default 5060; from the socket the request
-// arrived on.
+// send writes a stateless response back the way its request came.
 func (s *Server) send(p *transport.Packet, res *sip.Response) error {
-	bp := s.bufs.Get().(*[]byte)
-	buf := res.AppendTo((*bp)[:0])
-	defer func() {
-		if cap(buf) <= 64<<10 {
-			*bp = buf[:0]
-			s.bufs.Put(bp)
-		}
-	}()
-	s.met.responses.WithLabelValues(strconv.Itoa(res.StatusCode)).Inc()
-	var err error
-	if p.Conn != nil {
-		if err = p.Conn.Write(buf); err == nil {
-			return nil
-		}
-		// The connection is gone: open a new one to the received address
-		// and the sent-by port (§18.2.2).
-		err = s.tm.WriteTo(p.Proto, netip.AddrPort{}, responseTarget(res, p, false, 5061*boolInt(p.Proto == transport.TLS)), buf)
-	} else {
-		err = s.tm.WriteTo(transport.UDP, p.Local, responseTarget(res, p, s.cfg.ForceRPort, 0), buf)
+	return s.senderFor(p, res.Via).Send(res)
+}
+
+// senderFor fixes where the responses to a request go, per RFC 3261
+// §18.2.2 and RFC 3581: on the connection the request came on while it is
+// open (else a new connection to the received address and the sent-by
+// port); over UDP to the received address (or sent-by host) and to the
+// rport (with a value), or else the sent-by port, default 5060, from the
+// socket the request arrived on. vias is the request's (stamped) Via list.
+func (s *Server) senderFor(p *transport.Packet, vias []sip.Via) *packetSender {
+	ps := &packetSender{s: s, proto: p.Proto, local: p.Local, remote: p.Remote, conn: p.Conn}
+	var top *sip.Via
+	if len(vias) > 0 {
+		top = &vias[0]
 	}
-	if err != nil {
-		s.met.dropped.WithLabelValues("send_error").Inc()
-		s.log.Debug("send response", "to", p.Remote, "err", err)
+	if p.Conn != nil {
+		def := 5060
+		if p.Proto == transport.TLS {
+			def = 5061
+		}
+		ps.dst = responseTarget(top, p.Remote, false, def)
+	} else {
+		ps.dst = responseTarget(top, p.Remote, s.cfg.ForceRPort, 5060)
+	}
+	return ps
+}
+
+// packetSender sends the responses of one request. It keeps only the
+// addresses, not the request, so a transaction waiting 32 s in Completed
+// holds nothing but its response bytes.
+type packetSender struct {
+	s      *Server
+	proto  string
+	local  netip.AddrPort
+	remote netip.AddrPort
+	conn   *transport.Conn
+	dst    netip.AddrPort
+}
+
+// Send encodes and sends a response.
+func (ps *packetSender) Send(m sip.Message) error {
+	if _, ok := m.(*sip.Response); !ok {
+		return errors.New("server: a server transaction sends responses only")
+	}
+	bp := ps.s.bufs.Get().(*[]byte)
+	buf := m.AppendTo((*bp)[:0])
+	err := ps.SendWire(buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		ps.s.bufs.Put(bp)
 	}
 	return err
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// SendWire sends an encoded response.
+func (ps *packetSender) SendWire(b []byte) error {
+	if len(b) >= 12 {
+		ps.s.met.responses.WithLabelValues(string(b[8:11])).Inc()
 	}
-	return 0
+	var err error
+	if ps.conn != nil {
+		if err = ps.conn.Write(b); err == nil {
+			return nil
+		}
+		err = ps.s.tm.WriteTo(ps.proto, netip.AddrPort{}, ps.dst, b)
+	} else {
+		err = ps.s.tm.WriteTo(transport.UDP, ps.local, ps.dst, b)
+	}
+	if err != nil {
+		ps.s.met.dropped.WithLabelValues("send_error").Inc()
+		ps.s.log.Debug("send response", "to", ps.dst, "err", err)
+	}
+	return err
 }
 
-// responseTarget picks the destination of a response from its top Via.
-func responseTarget(res *sip.Response, p *transport.Packet, forceRPort bool, defPort int) netip.AddrPort {
-	if defPort == 0 {
-		defPort = 5060
+// Reliable reports a stream transport.
+func (ps *packetSender) Reliable() bool { return ps.conn != nil }
+
+// responseTarget picks the destination of a response from the top Via.
+func responseTarget(v *sip.Via, src netip.AddrPort, forceRPort bool, defPort int) netip.AddrPort {
+	if v == nil {
+		return src
 	}
-	if len(res.Via) == 0 {
-		return p.Remote
-	}
-	v := &res.Via[0]
-	addr := p.Remote.Addr()
+	addr := src.Addr()
 	if r := v.Received(); r != "" {
 		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
 			addr = a.Unmap()
@@ -491,30 +536,13 @@ func responseTarget(res *sip.Response, p *transport.Packet, forceRPort bool, def
 	if rp, ok := v.RPort(); ok && rp != 0 {
 		port = rp
 	} else if forceRPort {
-		port = int(p.Remote.Port())
+		port = int(src.Port())
 	}
 	if port == 0 {
 		port = defPort
 	}
 	return netip.AddrPortFrom(addr, uint16(port))
 }
-
-// packetSender sends a transaction's responses back the way its request
-// came (RFC 3261 §18.2.2).
-type packetSender struct {
-	s *Server
-	p *transport.Packet
-}
-
-func (ps *packetSender) Send(m sip.Message) error {
-	res, ok := m.(*sip.Response)
-	if !ok {
-		return errors.New("server: a server transaction sends responses only")
-	}
-	return ps.s.send(ps.p, res)
-}
-
-func (ps *packetSender) Reliable() bool { return ps.p.Conn != nil }
 
 // serverTx adapts a transaction.ServerTx to the handler chain's ServerTx.
 type serverTx struct {

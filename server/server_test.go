@@ -524,3 +524,23 @@ func TestTransactions(t *testing.T) {
 		t.Fatalf("ACK answered: %d", res.StatusCode)
 	}
 }
+
+// TestTransactionCeiling: beyond max_transactions new requests get 503.
+func TestTransactionCeiling(t *testing.T) {
+	srv := startServer(t, Config{MaxTransactions: 2})
+	a := srv.addr(t, "UDP", false)
+	var codes []int
+	for range 3 {
+		res := udpExchange(t, a, request("OPTIONS", "sip:"+a.String(), "c.invalid", ""), 5*time.Second)
+		if res == nil {
+			t.Fatal("no response")
+		}
+		codes = append(codes, res.StatusCode)
+		if res.StatusCode == 503 && res.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+	}
+	if fmt.Sprint(codes) != "[200 200 503]" {
+		t.Fatalf("codes %v, want [200 200 503]", codes)
+	}
+}

@@ -29,10 +29,11 @@ sipp -sf test/interop/testdata/options.xml -t "$transport" -r "$rate" -m "$calls
 	127.0.0.1:"$port" >"$work/sipp.out" 2>&1 || status=$?
 t1=$(date +%s.%N)
 cpu1=$(cpu)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 failed=$(tail -n1 "$work/stat.csv" | awk -F';' '{print $18}')   # FailedCall(C)
 ok=$(tail -n1 "$work/stat.csv" | awk -F';' '{print $16}')       # SuccessfulCall(C)
 awk -v c="$calls" -v ok="$ok" -v f="$failed" -v a="$t0" -v b="$t1" -v u0="$cpu0" -v u1="$cpu1" -v hz="$ticks" \
-	-v r="$rate" -v tr="$transport" -v st="$status" 'BEGIN {
+	-v r="$rate" -v tr="$transport" -v st="$status" -v rss="$rss" 'BEGIN {
 	el = b - a; cpu = (u1 - u0) / hz
-	printf "transport=%s target_rate=%d calls=%d successful=%s failed=%s elapsed=%.2fs achieved=%.0f/s server_cpu=%.2fs (%.0f%% of one core) sipp_exit=%d\n",
-		tr, r, c, ok, f, el, ok / el, cpu, 100 * cpu / el, st }'
+	printf "transport=%s target_rate=%d calls=%d successful=%s failed=%s elapsed=%.2fs achieved=%.0f/s server_cpu=%.2fs (%.0f%% of one core) peak_rss=%.0fMiB sipp_exit=%d\n",
+		tr, r, c, ok, f, el, ok / el, cpu, 100 * cpu / el, rss / 1024, st }'

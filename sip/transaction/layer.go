@@ -29,6 +29,16 @@ type Sender interface {
 	Reliable() bool
 }
 
+// WireSender is a Sender that can also send an encoded message. A server
+// transaction whose Sender implements it keeps only the bytes of its final
+// response while it waits in Completed (Timers G/H, J), not the request
+// and response objects: that wait is 32 s, and under load most live
+// transactions are in it.
+type WireSender interface {
+	Sender
+	SendWire(b []byte) error
+}
+
 // Config holds the timer values of a Layer. Zero fields take the defaults
 // of RFC 3261 §17.1.1.1 and Table 4.
 type Config struct {
@@ -115,6 +125,13 @@ func (l *Layer) Stats() Stats {
 	s := l.stats
 	s.ServerActive, s.ClientActive = len(l.server), len(l.client)
 	return s
+}
+
+// Len returns the number of server and client transactions in the table.
+func (l *Layer) Len() (server, client int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.server), len(l.client)
 }
 
 func (l *Layer) count(f func(*Stats)) {

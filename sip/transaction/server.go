@@ -38,6 +38,7 @@ type ServerTx struct {
 	mu        sync.Mutex
 	state     State
 	last      *sip.Response // last response sent, for retransmission
+	wire      []byte        // or its bytes, when the sender is a WireSender
 	timers    [3]Timer      // G/J, H/L, trying; I reuses slot 0
 	gInterval time.Duration // current Timer G interval
 	onCancel  func()
@@ -83,8 +84,15 @@ func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
 	return tx, true
 }
 
-// Request returns the request that created the transaction.
-func (tx *ServerTx) Request() *sip.Request { return tx.req }
+// Request returns the request that created the transaction. Once a
+// transaction whose Sender is a WireSender has sent a non-2xx final
+// response it lets go of the request (to keep the 32 s wait of the
+// Completed state cheap) and Request returns nil.
+func (tx *ServerTx) Request() *sip.Request {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.req
+}
 
 // State returns the current state.
 func (tx *ServerTx) State() State {
@@ -151,7 +159,15 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 	}
 	stop(&tx.timers[slotTrying])
 	tx.last = res
-	err := tx.send(res)
+	var err error
+	if ws, ok := tx.sender.(WireSender); ok && code >= 200 && !(tx.invite && code < 300) {
+		// Final response that the transaction itself may retransmit:
+		// keep its bytes only.
+		tx.wire, tx.last, tx.req = res.AppendTo(nil), nil, nil
+		err = ws.SendWire(tx.wire)
+	} else {
+		err = tx.send(res)
+	}
 	if err != nil {
 		tx.terminateLocked(ErrTransport)
 		tx.mu.Unlock()
@@ -191,6 +207,14 @@ func (tx *ServerTx) send(res *sip.Response) error {
 	return nil
 }
 
+// resend sends the last response again.
+func (tx *ServerTx) resend() error {
+	if tx.wire != nil {
+		return tx.sender.(WireSender).SendWire(tx.wire)
+	}
+	return tx.send(tx.last)
+}
+
 // receive handles a retransmission of the request (or a CANCEL's own
 // retransmission): the last response goes out again where the RFC says.
 func (tx *ServerTx) receive(req *sip.Request) {
@@ -198,9 +222,9 @@ func (tx *ServerTx) receive(req *sip.Request) {
 	defer tx.mu.Unlock()
 	switch tx.state {
 	case Proceeding, Completed:
-		if tx.last != nil {
+		if tx.last != nil || tx.wire != nil {
 			tx.l.count(func(s *Stats) { s.Retransmissions++ })
-			_ = tx.send(tx.last)
+			_ = tx.resend()
 		}
 	}
 	// Trying (non-INVITE, nothing sent yet), Accepted (INVITE: absorbed,
@@ -250,20 +274,20 @@ func (tx *ServerTx) cancel() {
 	default:
 		close(tx.cancelled)
 	}
-	f, pending := tx.onCancel, tx.state == Proceeding
+	f, pending, req := tx.onCancel, tx.state == Proceeding, tx.req
 	tx.mu.Unlock()
 	switch {
 	case f != nil:
 		f()
-	case pending:
-		_ = tx.Respond(tx.l.reply(tx.req, 487))
+	case pending && req != nil:
+		_ = tx.Respond(tx.l.reply(req, 487))
 	}
 }
 
 func (tx *ServerTx) timerTrying() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if tx.state != Proceeding || tx.last != nil {
+	if tx.state != Proceeding || tx.last != nil || tx.req == nil {
 		return
 	}
 	tx.last = sip.NewResponse(tx.req, 100, "")
@@ -279,7 +303,7 @@ func (tx *ServerTx) timerG() {
 		return
 	}
 	tx.l.count(func(s *Stats) { s.Retransmissions++ })
-	if err := tx.send(tx.last); err != nil {
+	if err := tx.resend(); err != nil {
 		tx.terminateLocked(ErrTransport)
 		return
 	}

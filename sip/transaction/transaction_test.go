@@ -580,3 +580,42 @@ func TestBurstEmptiesTheTable(t *testing.T) {
 		t.Fatalf("%d timers still pending", clock.Pending())
 	}
 }
+
+// wireRecorder is a recorder that also takes encoded messages.
+type wireRecorder struct {
+	recorder
+	wires [][]byte
+}
+
+func (w *wireRecorder) SendWire(b []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wires = append(w.wires, append([]byte(nil), b...))
+	return nil
+}
+
+// TestCompletedKeepsOnlyBytes: with a WireSender, a transaction waiting in
+// Completed lets go of the request and retransmits the response's bytes.
+func TestCompletedKeepsOnlyBytes(t *testing.T) {
+	clock := NewFakeClock(time.Unix(1_000_000, 0))
+	l := New(Config{Clock: clock})
+	w := &wireRecorder{recorder: recorder{clock: clock, start: clock.Now()}}
+	req := mustRequest(t, sip.OPTIONS, "z9hG4bKw1")
+	tx, _ := l.HandleRequest(req, w)
+	_ = tx.Respond(responseTo(req, 200))
+	if tx.Request() != nil {
+		t.Error("request still held in Completed")
+	}
+	l.HandleRequest(req, w)
+	if len(w.wires) != 2 || string(w.wires[0]) != string(w.wires[1]) || !strings.HasPrefix(string(w.wires[1]), "SIP/2.0 200 OK\r\n") {
+		t.Fatalf("wires %q", w.wires)
+	}
+	// INVITE: Timer G retransmits the bytes; the 2xx path keeps the message.
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKw2")
+	itx, _ := l.HandleRequest(inv, w)
+	_ = itx.Respond(responseTo(inv, 486))
+	clock.Advance(600 * time.Millisecond)
+	if len(w.wires) != 4 {
+		t.Fatalf("%d wire sends, want 4 (486 and one Timer G retransmission)", len(w.wires))
+	}
+}
