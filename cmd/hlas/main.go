@@ -28,6 +28,7 @@ const usage = `usage: hlas <command> [flags]
 
 commands:
   serve     run the SIP server (hlas serve -h for flags)
+  ua        a SIP user agent: register, call, answer, message, options (hlas ua -h)
   version   print the version
 `
 
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "ua":
+		return uaMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -35,6 +35,7 @@ const (
 	Terminated
 )
 
+// String returns "early", "confirmed" or "terminated".
 func (s State) String() string {
 	switch s {
 	case Early:
@@ -56,6 +57,7 @@ type ID struct {
 	RemoteTag string
 }
 
+// String writes the ID as "Call-ID;local-tag;remote-tag", for logs.
 func (id ID) String() string { return id.CallID + ";" + id.LocalTag + ";" + id.RemoteTag }
 
 // IDForRequest is the ID, as seen by the receiver, of the dialog an
@@ -76,6 +78,7 @@ type Error struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *Error) Error() string { return fmt.Sprintf("dialog: %d %s", e.Code, e.Reason) }
 
 // Errors returned for in-dialog requests.

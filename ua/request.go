@@ -1,0 +1,498 @@
+package ua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/digest"
+	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// ErrTimeout is a request that got no final response (RFC 3261 §17.1.1.2
+// Timer B, §17.1.2.2 Timer F): the UAC treats it as 408.
+var ErrTimeout = errors.New("ua: request timed out (408)")
+
+// ErrTransport is a request that could not be sent: the UAC treats it as
+// 503 (RFC 3261 §8.1.3.1).
+var ErrTransport = errors.New("ua: transport error (503)")
+
+func (u *UA) trace(req *sip.Request, res *sip.Response) {
+	if f := u.cfg.OnResponse; f != nil {
+		f(req, res)
+	}
+}
+
+type result struct {
+	res *sip.Response
+	err error
+}
+
+// transact runs one non-INVITE client transaction and waits for its final
+// response.
+func (u *UA) transact(ctx context.Context, req *sip.Request, s *sender) (*sip.Response, error) {
+	final := make(chan result, 1)
+	_, err := u.layer.Request(req, s, func(res *sip.Response, err error) {
+		if err != nil {
+			select {
+			case final <- result{err: txError(err)}:
+			default:
+			}
+			return
+		}
+		u.trace(req, res)
+		if res.StatusCode >= 200 {
+			select {
+			case final <- result{res: res}:
+			default:
+			}
+		}
+	})
+	if err != nil && !errors.Is(err, transaction.ErrTransport) {
+		return nil, fmt.Errorf("ua: %s: %w", req.Method, err)
+	}
+	select {
+	case r := <-final:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-u.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+func txError(err error) error {
+	switch {
+	case errors.Is(err, transaction.ErrTimeout):
+		return ErrTimeout
+	case errors.Is(err, transaction.ErrTransport):
+		return ErrTransport
+	}
+	return err
+}
+
+// authCache remembers the last challenge answered for a series of
+// requests (a registration), so that refreshes carry credentials at once
+// with the next nonce count (RFC 7616 §3.4, RFC 3261 §22.3).
+type authCache struct {
+	mu     sync.Mutex
+	header string // Authorization or Proxy-Authorization
+	ch     *digest.Challenge
+	nc     uint32
+}
+
+// algorithmRank orders algorithms by strength: a UAC offered several
+// challenges answers the strongest it supports (RFC 8760 §2.4).
+func algorithmRank(a digest.Algorithm) int {
+	switch a {
+	case digest.SHA512_256, digest.SHA512_256Sess:
+		return 3
+	case digest.SHA256, digest.SHA256Sess:
+		return 2
+	}
+	return 1
+}
+
+// pickChallenge returns the strongest usable Digest challenge of a 401 or
+// 407 and the header its answer goes in.
+func pickChallenge(res *sip.Response) (*digest.Challenge, string) {
+	name, answer := "WWW-Authenticate", "Authorization"
+	if res.StatusCode == 407 {
+		name, answer = "Proxy-Authenticate", "Proxy-Authorization"
+	}
+	var best *digest.Challenge
+	rank := 0
+	for _, f := range res.Fields {
+		if sip.CanonicalName(f.Name) != name {
+			continue
+		}
+		ch, err := digest.ParseChallenge(f.Value)
+		if err != nil || !strings.EqualFold(ch.Scheme, "Digest") {
+			continue
+		}
+		alg, err := digest.ParseAlgorithm(ch.Algorithm)
+		if err != nil {
+			continue
+		}
+		if r := algorithmRank(alg); r > rank {
+			best, rank = ch, r
+		}
+	}
+	return best, answer
+}
+
+// credentials answers ch for req, counting the nonce's uses in cache.
+func (u *UA) credentials(req *sip.Request, ch *digest.Challenge, nc uint32) (string, error) {
+	user := u.cfg.AuthUser
+	if user == "" {
+		user = sip.Unescape(u.aor.User)
+	}
+	cr, err := ch.Authorize(digest.Answer{Method: req.Method, URI: req.URI.String(), Username: user,
+		Password: u.cfg.Password, Body: req.Body, NC: nc, CNonce: randHex(8)})
+	if err != nil {
+		return "", err
+	}
+	return cr.String(), nil
+}
+
+// do sends the request build returns, answering up to two digest
+// challenges (RFC 3261 §22.2, §22.3): each retry is built anew, so it has
+// a new branch and the next CSeq. Responses >= 300 return a *StatusError
+// together with the response.
+func (u *UA) do(ctx context.Context, cache *authCache, build func() (*sip.Request, *sender, error)) (*sip.Response, error) {
+	var lastNonce string
+	for attempt := 0; ; attempt++ {
+		req, s, err := build()
+		if err != nil {
+			return nil, err
+		}
+		if cache != nil {
+			cache.mu.Lock()
+			if cache.ch != nil {
+				cache.nc++
+				if v, err := u.credentials(req, cache.ch, cache.nc); err == nil {
+					req.Set(cache.header, v)
+				}
+			}
+			cache.mu.Unlock()
+		}
+		res, err := u.transact(ctx, req, s)
+		if err != nil {
+			return nil, err
+		}
+		if (res.StatusCode == 401 || res.StatusCode == 407) && attempt < 2 && u.cfg.Password != "" {
+			ch, header := pickChallenge(res)
+			if ch != nil && (ch.Nonce != lastNonce || ch.Stale) {
+				lastNonce = ch.Nonce
+				if cache == nil {
+					cache = &authCache{}
+				}
+				cache.mu.Lock()
+				cache.ch, cache.header, cache.nc = ch, header, 0
+				cache.mu.Unlock()
+				continue
+			}
+		}
+		if res.StatusCode >= 300 {
+			return res, statusError(res)
+		}
+		return res, nil
+	}
+}
+
+// newRequest builds a request outside any dialog (RFC 3261 §8.1.1): From
+// with a new tag, To the target, a new Call-ID, CSeq 1, Max-Forwards 70,
+// and a preloaded Route to the outbound proxy when one is configured and
+// the target is not the proxy itself.
+func (u *UA) newRequest(method string, target sip.URI) *sip.Request {
+	req := &sip.Request{Method: method, URI: target, Version: "SIP/2.0"}
+	req.From = u.from
+	req.From.Params = sip.Params(";tag=" + newTag())
+	req.To = sip.Address{URI: target}
+	req.To.URI.Params = ""
+	req.To.URI.Headers = ""
+	req.CallID = randHex(10) + "@" + strings.Trim(u.contact.URI.Host, "[]")
+	req.CSeq = sip.CSeq{Seq: 1, Method: method}
+	req.MaxForwards = 70
+	if u.server != nil && !sameHostPort(u.server, &target) {
+		r := *u.server
+		r.Params = r.Params.Set("lr", "")
+		req.Route = []sip.Address{{URI: r}}
+	}
+	return req
+}
+
+func sameHostPort(a, b *sip.URI) bool {
+	pa, pb := a.Port, b.Port
+	if pa == 0 {
+		pa = 5060
+	}
+	if pb == 0 {
+		pb = 5060
+	}
+	return strings.EqualFold(a.Hostname(), b.Hostname()) && pa == pb
+}
+
+// outside returns a builder for a request outside a dialog that is
+// re-sent with the next CSeq on each call.
+func (u *UA) outside(ctx context.Context, proto *sip.Request) func() (*sip.Request, *sender, error) {
+	seq := proto.CSeq.Seq - 1
+	return func() (*sip.Request, *sender, error) {
+		seq++
+		req := *proto
+		req.Fields = append([]sip.Field(nil), proto.Fields...)
+		req.CSeq.Seq = seq
+		h, err := u.hopOutside(ctx, &req)
+		if err != nil {
+			return nil, nil, err
+		}
+		u.stamp(&req, h.proto)
+		return &req, u.newSender(h, u.lookupConn(h), nil), nil
+	}
+}
+
+func (u *UA) lookupConn(h hop) *transport.Conn {
+	if h.proto == transport.UDP {
+		return nil
+	}
+	return u.tm.Lookup(h.proto, h.remote)
+}
+
+// Options sends OPTIONS to target (RFC 3261 §11) and returns the final
+// response; a response >= 300 comes with a *StatusError.
+func (u *UA) Options(ctx context.Context, target string) (*sip.Response, error) {
+	uri, err := parseTarget(target, u.aor.Host)
+	if err != nil {
+		return nil, fmt.Errorf("ua: target %q: %w", target, err)
+	}
+	req := u.newRequest(sip.OPTIONS, uri)
+	req.Add("Accept", ContentTypeSDP)
+	return u.do(ctx, nil, u.outside(ctx, req))
+}
+
+// Message sends a MESSAGE (RFC 3428) with the given body to target.
+func (u *UA) Message(ctx context.Context, target, contentType string, body []byte) (*sip.Response, error) {
+	uri, err := parseTarget(target, u.aor.Host)
+	if err != nil {
+		return nil, fmt.Errorf("ua: target %q: %w", target, err)
+	}
+	if contentType == "" {
+		contentType = "text/plain"
+	}
+	req := u.newRequest(sip.MESSAGE, uri)
+	req.ContentType = contentType
+	req.Body = body
+	return u.do(ctx, nil, u.outside(ctx, req))
+}
+
+// registration is the UA's binding at its registrar (RFC 3261 §10.2):
+// one Call-ID and From tag, and CSeq growing across refreshes.
+type registration struct {
+	u       *UA
+	callID  string
+	tag     string
+	auth    authCache
+	kick    chan struct{}
+	stopped chan struct{}
+
+	mu      sync.Mutex
+	seq     uint32
+	expires time.Duration // granted
+	timer   transaction.Timer
+	running bool
+	halted  bool
+}
+
+// Register registers the UA's Contact for its address of record with the
+// registrar (Config.Server, or the AOR's host), answering digest
+// challenges, and keeps the binding fresh: it is refreshed when half of
+// the granted expiry has passed, until Unregister or Close. It returns
+// the final response; a response >= 300 comes with a *StatusError.
+func (u *UA) Register(ctx context.Context) (*sip.Response, error) {
+	r, err := u.registration()
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.halted && !r.running {
+		r.halted = false
+		r.stopped = make(chan struct{})
+	}
+	r.mu.Unlock()
+	res, err := r.send(ctx, u.cfg.Expires)
+	if err != nil {
+		return res, err
+	}
+	u.mu.Lock() // wg.Add only while not closed
+	if !u.closed {
+		r.mu.Lock()
+		if !r.running {
+			r.running = true
+			u.wg.Add(1)
+			go r.loop(r.stopped)
+		}
+		r.mu.Unlock()
+	}
+	u.mu.Unlock()
+	return res, nil
+}
+
+// Unregister removes the binding (Expires: 0, RFC 3261 §10.2.2) and stops
+// the refresh.
+func (u *UA) Unregister(ctx context.Context) (*sip.Response, error) {
+	r, err := u.registration()
+	if err != nil {
+		return nil, err
+	}
+	r.stop()
+	return r.send(ctx, 0)
+}
+
+// Registered returns the expiry the registrar granted at the last
+// successful registration, zero when not registered.
+func (u *UA) Registered() time.Duration {
+	u.mu.Lock()
+	r := u.reg
+	u.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.expires
+}
+
+func (u *UA) registration() (*registration, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil, ErrClosed
+	}
+	if u.reg == nil {
+		u.reg = &registration{u: u, callID: randHex(10) + "@" + strings.Trim(u.contact.URI.Host, "[]"),
+			tag: newTag(), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+	}
+	return u.reg, nil
+}
+
+// send sends one REGISTER asking for expires and schedules the refresh.
+func (r *registration) send(ctx context.Context, expires time.Duration) (*sip.Response, error) {
+	u := r.u
+	registrar := sip.URI{Scheme: u.aor.Scheme, Host: u.aor.Host, Port: u.aor.Port}
+	secs := strconv.Itoa(int(expires / time.Second))
+	build := func() (*sip.Request, *sender, error) {
+		r.mu.Lock()
+		r.seq++
+		seq := r.seq
+		r.mu.Unlock()
+		req := &sip.Request{Method: sip.REGISTER, URI: registrar, Version: "SIP/2.0"}
+		req.From = u.from
+		req.From.Params = sip.Params(";tag=" + r.tag)
+		req.To = sip.Address{URI: u.from.URI, Display: u.from.Display}
+		req.CallID = r.callID
+		req.CSeq = sip.CSeq{Seq: seq, Method: sip.REGISTER}
+		req.MaxForwards = 70
+		c := u.contact
+		c.Params = c.Params.Set("expires", secs)
+		req.Contact = []sip.Address{c}
+		req.Add("Expires", secs)
+		req.Add("Allow", allowed)
+		req.Add("Supported", u.supported())
+		h, err := u.hopOutside(ctx, req)
+		if err != nil {
+			return nil, nil, err
+		}
+		u.stamp(req, h.proto)
+		return req, u.newSender(h, u.lookupConn(h), nil), nil
+	}
+	res, err := u.do(ctx, &r.auth, build)
+	if err != nil {
+		if expires > 0 {
+			r.schedule(retryAfter(r.expiresOr(expires)))
+		}
+		return res, err
+	}
+	granted := grantedExpiry(res, u.contact, expires)
+	r.mu.Lock()
+	r.expires = granted
+	r.mu.Unlock()
+	if expires > 0 && granted > 0 {
+		r.schedule(granted / 2)
+	}
+	u.log.Info("registered", "aor", u.aor.String(), "expires", granted)
+	return res, nil
+}
+
+func (r *registration) expiresOr(d time.Duration) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.expires > 0 {
+		return r.expires
+	}
+	return d
+}
+
+func retryAfter(expires time.Duration) time.Duration {
+	return max(min(30*time.Second, expires/2), time.Second)
+}
+
+// grantedExpiry reads the expiry the registrar granted our Contact
+// (RFC 3261 §10.2.4): its expires parameter, else the Expires header,
+// else what was asked for.
+func grantedExpiry(res *sip.Response, contact sip.Address, asked time.Duration) time.Duration {
+	for _, c := range res.Contact {
+		if c.URI.Equal(&contact.URI) {
+			if v, ok := c.Params.Get("expires"); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					return time.Duration(n) * time.Second
+				}
+			}
+		}
+	}
+	if v := res.Get("Expires"); v != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return asked
+}
+
+func (r *registration) schedule(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.halted {
+		return
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = r.u.cfg.Clock.AfterFunc(d, func() {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// loop refreshes the registration each time its timer fires.
+func (r *registration) loop(stopped chan struct{}) {
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+		r.u.wg.Done()
+	}()
+	for {
+		select {
+		case <-r.u.ctx.Done():
+			return
+		case <-stopped:
+			return
+		case <-r.kick:
+		}
+		if _, err := r.send(r.u.ctx, r.u.cfg.Expires); err != nil {
+			r.u.log.Warn("registration refresh failed", "aor", r.u.aor.String(), "err", err)
+		}
+	}
+}
+
+// stop ends the refreshes.
+func (r *registration) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.halted {
+		return
+	}
+	r.halted = true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	close(r.stopped)
+}

@@ -1,0 +1,907 @@
+// Package ua is a SIP user agent (RFC 3261 §8, §12-15) on top of the
+// transport, transaction and dialog layers: a UAC that registers with
+// digest authentication and keeps the registration fresh, places calls
+// (INVITE with an SDP offer, ACK, CANCEL, BYE, re-INVITE, UPDATE, INFO,
+// PRACK for reliable provisional responses) and sends OPTIONS and MESSAGE;
+// and a UAS that accepts calls through Config.OnCall and answers OPTIONS,
+// MESSAGE, INFO, UPDATE and re-INVITE by itself.
+//
+// The UA is a library: Config holds every setting, New binds the local
+// listener, Close ends calls and waits for every goroutine the UA started.
+// Incoming messages are parsed by the transport's reader and go through
+// bounded queues to a fixed pool of workers, sharded by Call-ID so that
+// the messages of one call are handled in arrival order; a full queue
+// answers 503 (RFC 3261 §21.5.4). Timers (the 2xx and reliable
+// 1xx retransmissions, registration refresh) run on Config.Clock, so tests
+// drive them with a transaction.FakeClock.
+package ua
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/dialog"
+	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// Version is the user agent's release, written in User-Agent and Server
+// as "hlas-ua/" + Version.
+const Version = "0.1.0"
+
+// Rel100 is the policy for reliable provisional responses (RFC 3262).
+type Rel100 string
+
+// Reliable provisional response policies.
+const (
+	// Rel100Supported (the default) advertises Supported: 100rel; as UAS
+	// it sends reliable provisional responses only when the INVITE
+	// requires them.
+	Rel100Supported Rel100 = "supported"
+	// Rel100Require puts Require: 100rel in INVITEs; as UAS it sends
+	// reliable provisional responses whenever the INVITE supports them.
+	Rel100Require Rel100 = "require"
+	// Rel100Off neither advertises nor accepts 100rel: an INVITE that
+	// requires it gets 420 (RFC 3261 §8.2.2.3).
+	Rel100Off Rel100 = "off"
+)
+
+// Config configures a UA. Zero fields take the defaults in their comments.
+type Config struct {
+	// Transport is "udp" (default), "tcp" or "tls": the listener's
+	// protocol and the one requests use unless a URI says otherwise.
+	Transport string
+	// Listen is the local host:port. Default "127.0.0.1:0" (an ephemeral
+	// port on loopback).
+	Listen string
+	// User is the address of record, "alice@example.test" or a sip: URI.
+	User string
+	// AuthUser is the digest username; default the user part of User.
+	AuthUser string
+	// Password answers digest challenges (RFC 3261 §22.4); empty means
+	// challenges fail the request.
+	Password string
+	// DisplayName goes into From.
+	DisplayName string
+	// Server is the outbound proxy and registrar, host:port (RFC 3261
+	// §8.1.2): every request outside a dialog goes there. Empty sends
+	// requests to the host of their Request-URI.
+	Server string
+	// Expires is the registration lifetime asked for. Default 3600s.
+	Expires time.Duration
+	// T1, T2, T4 are the RFC 3261 §17.1.1.1 timers. Default 500ms, 4s, 5s.
+	T1, T2, T4 time.Duration
+	// Rel100 is the 100rel policy. Default Rel100Supported.
+	Rel100 Rel100
+	// MediaPort is the audio port written in SDP. Default 40000.
+	MediaPort int
+	// Workers is the number of goroutines processing incoming messages.
+	// Default 4.
+	Workers int
+	// QueueSize bounds the messages waiting for a worker. Default 1024.
+	QueueSize int
+	// MaxCalls bounds concurrent calls; beyond it an INVITE gets 486.
+	// Default 1000.
+	MaxCalls int
+	// TLSConfig is the listener's configuration for Transport "tls".
+	TLSConfig *tls.Config
+	// TLSClientConfig verifies TLS servers; nil means the system roots.
+	TLSClientConfig *tls.Config
+	// Clock drives every timer. Default the wall clock.
+	Clock transaction.Clock
+	// Logger receives logs with feature=ua. Nil discards them.
+	Logger *slog.Logger
+	// UserAgent is written in User-Agent and Server. Default
+	// "hlas-ua/" + Version.
+	UserAgent string
+
+	// OnCall receives each new incoming call, in a goroutine of its own
+	// (at most MaxCalls at once), and must answer it: Ring, Answer or
+	// Reject. It must return once the call's Done channel is closed. Nil
+	// answers incoming INVITEs 480.
+	OnCall func(c *Call)
+	// OnMessage is called for each incoming MESSAGE (RFC 3428) before it
+	// is answered 200. It runs on a worker and must not block.
+	OnMessage func(req *sip.Request)
+	// OnRequest is called for each request received within a call's
+	// dialog (BYE, INFO, UPDATE, re-INVITE, PRACK, ...) before it is
+	// answered. It runs on a worker and must not block.
+	OnRequest func(c *Call, req *sip.Request)
+	// OnResponse is called for every response to a request the UA sent,
+	// provisional ones included. It runs on a worker and must not block.
+	OnResponse func(req *sip.Request, res *sip.Response)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Transport == "" {
+		c.Transport = "udp"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:0"
+	}
+	if c.Expires <= 0 {
+		c.Expires = time.Hour
+	}
+	if c.T1 <= 0 {
+		c.T1 = 500 * time.Millisecond
+	}
+	if c.T2 <= 0 {
+		c.T2 = 4 * time.Second
+	}
+	if c.T4 <= 0 {
+		c.T4 = 5 * time.Second
+	}
+	if c.Rel100 == "" {
+		c.Rel100 = Rel100Supported
+	}
+	if c.MediaPort <= 0 {
+		c.MediaPort = 40000
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 1000
+	}
+	if c.Clock == nil {
+		c.Clock = transaction.RealClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "hlas-ua/" + Version
+	}
+	return c
+}
+
+// Stats counts what a UA holds; a UA at rest holds nothing.
+type Stats struct {
+	Transactions transaction.Stats
+	Dialogs      int
+	Calls        int
+}
+
+// UA is a SIP user agent. Its methods are safe for concurrent use.
+type UA struct {
+	cfg   Config
+	log   *slog.Logger
+	tm    *transport.Manager
+	layer *transaction.Layer
+	dlgs  *dialog.Table
+
+	proto   string // UDP, TCP or TLS
+	local   netip.AddrPort
+	aor     sip.URI
+	from    sip.Address // without tag
+	contact sip.Address
+	server  *sip.URI // outbound proxy, or nil
+
+	queues []chan inbound // one per worker, sharded by Call-ID
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // workers, OnCall goroutines, the registration refresher
+	qmu    sync.RWMutex   // guards sending on queue against its close
+
+	mu       sync.Mutex
+	closed   bool
+	calls    map[*Call]struct{}
+	byDialog map[dialog.ID]*Call
+	byInvite map[string]*Call // UAC calls by INVITE branch, for stray 2xx
+	reg      *registration
+}
+
+// New checks cfg, binds the listener and starts the workers.
+func New(cfg Config) (*UA, error) {
+	cfg = cfg.withDefaults()
+	proto := strings.ToUpper(cfg.Transport)
+	switch proto {
+	case transport.UDP, transport.TCP:
+	case transport.TLS:
+		if cfg.TLSConfig == nil {
+			return nil, errors.New("ua: Transport tls needs TLSConfig")
+		}
+	default:
+		return nil, fmt.Errorf("ua: Transport %q: want udp, tcp or tls", cfg.Transport)
+	}
+	aor, err := parseTarget(cfg.User, "")
+	if err != nil || aor.User == "" {
+		return nil, fmt.Errorf("ua: User %q: want user@host", cfg.User)
+	}
+	u := &UA{
+		cfg:      cfg,
+		log:      cfg.Logger.With("feature", "ua"),
+		layer:    transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, Clock: cfg.Clock, Logger: cfg.Logger}),
+		dlgs:     dialog.NewTable(),
+		proto:    proto,
+		aor:      aor,
+		calls:    map[*Call]struct{}{},
+		byDialog: map[dialog.ID]*Call{},
+		byInvite: map[string]*Call{},
+	}
+	if cfg.Server != "" {
+		su, err := parseTarget(cfg.Server, "")
+		if err != nil {
+			return nil, fmt.Errorf("ua: Server %q: %w", cfg.Server, err)
+		}
+		su.User = ""
+		u.server = &su
+	}
+	u.ctx, u.cancel = context.WithCancel(context.Background())
+	for range cfg.Workers {
+		u.queues = append(u.queues, make(chan inbound, max(cfg.QueueSize/cfg.Workers, 1)))
+	}
+	u.tm = transport.New(transport.Config{TLSConfig: cfg.TLSConfig, TLSClientConfig: cfg.TLSClientConfig, Logger: cfg.Logger},
+		transport.HandlerFunc(u.enqueue))
+	a, err := u.tm.Listen(proto, cfg.Listen)
+	if err != nil {
+		u.tm.Close()
+		u.cancel()
+		return nil, fmt.Errorf("ua: listen %s %s: %w", proto, cfg.Listen, err)
+	}
+	u.local = addrPortOf(a)
+	host := u.local.Addr()
+	if host.IsUnspecified() {
+		host = u.outboundIP()
+	}
+	u.from = sip.Address{URI: sip.URI{Scheme: aor.Scheme, User: aor.User, Host: aor.Host, Port: aor.Port}}
+	if cfg.DisplayName != "" {
+		u.from.Display = sip.QuoteDisplay(cfg.DisplayName)
+	}
+	cu := sip.URI{Scheme: sip.SchemeSIP, User: aor.User, Host: hostString(host), Port: int(u.local.Port())}
+	if proto == transport.TLS {
+		cu.Scheme = sip.SchemeSIPS
+	} else if proto == transport.TCP {
+		cu.Params = ";transport=tcp"
+	}
+	u.contact = sip.Address{URI: cu}
+	for _, q := range u.queues {
+		u.wg.Add(1)
+		go u.work(q)
+	}
+	u.log.Info("listening", "proto", proto, "addr", u.local.String(), "aor", aor.String())
+	return u, nil
+}
+
+// outboundIP picks the local address that routes to the server (no packet
+// is sent), or 127.0.0.1.
+func (u *UA) outboundIP() netip.Addr {
+	if u.server != nil {
+		port := u.server.Port
+		if port == 0 {
+			port = 5060
+		}
+		if c, err := net.Dial("udp", net.JoinHostPort(u.server.Hostname(), strconv.Itoa(port))); err == nil {
+			defer c.Close()
+			if ap := addrPortOf(c.LocalAddr()); ap.IsValid() {
+				return ap.Addr()
+			}
+		}
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+func hostString(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return "[" + a.String() + "]"
+	}
+	return a.Unmap().String()
+}
+
+// Addr returns the bound listener address.
+func (u *UA) Addr() netip.AddrPort { return u.local }
+
+// Transport returns the listener's protocol: UDP, TCP or TLS.
+func (u *UA) Transport() string { return u.proto }
+
+// Contact returns the Contact address the UA writes.
+func (u *UA) Contact() sip.Address { return u.contact }
+
+// AOR returns the address of record.
+func (u *UA) AOR() sip.URI { return u.aor }
+
+// Stats returns what the UA holds now.
+func (u *UA) Stats() Stats {
+	u.mu.Lock()
+	n := len(u.calls)
+	u.mu.Unlock()
+	return Stats{Transactions: u.layer.Stats(), Dialogs: u.dlgs.Len(), Calls: n}
+}
+
+// Close hangs up every call (BYE for established ones, CANCEL or 480
+// for pending ones, without waiting for answers), stops the registration
+// refresh, closes the listener and waits for every goroutine the UA
+// started. Timers of transactions still running stay on the clock and
+// fail harmlessly when they fire.
+func (u *UA) Close() error {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		u.wg.Wait()
+		return nil
+	}
+	u.closed = true
+	calls := make([]*Call, 0, len(u.calls))
+	for c := range u.calls {
+		calls = append(calls, c)
+	}
+	reg := u.reg
+	u.mu.Unlock()
+	if reg != nil {
+		reg.stop()
+	}
+	for _, c := range calls {
+		c.abort(ErrClosed)
+	}
+	u.cancel()
+	err := u.tm.Close()
+	u.qmu.Lock()
+	for _, q := range u.queues {
+		close(q)
+	}
+	u.qmu.Unlock()
+	u.wg.Wait()
+	u.log.Info("closed")
+	return err
+}
+
+// ErrClosed is returned by a UA after Close.
+var ErrClosed = errors.New("ua: closed")
+
+func (u *UA) isClosed() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.closed
+}
+
+// inbound is a parsed message waiting for a worker.
+type inbound struct {
+	p   *transport.Packet
+	msg sip.Message
+	err error
+}
+
+// enqueue is the transport's handler; it never blocks. It parses the
+// message and queues it for the worker of its Call-ID. A full queue
+// answers requests 503 with Retry-After and drops everything else.
+func (u *UA) enqueue(p *transport.Packet) {
+	msg, err := sip.Parse(p.Data)
+	shard := 0
+	if msg != nil {
+		h := fnv.New32a()
+		h.Write([]byte(msg.Head().CallID))
+		shard = int(h.Sum32() % uint32(len(u.queues)))
+	}
+	u.qmu.RLock()
+	defer u.qmu.RUnlock()
+	select {
+	case u.queues[shard] <- inbound{p, msg, err}:
+		return
+	default:
+	}
+	req, ok := msg.(*sip.Request)
+	if err != nil || !ok || req.Method == sip.ACK || len(req.Via) == 0 {
+		return
+	}
+	stampVia(req, p)
+	res := u.newResponse(req, 503, "")
+	res.Add("Retry-After", "5")
+	_ = (&responseSender{u: u, p: p}).Send(res)
+}
+
+func (u *UA) work(q chan inbound) {
+	defer u.wg.Done()
+	for in := range q {
+		u.process(in)
+	}
+}
+
+// process passes one message to the transaction layer and then the UA
+// core.
+func (u *UA) process(in inbound) {
+	p, msg, err := in.p, in.msg, in.err
+	if err != nil || p.Oversize || p.BadFraming != "" {
+		req, _ := msg.(*sip.Request)
+		if req != nil && len(req.Via) > 0 && req.Method != sip.ACK {
+			stampVia(req, p)
+			code := 400
+			if p.Oversize {
+				code = 513
+			}
+			_ = (&responseSender{u: u, p: p}).Send(u.newResponse(req, code, ""))
+		}
+		u.log.Debug("dropped unparsable message", "from", p.Remote.String(), "err", err)
+		return
+	}
+	switch m := msg.(type) {
+	case *sip.Response:
+		if !u.layer.HandleResponse(m) {
+			u.strayResponse(m)
+		}
+	case *sip.Request:
+		stampVia(m, p)
+		s := &responseSender{u: u, p: p}
+		stx, disp := u.layer.HandleRequest(m, s)
+		switch disp {
+		case transaction.NewRequest:
+			u.handleRequest(stx, m, p)
+		case transaction.PassACK:
+			u.handleACK(m)
+		}
+	}
+}
+
+// strayResponse handles a response no client transaction wants: a 2xx to
+// an INVITE retransmitted after the transaction ended is ACKed again
+// (RFC 3261 §13.2.2.4).
+func (u *UA) strayResponse(res *sip.Response) {
+	if res.CSeq.Method != sip.INVITE || res.StatusCode/100 != 2 {
+		return
+	}
+	u.mu.Lock()
+	c := u.byDialog[dialog.IDForResponse(res)]
+	u.mu.Unlock()
+	if c != nil {
+		c.resendACK(res)
+	}
+}
+
+// newResponse builds a response with a To tag (except 100) and Server.
+func (u *UA) newResponse(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	if code > 100 && res.To.Tag() == "" && !res.To.IsZero() {
+		res.To.Params = res.To.Params.Set("tag", newTag())
+	}
+	res.Add("Server", u.cfg.UserAgent)
+	return res
+}
+
+// allowed is the Allow header value (RFC 3261 §20.5).
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK"
+
+func (u *UA) supported() string {
+	if u.cfg.Rel100 == Rel100Off {
+		return "replaces"
+	}
+	return "100rel, replaces"
+}
+
+// capabilities adds Allow, Accept and Supported (RFC 3261 §11.2).
+func (u *UA) capabilities(h *sip.Header) {
+	h.Add("Allow", allowed)
+	h.Add("Accept", ContentTypeSDP+", text/plain")
+	h.Add("Supported", u.supported())
+}
+
+// handleRequest is the UAS core (RFC 3261 §8.2) for a new server
+// transaction.
+func (u *UA) handleRequest(stx *transaction.ServerTx, req *sip.Request, p *transport.Packet) {
+	reply := func(code int, reason string, f func(*sip.Response)) {
+		res := u.newResponse(req, code, reason)
+		if f != nil {
+			f(res)
+		}
+		_ = stx.Respond(res)
+	}
+	if !sip.IsKnownMethod(req.Method) {
+		reply(501, "", func(r *sip.Response) { r.Add("Allow", allowed) })
+		return
+	}
+	// §8.2.2.3: option tags we do not support.
+	var unsupported []string
+	for _, tag := range req.Values("Require") {
+		if !(strings.EqualFold(tag, "100rel") && u.cfg.Rel100 != Rel100Off) {
+			unsupported = append(unsupported, tag)
+		}
+	}
+	if len(unsupported) > 0 && req.Method != sip.CANCEL {
+		reply(420, "", func(r *sip.Response) { r.Add("Unsupported", strings.Join(unsupported, ", ")) })
+		return
+	}
+	if req.To.Tag() != "" {
+		u.mu.Lock()
+		c := u.byDialog[dialog.IDForRequest(req)]
+		u.mu.Unlock()
+		if c == nil {
+			if req.Method == sip.OPTIONS {
+				reply(200, "", func(r *sip.Response) { u.capabilities(&r.Header) })
+				return
+			}
+			// §12.2.2: a request for a dialog we do not know.
+			reply(481, "", nil)
+			return
+		}
+		c.handleRequest(stx, req, p)
+		return
+	}
+	switch req.Method {
+	case sip.INVITE:
+		u.incomingCall(stx, req, p)
+	case sip.OPTIONS:
+		reply(200, "", func(r *sip.Response) { u.capabilities(&r.Header) })
+	case sip.MESSAGE:
+		if f := u.cfg.OnMessage; f != nil {
+			f(req)
+		}
+		reply(200, "", nil)
+	case sip.BYE, sip.PRACK, sip.UPDATE, sip.INFO:
+		reply(481, "", nil)
+	default:
+		reply(405, "", func(r *sip.Response) { r.Add("Allow", allowed) })
+	}
+}
+
+// handleACK routes an ACK for a 2xx to the call whose 2xx it acknowledges.
+func (u *UA) handleACK(ack *sip.Request) {
+	u.mu.Lock()
+	c := u.byDialog[dialog.IDForRequest(ack)]
+	u.mu.Unlock()
+	if c != nil {
+		c.receiveACK(ack)
+	}
+}
+
+func (u *UA) bindDialog(c *Call, d *dialog.Dialog) {
+	u.mu.Lock()
+	u.byDialog[d.ID()] = c
+	u.mu.Unlock()
+	u.dlgs.Add(d)
+}
+
+func (u *UA) unbindDialog(d *dialog.Dialog) {
+	u.mu.Lock()
+	delete(u.byDialog, d.ID())
+	u.mu.Unlock()
+	u.dlgs.Remove(d.ID())
+}
+
+func (u *UA) removeCall(c *Call) {
+	u.mu.Lock()
+	delete(u.calls, c)
+	if c.branch != "" {
+		delete(u.byInvite, c.branch)
+	}
+	u.mu.Unlock()
+}
+
+// --- sending ---
+
+// hop is where a request goes: a protocol and an address, or an open
+// connection.
+type hop struct {
+	proto  string
+	remote netip.AddrPort
+	host   string // for TLS server name checks
+}
+
+// sender implements transaction.Sender for requests: UDP from the
+// listener, or a stream connection reused while open (RFC 3261 §18.1.1).
+type sender struct {
+	u   *UA
+	hop hop
+	d   *dialog.Dialog // records a dialed connection on the dialog
+
+	mu   sync.Mutex
+	conn *transport.Conn
+}
+
+func (u *UA) newSender(h hop, conn *transport.Conn, d *dialog.Dialog) *sender {
+	return &sender{u: u, hop: h, conn: conn, d: d}
+}
+
+// Send writes one message.
+func (s *sender) Send(m sip.Message) error {
+	buf := m.AppendTo(make([]byte, 0, 1024))
+	if s.hop.proto == transport.UDP {
+		return s.u.tm.WriteTo(transport.UDP, s.u.local, s.hop.remote, buf)
+	}
+	c, err := s.connection()
+	if err != nil {
+		return err
+	}
+	if err = c.Write(buf); errors.Is(err, transport.ErrConnClosed) {
+		s.mu.Lock()
+		s.conn = nil
+		s.mu.Unlock()
+		if c, err = s.connection(); err == nil {
+			err = c.Write(buf)
+		}
+	}
+	return err
+}
+
+// connection returns the open connection, dialing one when needed.
+func (s *sender) connection() (*transport.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		select {
+		case <-s.conn.Done():
+			s.conn = nil
+		default:
+			return s.conn, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.u.ctx, 5*time.Second)
+	defer cancel()
+	c, err := s.u.tm.Dial(ctx, s.hop.proto, s.u.local, s.hop.remote, s.hop.host)
+	if err != nil {
+		return nil, err
+	}
+	s.conn = c
+	if s.d != nil {
+		s.d.SetConn(c)
+	}
+	return c, nil
+}
+
+// Conn returns the connection in use, or nil.
+func (s *sender) Conn() *transport.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
+
+// Reliable implements transaction.Sender.
+func (s *sender) Reliable() bool { return s.hop.proto != transport.UDP }
+
+// responseSender implements transaction.Sender for responses (RFC 3261
+// §18.2.2): on the connection the request came on while it is open, else
+// to the received address and rport or sent-by port of the top Via, over
+// UDP from the socket the request arrived on.
+type responseSender struct {
+	u *UA
+	p *transport.Packet
+}
+
+// Send writes one response.
+func (s *responseSender) Send(m sip.Message) error {
+	res, ok := m.(*sip.Response)
+	if !ok {
+		return errors.New("ua: response sender given a request")
+	}
+	buf := res.AppendTo(make([]byte, 0, 1024))
+	p := s.p
+	if p.Conn != nil {
+		if err := p.Conn.Write(buf); err == nil {
+			return nil
+		}
+		def := 5060
+		if p.Proto == transport.TLS {
+			def = 5061
+		}
+		return s.u.tm.WriteTo(p.Proto, netip.AddrPort{}, responseTarget(res, p, def), buf)
+	}
+	return s.u.tm.WriteTo(transport.UDP, p.Local, responseTarget(res, p, 5060), buf)
+}
+
+// Reliable implements transaction.Sender.
+func (s *responseSender) Reliable() bool { return s.p.Proto != transport.UDP }
+
+// responseTarget picks the destination of a response from its top Via
+// (RFC 3261 §18.2.2, RFC 3581 §4). A copy of server.responseTarget.
+func responseTarget(res *sip.Response, p *transport.Packet, defPort int) netip.AddrPort {
+	if len(res.Via) == 0 {
+		return p.Remote
+	}
+	v := &res.Via[0]
+	addr := p.Remote.Addr()
+	if r := v.Received(); r != "" {
+		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
+			addr = a.Unmap()
+		}
+	} else if a, err := netip.ParseAddr(strings.Trim(v.Host, "[]")); err == nil {
+		addr = a.Unmap()
+	}
+	port := v.Port
+	if rp, ok := v.RPort(); ok && rp != 0 {
+		port = rp
+	}
+	if port == 0 {
+		port = defPort
+	}
+	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// stampVia adds received and rport to the top Via (RFC 3261 §18.2.1,
+// RFC 3581 §4). A copy of server.stampVia.
+func stampVia(req *sip.Request, p *transport.Packet) {
+	if len(req.Via) == 0 {
+		return
+	}
+	v := &req.Via[0]
+	src := p.Remote.Addr()
+	_, rport := v.RPort()
+	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
+	if rport || err != nil || sentBy.Unmap() != src {
+		v.Params = v.Params.Set("received", src.String())
+	}
+	if rport {
+		v.Params = v.Params.Set("rport", strconv.Itoa(int(p.Remote.Port())))
+	}
+}
+
+// resolveHop finds where a request to uri goes (RFC 3263 reduced to
+// A/AAAA: the URI's transport parameter or sips picks the protocol, the
+// host is an IP literal or resolved, the port defaults to 5060 or 5061).
+func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
+	proto := u.proto
+	if t, ok := uri.Params.Get("transport"); ok {
+		switch p := strings.ToUpper(t); p {
+		case transport.UDP, transport.TCP, transport.TLS:
+			proto = p
+		}
+	}
+	if uri.Scheme == sip.SchemeSIPS {
+		proto = transport.TLS
+	}
+	if proto == transport.UDP && u.proto != transport.UDP {
+		proto = u.proto // no UDP socket to send from
+	}
+	host := uri.Hostname()
+	if maddr, ok := uri.Params.Get("maddr"); ok && maddr != "" {
+		host = strings.Trim(maddr, "[]")
+	}
+	port := uri.Port
+	if port == 0 {
+		port = 5060
+		if proto == transport.TLS {
+			port = 5061
+		}
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if lerr != nil || len(ips) == 0 {
+			return hop{}, fmt.Errorf("ua: resolve %s: %w", host, lerr)
+		}
+		addr = ips[0]
+		for _, ip := range ips {
+			if ip.Is4() == u.local.Addr().Is4() {
+				addr = ip
+				break
+			}
+		}
+	}
+	return hop{proto: proto, remote: netip.AddrPortFrom(addr.Unmap(), uint16(port)), host: host}, nil
+}
+
+// hopOutside picks the next hop of a request outside a dialog: the
+// outbound proxy when configured, else the Request-URI (RFC 3261 §8.1.2).
+func (u *UA) hopOutside(ctx context.Context, req *sip.Request) (hop, error) {
+	if u.server != nil {
+		return u.resolveHop(ctx, *u.server)
+	}
+	if len(req.Route) > 0 {
+		return u.resolveHop(ctx, req.Route[0].URI)
+	}
+	return u.resolveHop(ctx, req.URI)
+}
+
+// dialogSender returns the sender for requests in d: its connection while
+// open (RFC 5923 §2), else the next hop from the route set or remote
+// target (RFC 3261 §12.2.1.1, §8.1.2).
+func (u *UA) dialogSender(ctx context.Context, d *dialog.Dialog, req *sip.Request) (*sender, error) {
+	if c := d.Conn(); c != nil {
+		return u.newSender(hop{proto: c.Proto(), remote: c.RemoteAddr()}, c, d), nil
+	}
+	var next sip.URI
+	rs := d.RouteSet()
+	switch {
+	case len(rs) > 0 && rs[0].URI.Params.Has("lr"):
+		next = rs[0].URI
+	default:
+		next = req.URI // no route set, or a strict router in the Request-URI
+	}
+	h, err := u.resolveHop(ctx, next)
+	if err != nil {
+		return nil, err
+	}
+	var conn *transport.Conn
+	if h.proto != transport.UDP {
+		conn = u.tm.Lookup(h.proto, h.remote)
+	}
+	return u.newSender(h, conn, d), nil
+}
+
+// via returns a top Via for a request over proto, with a new branch and
+// rport (RFC 3261 §8.1.1.7, RFC 3581 §3).
+func (u *UA) via(proto string) sip.Via {
+	return sip.Via{Transport: proto, Host: u.contact.URI.Host, Port: int(u.local.Port()),
+		Params: sip.Params(";branch=" + sip.NewBranch(randHex(12)) + ";rport")}
+}
+
+// stamp finishes a request before it is sent: Via, Contact where the
+// method needs one, and User-Agent.
+func (u *UA) stamp(req *sip.Request, proto string) {
+	req.Via = []sip.Via{u.via(proto)}
+	if req.MaxForwards < 0 {
+		req.MaxForwards = 70
+	}
+	switch req.Method {
+	case sip.INVITE, sip.UPDATE, sip.REGISTER, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		if len(req.Contact) == 0 {
+			req.Contact = []sip.Address{u.contact}
+		}
+	}
+	if !req.Has("User-Agent") {
+		req.Add("User-Agent", u.cfg.UserAgent)
+	}
+}
+
+// --- helpers ---
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newTag() string { return randHex(6) }
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// parseTarget turns "sip:bob@host", "bob@host:port", "host:port" or
+// "tel:+1..." into a URI; a bare user@host gets the sip scheme.
+func parseTarget(s, defaultHost string) (sip.URI, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return sip.URI{}, errors.New("empty address")
+	}
+	if strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">") {
+		s = s[1 : len(s)-1]
+	}
+	lower := strings.ToLower(s)
+	if !strings.HasPrefix(lower, "sip:") && !strings.HasPrefix(lower, "sips:") && !strings.HasPrefix(lower, "tel:") {
+		if !strings.Contains(s, "@") && defaultHost != "" && !strings.ContainsAny(s, ".:[") {
+			s = s + "@" + defaultHost
+		}
+		s = "sip:" + s
+	}
+	return sip.ParseURI(s)
+}
+
+// ParseTarget turns what a person types ("bob@example.test",
+// "sip:bob@127.0.0.1:5062", "127.0.0.1:5062") into a URI.
+func ParseTarget(s string) (sip.URI, error) { return parseTarget(s, "") }
+
+// StatusError is a final response >= 300 to a request (RFC 3261 §8.1.3).
+type StatusError struct {
+	Code     int
+	Reason   string
+	Response *sip.Response
+}
+
+// Error implements error.
+func (e *StatusError) Error() string { return fmt.Sprintf("ua: %d %s", e.Code, e.Reason) }
+
+func statusError(res *sip.Response) error {
+	return &StatusError{Code: res.StatusCode, Reason: res.Reason, Response: res}
+}
