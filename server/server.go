@@ -388,24 +388,8 @@ func warnEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
 }
 
-// stampVia adds received and rport to the top Via (RFC 3261 §18.2.1,
-// RFC 3581 §4): received when the sent-by host is not the source address,
-// or whenever rport was asked for; rport then carries the source port.
-func (s *Server) stampVia(req *sip.Request, p *transport.Packet) {
-	if len(req.Via) == 0 {
-		return
-	}
-	v := &req.Via[0]
-	src := p.Remote.Addr()
-	_, rport := v.RPort()
-	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
-	if rport || err != nil || sentBy.Unmap() != src {
-		v.Params = v.Params.Set("received", src.String())
-	}
-	if rport {
-		v.Params = v.Params.Set("rport", strconv.Itoa(int(p.Remote.Port())))
-	}
-}
+// stampVia records the request's source in its top Via (RFC 3261 §18.2.1).
+func (s *Server) stampVia(req *sip.Request, p *transport.Packet) { req.StampVia(p.Remote) }
 
 // response builds a response with the Server header and, except for 100, a
 // To tag (RFC 3261 §8.2.6.2). Without dialog state the tag is derived from
@@ -461,9 +445,9 @@ func (s *Server) senderFor(p *transport.Packet, vias []sip.Via) *packetSender {
 		if p.Proto == transport.TLS {
 			def = 5061
 		}
-		ps.dst = responseTarget(top, p.Remote, false, def)
+		ps.dst = sip.ResponseTarget(top, p.Remote, false, def)
 	} else {
-		ps.dst = responseTarget(top, p.Remote, s.cfg.ForceRPort, 5060)
+		ps.dst = sip.ResponseTarget(top, p.Remote, s.cfg.ForceRPort, 5060)
 	}
 	return ps
 }
@@ -518,31 +502,6 @@ func (ps *packetSender) SendWire(b []byte) error {
 
 // Reliable reports a stream transport.
 func (ps *packetSender) Reliable() bool { return ps.conn != nil }
-
-// responseTarget picks the destination of a response from the top Via.
-func responseTarget(v *sip.Via, src netip.AddrPort, forceRPort bool, defPort int) netip.AddrPort {
-	if v == nil {
-		return src
-	}
-	addr := src.Addr()
-	if r := v.Received(); r != "" {
-		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
-			addr = a.Unmap()
-		}
-	} else if a, err := netip.ParseAddr(strings.Trim(v.Host, "[]")); err == nil {
-		addr = a.Unmap()
-	}
-	port := v.Port
-	if rp, ok := v.RPort(); ok && rp != 0 {
-		port = rp
-	} else if forceRPort {
-		port = int(src.Port())
-	}
-	if port == 0 {
-		port = defPort
-	}
-	return netip.AddrPortFrom(addr, uint16(port))
-}
 
 // serverTx adapts a transaction.ServerTx to the handler chain's ServerTx.
 type serverTx struct {

@@ -255,6 +255,25 @@ func (h *Header) Values(name string) []string {
 	return out
 }
 
+// All returns every row of the named raw header, unfolded but not split at
+// commas: for headers whose values contain commas of their own, such as
+// WWW-Authenticate and Proxy-Authenticate (RFC 3261 §20.44).
+func (h *Header) All(name string) []string {
+	i := lookupName(name)
+	known := i >= 0
+	canon := name
+	if known {
+		canon = headerNames[i].name
+	}
+	var out []string
+	for k := range h.Fields {
+		if h.Fields[k].matches(canon, known) {
+			out = append(out, unfold(h.Fields[k].Value))
+		}
+	}
+	return out
+}
+
 // Has reports whether a raw (non-typed) header field with this name is present.
 func (h *Header) Has(name string) bool {
 	i := lookupName(name)

@@ -108,11 +108,8 @@ func pickChallenge(res *sip.Response) (*digest.Challenge, string) {
 	}
 	var best *digest.Challenge
 	rank := 0
-	for _, f := range res.Fields {
-		if sip.CanonicalName(f.Name) != name {
-			continue
-		}
-		ch, err := digest.ParseChallenge(f.Value)
+	for _, v := range res.All(name) {
+		ch, err := digest.ParseChallenge(v)
 		if err != nil || !strings.EqualFold(ch.Scheme, "Digest") {
 			continue
 		}

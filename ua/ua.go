@@ -84,6 +84,9 @@ type Config struct {
 	Expires time.Duration
 	// T1, T2, T4 are the RFC 3261 §17.1.1.1 timers. Default 500ms, 4s, 5s.
 	T1, T2, T4 time.Duration
+	// TimerD is the INVITE client transaction's wait for retransmitted
+	// final responses (default 32s, RFC 3261 §17.1.1.2).
+	TimerD time.Duration
 	// Rel100 is the 100rel policy. Default Rel100Supported.
 	Rel100 Rel100
 	// MediaPort is the audio port written in SDP. Default 40000.
@@ -227,7 +230,7 @@ func New(cfg Config) (*UA, error) {
 	u := &UA{
 		cfg:      cfg,
 		log:      cfg.Logger.With("feature", "ua"),
-		layer:    transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, Clock: cfg.Clock, Logger: cfg.Logger}),
+		layer:    transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, TimerD: cfg.TimerD, Clock: cfg.Clock, Logger: cfg.Logger}),
 		dlgs:     dialog.NewTable(),
 		proto:    proto,
 		aor:      aor,
@@ -694,48 +697,17 @@ func (s *responseSender) Send(m sip.Message) error {
 // Reliable implements transaction.Sender.
 func (s *responseSender) Reliable() bool { return s.p.Proto != transport.UDP }
 
-// responseTarget picks the destination of a response from its top Via
-// (RFC 3261 §18.2.2, RFC 3581 §4). A copy of server.responseTarget.
+// responseTarget picks the destination of a response (RFC 3261 §18.2.2).
 func responseTarget(res *sip.Response, p *transport.Packet, defPort int) netip.AddrPort {
-	if len(res.Via) == 0 {
-		return p.Remote
+	var top *sip.Via
+	if len(res.Via) > 0 {
+		top = &res.Via[0]
 	}
-	v := &res.Via[0]
-	addr := p.Remote.Addr()
-	if r := v.Received(); r != "" {
-		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
-			addr = a.Unmap()
-		}
-	} else if a, err := netip.ParseAddr(strings.Trim(v.Host, "[]")); err == nil {
-		addr = a.Unmap()
-	}
-	port := v.Port
-	if rp, ok := v.RPort(); ok && rp != 0 {
-		port = rp
-	}
-	if port == 0 {
-		port = defPort
-	}
-	return netip.AddrPortFrom(addr, uint16(port))
+	return sip.ResponseTarget(top, p.Remote, false, defPort)
 }
 
-// stampVia adds received and rport to the top Via (RFC 3261 §18.2.1,
-// RFC 3581 §4). A copy of server.stampVia.
-func stampVia(req *sip.Request, p *transport.Packet) {
-	if len(req.Via) == 0 {
-		return
-	}
-	v := &req.Via[0]
-	src := p.Remote.Addr()
-	_, rport := v.RPort()
-	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
-	if rport || err != nil || sentBy.Unmap() != src {
-		v.Params = v.Params.Set("received", src.String())
-	}
-	if rport {
-		v.Params = v.Params.Set("rport", strconv.Itoa(int(p.Remote.Port())))
-	}
-}
+// stampVia records the request's source in its top Via (RFC 3261 §18.2.1).
+func stampVia(req *sip.Request, p *transport.Packet) { req.StampVia(p.Remote) }
 
 // resolveHop finds where a request to uri goes (RFC 3263 reduced to
 // A/AAAA: the URI's transport parameter or sips picks the protocol, the

@@ -193,7 +193,7 @@ func (r *uaRun) config(cmd string) (ua.Config, error) {
 		return cfg, fmt.Errorf("--100rel %q: want supported, require or off", f.rel100)
 	}
 	if f.t1 != 500*time.Millisecond && f.t1 > 0 {
-		cfg.T2, cfg.T4 = 8*f.t1, 10*f.t1
+		cfg.T2, cfg.T4, cfg.TimerD = 8*f.t1, 10*f.t1, 64*f.t1
 	}
 	cfg.OnResponse = func(req *sip.Request, res *sip.Response) {
 		if req.Method == r.main {

@@ -166,7 +166,7 @@ func (tx *ClientTx) receive(res *sip.Response) {
 			} else if tx.sender.Reliable() {
 				tx.terminateLocked(nil)
 			} else {
-				tx.timers[slotResend] = cfg.Clock.AfterFunc(32*time.Second, tx.timerD)
+				tx.timers[slotResend] = cfg.Clock.AfterFunc(cfg.TimerD, tx.timerD)
 			}
 			pass = true
 		default:

@@ -49,7 +49,11 @@ type Config struct {
 	// TU's first response before sending 100 Trying itself (§17.2.1:
 	// "200 ms"). Default 200ms.
 	TryingDelay time.Duration
-	Clock       Clock
+	// TimerD is how long an INVITE client transaction waits in Completed
+	// for retransmitted final responses over unreliable transports
+	// (§17.1.1.2: "at least 32 seconds"). Default 32s; test tools shorten it.
+	TimerD time.Duration
+	Clock  Clock
 	Logger      *slog.Logger
 }
 
@@ -65,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TryingDelay <= 0 {
 		c.TryingDelay = 200 * time.Millisecond
+	}
+	if c.TimerD <= 0 {
+		c.TimerD = 32 * time.Second
 	}
 	if c.Clock == nil {
 		c.Clock = RealClock{}
