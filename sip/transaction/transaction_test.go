@@ -619,3 +619,91 @@ func TestCompletedKeepsOnlyBytes(t *testing.T) {
 		t.Fatalf("%d wire sends, want 4 (486 and one Timer G retransmission)", len(w.wires))
 	}
 }
+
+// TestRemainingTransitions covers the arcs of Figures 5-8 the scenario
+// tests above do not take.
+func TestRemainingTransitions(t *testing.T) {
+	t.Run("RFC3261 Figure 5 Calling to Completed on 300-699 without a provisional", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKr1")
+		tx, _ := l.Request(inv, rec, nil)
+		l.HandleResponse(responseTo(inv, 404))
+		if tx.State() != Completed {
+			t.Fatalf("state %v", tx.State())
+		}
+		if ack, ok := rec.last().(*sip.Request); !ok || ack.Method != sip.ACK {
+			t.Fatalf("no ACK: %v", rec.last())
+		}
+	})
+	t.Run("RFC6026 Figure 5 Proceeding to Accepted on 2xx", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKr2")
+		tx, _ := l.Request(inv, rec, nil)
+		l.HandleResponse(responseTo(inv, 183))
+		l.HandleResponse(responseTo(inv, 200))
+		if tx.State() != Accepted {
+			t.Fatalf("state %v", tx.State())
+		}
+	})
+	t.Run("RFC3261 Figure 6 Proceeding to Completed, then Timer K", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		req := mustRequest(t, sip.SUBSCRIBE, "z9hG4bKr3")
+		tx, _ := l.Request(req, rec, nil)
+		l.HandleResponse(responseTo(req, 100))
+		l.HandleResponse(responseTo(req, 202))
+		if tx.State() != Completed {
+			t.Fatalf("state %v", tx.State())
+		}
+		clock.Advance(5 * time.Second)
+		if tx.State() != Terminated {
+			t.Fatalf("state %v after Timer K", tx.State())
+		}
+	})
+	t.Run("RFC3261 Figure 6 transport error on a retransmission", func(t *testing.T) {
+		l, clock, rec := newTestLayer(false)
+		var got collected
+		tx, _ := l.Request(mustRequest(t, sip.MESSAGE, "z9hG4bKr4"), rec, got.handler)
+		rec.mu.Lock()
+		rec.fail = true
+		rec.mu.Unlock()
+		clock.Advance(500 * time.Millisecond)
+		<-tx.Done()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got.mu.Lock()
+			n := len(got.errs)
+			got.mu.Unlock()
+			if n == 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if !errors.Is(tx.Err(), ErrTransport) || len(got.errs) != 1 || !errors.Is(got.errs[0], ErrTransport) {
+			t.Fatalf("err %v, TU saw %v", tx.Err(), got.errs)
+		}
+	})
+	t.Run("RFC3261 Figure 8 Proceeding to Completed", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		req := mustRequest(t, sip.REGISTER, "z9hG4bKr5")
+		tx, _ := l.HandleRequest(req, rec)
+		_ = tx.Respond(responseTo(req, 100))
+		_ = tx.Respond(responseTo(req, 401))
+		if tx.State() != Completed {
+			t.Fatalf("state %v", tx.State())
+		}
+		if err := tx.Respond(responseTo(req, 200)); !errors.Is(err, ErrTerminated) {
+			t.Errorf("second final response: %v", err)
+		}
+	})
+	t.Run("RFC3261 Figure 7 Proceeding: 1xx then 2xx", func(t *testing.T) {
+		l, _, rec := newTestLayer(false)
+		inv := mustRequest(t, sip.INVITE, "z9hG4bKr6")
+		tx, _ := l.HandleRequest(inv, rec)
+		_ = tx.Respond(responseTo(inv, 180))
+		_ = tx.Respond(responseTo(inv, 183))
+		_ = tx.Respond(responseTo(inv, 200))
+		if tx.State() != Accepted || rec.count() != 3 {
+			t.Fatalf("state %v, %d sent", tx.State(), rec.count())
+		}
+	})
+}
