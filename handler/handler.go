@@ -19,6 +19,11 @@ import (
 type ServerTx interface {
 	// Respond sends a response to the request.
 	Respond(res *sip.Response) error
+	// RespondStateless sends a final response once and forgets the
+	// request, as a stateless server would: no retransmissions, and a
+	// retransmitted request is processed again. For rejections and other
+	// answers that processing gives identically every time.
+	RespondStateless(res *sip.Response) error
 	// Source is the address the request came from.
 	Source() netip.AddrPort
 	// Transport is UDP, TCP or TLS.

@@ -11,6 +11,11 @@ import (
 // no registrar or other services yet), for Allow headers.
 const localAllow = "OPTIONS, ACK, CANCEL"
 
+// Every answer in this file is stateless (ServerTx.RespondStateless): the
+// same processing gives the same answer to a retransmission, and a
+// rejected INVITE over UDP must not be retransmitted by Timer G at a
+// source that may be spoofed.
+
 // sanity rejects requests that no role can process (RFC 3261 §8.2.1-§8.2.2,
 // §16.3, RFC 4475): a SIP version other than 2.0 (505), a CSeq method that
 // differs from the request's (501 for an unknown method, RFC 4475 §3.1.2.18;
@@ -29,7 +34,7 @@ func (s *Server) sanity(next Handler) Handler {
 			s.answerWarn(tx, req, 400, "CSeq method does not match the Request-Line")
 		case req.URI.Scheme != sip.SchemeSIP && req.URI.Scheme != sip.SchemeSIPS && req.URI.Scheme != sip.SchemeTel:
 			res := s.response(req, 416, "")
-			_ = tx.Respond(res)
+			_ = tx.RespondStateless(res)
 		case req.URI.Headers != "":
 			s.answerWarn(tx, req, 400, "headers are not allowed in the Request-URI")
 		default:
@@ -56,7 +61,7 @@ func (s *Server) localUAS(next Handler) Handler {
 		if bad := s.unsupported(req, "Require"); len(bad) > 0 {
 			res := s.response(req, 420, "")
 			res.Add("Unsupported", strings.Join(bad, ", "))
-			_ = tx.Respond(res)
+			_ = tx.RespondStateless(res)
 			return
 		}
 		switch req.Method {
@@ -67,7 +72,7 @@ func (s *Server) localUAS(next Handler) Handler {
 			res.Add("Accept-Encoding", "identity")
 			res.Add("Accept-Language", "en")
 			res.Add("Supported", strings.Join(s.supported, ", "))
-			_ = tx.Respond(res)
+			_ = tx.RespondStateless(res)
 		default:
 			if sip.IsKnownMethod(req.Method) {
 				s.answerAllow(tx, req, 405)
@@ -93,7 +98,7 @@ func (s *Server) proxyCheck(next Handler) Handler {
 		if bad := s.unsupported(req, "Proxy-Require"); len(bad) > 0 {
 			res := s.response(req, 420, "")
 			res.Add("Unsupported", strings.Join(bad, ", "))
-			_ = tx.Respond(res)
+			_ = tx.RespondStateless(res)
 			return
 		}
 		next.ServeSIP(ctx, tx, req)
@@ -126,17 +131,17 @@ func (s *Server) unsupported(req *sip.Request, header string) []string {
 }
 
 func (s *Server) answer(tx ServerTx, req *sip.Request, code int, reason string) {
-	_ = tx.Respond(s.response(req, code, reason))
+	_ = tx.RespondStateless(s.response(req, code, reason))
 }
 
 func (s *Server) answerAllow(tx ServerTx, req *sip.Request, code int) {
 	res := s.response(req, code, "")
 	res.Add("Allow", localAllow)
-	_ = tx.Respond(res)
+	_ = tx.RespondStateless(res)
 }
 
 func (s *Server) answerWarn(tx ServerTx, req *sip.Request, code int, why string) {
 	res := s.response(req, code, "")
 	res.Add("Warning", `399 hlas "`+warnEscape(why)+`"`)
-	_ = tx.Respond(res)
+	_ = tx.RespondStateless(res)
 }

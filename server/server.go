@@ -4,7 +4,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +45,8 @@ type Server struct {
 	txl     *transaction.Layer
 	queues  []chan work // one per worker; a call's messages share one
 	workers sync.WaitGroup
+	redials chan struct{}  // semaphore of background redials
+	async   sync.WaitGroup // background redials
 	bufs    sync.Pool
 	secret  uint64 // salts stateless To tags
 	// supported lists the option tags hlas implements (Supported header);
@@ -76,12 +81,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg:    cfg,
 		log:    log.With("feature", "server"),
 		reg:    prometheus.NewRegistry(),
-		secret: uint64(time.Now().UnixNano()),
+		secret: randomUint64(),
 		txl: transaction.New(transaction.Config{
-			T1: cfg.T1, T2: cfg.T2, T4: cfg.T4,
+			T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, MaxServer: cfg.MaxTransactions,
 			Logger: log.With("feature", "transaction"),
 		}),
 	}
+	s.redials = make(chan struct{}, maxRedials)
 	per := max(cfg.QueueSize/cfg.Workers, 1)
 	s.queues = make([]chan work, cfg.Workers)
 	for i := range s.queues {
@@ -215,6 +221,7 @@ func (s *Server) shutdownLocked() error {
 		close(q)
 	}
 	s.workers.Wait()
+	s.async.Wait()
 	s.log.Info("stopped")
 	return err
 }
@@ -315,24 +322,36 @@ func (s *Server) process(ctx context.Context, w work) {
 			s.reply(p, m, 513, "")
 			return
 		}
-		if m.Method != sip.ACK && m.Method != sip.CANCEL {
-			if n, _ := s.txl.Len(); n >= s.cfg.MaxTransactions {
-				s.met.dropped.WithLabelValues("overload").Inc()
-				res := s.response(m, 503, "")
-				res.Add("Retry-After", "5")
-				_ = s.send(p, res)
-				return
-			}
-		}
 		tx, disp := s.txl.HandleRequest(m, s.senderFor(p, m.Via))
 		switch disp {
 		case transaction.NewRequest:
-			s.handler.ServeSIP(ctx, &serverTx{tx: tx, p: p}, m)
+			s.serve(ctx, &serverTx{srv: s, tx: tx, p: p}, m)
+		case transaction.Overloaded:
+			// max_transactions reached (retransmissions of live ones
+			// still match): 503, statelessly.
+			s.met.dropped.WithLabelValues("overload").Inc()
+			res := s.response(m, 503, "")
+			res.Add("Retry-After", "5")
+			_ = s.send(p, res)
 		case transaction.PassACK:
 			// The ACK to a 2xx belongs to a dialog; nothing here has
 			// dialogs yet, so it ends here (ACK is never answered).
 		}
 	}
+}
+
+// serve runs the handler chain. A panic in a handler is a bug, not a
+// reason to take the server down: it is logged with its stack and the
+// request gets 500 (if nothing answered it yet).
+func (s *Server) serve(ctx context.Context, tx *serverTx, req *sip.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.met.dropped.WithLabelValues("handler_panic").Inc()
+			s.log.Error("handler panic", "method", req.Method, "call_id", req.CallID, "panic", r, "stack", string(debug.Stack()))
+			_ = tx.RespondStateless(s.response(req, 500, ""))
+		}
+	}()
+	s.handler.ServeSIP(ctx, tx, req)
 }
 
 // reject answers a message that could not be accepted: 513 when too large,
@@ -403,6 +422,15 @@ func (s *Server) response(req *sip.Request, code int, reason string) *sip.Respon
 	return res
 }
 
+func randomUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// statelessTag derives the To tag of a response from the request, keyed
+// with a random secret, so that retransmissions get the same tag without
+// any state and tags cannot be predicted (RFC 3261 §19.3).
 func (s *Server) statelessTag(req *sip.Request) string {
 	h := fnv.New64a()
 	var salt [8]byte
@@ -479,17 +507,22 @@ func (ps *packetSender) Send(m sip.Message) error {
 	return err
 }
 
-// SendWire sends an encoded response.
+// SendWire sends an encoded response. It never waits on a peer: stream
+// writes are queued on the connection (transport.Conn.Send), and when the
+// request's connection has closed, the new connection of §18.2.2 is dialed
+// by a bounded set of goroutines, not by the worker.
 func (ps *packetSender) SendWire(b []byte) error {
 	if len(b) >= 12 {
 		ps.s.met.responses.WithLabelValues(string(b[8:11])).Inc()
 	}
 	var err error
 	if ps.conn != nil {
-		if err = ps.conn.Write(b); err == nil {
+		if err = ps.conn.Send(b); err == nil {
 			return nil
 		}
-		err = ps.s.tm.WriteTo(ps.proto, netip.AddrPort{}, ps.dst, b)
+		if errors.Is(err, transport.ErrConnClosed) {
+			return ps.s.redial(ps.proto, ps.dst, b)
+		}
 	} else {
 		err = ps.s.tm.WriteTo(transport.UDP, ps.local, ps.dst, b)
 	}
@@ -500,18 +533,49 @@ func (ps *packetSender) SendWire(b []byte) error {
 	return err
 }
 
+// maxRedials bounds the goroutines dialing back to clients whose
+// connection closed before their response was ready.
+const maxRedials = 32
+
+// redial sends b over a new stream connection to dst in the background;
+// when maxRedials dials are already under way the response is dropped
+// (RFC 3261 §18.2.2 says the server SHOULD open a connection, not MUST).
+func (s *Server) redial(proto string, dst netip.AddrPort, b []byte) error {
+	select {
+	case s.redials <- struct{}{}:
+	default:
+		s.met.dropped.WithLabelValues("send_error").Inc()
+		return errors.New("server: too many connections being reopened")
+	}
+	b = append([]byte(nil), b...)
+	s.async.Add(1)
+	go func() {
+		defer s.async.Done()
+		defer func() { <-s.redials }()
+		if err := s.tm.WriteTo(proto, netip.AddrPort{}, dst, b); err != nil {
+			s.met.dropped.WithLabelValues("send_error").Inc()
+			s.log.Debug("send response on a new connection", "to", dst, "err", err)
+		}
+	}()
+	return nil
+}
+
 // Reliable reports a stream transport.
 func (ps *packetSender) Reliable() bool { return ps.conn != nil }
 
 // serverTx adapts a transaction.ServerTx to the handler chain's ServerTx.
 type serverTx struct {
-	tx *transaction.ServerTx
-	p  *transport.Packet
+	srv *Server
+	tx  *transaction.ServerTx
+	p   *transport.Packet
 }
 
 func (t *serverTx) Respond(res *sip.Response) error { return t.tx.Respond(res) }
-func (t *serverTx) Source() netip.AddrPort          { return t.p.Remote }
-func (t *serverTx) Transport() string               { return t.p.Proto }
+func (t *serverTx) RespondStateless(res *sip.Response) error {
+	return t.tx.RespondStateless(res)
+}
+func (t *serverTx) Source() netip.AddrPort { return t.p.Remote }
+func (t *serverTx) Transport() string      { return t.p.Proto }
 
 // methodLabel bounds the method label of metrics: unknown methods share one.
 func methodLabel(m string) string {

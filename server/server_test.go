@@ -486,8 +486,10 @@ func TestOverloadAnswers503(t *testing.T) {
 	}
 }
 
-// TestTransactions: requests run through the transaction layer, so a
-// retransmission gets the same response again and the handler runs once.
+// TestTransactions: requests run through the transaction layer. The
+// server's own rejections are stateless (no Timer G retransmissions at a
+// possibly spoofed source), yet a retransmission gets the very same
+// response, To tag included, and leaves no transaction behind.
 func TestTransactions(t *testing.T) {
 	srv := startServer(t, Config{})
 	a := srv.addr(t, "UDP", false)
@@ -511,10 +513,14 @@ func TestTransactions(t *testing.T) {
 	if tags[0] != tags[1] {
 		t.Errorf("retransmission answered with another To tag: %v", tags)
 	}
-	if st := srv.txl.Stats(); st.ServerCreated != 1 || st.Retransmissions != 1 {
-		t.Errorf("stats %+v, want one transaction and one retransmission", st)
+	// No Timer G: nothing more arrives, and the table is empty.
+	if res := readResponse(t, c, 700*time.Millisecond); res != nil {
+		t.Fatalf("a stateless 404 was retransmitted: %d", res.StatusCode)
 	}
-	// RFC 3261 §17.2.1: the ACK to the 404 is absorbed by the transaction.
+	if st := srv.txl.Stats(); st.ServerActive != 0 || st.Retransmissions != 0 {
+		t.Errorf("stats %+v, want no live transaction and no retransmission", st)
+	}
+	// RFC 3261 §17: ACK is never answered.
 	ack := strings.Replace(strings.Replace(inv, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
 	ack = strings.Replace(ack, "To: <sip:bob@elsewhere.test>", "To: <sip:bob@elsewhere.test>;tag="+tags[0], 1)
 	if _, err := c.WriteToUDPAddrPort([]byte(ack), a); err != nil {
@@ -525,13 +531,39 @@ func TestTransactions(t *testing.T) {
 	}
 }
 
+// TestStatefulRetransmission: a handler answering through the transaction
+// gets retransmissions absorbed and answered by the transaction layer.
+func TestStatefulRetransmission(t *testing.T) {
+	srv, a := startWithHandler(t, Config{}, func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		_ = tx.Respond(srv0(tx).response(req, 202, ""))
+	})
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := request("MESSAGE", "sip:bob@elsewhere.test", "c.invalid", "")
+	for range 2 {
+		if _, err := c.WriteToUDPAddrPort([]byte(msg), a); err != nil {
+			t.Fatal(err)
+		}
+		if res := readResponse(t, c, 5*time.Second); res == nil || res.StatusCode != 202 {
+			t.Fatalf("got %v, want 202", res)
+		}
+	}
+	if st := srv.txl.Stats(); st.ServerCreated != 1 || st.Retransmissions != 1 {
+		t.Errorf("stats %+v, want one transaction and one retransmission", st)
+	}
+}
+
 // TestTransactionCeiling: beyond max_transactions new requests get 503.
 func TestTransactionCeiling(t *testing.T) {
-	srv := startServer(t, Config{MaxTransactions: 2})
-	a := srv.addr(t, "UDP", false)
+	_, a := startWithHandler(t, Config{MaxTransactions: 2}, func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		_ = tx.Respond(srv0(tx).response(req, 202, "")) // stays 32 s in Completed
+	})
 	var codes []int
 	for range 3 {
-		res := udpExchange(t, a, request("OPTIONS", "sip:"+a.String(), "c.invalid", ""), 5*time.Second)
+		res := udpExchange(t, a, request("MESSAGE", "sip:bob@elsewhere.test", "c.invalid", ""), 5*time.Second)
 		if res == nil {
 			t.Fatal("no response")
 		}
@@ -540,7 +572,43 @@ func TestTransactionCeiling(t *testing.T) {
 			t.Error("503 without Retry-After")
 		}
 	}
-	if fmt.Sprint(codes) != "[200 200 503]" {
-		t.Fatalf("codes %v, want [200 200 503]", codes)
+	if fmt.Sprint(codes) != "[202 202 503]" {
+		t.Fatalf("codes %v, want [202 202 503]", codes)
 	}
 }
+
+// TestHandlerPanic: a panicking handler costs a 500, not the server.
+func TestHandlerPanic(t *testing.T) {
+	_, a := startWithHandler(t, Config{}, func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		if req.Method == "INFO" {
+			panic("boom")
+		}
+		_ = tx.RespondStateless(srv0(tx).response(req, 200, ""))
+	})
+	if res := udpExchange(t, a, request("INFO", "sip:bob@elsewhere.test", "c.invalid", ""), 5*time.Second); res == nil || res.StatusCode != 500 {
+		t.Fatalf("got %v, want 500", res)
+	}
+	if res := udpExchange(t, a, request("OPTIONS", "sip:bob@elsewhere.test", "c.invalid", ""), 5*time.Second); res == nil || res.StatusCode != 200 {
+		t.Fatalf("server did not survive: %v", res)
+	}
+}
+
+// startWithHandler runs a UDP server whose chain is replaced by h.
+func startWithHandler(t *testing.T, cfg Config, h HandlerFunc) (*Server, netip.AddrPort) {
+	t.Helper()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.DataDir = t.TempDir()
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.handler = h
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv, srv.addr(t, "UDP", false)
+}
+
+// srv0 builds responses for test handlers (To tag, Server header).
+func srv0(tx ServerTx) *Server { return tx.(*serverTx).srv }

@@ -9,7 +9,9 @@ import (
 // StampVia records in the top Via where the request really came from
 // (RFC 3261 §18.2.1, RFC 3581 §4): received when the sent-by host is not
 // the source address, or whenever rport was asked for; rport then gets the
-// source port.
+// source port. A received parameter the sender wrote itself is never
+// trusted: it is overwritten with the real source (or removed when the
+// sent-by already is the source), or responses could be aimed anywhere.
 func (r *Request) StampVia(src netip.AddrPort) {
 	if len(r.Via) == 0 {
 		return
@@ -18,8 +20,11 @@ func (r *Request) StampVia(src netip.AddrPort) {
 	ip := src.Addr().Unmap()
 	_, rport := v.RPort()
 	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
-	if rport || err != nil || sentBy.Unmap() != ip {
+	switch {
+	case rport || err != nil || sentBy.Unmap() != ip:
 		v.Params = v.Params.Set("received", ip.String())
+	case v.Params.Has("received"):
+		v.Params = v.Params.Del("received")
 	}
 	if rport {
 		v.Params = v.Params.Set("rport", strconv.Itoa(int(src.Port())))

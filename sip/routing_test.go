@@ -18,6 +18,8 @@ func TestStampViaAndResponseTarget(t *testing.T) {
 		{"RFC3261 18.2.1 sent-by differs: received added", "SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1", false, ";branch=z9hG4bK1;received=198.51.100.7", "198.51.100.7:5062"},
 		{"RFC3261 18.2.1 sent-by is a name: received added, default port", "SIP/2.0/UDP phone.example;branch=z9hG4bK1", false, ";branch=z9hG4bK1;received=198.51.100.7", "198.51.100.7:5060"},
 		{"RFC3581 4 rport: received and rport filled, source port used", "SIP/2.0/UDP 10.0.0.1:5062;rport;branch=z9hG4bK1", false, ";rport=40000;branch=z9hG4bK1;received=198.51.100.7", "198.51.100.7:40000"},
+		{"a received= the sender wrote is replaced by the source", "SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1;received=10.255.255.1", false, ";branch=z9hG4bK1;received=198.51.100.7", "198.51.100.7:5062"},
+		{"a received= the sender wrote is removed when sent-by is the source", "SIP/2.0/TCP 198.51.100.7:5099;received=10.255.255.1;branch=z9hG4bK1", false, ";branch=z9hG4bK1", "198.51.100.7:5099"},
 		{"force rport without rport", "SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1", true, ";branch=z9hG4bK1;received=198.51.100.7", "198.51.100.7:40000"},
 	}
 	for _, tc := range tests {

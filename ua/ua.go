@@ -682,7 +682,7 @@ func (s *responseSender) Send(m sip.Message) error {
 	buf := res.AppendTo(make([]byte, 0, 1024))
 	p := s.p
 	if p.Conn != nil {
-		if err := p.Conn.Write(buf); err == nil {
+		if err := p.Conn.Send(buf); err == nil {
 			return nil
 		}
 		def := 5060

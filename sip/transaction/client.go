@@ -73,8 +73,8 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 		return nil, errors.New("transaction: branch already in use")
 	}
 	l.client[tx.key] = tx
-	l.stats.ClientCreated++
 	l.mu.Unlock()
+	l.clientCreated.Add(1)
 
 	tx.mu.Lock()
 	cfg := &l.cfg
@@ -240,7 +240,7 @@ func (tx *ClientTx) timerResend() {
 	if tx.invite && tx.state != Calling {
 		return
 	}
-	tx.l.count(func(s *Stats) { s.Retransmissions++ })
+	tx.l.retransmissions.Add(1)
 	if err := tx.sender.Send(tx.req); err != nil {
 		tx.terminateLocked(ErrTransport)
 		go tx.deliver(nil, ErrTransport)
@@ -263,7 +263,7 @@ func (tx *ClientTx) timerGiveUp() {
 		tx.mu.Unlock()
 		return
 	}
-	tx.l.count(func(s *Stats) { s.Timeouts++ })
+	tx.l.timeouts.Add(1)
 	tx.terminateLocked(ErrTimeout)
 	tx.mu.Unlock()
 	tx.deliver(nil, ErrTimeout)
@@ -288,7 +288,7 @@ func (tx *ClientTx) terminateLocked(err error) {
 	tx.state = Terminated
 	tx.err = err
 	if err == ErrTransport {
-		tx.l.count(func(s *Stats) { s.TransportErrors++ })
+		tx.l.transportErrors.Add(1)
 	}
 	for i := range tx.timers {
 		stop(&tx.timers[i])

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlas-voip/hlas/sip"
@@ -49,12 +50,16 @@ type Config struct {
 	// TU's first response before sending 100 Trying itself (§17.2.1:
 	// "200 ms"). Default 200ms.
 	TryingDelay time.Duration
+	// MaxServer bounds the server transactions alive at once; a new
+	// request beyond it gets the disposition Overloaded (the caller answers
+	// 503 statelessly). Zero means no bound.
+	MaxServer int
 	// TimerD is how long an INVITE client transaction waits in Completed
 	// for retransmitted final responses over unreliable transports
 	// (§17.1.1.2: "at least 32 seconds"). Default 32s; test tools shorten it.
 	TimerD time.Duration
 	Clock  Clock
-	Logger      *slog.Logger
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -103,7 +108,7 @@ type Layer struct {
 	server map[string]*ServerTx
 	client map[string]*ClientTx
 
-	stats Stats
+	serverCreated, clientCreated, timeouts, transportErrors, retransmissions atomic.Uint64
 }
 
 // Stats counts transactions; see Layer.Stats.
@@ -128,9 +133,11 @@ func (l *Layer) Config() Config { return l.cfg }
 // Stats returns a snapshot of the counters.
 func (l *Layer) Stats() Stats {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.stats
-	s.ServerActive, s.ClientActive = len(l.server), len(l.client)
+	s := Stats{ServerActive: len(l.server), ClientActive: len(l.client)}
+	l.mu.Unlock()
+	s.ServerCreated, s.ClientCreated = l.serverCreated.Load(), l.clientCreated.Load()
+	s.Timeouts, s.TransportErrors = l.timeouts.Load(), l.transportErrors.Load()
+	s.Retransmissions = l.retransmissions.Load()
 	return s
 }
 
@@ -139,12 +146,6 @@ func (l *Layer) Len() (server, client int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.server), len(l.client)
-}
-
-func (l *Layer) count(f func(*Stats)) {
-	l.mu.Lock()
-	f(&l.stats)
-	l.mu.Unlock()
 }
 
 // isRFC3261Branch reports a branch made by an RFC 3261 element: the magic
@@ -202,6 +203,9 @@ const (
 	// PassACK is an ACK the TU must see: the ACK to a 2xx, which belongs
 	// to no transaction (RFC 3261 §17.1.1.3, RFC 6026 §7.1).
 	PassACK
+	// Overloaded is a new request refused because MaxServer transactions
+	// are alive; no transaction was created.
+	Overloaded
 )
 
 // HandleRequest matches an incoming request against the server
@@ -226,12 +230,19 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 		l.mu.Lock()
 		invite := l.server[serverKey(req, sip.INVITE)]
 		l.mu.Unlock()
-		ctx, _ := l.newServer(req, s)
-		if invite == nil {
-			_ = ctx.Respond(l.reply(req, 481))
+		ctx, created := l.newServer(req, s)
+		if ctx == nil {
+			return nil, Overloaded
+		}
+		if !created {
+			ctx.receive(req)
 			return nil, Absorbed
 		}
-		_ = ctx.Respond(l.reply(req, 200))
+		if invite == nil {
+			_ = ctx.Respond(l.reply(req, 481, ""))
+			return nil, Absorbed
+		}
+		_ = ctx.Respond(l.reply(req, 200, ""))
 		invite.cancel()
 		return nil, Absorbed
 	}
@@ -244,6 +255,9 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 	}
 	l.mu.Unlock()
 	tx, created := l.newServer(req, s)
+	if tx == nil {
+		return nil, Overloaded
+	}
 	if !created {
 		tx.receive(req)
 		return nil, Absorbed
@@ -257,11 +271,15 @@ func (l *Layer) lookupServer(key string) *ServerTx {
 	return l.server[key]
 }
 
-// reply builds a response the layer sends on its own behalf.
-func (l *Layer) reply(req *sip.Request, code int) *sip.Response {
+// reply builds a response the layer sends on its own behalf. toTag is the
+// tag already given to the request's responses, or "" for a new one.
+func (l *Layer) reply(req *sip.Request, code int, toTag string) *sip.Response {
 	res := sip.NewResponse(req, code, "")
 	if code > 100 && res.To.Tag() == "" && !res.To.IsZero() {
-		res.To.Params = res.To.Params.Set("tag", strconv.FormatUint(uint64(l.cfg.Clock.Now().UnixNano())&0xffffffffff, 36))
+		if toTag == "" {
+			toTag = sip.NewTag()
+		}
+		res.To.Params = res.To.Params.Set("tag", toTag)
 	}
 	return res
 }

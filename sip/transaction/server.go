@@ -69,9 +69,13 @@ func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
 		l.mu.Unlock()
 		return old, false
 	}
+	if l.cfg.MaxServer > 0 && len(l.server) >= l.cfg.MaxServer {
+		l.mu.Unlock()
+		return nil, false
+	}
 	l.server[tx.key] = tx
-	l.stats.ServerCreated++
 	l.mu.Unlock()
+	l.serverCreated.Add(1)
 
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -80,6 +84,9 @@ func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
 		tx.timers[slotTrying] = l.cfg.Clock.AfterFunc(l.cfg.TryingDelay, tx.timerTrying)
 	} else {
 		tx.state = Trying
+		// A TU that never answers must not pin the transaction: after
+		// 64*T1 the client has given up (Timer F) and so does this.
+		tx.timers[slotTimeout] = l.cfg.Clock.AfterFunc(64*l.cfg.T1, tx.timerUnanswered)
 	}
 	return tx, true
 }
@@ -158,6 +165,9 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 		return ErrTerminated
 	}
 	stop(&tx.timers[slotTrying])
+	if code >= 200 {
+		stop(&tx.timers[slotTimeout])
+	}
 	tx.last = res
 	var err error
 	if ws, ok := tx.sender.(WireSender); ok && code >= 200 && !(tx.invite && code < 300) {
@@ -223,7 +233,7 @@ func (tx *ServerTx) receive(req *sip.Request) {
 	switch tx.state {
 	case Proceeding, Completed:
 		if tx.last != nil || tx.wire != nil {
-			tx.l.count(func(s *Stats) { s.Retransmissions++ })
+			tx.l.retransmissions.Add(1)
 			_ = tx.resend()
 		}
 	}
@@ -275,12 +285,16 @@ func (tx *ServerTx) cancel() {
 		close(tx.cancelled)
 	}
 	f, pending, req := tx.onCancel, tx.state == Proceeding, tx.req
+	toTag := ""
+	if tx.last != nil {
+		toTag = tx.last.To.Tag() // §8.2.6.2: one tag for all responses
+	}
 	tx.mu.Unlock()
 	switch {
 	case f != nil:
 		f()
 	case pending && req != nil:
-		_ = tx.Respond(tx.l.reply(req, 487))
+		_ = tx.Respond(tx.l.reply(req, 487, toTag))
 	}
 }
 
@@ -302,7 +316,7 @@ func (tx *ServerTx) timerG() {
 	if tx.state != Completed {
 		return
 	}
-	tx.l.count(func(s *Stats) { s.Retransmissions++ })
+	tx.l.retransmissions.Add(1)
 	if err := tx.resend(); err != nil {
 		tx.terminateLocked(ErrTransport)
 		return
@@ -316,9 +330,44 @@ func (tx *ServerTx) timerH() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	if tx.state == Completed {
-		tx.l.count(func(s *Stats) { s.Timeouts++ })
+		tx.l.timeouts.Add(1)
 		tx.terminateLocked(ErrTimeout)
 	}
+}
+
+// timerUnanswered ends a non-INVITE transaction the TU never answered.
+func (tx *ServerTx) timerUnanswered() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state == Trying || tx.state == Proceeding {
+		tx.l.timeouts.Add(1)
+		tx.terminateLocked(ErrTimeout)
+	}
+}
+
+// RespondStateless sends a final response once and ends the transaction
+// at once, as a stateless server would (RFC 3261 §16.11; Kamailio's
+// sl_send_reply): no retransmission by Timer G, no 32 s wait. A
+// retransmitted request is then processed anew, so use it only for answers
+// that processing gives again identically (rejections, OPTIONS), never for
+// one a client must get exactly once. It keeps a rejected INVITE over UDP
+// from turning into eleven responses to a possibly spoofed source.
+func (tx *ServerTx) RespondStateless(res *sip.Response) error {
+	if res.StatusCode < 200 {
+		return tx.Respond(res)
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state != Trying && tx.state != Proceeding {
+		return ErrTerminated
+	}
+	err := tx.send(res)
+	if err != nil {
+		tx.terminateLocked(ErrTransport)
+		return err
+	}
+	tx.terminateLocked(nil)
+	return nil
 }
 
 // timerI ends the Confirmed state, timerJ the Completed state of a
@@ -342,7 +391,7 @@ func (tx *ServerTx) terminateLocked(err error) {
 	tx.state = Terminated
 	tx.err = err
 	if err == ErrTransport {
-		tx.l.count(func(s *Stats) { s.TransportErrors++ })
+		tx.l.transportErrors.Add(1)
 	}
 	for i := range tx.timers {
 		stop(&tx.timers[i])

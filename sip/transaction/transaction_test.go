@@ -246,6 +246,10 @@ func TestInviteServer(t *testing.T) {
 		if got := strings.Join(codes, ", "); got != "180 INVITE, 200 CANCEL, 487 INVITE" {
 			t.Fatalf("sent %s", got)
 		}
+		// RFC 3261 §8.2.6.2: every response to the INVITE carries one To tag.
+		if tag180, tag487 := rec.sent[0].(*sip.Response).To.Tag(), rec.sent[2].(*sip.Response).To.Tag(); tag180 != tag487 {
+			t.Errorf("487 To tag %q differs from the 180's %q", tag487, tag180)
+		}
 		if tx.State() != Completed {
 			t.Fatalf("INVITE state %v, want Completed", tx.State())
 		}
@@ -706,4 +710,43 @@ func TestRemainingTransitions(t *testing.T) {
 			t.Fatalf("state %v, %d sent", tx.State(), rec.count())
 		}
 	})
+}
+
+func TestRespondStateless(t *testing.T) {
+	l, clock, rec := newTestLayer(false)
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKs1")
+	tx, _ := l.HandleRequest(inv, rec)
+	if err := tx.RespondStateless(responseTo(inv, 404)); err != nil {
+		t.Fatal(err)
+	}
+	if tx.State() != Terminated {
+		t.Fatalf("state %v", tx.State())
+	}
+	clock.Advance(32 * time.Second)
+	if rec.count() != 1 {
+		t.Fatalf("%d sends, want exactly one (no Timer G)", rec.count())
+	}
+	if _, d := l.HandleRequest(inv, rec); d != NewRequest {
+		t.Errorf("retransmission after a stateless answer: %v, want NewRequest", d)
+	}
+}
+
+func TestMaxServerAndUnansweredRequests(t *testing.T) {
+	clock := NewFakeClock(time.Unix(1_000_000, 0))
+	l := New(Config{Clock: clock, MaxServer: 2})
+	rec := &recorder{clock: clock, start: clock.Now()}
+	a := mustRequest(t, sip.MESSAGE, "z9hG4bKq1")
+	l.HandleRequest(a, rec)
+	l.HandleRequest(mustRequest(t, sip.MESSAGE, "z9hG4bKq2"), rec)
+	if _, d := l.HandleRequest(mustRequest(t, sip.MESSAGE, "z9hG4bKq3"), rec); d != Overloaded {
+		t.Fatalf("third transaction: %v, want Overloaded", d)
+	}
+	if _, d := l.HandleRequest(a, rec); d != Absorbed {
+		t.Errorf("retransmission at the ceiling: %v, want Absorbed", d)
+	}
+	// Nobody answers: after 64*T1 both are gone.
+	clock.Advance(32 * time.Second)
+	if s := l.Stats(); s.ServerActive != 0 {
+		t.Fatalf("%d unanswered transactions left", s.ServerActive)
+	}
 }

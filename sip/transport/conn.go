@@ -48,12 +48,23 @@ type Conn struct {
 	replied   chan struct{} // capacity 1
 
 	keys []connKey // table entries pointing here; guarded by m.mu
+
+	outq chan []byte // messages queued by Send for the writer goroutine
 }
+
+// sendQueueLen bounds the messages Send may queue on one connection; a
+// peer that lets more pile up is not reading and is disconnected.
+const sendQueueLen = 256
+
+// ErrSendQueueFull is returned by Send when the peer does not read fast
+// enough; the connection is closed.
+var ErrSendQueueFull = errors.New("transport: send queue full")
 
 func newConn(m *Manager, proto string, nc net.Conn, local, remote netip.AddrPort, inbound bool) *Conn {
 	c := &Conn{
 		m: m, proto: proto, nc: nc, raw: nc, local: local, remote: remote, inbound: inbound,
 		done: make(chan struct{}), replied: make(chan struct{}, 1),
+		outq: make(chan []byte, sendQueueLen),
 	}
 	switch tc := nc.(type) {
 	case *tls.Conn:
@@ -119,6 +130,43 @@ func (c *Conn) Write(data []byte) error {
 	return c.write(data, true)
 }
 
+// Send queues one whole message for the connection's writer goroutine and
+// returns at once, so that a worker never waits on a peer that does not
+// read: the write deadline then costs the writer, not the caller. data is
+// copied. Messages sent on one connection keep their order. When the queue
+// is full the peer is too slow: the connection is closed and Send fails
+// with ErrSendQueueFull; on a closed connection it fails with
+// ErrConnClosed.
+func (c *Conn) Send(data []byte) error {
+	if c.isClosed() {
+		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrConnClosed)
+	}
+	b := append([]byte(nil), data...)
+	select {
+	case c.outq <- b:
+		return nil
+	default:
+		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
+		c.closeWith("send queue full: peer not reading")
+		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
+	}
+}
+
+// writeLoop writes what Send queued until the connection closes.
+func (m *Manager) writeLoop(c *Conn) {
+	defer m.wg.Done()
+	for {
+		select {
+		case b := <-c.outq:
+			if c.write(b, true) != nil {
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
 // write sends data; message says whether it counts as a packet (a
 // keep-alive pong does not).
 func (c *Conn) write(data []byte, message bool) error {
@@ -168,6 +216,8 @@ func (r connReader) Read(p []byte) (int, error) {
 // serveConn reads one connection until it closes.
 func (m *Manager) serveConn(c *Conn) {
 	defer m.wg.Done()
+	m.wg.Add(1) // this goroutine is counted, so Close has not returned yet
+	go m.writeLoop(c)
 	why := m.readConn(c)
 	if strings.HasPrefix(why, closedByPeer) {
 		m.halfClosed(c)

@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestSendKeepsOrder: queued messages arrive whole and in order.
+func TestSendKeepsOrder(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m := New(Config{}, nil)
+	defer m.Close()
+	c, err := m.Dial(context.Background(), TCP, netip.AddrPort{}, netip.MustParseAddrPort(ln.Addr().String()), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	for i := range 100 {
+		if err := c.Send([]byte(fmt.Sprintf("message %d\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(peer)
+	for i := range 100 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("message %d\n", i); line != want {
+			t.Fatalf("got %q, want %q", line, want)
+		}
+	}
+}
+
+// TestSendToPeerThatDoesNotRead: Send never waits on the peer; once the
+// queue is full the connection is dropped.
+func TestSendToPeerThatDoesNotRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m := New(Config{}, nil)
+	defer m.Close()
+	c, err := m.Dial(context.Background(), TCP, netip.AddrPort{}, netip.MustParseAddrPort(ln.Addr().String()), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close() // accepted, never read
+	big := []byte(strings.Repeat("x", 60000))
+	var sendErr error
+	for i := 0; i < 10*sendQueueLen && sendErr == nil; i++ {
+		sendErr = c.Send(big)
+	}
+	if !errors.Is(sendErr, ErrSendQueueFull) && !errors.Is(sendErr, ErrConnClosed) {
+		t.Fatalf("Send kept accepting data for a peer that never reads: %v", sendErr)
+	}
+	<-c.Done()
+}
