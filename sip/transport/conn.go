@@ -49,12 +49,18 @@ type Conn struct {
 
 	keys []connKey // table entries pointing here; guarded by m.mu
 
-	outq chan []byte // messages queued by Send for the writer goroutine
+	outq   chan []byte  // messages queued by Send for the writer goroutine
+	queued atomic.Int64 // bytes in outq
 }
 
-// sendQueueLen bounds the messages Send may queue on one connection; a
-// peer that lets more pile up is not reading and is disconnected.
-const sendQueueLen = 256
+// sendQueueLen and sendQueueBytes bound what Send may queue on one
+// connection. A burst is fine (the writer catches up); a peer that lets
+// this much pile up is not reading and is disconnected. A peer that reads
+// too slowly for a single message is caught by WriteTimeout instead.
+const (
+	sendQueueLen   = 8192
+	sendQueueBytes = 4 << 20
+)
 
 // ErrSendQueueFull is returned by Send when the peer does not read fast
 // enough; the connection is closed.
@@ -142,10 +148,17 @@ func (c *Conn) Send(data []byte) error {
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrConnClosed)
 	}
 	b := append([]byte(nil), data...)
+	if c.queued.Add(int64(len(b))) > sendQueueBytes {
+		c.queued.Add(-int64(len(b)))
+		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
+		c.closeWith("send queue full: peer not reading")
+		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
+	}
 	select {
 	case c.outq <- b:
 		return nil
 	default:
+		c.queued.Add(-int64(len(b)))
 		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
 		c.closeWith("send queue full: peer not reading")
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
@@ -158,6 +171,7 @@ func (m *Manager) writeLoop(c *Conn) {
 	for {
 		select {
 		case b := <-c.outq:
+			c.queued.Add(-int64(len(b)))
 			if c.write(b, true) != nil {
 				return
 			}

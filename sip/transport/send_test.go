@@ -67,7 +67,7 @@ func TestSendToPeerThatDoesNotRead(t *testing.T) {
 	defer peer.Close() // accepted, never read
 	big := []byte(strings.Repeat("x", 60000))
 	var sendErr error
-	for i := 0; i < 10*sendQueueLen && sendErr == nil; i++ {
+	for i := 0; i < 10*sendQueueBytes/len(big) && sendErr == nil; i++ {
 		sendErr = c.Send(big)
 	}
 	if !errors.Is(sendErr, ErrSendQueueFull) && !errors.Is(sendErr, ErrConnClosed) {
