@@ -29,6 +29,7 @@ const usage = `usage: hlas <command> [flags]
 commands:
   serve     run the SIP server (hlas serve -h for flags)
   ua        a SIP user agent: register, call, answer, message, options (hlas ua -h)
+  dns       RFC 3263 server location and ENUM look-ups (hlas dns -h)
   version   print the version
 `
 
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "ua":
 		return uaMain(args[1:], stdout, stderr)
+	case "dns":
+		return dnsMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
