@@ -90,6 +90,8 @@ type Call struct {
 	remoteSDP  []byte
 	sdpVersion uint64
 	reinviting bool
+	tasks      []func() // sends waiting for the call's sender goroutine
+	sending    bool     // the sender goroutine runs
 
 	// UAS
 	stx      *transaction.ServerTx
@@ -99,6 +101,54 @@ type Call struct {
 	rel      *reliableProv
 	ok       *okRetransmit
 	bound    bool
+	kept     bool // OnCall passed the call on (Keep)
+}
+
+// maxTasks bounds the sends a call may have waiting; beyond it, sends a
+// peer can provoke at will (ACKs for retransmitted 2xx, PRACKs) are
+// dropped.
+const maxTasks = 32
+
+// run queues f to run after the call's earlier sends, on a goroutine the
+// call starts when it has something to send and that ends when nothing is
+// left: what needs a name lookup or a dial never runs on a worker, and
+// the call's sends keep the order in which the worker decided them (PRACK
+// before the ACK, the ACK before the BYE). A must task ignores maxTasks.
+// run reports false when f was dropped: queue full, or the UA closed.
+func (c *Call) run(f func(), must bool) bool {
+	c.mu.Lock()
+	if len(c.tasks) >= maxTasks && !must {
+		c.mu.Unlock()
+		c.u.log.Debug("call sends queue full, dropping one", "call-id", c.callIDLocked())
+		return false
+	}
+	c.tasks = append(c.tasks, f)
+	start := !c.sending
+	c.sending = true
+	c.mu.Unlock()
+	if start && !c.u.spawn(c.runTasks) {
+		c.mu.Lock()
+		c.tasks, c.sending = nil, false
+		c.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (c *Call) runTasks() {
+	for {
+		c.mu.Lock()
+		if len(c.tasks) == 0 {
+			c.tasks, c.sending = nil, false
+			c.mu.Unlock()
+			return
+		}
+		f := c.tasks[0]
+		c.tasks[0] = nil
+		c.tasks = c.tasks[1:]
+		c.mu.Unlock()
+		f()
+	}
 }
 
 // reliableProv is a reliable provisional response awaiting its PRACK
@@ -227,6 +277,10 @@ func (c *Call) end(err error) {
 func (c *Call) callID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.callIDLocked()
+}
+
+func (c *Call) callIDLocked() string {
 	if c.invite != nil {
 		return c.invite.CallID
 	}
@@ -274,11 +328,15 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 	}
 	var auth *authCache
 	var lastNonce string
+	var rd redirects
 	for attempt := 0; ; attempt++ {
 		req := *proto
 		req.Fields = append([]sip.Field(nil), proto.Fields...)
 		req.CSeq.Seq = proto.CSeq.Seq + uint32(attempt)
 		h, err := u.hopOutside(ctx, &req)
+		if rd.proxy != nil {
+			h, err = u.resolveHop(ctx, *rd.proxy)
+		}
 		if err != nil {
 			c.end(err)
 			return nil, err
@@ -330,13 +388,15 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 			}
 			return c, nil
 		}
-		if (res.StatusCode == 401 || res.StatusCode == 407) && attempt < 2 && u.cfg.Password != "" && ctx.Err() == nil {
+		if res.StatusCode < 400 && ctx.Err() == nil && rd.follow(res, proto) {
+			c.restart()
+			continue
+		}
+		if (res.StatusCode == 401 || res.StatusCode == 407) && attempt < 2+rd.n && u.cfg.Password != "" && ctx.Err() == nil {
 			if ch, header := pickChallenge(res); ch != nil && (ch.Nonce != lastNonce || ch.Stale) {
 				lastNonce = ch.Nonce
 				auth = &authCache{ch: ch, header: header}
-				c.mu.Lock()
-				c.forks = nil
-				c.mu.Unlock()
+				c.restart()
 				continue
 			}
 		}
@@ -349,6 +409,24 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 			return nil, fmt.Errorf("%w: %w", ctx.Err(), statusError(res))
 		}
 		return nil, err
+	}
+}
+
+// restart readies the call for another INVITE after a final response
+// (a digest challenge, a redirection): that response ended the early
+// dialogs of the last one, which leave the call and the UA's tables, and
+// the call is Calling again.
+func (c *Call) restart() {
+	c.mu.Lock()
+	forks := c.forks
+	c.forks, c.d = nil, nil
+	if c.state == Early {
+		c.state = Calling
+	}
+	c.mu.Unlock()
+	for _, d := range forks {
+		d.Terminate()
+		c.u.unbindDialog(d)
 	}
 }
 
@@ -380,6 +458,10 @@ func (c *Call) inviteHandler(req *sip.Request, s *sender, final chan result) tra
 		switch {
 		case code == 100:
 		case code < 200:
+			if c.forksFull(res) {
+				u.log.Debug("provisional response from a fork beyond MaxForks ignored", "call-id", res.CallID)
+				return
+			}
 			d, created, err := u.dlgs.Response(req, res)
 			if err != nil || d == nil {
 				return
@@ -414,12 +496,11 @@ func (c *Call) inviteHandler(req *sip.Request, s *sender, final chan result) tra
 						c.remoteSDP = res.Body
 						c.mu.Unlock()
 					}
-					c.sendPRACK(d, res)
+					c.run(func() { c.sendPRACK(d, res) }, false)
 				}
 			}
 		case code < 300:
-			c.accepted(req, res)
-			deliver(final, result{res: res})
+			c.accepted(req, res, final)
 		default:
 			c.mu.Lock()
 			forks := c.forks
@@ -433,12 +514,38 @@ func (c *Call) inviteHandler(req *sip.Request, s *sender, final chan result) tra
 	}
 }
 
+// forksFull reports a response with a To tag the call has no dialog for
+// while it holds Config.MaxForks dialogs already.
+func (c *Call) forksFull(res *sip.Response) bool {
+	if res.To.Tag() == "" {
+		return false
+	}
+	id := dialog.IDForResponse(res)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.forks[id] == nil && len(c.forks) >= c.u.cfg.MaxForks
+}
+
 // accepted handles a 2xx to the initial INVITE (RFC 3261 §13.2.2.4): the
 // dialog is confirmed and ACKed; a retransmission is ACKed again; a 2xx
 // from a second fork is ACKed and hung up; and when the call was cancelled
-// meanwhile, the call is ACKed and hung up at once.
-func (c *Call) accepted(req *sip.Request, res *sip.Response) {
+// meanwhile, the call is ACKed and hung up at once. It runs on a worker:
+// the sends, which may need a lookup or a dial, run on the call's sender
+// goroutine, and the first 2xx reaches final once its ACK is sent, so
+// that no request of the caller's overtakes the ACK.
+func (c *Call) accepted(req *sip.Request, res *sip.Response, final chan result) {
 	u := c.u
+	c.mu.Lock()
+	again := c.ack != nil
+	c.mu.Unlock()
+	if again && c.forksFull(res) {
+		// A fork beyond MaxForks answered too: ACK and BYE it without
+		// keeping its dialog.
+		if d, err := dialog.NewUAC(req, res); err == nil {
+			c.run(func() { c.ackAndBye(d, req, false) }, false)
+		}
+		return
+	}
 	d, created, err := u.dlgs.Response(req, res)
 	if err != nil || d == nil {
 		u.log.Debug("2xx without a usable dialog", "err", err)
@@ -456,17 +563,17 @@ func (c *Call) accepted(req *sip.Request, res *sip.Response) {
 	}
 	if c.ack != nil {
 		first := c.d
-		ack, snd := c.ack, c.ackSnd
 		c.mu.Unlock()
 		if first == d {
-			_ = snd.Send(ack) // a retransmitted 2xx
+			seq := res.CSeq.Seq
+			c.run(func() { c.sendACK(seq) }, false) // a retransmitted 2xx
 			return
 		}
 		// Another fork answered too: ACK it, then BYE it (§13.2.2.4).
 		u.mu.Lock()
 		u.byDialog[d.ID()] = c
 		u.mu.Unlock()
-		c.ackAndBye(d, req)
+		c.run(func() { c.ackAndBye(d, req, true) }, false)
 		return
 	}
 	c.d = d
@@ -477,41 +584,52 @@ func (c *Call) accepted(req *sip.Request, res *sip.Response) {
 	if len(res.Body) > 0 {
 		c.remoteSDP = res.Body
 	}
+	ack := d.NewACK(req)
+	c.ack = ack
+	var early []*dialog.Dialog
+	for id, o := range c.forks {
+		if o != d && o.State() == dialog.Early {
+			early = append(early, o)
+			delete(c.forks, id)
+		}
+	}
 	c.mu.Unlock()
 	u.mu.Lock()
 	u.byDialog[d.ID()] = c
 	u.mu.Unlock()
-	ack := d.NewACK(req)
-	snd, err := u.dialogSender(u.ctx, d, ack)
-	if err != nil {
-		u.log.Warn("cannot send ACK", "err", err)
-		c.end(err)
-		return
+	for _, o := range early {
+		o.Terminate()
+		u.unbindDialog(o)
 	}
-	u.stamp(ack, snd.hop.proto)
-	c.mu.Lock()
-	c.ack, c.ackSnd = ack, snd
-	forks := c.forks
-	c.mu.Unlock()
-	_ = snd.Send(ack)
-	for id, o := range forks {
-		if o != d && o.State() == dialog.Early {
-			o.Terminate()
-			u.unbindDialog(o)
-			c.mu.Lock()
-			delete(c.forks, id)
-			c.mu.Unlock()
+	sent := c.run(func() {
+		snd, err := u.dialogSender(u.ctx, d, ack)
+		if err != nil {
+			u.log.Warn("cannot send ACK", "call-id", res.CallID, "err", err)
+			c.end(err)
+			deliver(final, result{err: err})
+			return
 		}
-	}
-	if cancelled {
-		// The 2xx crossed our CANCEL: the dialog exists, is ACKed, and is
-		// ended at once.
-		c.sendBye(d, ErrCancelled)
+		u.stamp(ack, snd.hop.proto)
+		c.mu.Lock()
+		c.ackSnd = snd
+		c.mu.Unlock()
+		_ = snd.Send(ack)
+		if cancelled {
+			// The 2xx crossed our CANCEL: the dialog exists, is ACKed,
+			// and is ended at once.
+			c.sendBye(d, ErrCancelled)
+		}
+		deliver(final, result{res: res})
+	}, true)
+	if !sent {
+		c.end(ErrClosed)
+		deliver(final, result{err: ErrClosed})
 	}
 }
 
-// ackAndBye confirms a dialog the call does not want and ends it.
-func (c *Call) ackAndBye(d *dialog.Dialog, invite *sip.Request) {
+// ackAndBye confirms a dialog the call does not want and ends it; bound
+// says the dialog is in the UA's tables. It runs on the call's sender.
+func (c *Call) ackAndBye(d *dialog.Dialog, invite *sip.Request, bound bool) {
 	u := c.u
 	ack := d.NewACK(invite)
 	snd, err := u.dialogSender(u.ctx, d, ack)
@@ -529,22 +647,32 @@ func (c *Call) ackAndBye(d *dialog.Dialog, invite *sip.Request) {
 	_, _ = u.layer.Request(bye, bsnd, func(res *sip.Response, err error) {
 		if err != nil || res.StatusCode >= 200 {
 			d.Terminate()
-			u.unbindDialog(d)
+			if bound {
+				u.unbindDialog(d)
+			}
 		}
 	})
 }
 
 // resendACK answers a 2xx retransmission that outlived its transaction.
 func (c *Call) resendACK(res *sip.Response) {
+	seq := res.CSeq.Seq
+	c.run(func() { c.sendACK(seq) }, false)
+}
+
+// sendACK sends the ACK for the 2xx again if it acknowledges CSeq seq. It
+// runs on the call's sender, after the first ACK.
+func (c *Call) sendACK(seq uint32) {
 	c.mu.Lock()
 	ack, snd := c.ack, c.ackSnd
 	c.mu.Unlock()
-	if ack != nil && ack.CSeq.Seq == res.CSeq.Seq {
+	if ack != nil && snd != nil && ack.CSeq.Seq == seq {
 		_ = snd.Send(ack)
 	}
 }
 
 // sendPRACK acknowledges a reliable provisional response (RFC 3262 §4).
+// It runs on the call's sender.
 func (c *Call) sendPRACK(d *dialog.Dialog, res *sip.Response) {
 	u := c.u
 	prack, err := d.NewPRACK(res)
@@ -728,6 +856,7 @@ func (c *Call) ReInvite(ctx context.Context, sdp []byte) (*sip.Response, error) 
 	final := make(chan result, 1)
 	var ack *sip.Request
 	var ackSnd *sender
+	acking := false // on the worker: an ACK task was queued
 	_, err = u.layer.Request(req, s, func(res *sip.Response, err error) {
 		if err != nil {
 			deliver(final, result{err: txError(err)})
@@ -737,21 +866,33 @@ func (c *Call) ReInvite(ctx context.Context, sdp []byte) (*sip.Response, error) 
 		if res.StatusCode < 200 {
 			return
 		}
-		if res.StatusCode < 300 {
-			d.ReceiveResponse(req, res)
+		d.ReceiveResponse(req, res)
+		if res.StatusCode >= 300 {
+			deliver(final, result{res: res})
+			return
+		}
+		// The ACK, which may need a lookup or a dial, goes out on the
+		// call's sender (ack and ackSnd live there); the 2xx reaches the
+		// caller once it is sent.
+		first := !acking
+		acking = true
+		sent := c.run(func() {
 			if ack == nil {
-				ack = d.NewACK(req)
-				if ackSnd, err = u.dialogSender(u.ctx, d, ack); err != nil {
+				a := d.NewACK(req)
+				s, err := u.dialogSender(u.ctx, d, a)
+				if err != nil {
 					deliver(final, result{err: err})
 					return
 				}
-				u.stamp(ack, ackSnd.hop.proto)
+				u.stamp(a, s.hop.proto)
+				ack, ackSnd = a, s
 			}
 			_ = ackSnd.Send(ack)
-		} else {
-			d.ReceiveResponse(req, res)
+			deliver(final, result{res: res})
+		}, first)
+		if !sent && first {
+			deliver(final, result{err: ErrClosed})
 		}
-		deliver(final, result{res: res})
 	})
 	if err != nil && !errors.Is(err, transaction.ErrTransport) {
 		return nil, err
@@ -811,7 +952,7 @@ func (u *UA) incomingCall(stx *transaction.ServerTx, req *sip.Request, p *transp
 		return
 	}
 	c := newCall(u, false)
-	c.stx, c.invite, c.tag = stx, req, newTag()
+	c.stx, c.invite, c.tag = stx, req, sip.NewTag()
 	d, err := dialog.NewUAS(req, c.tag)
 	if err != nil {
 		reply(400)
@@ -838,6 +979,13 @@ func (u *UA) incomingCall(stx *transaction.ServerTx, req *sip.Request, p *transp
 	go func() {
 		defer u.wg.Done()
 		u.cfg.OnCall(c)
+		c.mu.Lock()
+		orphan := !c.kept && !c.answered && c.state != Ended
+		c.mu.Unlock()
+		if orphan {
+			u.log.Warn("OnCall returned without answering the call: 500", "call-id", req.CallID)
+			_ = c.Reject(500, "")
+		}
 	}()
 }
 
@@ -860,6 +1008,16 @@ func (u *UA) addCall(c *Call, onCall bool) error {
 	return nil
 }
 
+// Keep lets Config.OnCall return before the call is answered: the
+// handler has passed the call on and promises to Answer or Reject it
+// later. Without Keep a call still unanswered when OnCall returns is
+// rejected with 500.
+func (c *Call) Keep() {
+	c.mu.Lock()
+	c.kept = true
+	c.mu.Unlock()
+}
+
 // response builds a response to the incoming INVITE with the call's tag.
 func (c *Call) response(code int, reason string) *sip.Response {
 	res := sip.NewResponse(c.invite, code, reason)
@@ -867,6 +1025,8 @@ func (c *Call) response(code int, reason string) *sip.Response {
 	res.Add("Server", c.u.cfg.UserAgent)
 	if code > 100 && code < 300 {
 		res.Contact = []sip.Address{c.u.contact}
+		// RFC 3261 §12.1.1: the caller's route set comes from these.
+		res.RecordRoute = c.invite.RecordRoute
 	}
 	return res
 }
@@ -930,7 +1090,13 @@ func (c *Call) provisional(code int, reason string) error {
 	}
 	c.mu.Unlock()
 	c.bind()
-	return c.stx.Respond(res)
+	if err := c.stx.Respond(res); err != nil {
+		// The transaction ended on the transport error: no final
+		// response can follow, so the call is over.
+		c.end(err)
+		return err
+	}
+	return nil
 }
 
 func (c *Call) retransmitProv(r *reliableProv) {
@@ -1084,7 +1250,11 @@ func (c *Call) okTimeout(ok *okRetransmit) {
 	d := c.d
 	c.mu.Unlock()
 	close(ok.failed)
-	c.sendBye(d, ErrNoACK)
+	// A timer goroutine: the BYE, which may need a lookup, goes out on
+	// the call's sender.
+	if !c.run(func() { c.sendBye(d, ErrNoACK) }, true) {
+		c.end(ErrNoACK)
+	}
 }
 
 // receiveACK stops the 2xx retransmission the ACK acknowledges.

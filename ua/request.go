@@ -190,7 +190,7 @@ func (u *UA) do(ctx context.Context, cache *authCache, build func() (*sip.Reques
 func (u *UA) newRequest(method string, target sip.URI) *sip.Request {
 	req := &sip.Request{Method: method, URI: target, Version: "SIP/2.0"}
 	req.From = u.from
-	req.From.Params = sip.Params(";tag=" + newTag())
+	req.From.Params = sip.Params(";tag=" + sip.NewTag())
 	req.To = sip.Address{URI: target}
 	req.To.URI.Params = ""
 	req.To.URI.Headers = ""
@@ -271,19 +271,30 @@ func (u *UA) Message(ctx context.Context, target, contentType string, body []byt
 // registration is the UA's binding at its registrar (RFC 3261 §10.2):
 // one Call-ID and From tag, and CSeq growing across refreshes.
 type registration struct {
-	u       *UA
-	callID  string
-	tag     string
-	auth    authCache
-	kick    chan struct{}
-	stopped chan struct{}
+	u      *UA
+	callID string
+	tag    string
+	auth   authCache
 
 	mu      sync.Mutex
 	seq     uint32
 	expires time.Duration // granted
 	timer   transaction.Timer
-	running bool
-	halted  bool
+	halted  bool     // Unregister or Close stopped the refreshes
+	cur     *refresh // the refresher of the current Register
+}
+
+// refresh is one refresher goroutine's channels. Register after
+// Unregister starts a new one even while the old one is still finishing
+// a refresh: the old one only ever sees its own stop.
+type refresh struct {
+	kick    chan struct{}
+	stop    chan struct{}
+	started bool
+}
+
+func newRefresh() *refresh {
+	return &refresh{kick: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // Register registers the UA's Contact for its address of record with the
@@ -297,9 +308,9 @@ func (u *UA) Register(ctx context.Context) (*sip.Response, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	if r.halted && !r.running {
+	if r.halted {
 		r.halted = false
-		r.stopped = make(chan struct{})
+		r.cur = newRefresh()
 	}
 	r.mu.Unlock()
 	res, err := r.send(ctx, u.cfg.Expires)
@@ -309,10 +320,10 @@ func (u *UA) Register(ctx context.Context) (*sip.Response, error) {
 	u.mu.Lock() // wg.Add only while not closed
 	if !u.closed {
 		r.mu.Lock()
-		if !r.running {
-			r.running = true
+		if f := r.cur; !f.started && !r.halted {
+			f.started = true
 			u.wg.Add(1)
-			go r.loop(r.stopped)
+			go r.loop(f)
 		}
 		r.mu.Unlock()
 	}
@@ -353,7 +364,7 @@ func (u *UA) registration() (*registration, error) {
 	}
 	if u.reg == nil {
 		u.reg = &registration{u: u, callID: randHex(10) + "@" + strings.Trim(u.contact.URI.Host, "[]"),
-			tag: newTag(), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+			tag: sip.NewTag(), cur: newRefresh()}
 	}
 	return u.reg, nil
 }
@@ -419,6 +430,10 @@ func retryAfter(expires time.Duration) time.Duration {
 	return max(min(30*time.Second, expires/2), time.Second)
 }
 
+// maxExpiry is the longest expiry read from a registrar: 2**32-1 seconds,
+// the largest delta-seconds (RFC 3261 §25.1 bounds Expires by it).
+const maxExpiry = (1<<32 - 1) * time.Second
+
 // grantedExpiry reads the expiry the registrar granted our Contact
 // (RFC 3261 §10.2.4): its expires parameter, else the Expires header,
 // else what was asked for.
@@ -426,18 +441,33 @@ func grantedExpiry(res *sip.Response, contact sip.Address, asked time.Duration) 
 	for _, c := range res.Contact {
 		if c.URI.Equal(&contact.URI) {
 			if v, ok := c.Params.Get("expires"); ok {
-				if n, err := strconv.Atoi(v); err == nil {
-					return time.Duration(n) * time.Second
+				if d, ok := parseExpiry(v); ok {
+					return d
 				}
 			}
 		}
 	}
 	if v := res.Get("Expires"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-			return time.Duration(n) * time.Second
+		if d, ok := parseExpiry(v); ok {
+			return d
 		}
 	}
 	return asked
+}
+
+// parseExpiry reads delta-seconds, clamped to maxExpiry so that the
+// Duration cannot overflow.
+func parseExpiry(v string) (time.Duration, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return maxExpiry, true
+	case err != nil:
+		return 0, false
+	case n > uint64(maxExpiry/time.Second):
+		return maxExpiry, true
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 func (r *registration) schedule(d time.Duration) {
@@ -449,29 +479,25 @@ func (r *registration) schedule(d time.Duration) {
 	if r.timer != nil {
 		r.timer.Stop()
 	}
+	kick := r.cur.kick
 	r.timer = r.u.cfg.Clock.AfterFunc(d, func() {
 		select {
-		case r.kick <- struct{}{}:
+		case kick <- struct{}{}:
 		default:
 		}
 	})
 }
 
-// loop refreshes the registration each time its timer fires.
-func (r *registration) loop(stopped chan struct{}) {
-	defer func() {
-		r.mu.Lock()
-		r.running = false
-		r.mu.Unlock()
-		r.u.wg.Done()
-	}()
+// loop refreshes the registration each time f is kicked, until f stops.
+func (r *registration) loop(f *refresh) {
+	defer r.u.wg.Done()
 	for {
 		select {
 		case <-r.u.ctx.Done():
 			return
-		case <-stopped:
+		case <-f.stop:
 			return
-		case <-r.kick:
+		case <-f.kick:
 		}
 		if _, err := r.send(r.u.ctx, r.u.cfg.Expires); err != nil {
 			r.u.log.Warn("registration refresh failed", "aor", r.u.aor.String(), "err", err)
@@ -491,5 +517,5 @@ func (r *registration) stop() {
 		r.timer.Stop()
 		r.timer = nil
 	}
-	close(r.stopped)
+	close(r.cur.stop)
 }

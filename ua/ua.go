@@ -10,8 +10,13 @@
 // listener, Close ends calls and waits for every goroutine the UA started.
 // Incoming messages are parsed by the transport's reader and go through
 // bounded queues to a fixed pool of workers, sharded by Call-ID so that
-// the messages of one call are handled in arrival order; a full queue
-// answers 503 (RFC 3261 §21.5.4). Timers (the 2xx and reliable
+// the messages of one call are handled in arrival order; a full queue, or
+// Config.MaxTransactions server transactions alive, answers 503 (RFC 3261
+// §21.5.4). A worker never waits on the network: what a message makes the
+// UA send after a name lookup or a dial (the ACK for a 2xx, PRACK, the BYE
+// of an unwanted fork) goes to a goroutine of the call's own, which runs
+// the call's sends in order; a response whose connection has closed is
+// sent on a new one in the background. Timers (the 2xx and reliable
 // 1xx retransmissions, registration refresh) run on Config.Clock, so tests
 // drive them with a transaction.FakeClock.
 package ua
@@ -99,6 +104,20 @@ type Config struct {
 	// MaxCalls bounds concurrent calls; beyond it an INVITE gets 486.
 	// Default 1000.
 	MaxCalls int
+	// MaxTransactions bounds the server transactions alive at once; a new
+	// request beyond it is answered 503 with Retry-After, statelessly
+	// (RFC 3261 §21.5.4). Default 100000.
+	MaxTransactions int
+	// MaxForks bounds the dialogs one outgoing INVITE may create: early
+	// dialogs from provisional responses with new To tags beyond it are
+	// ignored, and a 2xx from a fork beyond it is ACKed and hung up
+	// without being kept (RFC 3261 §13.2.2.4). Default 16.
+	MaxForks int
+	// Resolver looks up the A/AAAA records of host names in URIs. Default
+	// net.DefaultResolver.
+	Resolver Resolver
+	// ResolveTimeout bounds one host name lookup. Default 2s.
+	ResolveTimeout time.Duration
 	// TLSConfig is the listener's configuration for Transport "tls".
 	TLSConfig *tls.Config
 	// TLSClientConfig verifies TLS servers; nil means the system roots.
@@ -112,8 +131,11 @@ type Config struct {
 	UserAgent string
 
 	// OnCall receives each new incoming call, in a goroutine of its own
-	// (at most MaxCalls at once), and must answer it: Ring, Answer or
-	// Reject. It must return once the call's Done channel is closed. Nil
+	// (at most MaxCalls at once). It owns the call: it Rings, Answers or
+	// Rejects it, and may wait for the call's Done channel before it
+	// returns. A call OnCall returns without answering is rejected with
+	// 500 (every INVITE gets a final response, RFC 3261 §13.3.1), unless
+	// OnCall called Call.Keep to answer it later from elsewhere. Nil
 	// answers incoming INVITEs 480.
 	OnCall func(c *Call)
 	// OnMessage is called for each incoming MESSAGE (RFC 3428) before it
@@ -162,6 +184,18 @@ func (c Config) withDefaults() Config {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = 1000
 	}
+	if c.MaxTransactions <= 0 {
+		c.MaxTransactions = 100000
+	}
+	if c.MaxForks <= 0 {
+		c.MaxForks = 16
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.ResolveTimeout <= 0 {
+		c.ResolveTimeout = 2 * time.Second
+	}
 	if c.Clock == nil {
 		c.Clock = transaction.RealClock{}
 	}
@@ -172,6 +206,11 @@ func (c Config) withDefaults() Config {
 		c.UserAgent = "hlas-ua/" + Version
 	}
 	return c
+}
+
+// Resolver looks up host names; *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Stats counts what a UA holds; a UA at rest holds nothing.
@@ -199,8 +238,10 @@ type UA struct {
 	queues []chan inbound // one per worker, sharded by Call-ID
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // workers, OnCall goroutines, the registration refresher
-	qmu    sync.RWMutex   // guards sending on queue against its close
+	// wg counts workers, OnCall goroutines, call senders, redials and
+	// the registration refresher; see spawn.
+	wg      sync.WaitGroup
+	redials chan struct{} // semaphore of background redials
 
 	mu       sync.Mutex
 	closed   bool
@@ -227,10 +268,13 @@ func New(cfg Config) (*UA, error) {
 	if err != nil || aor.User == "" {
 		return nil, fmt.Errorf("ua: User %q: want user@host", cfg.User)
 	}
+	layer := transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, TimerD: cfg.TimerD,
+		MaxServer: cfg.MaxTransactions, Clock: cfg.Clock, Logger: cfg.Logger})
 	u := &UA{
 		cfg:      cfg,
 		log:      cfg.Logger.With("feature", "ua"),
-		layer:    transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, TimerD: cfg.TimerD, Clock: cfg.Clock, Logger: cfg.Logger}),
+		layer:    layer,
+		redials:  make(chan struct{}, maxRedials),
 		dlgs:     dialog.NewTable(),
 		proto:    proto,
 		aor:      aor,
@@ -353,12 +397,12 @@ func (u *UA) Close() error {
 		c.abort(ErrClosed)
 	}
 	u.cancel()
+	// Manager.Close returns once its readers, the only callers of
+	// enqueue, have: no send on a queue can race with its close.
 	err := u.tm.Close()
-	u.qmu.Lock()
 	for _, q := range u.queues {
 		close(q)
 	}
-	u.qmu.Unlock()
 	u.wg.Wait()
 	u.log.Info("closed")
 	return err
@@ -371,6 +415,23 @@ func (u *UA) isClosed() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.closed
+}
+
+// spawn runs f in a goroutine counted in u.wg, unless the UA is closed.
+// Adding under u.mu while not closed orders every Add before Close's Wait.
+func (u *UA) spawn(f func()) bool {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return false
+	}
+	u.wg.Add(1)
+	u.mu.Unlock()
+	go func() {
+		defer u.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // inbound is a parsed message waiting for a worker.
@@ -391,8 +452,6 @@ func (u *UA) enqueue(p *transport.Packet) {
 		h.Write([]byte(msg.Head().CallID))
 		shard = int(h.Sum32() % uint32(len(u.queues)))
 	}
-	u.qmu.RLock()
-	defer u.qmu.RUnlock()
 	select {
 	case u.queues[shard] <- inbound{p, msg, err}:
 		return
@@ -403,6 +462,12 @@ func (u *UA) enqueue(p *transport.Packet) {
 		return
 	}
 	stampVia(req, p)
+	u.overloaded(req, p)
+}
+
+// overloaded answers a request 503 with Retry-After, statelessly (RFC
+// 3261 §21.5.4).
+func (u *UA) overloaded(req *sip.Request, p *transport.Packet) {
 	res := u.newResponse(req, 503, "")
 	res.Add("Retry-After", "5")
 	_ = (&responseSender{u: u, p: p}).Send(res)
@@ -446,6 +511,9 @@ func (u *UA) process(in inbound) {
 			u.handleRequest(stx, m, p)
 		case transaction.PassACK:
 			u.handleACK(m)
+		case transaction.Overloaded:
+			u.log.Debug("server transactions at MaxTransactions", "method", m.Method, "from", p.Remote.String())
+			u.overloaded(m, p)
 		}
 	}
 }
@@ -469,7 +537,7 @@ func (u *UA) strayResponse(res *sip.Response) {
 func (u *UA) newResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
 	if code > 100 && res.To.Tag() == "" && !res.To.IsZero() {
-		res.To.Params = res.To.Params.Set("tag", newTag())
+		res.To.Params = res.To.Params.Set("tag", sip.NewTag())
 	}
 	res.Add("Server", u.cfg.UserAgent)
 	return res
@@ -618,36 +686,49 @@ func (s *sender) Send(m sip.Message) error {
 	if err != nil {
 		return err
 	}
-	if err = c.Write(buf); errors.Is(err, transport.ErrConnClosed) {
+	// Send queues for the connection's writer: a peer that does not read
+	// costs its connection, never the caller.
+	if err = c.Send(buf); errors.Is(err, transport.ErrConnClosed) {
 		s.mu.Lock()
-		s.conn = nil
+		if s.conn == c {
+			s.conn = nil
+		}
 		s.mu.Unlock()
 		if c, err = s.connection(); err == nil {
-			err = c.Write(buf)
+			err = c.Send(buf)
 		}
 	}
 	return err
 }
 
-// connection returns the open connection, dialing one when needed.
+// dialTimeout bounds one outbound dial of a sender, TLS handshake
+// included.
+const dialTimeout = 5 * time.Second
+
+// connection returns the open connection, dialing one when needed. It
+// dials without holding s.mu, so that Conn never waits for a dial; the
+// transport makes concurrent dials to one address share one connection.
 func (s *sender) connection() (*transport.Conn, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conn != nil {
+	if c := s.conn; c != nil {
 		select {
-		case <-s.conn.Done():
+		case <-c.Done():
 			s.conn = nil
 		default:
-			return s.conn, nil
+			s.mu.Unlock()
+			return c, nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.u.ctx, 5*time.Second)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.u.ctx, dialTimeout)
 	defer cancel()
 	c, err := s.u.tm.Dial(ctx, s.hop.proto, s.u.local, s.hop.remote, s.hop.host)
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
 	s.conn = c
+	s.mu.Unlock()
 	if s.d != nil {
 		s.d.SetConn(c)
 	}
@@ -666,8 +747,10 @@ func (s *sender) Reliable() bool { return s.hop.proto != transport.UDP }
 
 // responseSender implements transaction.Sender for responses (RFC 3261
 // §18.2.2): on the connection the request came on while it is open, else
-// to the received address and rport or sent-by port of the top Via, over
-// UDP from the socket the request arrived on.
+// on a new connection dialed in the background (see redial) to the
+// received address and sent-by port of the top Via; over UDP from the
+// socket the request arrived on to the received address and rport or
+// sent-by port.
 type responseSender struct {
 	u *UA
 	p *transport.Packet
@@ -689,13 +772,40 @@ func (s *responseSender) Send(m sip.Message) error {
 		if p.Proto == transport.TLS {
 			def = 5061
 		}
-		return s.u.tm.WriteTo(p.Proto, netip.AddrPort{}, responseTarget(res, p, def), buf)
+		return s.u.redial(p.Proto, responseTarget(res, p, def), buf)
 	}
 	return s.u.tm.WriteTo(transport.UDP, p.Local, responseTarget(res, p, 5060), buf)
 }
 
 // Reliable implements transaction.Sender.
 func (s *responseSender) Reliable() bool { return s.p.Proto != transport.UDP }
+
+// maxRedials bounds the connections being reopened for responses at once.
+const maxRedials = 32
+
+// redial sends b over a new stream connection to dst in a goroutine of
+// its own, so that no worker waits for a dial; with maxRedials dials under
+// way already the response is dropped (RFC 3261 §18.2.2: the server SHOULD
+// open a connection, not MUST), and the client's retransmission or timer
+// takes over.
+func (u *UA) redial(proto string, dst netip.AddrPort, b []byte) error {
+	select {
+	case u.redials <- struct{}{}:
+	default:
+		return errors.New("ua: too many connections being reopened")
+	}
+	ok := u.spawn(func() {
+		defer func() { <-u.redials }()
+		if err := u.tm.WriteTo(proto, netip.AddrPort{}, dst, b); err != nil {
+			u.log.Debug("send response on a new connection", "to", dst.String(), "err", err)
+		}
+	})
+	if !ok {
+		<-u.redials
+		return ErrClosed
+	}
+	return nil
+}
 
 // responseTarget picks the destination of a response (RFC 3261 §18.2.2).
 func responseTarget(res *sip.Response, p *transport.Packet, defPort int) netip.AddrPort {
@@ -711,7 +821,8 @@ func stampVia(req *sip.Request, p *transport.Packet) { req.StampVia(p.Remote) }
 
 // resolveHop finds where a request to uri goes (RFC 3263 reduced to
 // A/AAAA: the URI's transport parameter or sips picks the protocol, the
-// host is an IP literal or resolved, the port defaults to 5060 or 5061).
+// host is an IP literal or resolved within Config.ResolveTimeout, the port
+// defaults to 5060 or 5061).
 func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
 	proto := u.proto
 	if t, ok := uri.Params.Get("transport"); ok {
@@ -739,8 +850,13 @@ func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		if lerr != nil || len(ips) == 0 {
+		lctx, cancel := context.WithTimeout(ctx, u.cfg.ResolveTimeout)
+		ips, lerr := u.cfg.Resolver.LookupNetIP(lctx, "ip", host)
+		cancel()
+		if lerr == nil && len(ips) == 0 {
+			lerr = errors.New("no address")
+		}
+		if lerr != nil {
 			return hop{}, fmt.Errorf("ua: resolve %s: %w", host, lerr)
 		}
 		addr = ips[0]
@@ -796,7 +912,7 @@ func (u *UA) dialogSender(ctx context.Context, d *dialog.Dialog, req *sip.Reques
 // rport (RFC 3261 §8.1.1.7, RFC 3581 §3).
 func (u *UA) via(proto string) sip.Via {
 	return sip.Via{Transport: proto, Host: u.contact.URI.Host, Port: int(u.local.Port()),
-		Params: sip.Params(";branch=" + sip.NewBranch(randHex(12)) + ";rport")}
+		Params: sip.Params(";branch=" + sip.NewBranchID() + ";rport")}
 }
 
 // stamp finishes a request before it is sent: Via, Contact where the
@@ -825,19 +941,17 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newTag() string { return randHex(6) }
-
+// addrPortOf converts the listener's and the probe socket's address (UDP
+// or TCP; a TLS listener reports a TCP address).
 func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ap = a.AddrPort()
 	case *net.TCPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ap = a.AddrPort()
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // parseTarget turns "sip:bob@host", "bob@host:port", "host:port" or

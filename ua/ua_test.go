@@ -50,7 +50,7 @@ func newPeer(t *testing.T, proto, user string, clock transaction.Clock, mod func
 		Transport: proto,
 		User:      user + "@example.test",
 		Clock:     clock,
-		OnCall:    func(c *Call) { p.calls <- c },
+		OnCall:    func(c *Call) { c.Keep(); p.calls <- c },
 		OnMessage: func(r *sip.Request) { p.saw(&p.messages, string(r.Body)) },
 		OnRequest: func(_ *Call, r *sip.Request) { p.saw(&p.requests, r.Method) },
 		OnResponse: func(req *sip.Request, res *sip.Response) {

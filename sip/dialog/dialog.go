@@ -551,7 +551,10 @@ func (t *Table) MatchRequest(req *sip.Request) *Dialog {
 // with a new To tag creates a dialog, early for 1xx, confirmed for 2xx, so
 // a forked INVITE gets one early dialog per answering UAS. It returns the
 // dialog and whether it was created; nil for 100 and for responses without
-// a To tag or final non-2xx ones, which create nothing.
+// a To tag or final non-2xx ones, which create nothing. It does not bound
+// the dialogs one INVITE makes: a peer chooses the To tags, so the caller
+// caps the forks it accepts (ua.Config.MaxForks) by looking the ID up
+// with Get before filing a response with a new tag.
 func (t *Table) Response(invite *sip.Request, res *sip.Response) (*Dialog, bool, error) {
 	if res.StatusCode <= 100 || res.StatusCode >= 300 || res.To.Tag() == "" {
 		return nil, false, nil
