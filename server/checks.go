@@ -7,9 +7,9 @@ import (
 	"github.com/hlas-voip/hlas/sip"
 )
 
-// localAllow lists the methods the server itself accepts as a UAS (it has
-// no registrar or other services yet), for Allow headers.
-const localAllow = "OPTIONS, ACK, CANCEL"
+// localAllow lists the methods the server itself accepts as a UAS, for
+// Allow headers: REGISTER goes to the registrar (RFC 3261 §10.3).
+const localAllow = "OPTIONS, ACK, CANCEL, REGISTER"
 
 // Every answer in this file is stateless (ServerTx.RespondStateless): the
 // same processing gives the same answer to a retransmission, and a

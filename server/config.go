@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/registrar"
 )
 
 // Config is the server's configuration. The YAML file given by --config maps
@@ -67,6 +71,22 @@ type Config struct {
 	T4 time.Duration `yaml:"t4"`
 	// ServerName is the Server header value. Default "hlas/<version>".
 	ServerName string `yaml:"server_name"`
+	// Routing is the proxy's configuration: mode (stateful, stateless,
+	// redirect), Timer C, trusted peers, static locations and routes,
+	// gateway groups and routing rules; see proxy.Config.
+	Routing proxy.Config `yaml:"routing"`
+	// Store is where subscribers and registrations are kept: "" or
+	// "sqlite" for the embedded SQLite database hlas.db in the data
+	// directory, "sqlite:PATH" for another file, or a postgres:// URL.
+	Store string `yaml:"store"`
+	// Registrar configures the registrar (RFC 3261 §10.3): min_expires,
+	// max_expires, default_expires, max_contacts, queue_size; see
+	// registrar.Config.
+	Registrar registrar.Config `yaml:"registrar"`
+	// Auth configures digest authentication (RFC 3261 §22, RFC 7616):
+	// open_domains, algorithms, nonce_ttl, max_nonces, secret_file; see
+	// auth.Config.
+	Auth auth.Config `yaml:"auth"`
 }
 
 // Listener is one parsed Listen entry.
@@ -198,6 +218,19 @@ func (c Config) Validate() error {
 		if d == "" || strings.ContainsAny(d, " :;@<>") {
 			return fmt.Errorf("config domain %q: not a host name", d)
 		}
+	}
+	if err := c.Routing.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	if err := c.Registrar.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&
+		!strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		return errors.New("config store: want sqlite, sqlite:PATH or a postgres:// URL")
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := splitHostPort(c.MetricsListen); err != nil {

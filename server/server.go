@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -24,9 +25,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/registrar"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
+	"github.com/hlas-voip/hlas/store"
 )
 
 // Version is the hlas release.
@@ -39,6 +44,7 @@ type Server struct {
 	log     *slog.Logger
 	tm      *transport.Manager
 	handler Handler
+	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
 	met     *metrics
 
@@ -50,8 +56,15 @@ type Server struct {
 	bufs    sync.Pool
 	secret  uint64 // salts stateless To tags
 	// supported lists the option tags hlas implements (Supported header);
-	// a Require or Proxy-Require naming anything else gets 420. None yet.
+	// a Require or Proxy-Require naming anything else gets 420: path
+	// (RFC 3327) and outbound (RFC 5626), which the registrar implements.
 	supported []string
+
+	// store keeps subscribers and bindings; registrar answers REGISTER and
+	// is the location service; auth checks digest credentials.
+	store     store.Store
+	registrar *registrar.Registrar
+	auth      *auth.Authenticator
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -113,11 +126,35 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
 	s.reg.MustRegister(s.tm)
 
+	s.supported = []string{"path", "outbound"}
+	if err := s.openRegistrar(log); err != nil {
+		return nil, err
+	}
+
+	px, err := proxy.New(cfg.Routing, proxy.Env{
+		Locator: locator{s}, Identity: auth.URIFromContext,
+		Transactions: s.txl, Network: s.tm, Domains: cfg.Domains, ServerName: cfg.ServerName,
+		IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) },
+		Logger: log, Registerer: s.reg,
+	})
+	if err != nil {
+		s.closeRegistrar()
+		return nil, err
+	}
+	s.proxy = px
+
 	// The handler chain, in the order requests meet it.
 	s.handler = Chain(notFound(s),
-		s.sanity,     // 505, 400 CSeq mismatch, 501, 416
+		s.sanity,           // 505, 400 CSeq mismatch, 501, 416
+		s.proxy.Preprocess, // RFC 3261 §16.4: strict-route fix-up, our own Route entries removed
+		// REGISTER for our domains: authentication (401, 400, 403; §22.2,
+		// §10.3 steps 3-4), then the registrar (420, 400, 404, 423, 200; §10.3)
+		s.auth.Middleware(s.registerTarget),
+		s.registrar.Middleware,
 		s.localUAS,   // requests to the server itself: 420, OPTIONS, 405, 501
 		s.proxyCheck, // requests to route on: 483, 420 Proxy-Require
+		// authentication (407, 403) belongs here, before the routing step
+		s.proxy.Route, // 482 loops, in-dialog routing, routing rules, location service
 	)
 	return s, nil
 }
@@ -150,6 +187,12 @@ func (s *Server) Start() error {
 		s.addrs = append(s.addrs, Addr{Proto: strings.ToUpper(l.Proto), Addr: ap})
 	}
 	s.self = newSelfAddrs(s.cfg.Domains, s.addrs)
+	pls := make([]proxy.Listener, len(s.addrs))
+	for i, a := range s.addrs {
+		pls[i] = proxy.Listener{Proto: a.Proto, Addr: a.Addr}
+	}
+	s.proxy.SetListeners(pls)
+	s.registrar.Start()
 	for _, q := range s.queues {
 		s.workers.Add(1)
 		go s.work(q)
@@ -222,6 +265,8 @@ func (s *Server) shutdownLocked() error {
 	}
 	s.workers.Wait()
 	s.async.Wait()
+	s.proxy.Close()
+	s.closeRegistrar()
 	s.log.Info("stopped")
 	return err
 }
@@ -310,9 +355,10 @@ func (s *Server) process(ctx context.Context, w work) {
 	switch m := msg.(type) {
 	case *sip.Response:
 		s.met.received.WithLabelValues("response", "").Inc()
-		if !s.txl.HandleResponse(m) {
-			// A response matching no client transaction is stray
-			// (RFC 3261 §18.1.2): dropped.
+		if !s.txl.HandleResponse(m) && !s.proxy.HandleResponse(m, packetFlow(p)) {
+			// A response matching no client transaction and not the
+			// proxy's to forward statelessly (RFC 3261 §16.7, §16.11) is
+			// stray (§18.1.2): dropped.
 			s.met.dropped.WithLabelValues("stray_response").Inc()
 		}
 	case *sip.Request:
@@ -320,6 +366,15 @@ func (s *Server) process(ctx context.Context, w work) {
 		s.stampVia(m, p)
 		if p.Proto == transport.UDP && len(p.Data) > s.cfg.MaxMessageSize {
 			s.reply(p, m, 513, "")
+			return
+		}
+		if s.proxy.Mode() == proxy.Stateless {
+			// RFC 3261 §16.11: no transaction state at all.
+			if m.Method == sip.ACK {
+				s.proxy.HandleACK(ctx, m, packetFlow(p))
+				return
+			}
+			s.serve(ctx, &statelessTx{srv: s, p: p}, m)
 			return
 		}
 		tx, disp := s.txl.HandleRequest(m, s.senderFor(p, m.Via))
@@ -334,8 +389,9 @@ func (s *Server) process(ctx context.Context, w work) {
 			res.Add("Retry-After", "5")
 			_ = s.send(p, res)
 		case transaction.PassACK:
-			// The ACK to a 2xx belongs to a dialog; nothing here has
-			// dialogs yet, so it ends here (ACK is never answered).
+			// The ACK to a 2xx belongs to no transaction: the proxy
+			// forwards it along the route set (RFC 3261 §16.7 step 10).
+			s.proxy.HandleACK(ctx, m, packetFlow(p))
 		}
 	}
 }
@@ -343,7 +399,7 @@ func (s *Server) process(ctx context.Context, w work) {
 // serve runs the handler chain. A panic in a handler is a bug, not a
 // reason to take the server down: it is logged with its stack and the
 // request gets 500 (if nothing answered it yet).
-func (s *Server) serve(ctx context.Context, tx *serverTx, req *sip.Request) {
+func (s *Server) serve(ctx context.Context, tx ServerTx, req *sip.Request) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.met.dropped.WithLabelValues("handler_panic").Inc()
@@ -577,6 +633,32 @@ func (t *serverTx) RespondStateless(res *sip.Response) error {
 func (t *serverTx) Source() netip.AddrPort { return t.p.Remote }
 func (t *serverTx) Transport() string      { return t.p.Proto }
 
+// LocalAddr and Conn tell the registrar the flow a REGISTER came on.
+func (t *serverTx) LocalAddr() netip.AddrPort { return t.p.Local }
+func (t *serverTx) Conn() *transport.Conn     { return t.p.Conn }
+
+// Flow and OnCancel give the proxy the request's flow and its CANCEL
+// (proxy.FlowTx, proxy.CancelTx).
+func (t *serverTx) Flow() proxy.Flow  { return packetFlow(t.p) }
+func (t *serverTx) OnCancel(f func()) { t.tx.OnCancel(f) }
+
+func packetFlow(p *transport.Packet) proxy.Flow {
+	return proxy.Flow{Proto: p.Proto, Local: p.Local, Remote: p.Remote, Conn: p.Conn}
+}
+
+// statelessTx answers a request without a transaction, in the proxy's
+// stateless mode (RFC 3261 §16.11).
+type statelessTx struct {
+	srv *Server
+	p   *transport.Packet
+}
+
+func (t *statelessTx) Respond(res *sip.Response) error          { return t.srv.send(t.p, res) }
+func (t *statelessTx) RespondStateless(res *sip.Response) error { return t.srv.send(t.p, res) }
+func (t *statelessTx) Source() netip.AddrPort                   { return t.p.Remote }
+func (t *statelessTx) Transport() string                        { return t.p.Proto }
+func (t *statelessTx) Flow() proxy.Flow                         { return packetFlow(t.p) }
+
 // methodLabel bounds the method label of metrics: unknown methods share one.
 func methodLabel(m string) string {
 	if sip.IsKnownMethod(m) {
@@ -630,4 +712,138 @@ func (sa selfAddrs) isSelf(u *sip.URI) bool {
 		return false
 	}
 	return u.Port == 0 || sa.ports[u.Port]
+}
+
+// openRegistrar opens the store and builds the authenticator and the
+// registrar (its bindings loaded from the store).
+func (s *Server) openRegistrar(log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{URL: s.cfg.Store, Dir: s.cfg.DataDir})
+	if err != nil {
+		return fmt.Errorf("config store: %w", err)
+	}
+	s.store = st
+	secretFile := s.cfg.Auth.SecretFile
+	if secretFile == "" {
+		secretFile = filepath.Join(s.cfg.DataDir, auth.SecretFile)
+	}
+	secret, err := auth.LoadOrCreateSecret(secretFile)
+	if err != nil {
+		s.closeRegistrar()
+		return fmt.Errorf("config auth secret_file: %w", err)
+	}
+	if s.auth, err = auth.New(s.cfg.Auth, auth.Env{
+		Secret: secret, Users: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
+	}); err != nil {
+		s.closeRegistrar()
+		return fmt.Errorf("config %w", err)
+	}
+	if s.registrar, err = registrar.New(ctx, s.cfg.Registrar, registrar.Env{
+		Domain: s.aorDomain, IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) }, Supported: s.supported,
+		Store: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
+	}); err != nil {
+		s.closeRegistrar()
+		return fmt.Errorf("config %w", err)
+	}
+	return nil
+}
+
+// closeRegistrar stops the registrar (its queued store writes are
+// flushed) and closes the store.
+func (s *Server) closeRegistrar() {
+	if s.registrar != nil {
+		_ = s.registrar.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+	}
+}
+
+// registerTarget selects the REGISTERs the registrar serves for the auth
+// middleware: the sender must authenticate as the user of the AOR it
+// registers (RFC 3261 §10.3 steps 3-4), with 401 challenges.
+func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bool) {
+	if !s.registrar.Serves(req) {
+		return auth.Origin, "", "", false
+	}
+	user, domain, ok := s.registrar.AddressOfRecord(req)
+	return auth.Origin, user, domain, ok
+}
+
+// aorDomain maps the URI of an address-of-record to the domain it belongs
+// to: a configured domain to itself; one of the server's own addresses or
+// names to the first configured domain (to the address itself when no
+// domain is configured). false when it is not ours.
+func (s *Server) aorDomain(u *sip.URI) (string, bool) {
+	host := strings.ToLower(u.Hostname())
+	for _, d := range s.cfg.Domains {
+		if strings.EqualFold(d, host) {
+			return strings.ToLower(d), true
+		}
+	}
+	if !s.self.isSelf(u) {
+		return "", false
+	}
+	if len(s.cfg.Domains) > 0 {
+		return strings.ToLower(s.cfg.Domains[0]), true
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().String(), true
+	}
+	return host, true
+}
+
+// locator is the registrar seen as the proxy's location service (RFC 3261
+// §10, §16.5).
+type locator struct{ s *Server }
+
+// Lookup returns the bindings of aor as proxy targets: ErrNotFound for an
+// AOR that is not a subscriber of ours (404), none for a subscriber that
+// is not registered (480). A binding made over a stream, under SIP
+// Outbound, or from behind a NAT (its Contact host is not the address the
+// REGISTER came from) is reached over the flow it registered on (RFC 5626
+// §5.3; Kamailio's fix_nated_register); its Path becomes the route set
+// (RFC 3327 §5.3).
+func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error) {
+	domain, ok := l.s.aorDomain(&aor)
+	if !ok || aor.User == "" || !aor.IsSIP() {
+		return nil, proxy.ErrNotFound
+	}
+	user := sip.Unescape(aor.User)
+	bs := l.s.registrar.Lookup(user + "@" + domain)
+	if len(bs) == 0 {
+		if _, err := l.s.store.User(ctx, user, domain); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, proxy.ErrNotFound
+			}
+			return nil, err
+		}
+		return nil, nil
+	}
+	ts := make([]proxy.Target, 0, len(bs))
+	for i := range bs {
+		b := &bs[i]
+		t := proxy.Target{URI: b.Contact.URI, Q: float64(b.Q) / 1000, Expires: b.Expires}
+		if b.Path != "" {
+			var h sip.Header
+			h.Add("Path", b.Path)
+			for _, v := range h.Values("Path") {
+				if a, err := sip.ParseAddress(v); err == nil {
+					t.Path = append(t.Path, a)
+				}
+			}
+		}
+		nat := true
+		if a, err := netip.ParseAddr(b.Contact.URI.Hostname()); err == nil && a.Unmap() == b.Source.Addr() {
+			nat = false
+		}
+		if b.Outbound() || b.Transport != transport.UDP || nat {
+			t.Flow = proxy.Flow{Proto: b.Transport, Local: b.Local, Remote: b.Source, Conn: b.Conn}
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
 }

@@ -30,6 +30,8 @@ commands:
   serve     run the SIP server (hlas serve -h for flags)
   ua        a SIP user agent: register, call, answer, message, options (hlas ua -h)
   dns       RFC 3263 server location and ENUM look-ups (hlas dns -h)
+  user      subscribers: add, del, passwd, list, import (hlas user -h)
+  reg       registrations: list (hlas reg -h)
   version   print the version
 `
 
@@ -45,6 +47,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return uaMain(args[1:], stdout, stderr)
 	case "dns":
 		return dnsMain(args[1:], stdout, stderr)
+	case "user":
+		return userMain(args[1:], os.Stdin, stdout, stderr)
+	case "reg":
+		return regMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -1,0 +1,605 @@
+// Package auth is the server side of SIP digest authentication (RFC 3261
+// §22, RFC 7616, RFC 8760): it challenges requests, checks the answers
+// against the subscriber store, and says who sent a request.
+//
+// Challenges offer SHA-256 first and MD5 second (RFC 8760 §2.4), with
+// qop=auth and the subscriber's domain as the realm. Nonces are stateless:
+// an issue time, random bytes and an HMAC over both and the realm with a
+// server secret (see nonce.go), so any node holding the same secret can
+// check them, and they expire after Config.NonceTTL. A good password with an
+// expired nonce gets a new challenge with stale=true (RFC 7616 §3.3). The
+// nonce-count is checked against a bounded in-memory table so a captured
+// request cannot be replayed (RFC 7616 §3.4, §5.12).
+//
+// The Authenticator is used as a handler-chain middleware by the server
+// (see Authenticate): 401 with WWW-Authenticate when the server is the UAS
+// (a registrar, RFC 3261 §22.2), 407 with Proxy-Authenticate when it
+// proxies (§22.3). A wrong password or an unknown user gets a fresh
+// challenge (the two are indistinguishable from outside), a malformed
+// credentials header 400, and a user authenticating as somebody else's AOR
+// 403 (RFC 3261 §10.3 step 4). Authentication can be turned off for chosen
+// domains (Config.OpenDomains).
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/digest"
+	"github.com/hlas-voip/hlas/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultNonceTTL  = 5 * time.Minute
+	DefaultMaxNonces = 200000
+)
+
+// DefaultAlgorithms are offered when Config.Algorithms is empty: SHA-256
+// first, MD5 for the many clients that know nothing else (RFC 8760 §2.4).
+var DefaultAlgorithms = []digest.Algorithm{digest.SHA256, digest.MD5}
+
+// DefaultMD5OnlyUserAgents is the default of Config.MD5OnlyUserAgents.
+var DefaultMD5OnlyUserAgents = []string{"", "sipsak", "sipp", "baresip v0.", "baresip v1."}
+
+// Kind is the role the server plays for a request, which fixes the status
+// and the header pair of a challenge (RFC 3261 §22.1).
+type Kind uint8
+
+const (
+	// Origin: the server is the UAS (registrar, or any request addressed to
+	// it): 401 Unauthorized, WWW-Authenticate and Authorization (§22.2).
+	Origin Kind = iota
+	// Proxy: the server proxies the request: 407 Proxy Authentication
+	// Required, Proxy-Authenticate and Proxy-Authorization (§22.3).
+	Proxy
+)
+
+// Status returns the status code of a challenge: 401 or 407.
+func (k Kind) Status() int {
+	if k == Proxy {
+		return 407
+	}
+	return 401
+}
+
+// ChallengeHeader returns WWW-Authenticate or Proxy-Authenticate.
+func (k Kind) ChallengeHeader() string {
+	if k == Proxy {
+		return "Proxy-Authenticate"
+	}
+	return "WWW-Authenticate"
+}
+
+// CredentialsHeader returns Authorization or Proxy-Authorization.
+func (k Kind) CredentialsHeader() string {
+	if k == Proxy {
+		return "Proxy-Authorization"
+	}
+	return "Authorization"
+}
+
+// Users is what the Authenticator needs from the subscriber store. It is
+// read on every authenticated request, so users added, changed or removed
+// by `hlas user` while the server runs take effect at once.
+type Users interface {
+	User(ctx context.Context, username, domain string) (store.User, error)
+}
+
+// Responder is what a challenge is sent through: the server's ServerTx
+// satisfies it.
+type Responder interface {
+	Respond(res *sip.Response) error
+}
+
+// Config is the authentication configuration, as data: the server's YAML
+// file maps its "auth" section onto it. Zero fields take the defaults
+// named.
+type Config struct {
+	// OpenDomains are domains whose requests are not authenticated (an
+	// open registrar for labs and benchmarks); "*" opens every domain.
+	// Authentication is on for every other domain. Default none.
+	OpenDomains []string `yaml:"open_domains"`
+	// Algorithms are offered in this order, one challenge header each:
+	// "SHA-256" and/or "MD5" (the store keeps those two hashes). Default
+	// SHA-256, MD5 (RFC 8760 §2.4).
+	Algorithms []string `yaml:"algorithms"`
+	// NonceTTL is how long a nonce stays valid; a good answer with an
+	// older one gets stale=true. Default 5m.
+	NonceTTL time.Duration `yaml:"nonce_ttl"`
+	// MaxNonces bounds the nonce-count replay table. Default 200000.
+	MaxNonces int `yaml:"max_nonces"`
+	// MD5OnlyUserAgents lists User-Agent substrings (case-insensitive; ""
+	// matches a request without User-Agent) of clients that are offered
+	// the MD5 challenge alone. Old clients break on a challenge they do
+	// not know instead of ignoring it as RFC 8760 §2.5 says: sipsak 0.9.8
+	// and SIPp 3.6 read only the first challenge, baresip 1.0 gives up on
+	// the whole 401. Since MD5 is offered to everybody anyway, this
+	// weakens nothing. Default: "", "sipsak", "sipp", "baresip v0.",
+	// "baresip v1."; an empty list ([]) turns it off.
+	MD5OnlyUserAgents []string `yaml:"md5_only_user_agents"`
+	// SecretFile holds the nonce-signing secret (hex), created when
+	// missing; give nodes the same file to let them check each other's
+	// nonces. Default auth.secret in the data directory (the server reads
+	// it; see LoadOrCreateSecret).
+	SecretFile string `yaml:"secret_file"`
+}
+
+// Validate checks the configuration and names the offending field.
+func (c Config) Validate() error {
+	for _, name := range c.Algorithms {
+		alg, err := digest.ParseAlgorithm(name)
+		if err != nil || (alg != digest.MD5 && alg != digest.SHA256) || name == "" {
+			return fmt.Errorf("auth algorithms: %q: want SHA-256 or MD5 (the hashes the subscriber store keeps)", name)
+		}
+	}
+	if c.NonceTTL < 0 || c.MaxNonces < 0 {
+		return errors.New("auth nonce_ttl and max_nonces must not be negative")
+	}
+	for _, d := range c.OpenDomains {
+		if d == "" || strings.ContainsAny(d, " :;@<>") {
+			return fmt.Errorf("auth open_domains %q: not a domain", d)
+		}
+	}
+	return nil
+}
+
+// Env is what an Authenticator needs from the server that runs it.
+type Env struct {
+	// Secret signs nonces; at least 16 bytes. Required.
+	Secret []byte
+	// Users is the subscriber store. Required.
+	Users Users
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger gets debug and info records with feature=auth.
+	Logger *slog.Logger
+	// Registerer takes the metrics (namespace hlas, subsystem auth); nil
+	// registers nothing.
+	Registerer prometheus.Registerer
+	// NewResponse builds the responses the Authenticator sends (the server
+	// passes its own, which adds the To tag and Server header). Default:
+	// sip.NewResponse with a random To tag.
+	NewResponse func(req *sip.Request, code int, reason string) *sip.Response
+}
+
+// Authenticator checks digest credentials. It is safe for concurrent use.
+type Authenticator struct {
+	cfg    Config
+	env    Env
+	algs   []digest.Algorithm // offered, in order
+	legacy []string           // lower-case User-Agent substrings offered MD5 alone
+	nonces nonces
+	nc     *ncTable
+	open   map[string]bool
+	log    *slog.Logger
+	met    *metrics
+}
+
+// New checks cfg and returns an Authenticator.
+func New(cfg Config, env Env) (*Authenticator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(env.Secret) < 16 {
+		return nil, errors.New("auth: the nonce secret must have at least 16 bytes")
+	}
+	if env.Users == nil {
+		return nil, errors.New("auth: no user store")
+	}
+	if cfg.NonceTTL == 0 {
+		cfg.NonceTTL = DefaultNonceTTL
+	}
+	algs := DefaultAlgorithms
+	if len(cfg.Algorithms) > 0 {
+		algs = nil
+		for _, name := range cfg.Algorithms {
+			alg, _ := digest.ParseAlgorithm(name)
+			algs = append(algs, alg)
+		}
+	}
+	if cfg.MaxNonces == 0 {
+		cfg.MaxNonces = DefaultMaxNonces
+	}
+	if cfg.MD5OnlyUserAgents == nil {
+		cfg.MD5OnlyUserAgents = DefaultMD5OnlyUserAgents
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if env.NewResponse == nil {
+		env.NewResponse = defaultResponse
+	}
+	a := &Authenticator{
+		cfg:    cfg,
+		env:    env,
+		algs:   algs,
+		nonces: nonces{secret: env.Secret, ttl: cfg.NonceTTL, skew: 30 * time.Second},
+		nc:     newNCTable(cfg.MaxNonces, cfg.NonceTTL),
+		open:   make(map[string]bool),
+		log:    env.Logger.With("feature", "auth"),
+	}
+	if slices.Contains(algs, digest.MD5) && len(algs) > 1 {
+		for _, ua := range cfg.MD5OnlyUserAgents {
+			a.legacy = append(a.legacy, strings.ToLower(ua))
+		}
+	}
+	for _, d := range cfg.OpenDomains {
+		a.open[strings.ToLower(d)] = true
+	}
+	a.met = newMetrics(env.Registerer, a.nc.len)
+	return a, nil
+}
+
+func defaultResponse(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		res.To.Params = res.To.Params.Set("tag", hex.EncodeToString(b[:]))
+	}
+	return res
+}
+
+// IsOpen reports whether domain's requests go unauthenticated.
+func (a *Authenticator) IsOpen(domain string) bool {
+	return a.open["*"] || a.open[strings.ToLower(domain)]
+}
+
+// Identity is who sent a request.
+type Identity struct {
+	// Username and Domain name the subscriber, user@domain.
+	Username string
+	Domain   string
+	// Authenticated is true when digest credentials were checked; false
+	// when the domain is open and the identity is merely claimed.
+	Authenticated bool
+	// Algorithm is the digest algorithm the client answered with.
+	Algorithm digest.Algorithm
+}
+
+// AOR returns "username@domain".
+func (id Identity) AOR() string { return id.Username + "@" + id.Domain }
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying id, for the handlers after the auth
+// middleware.
+func NewContext(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// FromContext returns the identity the auth middleware established.
+func FromContext(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(Identity)
+	return id, ok
+}
+
+// URIFromContext returns the authenticated identity as sip:user@domain;
+// false when the request was not authenticated (no credentials were
+// checked, or an open domain). It fits proxy.Env.Identity.
+func URIFromContext(ctx context.Context) (sip.URI, bool) {
+	id, ok := FromContext(ctx)
+	if !ok || !id.Authenticated {
+		return sip.URI{}, false
+	}
+	return sip.URI{Scheme: sip.SchemeSIP, User: id.Username, Host: id.Domain}, true
+}
+
+// Outcome is the verdict of Check.
+type Outcome uint8
+
+// Outcomes, each with the response it calls for.
+const (
+	// Accepted: good credentials, or an open domain. Pass the request on.
+	Accepted Outcome = iota
+	// Challenged: no usable credentials, an unknown user, a wrong
+	// password, a stale nonce or a replayed nonce-count: 401 or 407 with a
+	// fresh challenge (RFC 3261 §22.2, §22.3).
+	Challenged
+	// Malformed: the credentials header does not parse or lacks a
+	// required parameter: 400 (RFC 7616 §3.4, RFC 2617 §3.2.2.5).
+	Malformed
+	// Forbidden: good credentials for another user than the one the
+	// request claims to be: 403 (RFC 3261 §10.3 step 4).
+	Forbidden
+	// Failed: the store could not be read: 500.
+	Failed
+)
+
+// Result is what Check found.
+type Result struct {
+	Outcome  Outcome
+	Identity Identity // for Accepted
+	// Stale asks the client to retry with the new nonce without asking the
+	// user again: the password was right but the nonce was not usable
+	// (RFC 7616 §3.3).
+	Stale bool
+	// Reason says why in a few words, for logs and a 400's Warning.
+	Reason string
+}
+
+// Reasons a request is challenged (also the metric label values).
+const (
+	reasonNoCredentials = "no_credentials"
+	reasonUnknownUser   = "unknown_user"
+	reasonWrongPassword = "wrong_password"
+	reasonUnsupported   = "unsupported_parameters"
+	reasonStale         = "stale_nonce"
+	reasonReplay        = "replay"
+)
+
+// Check authenticates req as the subscriber username@domain — the AOR the
+// request claims (the To of a REGISTER, the From of other requests) — with
+// the credentials header that kind names, without sending anything.
+func (a *Authenticator) Check(ctx context.Context, req *sip.Request, kind Kind, username, domain string) Result {
+	domain = strings.ToLower(domain)
+	if a.IsOpen(domain) {
+		return Result{Outcome: Accepted, Identity: Identity{Username: username, Domain: domain}}
+	}
+	c, res := a.credentials(req, kind, domain)
+	if c == nil {
+		return res
+	}
+	return a.verify(ctx, c, req.Method, req.Body, username, domain)
+}
+
+// verify checks credentials already chosen for domain against the store,
+// the nonce and the nonce-count table, for a request with that method and
+// body claiming to be username@domain.
+func (a *Authenticator) verify(ctx context.Context, c *digest.Credentials, method string, body []byte, username, domain string) Result {
+	alg, err := digest.ParseAlgorithm(c.Algorithm)
+	if err != nil || !slices.Contains(a.algs, alg) {
+		return Result{Outcome: Challenged, Reason: reasonUnsupported}
+	}
+	if !strings.EqualFold(c.QOP, "auth") || c.Userhash {
+		// Only qop=auth is offered (no RFC 2069 answers without qop, which
+		// could be replayed, and no auth-int), and no userhash.
+		return Result{Outcome: Challenged, Reason: reasonUnsupported}
+	}
+	now := a.env.Now()
+	issued, ns := a.nonces.check(c.Nonce, domain, now)
+	u, err := a.env.Users.User(ctx, c.Username, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{Outcome: Challenged, Reason: reasonUnknownUser}
+	}
+	if err != nil {
+		a.log.Error("user lookup", "user", c.Username, "domain", domain, "err", err)
+		return Result{Outcome: Failed, Reason: "subscriber store unavailable"}
+	}
+	ha1 := u.HA1MD5
+	if alg == digest.SHA256 {
+		ha1 = u.HA1SHA256
+	}
+	if !c.Verify(method, body, ha1) {
+		return Result{Outcome: Challenged, Reason: reasonWrongPassword}
+	}
+	// The password is right: a nonce problem now calls for stale=true.
+	if ns != nonceFresh {
+		return Result{Outcome: Challenged, Stale: true, Reason: reasonStale}
+	}
+	switch a.nc.use(c.Nonce, issued, c.NC, now) {
+	case ncReplay:
+		return Result{Outcome: Challenged, Stale: true, Reason: reasonReplay}
+	case ncForgotten:
+		return Result{Outcome: Challenged, Stale: true, Reason: reasonStale}
+	}
+	if c.Username != username {
+		return Result{Outcome: Forbidden, Reason: fmt.Sprintf("%s@%s may not act for %s@%s", c.Username, domain, username, domain)}
+	}
+	return Result{Outcome: Accepted, Identity: Identity{Username: username, Domain: domain, Authenticated: true, Algorithm: alg}}
+}
+
+// credentials finds the Digest credentials for realm among the request's
+// credentials headers (there may be several, for several realms, RFC 3261
+// §22.3). It returns nil and the result to give when there are none usable.
+func (a *Authenticator) credentials(req *sip.Request, kind Kind, realm string) (*digest.Credentials, Result) {
+	name := kind.CredentialsHeader()
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		if !strings.EqualFold(f.Name, name) {
+			continue
+		}
+		c, err := digest.ParseCredentials(f.Value)
+		if err != nil {
+			return nil, Result{Outcome: Malformed, Reason: "malformed " + name + " header"}
+		}
+		if !strings.EqualFold(c.Scheme, "Digest") || !strings.EqualFold(c.Realm, realm) {
+			// Another scheme (RFC 4475 §3.3.7: treat as absent) or
+			// another realm's credentials: not ours to check.
+			continue
+		}
+		if why := checkParams(c); why != "" {
+			return nil, Result{Outcome: Malformed, Reason: why}
+		}
+		return c, Result{}
+	}
+	return nil, Result{Outcome: Challenged, Reason: reasonNoCredentials}
+}
+
+// checkParams checks what the credentials must carry (RFC 3261 §25.1
+// dig-resp, RFC 7616 §3.4): username, nonce, uri and response always;
+// cnonce and nc with a qop. The digest uri is not compared with the
+// Request-URI (RFC 2617 §3.2.2.5 makes that a SHOULD): SIPp answers with
+// its target address, and NATs and edge proxies rewrite Request-URIs. The
+// uri is covered by the response hash, and replays are stopped by the
+// nonce-count check.
+func checkParams(c *digest.Credentials) string {
+	switch {
+	case c.Username == "":
+		return "credentials without username"
+	case c.Nonce == "":
+		return "credentials without nonce"
+	case c.URI == "":
+		return "credentials without uri"
+	case c.Response == "":
+		return "credentials without response"
+	case c.QOP != "" && (c.CNonce == "" || c.NC == 0):
+		return "credentials with qop need cnonce and nc"
+	}
+	return ""
+}
+
+// Challenge adds to res, the response to req, one challenge header per
+// configured algorithm, in order, sharing one new nonce for realm (RFC
+// 3261 §22.1, RFC 8760 §2.4) — or the MD5 one alone for a client listed
+// in Config.MD5OnlyUserAgents.
+func (a *Authenticator) Challenge(res *sip.Response, req *sip.Request, kind Kind, realm string, stale bool) {
+	nonce := a.nonces.mint(realm, a.env.Now())
+	algs := a.algs
+	if a.legacyClient(req) {
+		algs = []digest.Algorithm{digest.MD5}
+	}
+	for _, alg := range algs {
+		ch := digest.Challenge{
+			Scheme:    "Digest",
+			Realm:     realm,
+			Nonce:     nonce,
+			Stale:     stale,
+			Algorithm: alg.String(),
+			QOP:       []string{"auth"},
+		}
+		res.Add(kind.ChallengeHeader(), ch.String())
+	}
+}
+
+// Respond sends the response a non-Accepted result calls for.
+func (a *Authenticator) Respond(tx Responder, req *sip.Request, kind Kind, domain string, r Result) {
+	var res *sip.Response
+	switch r.Outcome {
+	case Accepted:
+		return
+	case Challenged:
+		res = a.env.NewResponse(req, kind.Status(), "")
+		a.Challenge(res, req, kind, strings.ToLower(domain), r.Stale)
+	case Malformed:
+		res = a.env.NewResponse(req, 400, "")
+		res.Add("Warning", `399 hlas "`+strings.ReplaceAll(r.Reason, `"`, `'`)+`"`)
+	case Forbidden:
+		res = a.env.NewResponse(req, 403, "")
+	default:
+		res = a.env.NewResponse(req, 500, "")
+		res.Add("Retry-After", "5")
+	}
+	// A rejection keeps no transaction when the transaction layer allows
+	// (a password-guessing flood then costs no memory); a retransmitted
+	// request simply gets a fresh challenge.
+	if sl, ok := tx.(interface{ RespondStateless(*sip.Response) error }); ok {
+		_ = sl.RespondStateless(res)
+		return
+	}
+	_ = tx.Respond(res)
+}
+
+// Authenticate is the middleware's work: it checks req as username@domain
+// (see Check) and either returns the identity, or answers req through tx
+// (401/407 with a challenge, 400, 403 or 500) and returns false.
+func (a *Authenticator) Authenticate(ctx context.Context, tx Responder, req *sip.Request, kind Kind, username, domain string) (Identity, bool) {
+	r := a.Check(ctx, req, kind, username, domain)
+	a.met.observe(r)
+	switch r.Outcome {
+	case Accepted:
+		if r.Identity.Authenticated {
+			a.log.Debug("authenticated", "method", req.Method, "aor", r.Identity.AOR(), "algorithm", r.Identity.Algorithm.String())
+		}
+		return r.Identity, true
+	case Forbidden:
+		a.log.Info("forbidden", "method", req.Method, "why", r.Reason, "call_id", req.CallID)
+	case Malformed:
+		a.log.Debug("malformed credentials", "method", req.Method, "why", r.Reason, "call_id", req.CallID)
+	case Challenged:
+		a.log.Debug("challenge", "method", req.Method, "aor", username+"@"+domain, "why", r.Reason, "stale", r.Stale)
+	}
+	a.Respond(tx, req, kind, domain, r)
+	return Identity{}, false
+}
+
+// NewUser returns the subscriber username@domain with the digest hashes of
+// password for both algorithms (RFC 7616 §3.4.2), realm = domain. The
+// password itself is not kept.
+func NewUser(username, domain, password string) store.User {
+	domain = strings.ToLower(domain)
+	return store.User{
+		Username:  username,
+		Domain:    domain,
+		HA1MD5:    digest.HA1(digest.MD5, username, domain, password, "", ""),
+		HA1SHA256: digest.HA1(digest.SHA256, username, domain, password, "", ""),
+	}
+}
+
+// Target tells the middleware whether a request is to be authenticated,
+// in which role, and as whom: the AOR the request claims. ok false passes
+// the request on untouched.
+type Target func(req *sip.Request) (kind Kind, username, domain string, ok bool)
+
+// Middleware returns the authentication step of the handler chain (RFC
+// 3261 §22): a request that target selects is authenticated (Authenticate)
+// and either answered here — 401/407 with a challenge, 400, 403, 500 — or
+// passed on with its identity in the context (FromContext). Requests
+// target does not select pass untouched. The server uses one instance with
+// the registrar's target (401 for REGISTER) and the proxy one with
+// ProxyTarget (407).
+func (a *Authenticator) Middleware(target Target) handler.Middleware {
+	return func(next handler.Handler) handler.Handler {
+		return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+			kind, user, domain, ok := target(req)
+			if !ok {
+				next.ServeSIP(ctx, tx, req)
+				return
+			}
+			id, ok := a.Authenticate(ctx, tx, req, kind, user, domain)
+			if !ok {
+				return
+			}
+			next.ServeSIP(NewContext(ctx, id), tx, req)
+		})
+	}
+}
+
+// ProxyTarget is the Target for requests the server proxies (RFC 3261
+// §22.3): a request whose From names a user of one of our domains (domain
+// maps the From URI to it, as registrar.Config.Domain does) must prove it
+// with Proxy-Authorization, or gets 407. ACK and CANCEL cannot be
+// challenged (§22.1) and pass, as do requests inside a dialog (a To tag:
+// the dialog was authenticated when it was set up) and requests from other
+// domains (calls to our users from outside).
+func ProxyTarget(domain func(u *sip.URI) (string, bool)) Target {
+	return func(req *sip.Request) (Kind, string, string, bool) {
+		if req.Method == sip.ACK || req.Method == sip.CANCEL || req.To.Tag() != "" || !req.From.URI.IsSIP() || req.From.URI.User == "" {
+			return Proxy, "", "", false
+		}
+		d, ok := domain(&req.From.URI)
+		if !ok {
+			return Proxy, "", "", false
+		}
+		return Proxy, sip.Unescape(req.From.URI.User), d, true
+	}
+}
+
+// legacyClient reports a client offered MD5 alone (Config.MD5OnlyUserAgents).
+func (a *Authenticator) legacyClient(req *sip.Request) bool {
+	if len(a.legacy) == 0 {
+		return false
+	}
+	ua := strings.ToLower(req.Get("User-Agent"))
+	for _, l := range a.legacy {
+		if l == "" && ua == "" || l != "" && strings.Contains(ua, l) {
+			return true
+		}
+	}
+	return false
+}

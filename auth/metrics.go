@@ -1,0 +1,45 @@
+package auth
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the Authenticator's, namespace hlas, subsystem auth.
+type metrics struct {
+	results    *prometheus.CounterVec
+	challenges *prometheus.CounterVec
+}
+
+var outcomeLabels = [...]string{Accepted: "accepted", Challenged: "challenged", Malformed: "malformed", Forbidden: "forbidden", Failed: "error"}
+
+func newMetrics(reg prometheus.Registerer, nonces func() int) *metrics {
+	m := &metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "results_total",
+			Help: "Authentication verdicts: accepted (good credentials), open (domain without authentication), challenged (401/407), malformed (400), forbidden (403), error (500).",
+		}, []string{"result"}),
+		challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "challenges_total",
+			Help: "Challenges sent, by reason: no_credentials, unknown_user, wrong_password, unsupported_parameters, stale_nonce, replay.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{reasonNoCredentials, reasonUnknownUser, reasonWrongPassword, reasonUnsupported, reasonStale, reasonReplay} {
+		m.challenges.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.results, m.challenges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "nonces_tracked",
+			Help: "Nonces in the nonce-count replay table.",
+		}, func() float64 { return float64(nonces()) }))
+	}
+	return m
+}
+
+func (m *metrics) observe(r Result) {
+	label := outcomeLabels[r.Outcome]
+	if r.Outcome == Accepted && !r.Identity.Authenticated {
+		label = "open"
+	}
+	m.results.WithLabelValues(label).Inc()
+	if r.Outcome == Challenged {
+		m.challenges.WithLabelValues(r.Reason).Inc()
+	}
+}

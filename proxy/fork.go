@@ -1,0 +1,688 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transaction"
+)
+
+// rctx is a response context (RFC 3261 §16.7): one request being proxied
+// statefully, its branches, and the best response so far.
+type rctx struct {
+	p      *Proxy
+	tx     handler.ServerTx
+	req    *sip.Request
+	in     Flow
+	hash   string
+	invite bool
+	pl     plan
+
+	mu         sync.Mutex
+	group      int
+	branches   []*branch
+	attempts   int
+	best       *sip.Response // best final non-2xx response received, our Via still on top
+	bestCode   int
+	bestRank   int
+	lastCode   int // the last branch to end, for gateway failover
+	challenges []sip.Field
+	answered   bool // a final response went upstream (or the first 2xx)
+	cancelled  bool // the caller sent CANCEL
+	got6xx     bool
+	released   bool
+}
+
+// branch is one target of a response context (a client transaction, and
+// a new one per hop when the target's hops fail over).
+type branch struct {
+	c      *rctx
+	target Target
+	out    *sip.Request // the prepared copy, without our Via
+	hops   Hops
+
+	// guarded by c.mu
+	attempt     int
+	id          string
+	req         *sip.Request // as last sent
+	r           route
+	tx          *transaction.ClientTx
+	responded   bool // any response to this attempt, 100 included
+	provisional bool // a 101-199 response
+	done        bool
+	cancelling  bool
+	orphan      bool
+	timedOut    bool // Timer C cancelled it: its 487 counts as 408
+	code        int
+	timerC      transaction.Timer
+	silence     transaction.Timer
+	guard       transaction.Timer
+}
+
+// fork proxies req statefully to the target set pl (RFC 3261 §16.5-§16.7).
+func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request, pl plan) {
+	pl = p.limit(pl)
+	if len(pl.groups) == 0 {
+		p.reply(tx, req, 480, "")
+		return
+	}
+	p.mu.Lock()
+	if p.pending >= p.cfg.MaxPending {
+		p.mu.Unlock()
+		p.met.requests.WithLabelValues("overload").Inc()
+		res := p.newResponse(req, 503, "")
+		res.Add("Retry-After", "5")
+		_ = tx.RespondStateless(res)
+		return
+	}
+	p.pending++
+	p.mu.Unlock()
+	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl}
+	p.met.requests.WithLabelValues(pl.kind).Inc()
+	if c.invite {
+		// §16.2: a stateful proxy answers an INVITE with 100 at once.
+		_ = tx.Respond(p.newResponse(req, 100, ""))
+		if ct, ok := tx.(CancelTx); ok {
+			ct.OnCancel(c.onCancel)
+		}
+	}
+	c.mu.Lock()
+	bs := c.addGroupLocked(0)
+	c.mu.Unlock()
+	for _, b := range bs {
+		b.start()
+	}
+}
+
+// limit trims the target set to Config.MaxBranches targets.
+func (p *Proxy) limit(pl plan) plan {
+	n := 0
+	var groups [][]Target
+	for _, g := range pl.groups {
+		if n+len(g) > p.cfg.MaxBranches {
+			g = g[:p.cfg.MaxBranches-n]
+		}
+		if len(g) > 0 {
+			groups = append(groups, g)
+		}
+		n += len(g)
+	}
+	pl.groups = groups
+	return pl
+}
+
+// addGroupLocked creates the branches of group g.
+func (c *rctx) addGroupLocked(g int) []*branch {
+	c.group = g
+	var bs []*branch
+	for _, t := range c.pl.groups[g] {
+		b := &branch{c: c, target: t}
+		c.branches = append(c.branches, b)
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+// start prepares the branch's request and sends it to the first hop.
+func (b *branch) start() {
+	c, p := b.c, b.c.p
+	var next sip.URI
+	b.out, next = p.prepare(c.req, b.target)
+	hops, err := p.hopsFor(c.req, next, b.target)
+	if err != nil {
+		p.log.Debug("no route for branch", "uri", next.String(), "err", err)
+		c.branchDone(b, 404, nil)
+		return
+	}
+	b.hops = hops
+	if !b.next() {
+		c.branchDone(b, 503, nil)
+	}
+}
+
+// next sends the branch to its next hop with a new branch parameter
+// (RFC 3263 §4.3); false when no hop is left.
+func (b *branch) next() bool {
+	c, p := b.c, b.c.p
+	for {
+		h, ok := b.hops.Next()
+		if !ok {
+			return false
+		}
+		r, err := p.routeTo(h, b.target)
+		if err != nil {
+			p.log.Debug("hop unusable", "hop", h.String(), "err", err)
+			b.hops.Fail(h, FailTransport)
+			continue
+		}
+		c.mu.Lock()
+		if b.done {
+			c.mu.Unlock()
+			return true
+		}
+		c.attempts++
+		b.attempt++
+		attempt := b.attempt
+		r.snd.onError = func(err error) { b.handle(attempt, nil, fmt.Errorf("%w: %v", transaction.ErrTransport, err)) }
+		b.id = branchPrefix + c.hash + "." + strconv.Itoa(c.attempts)
+		msg := *b.out
+		p.stamp(&msg, c.in, r.out, b.id)
+		b.req, b.r, b.tx = &msg, r, nil
+		b.responded, b.provisional, b.cancelling = false, false, false
+		b.stopTimersLocked()
+		if c.invite {
+			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, func() { b.onTimerC(attempt) })
+		}
+		if c.pl.timeout > 0 {
+			b.silence = p.clock.AfterFunc(c.pl.timeout, func() { b.onSilence(attempt) })
+		}
+		c.mu.Unlock()
+		p.met.branches.Inc()
+		p.log.Debug("forwarding", "method", msg.Method, "uri", msg.URI.String(), "hop", h.String(), "branch", b.id)
+		tx, err := p.env.Transactions.Request(&msg, r.snd, func(res *sip.Response, err error) { b.handle(attempt, res, err) })
+		c.mu.Lock()
+		if b.attempt == attempt {
+			b.tx = tx
+		}
+		c.mu.Unlock()
+		if err != nil && tx == nil {
+			// Not a transport error (those come through the handler).
+			p.log.Warn("client transaction not started", "err", err)
+			c.branchDone(b, 500, nil)
+		}
+		return true
+	}
+}
+
+func (b *branch) stopTimersLocked() {
+	for _, t := range []*transaction.Timer{&b.timerC, &b.silence, &b.guard} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+	}
+}
+
+// handle is the client transaction's response handler.
+func (b *branch) handle(attempt int, res *sip.Response, err error) {
+	c := b.c
+	c.mu.Lock()
+	stale := attempt != b.attempt
+	c.mu.Unlock()
+	if stale {
+		// An attempt given up on (silent gateway): only its 2xx matter,
+		// and every 2xx is forwarded (§16.7 step 5).
+		if res != nil && res.StatusCode/100 == 2 {
+			c.success(b, res)
+		}
+		return
+	}
+	if err != nil {
+		b.failed(err)
+		return
+	}
+	switch code := res.StatusCode; {
+	case code < 200:
+		c.provisional(b, res)
+	case code < 300:
+		c.success(b, res)
+	case code == 503 && b.failover(FailUnavailable):
+	case code == 487 && b.isTimedOut():
+		c.branchDone(b, 408, nil)
+	default:
+		c.branchDone(b, code, res)
+	}
+}
+
+// failover moves a branch that has had no provisional response on to its
+// next hop; false when there is none (or the context is over).
+func (b *branch) failover(why Failure) bool {
+	c := b.c
+	c.mu.Lock()
+	ok := !b.done && !b.provisional && !c.cancelled && !c.answered && !c.got6xx && b.hops != nil
+	h := b.r.hop
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	b.hops.Fail(h, why)
+	c.p.met.failovers.Inc()
+	return b.next()
+}
+
+// failed handles a timeout or transport error of the client transaction
+// (§16.7 step... and §16.9: a transport error counts as 503, a timeout as
+// 408).
+func (b *branch) failed(err error) {
+	c, p := b.c, b.c.p
+	why, code := FailTransport, 503
+	if errors.Is(err, transaction.ErrTimeout) {
+		why, code = FailTimeout, 408
+	}
+	c.mu.Lock()
+	if b.done {
+		c.mu.Unlock()
+		return
+	}
+	if why == FailTimeout && c.invite && b.provisional {
+		// The transaction layer ran Timer B in Proceeding, where RFC 3261
+		// §17.1.1.2 has none: the branch lives on under Timer C, its
+		// responses come in as strays.
+		b.orphan = true
+		id := b.id
+		c.mu.Unlock()
+		p.addOrphan(id, b)
+		return
+	}
+	responded := b.responded
+	c.mu.Unlock()
+	if !responded && b.failover(why) {
+		return
+	}
+	c.branchDone(b, code, nil)
+}
+
+// provisional forwards a 101-199 response upstream (§16.7 step 5) and
+// restarts Timer C (step 2).
+func (c *rctx) provisional(b *branch, res *sip.Response) {
+	p := c.p
+	c.mu.Lock()
+	b.responded = true
+	if b.silence != nil {
+		b.silence.Stop()
+		b.silence = nil
+	}
+	forward := false
+	if res.StatusCode > 100 && !b.done {
+		b.provisional = true
+		if c.invite && b.timerC != nil {
+			b.timerC.Stop()
+			attempt := b.attempt
+			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, func() { b.onTimerC(attempt) })
+		}
+		forward = !c.answered
+	}
+	c.mu.Unlock()
+	if forward {
+		if fwd := stripVia(res); fwd != nil {
+			_ = c.tx.Respond(fwd)
+		}
+	}
+}
+
+// success forwards a 2xx at once, every one of them (§16.7 step 5), and
+// cancels the other branches after the first (step 10).
+func (c *rctx) success(b *branch, res *sip.Response) {
+	p := c.p
+	c.mu.Lock()
+	b.responded = true
+	orphan := ""
+	if !b.done {
+		b.done = true
+		b.code = res.StatusCode
+		b.stopTimersLocked()
+		if b.orphan {
+			orphan = b.id
+		}
+	}
+	first := !c.answered
+	c.answered = true
+	var others []*branch
+	if first {
+		others = c.pendingLocked()
+	}
+	c.mu.Unlock()
+	if orphan != "" {
+		p.removeOrphan(orphan)
+	}
+	if fwd := stripVia(res); fwd != nil {
+		if err := c.tx.Respond(fwd); err != nil {
+			// The server transaction is over (Timer L, or a final
+			// response already sent): forward by the Via.
+			_ = p.sendResponse(fwd)
+		}
+	}
+	if first {
+		p.met.responses.WithLabelValues("2xx").Inc()
+		for _, o := range others {
+			o.cancel()
+		}
+	}
+	c.maybeRelease()
+}
+
+// pendingLocked returns the branches without a final response.
+func (c *rctx) pendingLocked() []*branch {
+	var out []*branch
+	for _, b := range c.branches {
+		if !b.done {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// branchDone records a final non-2xx outcome of a branch (code with res,
+// or code alone for a timeout, transport error or no route) and moves the
+// context on.
+func (c *rctx) branchDone(b *branch, code int, res *sip.Response) {
+	p := c.p
+	c.mu.Lock()
+	if b.done {
+		c.mu.Unlock()
+		return
+	}
+	b.done = true
+	b.code = code
+	b.stopTimersLocked()
+	orphan := ""
+	if b.orphan {
+		orphan = b.id
+	}
+	c.recordLocked(code, res)
+	c.lastCode = code
+	var cancel []*branch
+	if code >= 600 && !c.got6xx {
+		// §16.7 step 5: a 6xx ends the search; cancel the rest.
+		c.got6xx = true
+		cancel = c.pendingLocked()
+	}
+	next, final := c.settleLocked()
+	c.mu.Unlock()
+	if orphan != "" {
+		p.removeOrphan(orphan)
+	}
+	for _, o := range cancel {
+		o.cancel()
+	}
+	for _, nb := range next {
+		nb.start()
+	}
+	if final != nil {
+		c.sendFinal(final)
+	}
+	c.maybeRelease()
+}
+
+// settleLocked, once no branch is pending, starts the next group of
+// targets or picks the final response (§16.7 step 4 and 6).
+func (c *rctx) settleLocked() (next []*branch, final *sip.Response) {
+	if c.answered || len(c.pendingLocked()) > 0 {
+		return nil, nil
+	}
+	if !c.cancelled && !c.got6xx && c.group+1 < len(c.pl.groups) && c.pl.advance(c.lastCode) {
+		c.p.met.failovers.Inc()
+		return c.addGroupLocked(c.group + 1), nil
+	}
+	c.answered = true
+	return nil, c.finalLocked()
+}
+
+// rank orders final responses for §16.7 step 6: 6xx first, then the
+// lowest class, 401/407/415/420/484 ahead of other 4xx; codes made up
+// locally (no response at all) last.
+func rank(code int, local bool) int {
+	switch {
+	case local:
+		return 5
+	case code >= 600:
+		return 0
+	case code < 400:
+		return 1
+	case code == 401 || code == 407 || code == 415 || code == 420 || code == 484:
+		return 2
+	case code < 500:
+		return 3
+	}
+	return 4
+}
+
+// recordLocked keeps the best final response and the challenges of every
+// 401 and 407 (§16.7 step 7).
+func (c *rctx) recordLocked(code int, res *sip.Response) {
+	if res != nil && (code == 401 || code == 407) {
+		for _, f := range res.Fields {
+			switch sip.CanonicalName(f.Name) {
+			case "WWW-Authenticate", "Proxy-Authenticate":
+				c.challenges = append(c.challenges, f)
+			}
+		}
+	}
+	r := rank(code, res == nil)
+	if c.bestCode == 0 || r < c.bestRank {
+		c.best, c.bestCode, c.bestRank = res, code, r
+	}
+}
+
+// finalLocked builds the response that goes upstream: the best one
+// (§16.7 step 6), 487 when the caller cancelled, 500 for a 503 (a 503
+// upstream would mean this proxy is unavailable), with every collected
+// challenge on a 401 or 407 (step 7).
+func (c *rctx) finalLocked() *sip.Response {
+	p := c.p
+	if c.cancelled && c.bestCode < 600 && c.bestCode != 487 {
+		return p.newResponse(c.req, 487, "")
+	}
+	var res *sip.Response
+	if c.best != nil {
+		res = stripVia(c.best)
+	}
+	if res == nil {
+		code := c.bestCode
+		if code == 0 {
+			code = 408
+		}
+		res = p.newResponse(c.req, code, "")
+	}
+	if res.StatusCode == 503 {
+		r := *res
+		r.StatusCode, r.Reason = 500, sip.StatusText(500)
+		res = &r
+	}
+	if res.StatusCode == 401 || res.StatusCode == 407 {
+		r := *res
+		kept := make([]sip.Field, 0, len(r.Fields)+len(c.challenges))
+		for _, f := range r.Fields {
+			switch sip.CanonicalName(f.Name) {
+			case "WWW-Authenticate", "Proxy-Authenticate":
+			default:
+				kept = append(kept, f)
+			}
+		}
+		r.Fields = append(kept, c.challenges...)
+		res = &r
+	}
+	return res
+}
+
+func (c *rctx) sendFinal(res *sip.Response) {
+	p := c.p
+	p.met.responses.WithLabelValues(strconv.Itoa(res.StatusCode/100) + "xx").Inc()
+	p.log.Debug("final response", "call-id", c.req.CallID, "method", c.req.Method, "code", res.StatusCode)
+	_ = c.tx.Respond(res)
+}
+
+// onCancel is the server transaction's CANCEL reaction (§16.10): no new
+// branches, CANCEL to every pending one; branches that have not answered
+// at all are given up at once (their CANCEL goes out if they ever send a
+// provisional response, §9.1).
+func (c *rctx) onCancel() {
+	c.mu.Lock()
+	if c.answered {
+		c.mu.Unlock()
+		return
+	}
+	c.cancelled = true
+	var cancel []*branch
+	for _, b := range c.branches {
+		if b.done {
+			continue
+		}
+		if !b.responded {
+			b.done = true
+			b.code = 487
+			b.stopTimersLocked()
+			c.recordLocked(487, nil)
+		}
+		cancel = append(cancel, b)
+	}
+	next, final := c.settleLocked()
+	c.mu.Unlock()
+	for _, b := range cancel {
+		b.cancel()
+	}
+	for _, nb := range next {
+		nb.start()
+	}
+	if final != nil {
+		c.sendFinal(final)
+	}
+	c.maybeRelease()
+}
+
+// cancel sends CANCEL on the branch (RFC 3261 §9.1, through the client
+// transaction, which waits for a provisional response first). A branch
+// that does not end within 64*T1 after it counts as 408.
+func (b *branch) cancel() {
+	c, p := b.c, b.c.p
+	c.mu.Lock()
+	if b.cancelling {
+		c.mu.Unlock()
+		return
+	}
+	b.cancelling = true
+	tx, orphan, req, snd, attempt := b.tx, b.orphan, b.req, b.r.snd, b.attempt
+	if !b.done && b.guard == nil {
+		b.guard = p.clock.AfterFunc(64*p.t1, func() { b.giveUp(attempt) })
+	}
+	c.mu.Unlock()
+	p.met.cancels.Inc()
+	switch {
+	case orphan && req != nil:
+		// The client transaction is gone (see failed): CANCEL directly.
+		_, _ = p.env.Transactions.Request(transaction.NewCANCEL(req), snd, nil)
+	case tx != nil:
+		tx.Cancel()
+	}
+}
+
+func (b *branch) isTimedOut() bool {
+	b.c.mu.Lock()
+	defer b.c.mu.Unlock()
+	return b.timedOut
+}
+
+func (b *branch) giveUp(attempt int) {
+	c := b.c
+	c.mu.Lock()
+	ok := b.attempt == attempt && !b.done
+	c.mu.Unlock()
+	if ok {
+		c.branchDone(b, 408, nil)
+	}
+}
+
+// onTimerC is Timer C (§16.8): a branch with a provisional response is
+// cancelled; one without behaves as if it got 408.
+func (b *branch) onTimerC(attempt int) {
+	c, p := b.c, b.c.p
+	c.mu.Lock()
+	if b.done || b.attempt != attempt {
+		c.mu.Unlock()
+		return
+	}
+	prov := b.provisional
+	b.timedOut = true
+	c.mu.Unlock()
+	p.met.timerC.Inc()
+	p.log.Debug("timer C", "call-id", c.req.CallID, "branch", b.id, "provisional", prov)
+	b.cancel()
+	if !prov {
+		c.branchDone(b, 408, nil)
+	}
+}
+
+// onSilence: a gateway that sent nothing at all within the rule's
+// timeout; the next hop or gateway is tried.
+func (b *branch) onSilence(attempt int) {
+	c := b.c
+	c.mu.Lock()
+	if b.done || b.attempt != attempt || b.responded {
+		c.mu.Unlock()
+		return
+	}
+	tx := b.tx
+	c.mu.Unlock()
+	if tx != nil {
+		tx.Cancel() // goes out only if a provisional response comes after all
+	}
+	if b.failover(FailTimeout) {
+		return
+	}
+	c.branchDone(b, 408, nil)
+}
+
+// maybeRelease frees the context once the final response went upstream
+// and every branch has ended.
+func (c *rctx) maybeRelease() {
+	c.mu.Lock()
+	if c.released || !c.answered || len(c.pendingLocked()) > 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.released = true
+	c.mu.Unlock()
+	c.p.mu.Lock()
+	c.p.pending--
+	c.p.mu.Unlock()
+}
+
+// stripVia returns a copy of res without its top Via (§16.7 step 3), or
+// nil when no Via would be left.
+func stripVia(res *sip.Response) *sip.Response {
+	if res == nil || len(res.Via) < 2 {
+		return nil
+	}
+	fwd := *res
+	fwd.Via = res.Via[1:]
+	return &fwd
+}
+
+// --- branches whose client transaction ended under them ---
+
+func (p *Proxy) addOrphan(id string, b *branch) {
+	p.mu.Lock()
+	p.orphans[id] = b
+	p.mu.Unlock()
+}
+
+func (p *Proxy) orphan(id string) *branch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.orphans[id]
+}
+
+func (p *Proxy) removeOrphan(id string) {
+	p.mu.Lock()
+	delete(p.orphans, id)
+	p.mu.Unlock()
+}
+
+// orphanResponse handles a response to a branch whose client transaction
+// is gone: a final non-2xx is ACKed here (§17.1.1.3), then it goes where
+// the transaction would have passed it.
+func (b *branch) orphanResponse(res *sip.Response) {
+	c := b.c
+	c.mu.Lock()
+	attempt, req, snd := b.attempt, b.req, b.r.snd
+	c.mu.Unlock()
+	if res.StatusCode >= 300 && req != nil {
+		_ = snd.Send(transaction.NewACK(req, res))
+	}
+	b.handle(attempt, res, nil)
+}

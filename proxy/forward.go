@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// resolveTimeout bounds one Resolver call.
+const resolveTimeout = 5 * time.Second
+
+// prepare makes the copy of req that goes to target t (RFC 3261 §16.6
+// steps 1-3 and 6): the new Request-URI, Max-Forwards decremented (70 when
+// absent), the registration's Path ahead of the Route set, and the strict
+// router fix-up when the next Route entry lacks lr. Via and Record-Route
+// are added per hop by stamp. next is the URI the next hop is found from
+// (§16.6 step 7): the first Route entry, or the Request-URI when there is
+// none or the next hop is a strict router.
+func (p *Proxy) prepare(req *sip.Request, t Target) (out *sip.Request, next sip.URI) {
+	out = new(sip.Request)
+	*out = *req
+	out.URI = t.URI
+	out.Fields = slices.Clip(req.Fields)
+	out.Contact = slices.Clip(req.Contact)
+	out.RecordRoute = slices.Clip(req.RecordRoute)
+	if out.MaxForwards < 0 {
+		out.MaxForwards = 70
+	} else if out.MaxForwards > 0 {
+		out.MaxForwards--
+	}
+	var routes []sip.Address
+	for _, a := range t.Path {
+		if len(routes) == 0 && p.isSelf(&a.URI) {
+			continue // our own Path entry
+		}
+		routes = append(routes, a)
+	}
+	out.Route = append(routes, req.Route...)
+	if len(out.Route) > 0 && !out.Route[0].URI.Params.Has("lr") {
+		// §16.6 step 6: the next hop is a strict router.
+		first := out.Route[0]
+		out.Route = append(out.Route[1:len(out.Route):len(out.Route)], sip.Address{URI: out.URI})
+		out.URI = first.URI
+		return out, out.URI
+	}
+	if len(out.Route) > 0 {
+		return out, out.Route[0].URI
+	}
+	return out, out.URI
+}
+
+// recordsRoute reports whether the proxy inserts Record-Route into out:
+// requests that can create a dialog, outside a dialog (§16.6 step 4).
+func (p *Proxy) recordsRoute(out *sip.Request) bool {
+	if !p.cfg.recordRoute() || out.To.Tag() != "" {
+		return false
+	}
+	switch out.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		return true
+	}
+	return false
+}
+
+// stamp adds this proxy's Via (§16.6 step 8) and Record-Route (step 4:
+// one entry, or two when the request changes transport or interface) to a
+// prepared request about to leave through out.
+func (p *Proxy) stamp(req *sip.Request, in Flow, out side, branch string) {
+	v := sip.Via{Transport: out.proto, Host: out.host, Port: out.port, Params: sip.Params(";branch=" + branch)}
+	req.Via = append([]sip.Via{v}, req.Via...)
+	if !p.recordsRoute(req) {
+		return
+	}
+	rr := []sip.Address{{URI: out.uri(false)}}
+	if is, ok := p.inSide(in); ok && (is.proto != out.proto || is.host != out.host || is.port != out.port) {
+		rr = []sip.Address{{URI: out.uri(true)}, {URI: is.uri(true)}}
+	}
+	req.RecordRoute = append(rr, req.RecordRoute...)
+}
+
+// hopSender sends the requests of one branch: over the target's flow when
+// it has one (RFC 5626 §5.3: back where the REGISTER came from), else to
+// the resolved hop. It never waits on a peer: stream messages are queued
+// on the connection, and a connection that must be opened first is dialed
+// in the background (onError hears of a failed dial).
+type hopSender struct {
+	p       *Proxy
+	proto   string
+	local   netip.AddrPort
+	remote  netip.AddrPort
+	conn    *transport.Conn
+	onError func(error)
+}
+
+// Send implements transaction.Sender.
+func (s *hopSender) Send(m sip.Message) error {
+	return s.SendWire(m.AppendTo(make([]byte, 0, 1536)))
+}
+
+// SendWire sends encoded bytes.
+func (s *hopSender) SendWire(b []byte) error {
+	if s.proto == transport.UDP {
+		return s.p.env.Network.WriteTo(transport.UDP, s.local, s.remote, b)
+	}
+	return s.p.sendStream(s.proto, s.remote, s.conn, b, s.onError)
+}
+
+// Reliable implements transaction.Sender.
+func (s *hopSender) Reliable() bool { return s.proto != transport.UDP }
+
+// maxDials bounds the connections being opened in the background.
+const maxDials = 64
+
+// sendStream sends b over a stream: on conn while open, else on the
+// connection the table has for remote, else over a new connection dialed
+// by a bounded background goroutine (the caller learns of a failed dial
+// through onError, when not nil).
+func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.Conn, b []byte, onError func(error)) error {
+	for _, c := range []*transport.Conn{conn, p.env.Network.Lookup(proto, remote)} {
+		if c == nil {
+			continue
+		}
+		err := c.Send(b)
+		if err == nil || !errors.Is(err, transport.ErrConnClosed) {
+			return err
+		}
+	}
+	select {
+	case p.dials <- struct{}{}:
+	default:
+		return fmt.Errorf("proxy: %d connections being opened already", maxDials)
+	}
+	b = append([]byte(nil), b...)
+	p.async.Add(1)
+	go func() {
+		defer p.async.Done()
+		defer func() { <-p.dials }()
+		if err := p.env.Network.WriteTo(proto, netip.AddrPort{}, remote, b); err != nil {
+			p.log.Debug("send on a new connection", "proto", proto, "to", remote.String(), "err", err)
+			if onError != nil {
+				onError(err)
+			}
+		}
+	}()
+	return nil
+}
+
+// Close waits for the background dials to end; the transport's Close
+// ends them.
+func (p *Proxy) Close() { p.async.Wait() }
+
+// route is where one attempt of a branch goes.
+type route struct {
+	hop  Hop
+	flow Flow
+	out  side
+	snd  *hopSender
+}
+
+// hopsFor returns the hops for out, the prepared copy of req for t: the
+// target's flow (the way its REGISTER came, toward the user agent or the
+// edge proxy of its Path) unless req brought a Route set of its own, else
+// what the Resolver says for the next-hop URI.
+func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) {
+	if !t.Flow.IsZero() && len(req.Route) == 0 {
+		f := t.Flow
+		return NewHopList(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	return p.resolver.Resolve(ctx, next)
+}
+
+// routeTo builds the route for hop; the target's flow is used when the hop
+// is the flow's peer.
+func (p *Proxy) routeTo(h Hop, t Target) (route, error) {
+	var flow Flow
+	if !t.Flow.IsZero() && t.Flow.Remote == h.Addr && t.Flow.Proto == h.Proto {
+		flow = t.Flow
+	}
+	out, err := p.outSide(h.Proto, h.Addr, flow)
+	if err != nil {
+		return route{}, err
+	}
+	snd := &hopSender{p: p, proto: h.Proto, local: out.local, remote: h.Addr, conn: flow.Conn}
+	return route{hop: h, flow: flow, out: out, snd: snd}, nil
+}
+
+// stateless forwards req to the first target of pl without keeping any
+// state (RFC 3261 §16.11): a branch derived from the request, so that
+// retransmissions, the CANCEL and the ACK of a non-2xx response take the
+// same branch; on a transport error the next hop is tried.
+func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Request, pl plan) {
+	ts := pl.all()
+	if len(ts) == 0 {
+		p.reply(tx, req, 480, "")
+		return
+	}
+	t := ts[0]
+	out, next := p.prepare(req, t)
+	hops, err := p.hopsFor(req, next, t)
+	if err != nil {
+		p.log.Debug("no route", "uri", next.String(), "err", err)
+		p.reply(tx, req, 404, "")
+		return
+	}
+	in := flowOf(tx)
+	branch := branchPrefix + p.hashOf(req) + ".0"
+	for {
+		h, ok := hops.Next()
+		if !ok {
+			p.reply(tx, req, 503, "")
+			return
+		}
+		r, err := p.routeTo(h, t)
+		if err == nil {
+			msg := *out
+			p.stamp(&msg, in, r.out, branch)
+			if err = r.snd.Send(&msg); err == nil {
+				p.met.stateless.WithLabelValues("request").Inc()
+				p.met.requests.WithLabelValues(pl.kind).Inc()
+				return
+			}
+		}
+		p.log.Debug("stateless send failed", "hop", h.String(), "err", err)
+		hops.Fail(h, FailTransport)
+	}
+}
+
+// HandleACK forwards an ACK that belongs to no server transaction: the ACK
+// of a 2xx, which goes end to end (RFC 3261 §16.7 step 10, §16.11; RFC
+// 6026) along the route set, or where the routing sends its Request-URI;
+// in stateless mode every ACK. It is forwarded statelessly, and dropped
+// where a request would be answered.
+func (p *Proxy) HandleACK(ctx context.Context, ack *sip.Request, in Flow) {
+	routed := p.preprocess(ack)
+	if ack.MaxForwards == 0 {
+		return
+	}
+	if routed {
+		ctx = context.WithValue(ctx, routedKey{}, true)
+	}
+	p.Route(handler.HandlerFunc(func(context.Context, handler.ServerTx, *sip.Request) {})).
+		ServeSIP(ctx, ackTx{in}, ack)
+}
+
+// ackTx stands for the transaction an ACK does not have.
+type ackTx struct{ in Flow }
+
+func (t ackTx) Respond(*sip.Response) error          { return nil }
+func (t ackTx) RespondStateless(*sip.Response) error { return nil }
+func (t ackTx) Source() netip.AddrPort               { return t.in.Remote }
+func (t ackTx) Transport() string                    { return t.in.Proto }
+func (t ackTx) Flow() Flow                           { return t.in }
+
+// HandleResponse forwards a response that matches no client transaction
+// (RFC 3261 §16.7: "as a stateless proxy would", §16.11): its top Via must
+// be this proxy's; it is removed and the response goes to the next Via
+// (§18.2.2). It reports false for responses that are not the proxy's, which
+// the server then drops.
+func (p *Proxy) HandleResponse(res *sip.Response, in Flow) bool {
+	if len(res.Via) == 0 {
+		return false
+	}
+	if _, ok := p.ownVia(&res.Via[0]); !ok {
+		return false
+	}
+	if b := p.orphan(res.Via[0].Branch()); b != nil {
+		b.orphanResponse(res)
+		return true
+	}
+	if len(res.Via) < 2 {
+		return false
+	}
+	fwd := *res
+	fwd.Via = res.Via[1:]
+	if err := p.sendResponse(&fwd); err != nil {
+		p.log.Debug("stateless response not sent", "code", res.StatusCode, "err", err)
+		return true
+	}
+	p.met.stateless.WithLabelValues("response").Inc()
+	return true
+}
+
+// sendResponse sends a response to its top Via (RFC 3261 §18.2.2, RFC
+// 3581): the received address and rport (else sent-by port), on the open
+// connection there for streams, else a new one.
+func (p *Proxy) sendResponse(res *sip.Response) error {
+	v := &res.Via[0]
+	proto := strings.ToUpper(v.Transport)
+	def := 5060
+	if proto == transport.TLS {
+		def = 5061
+	}
+	dst := sip.ResponseTarget(v, netip.AddrPort{}, false, def)
+	if !dst.Addr().IsValid() {
+		return fmt.Errorf("proxy: response Via %s has no address", v.String())
+	}
+	switch proto {
+	case transport.UDP, transport.TCP, transport.TLS:
+	default:
+		return fmt.Errorf("proxy: response Via transport %q not supported", v.Transport)
+	}
+	b := res.AppendTo(make([]byte, 0, 1536))
+	if proto == transport.UDP {
+		return p.env.Network.WriteTo(proto, netip.AddrPort{}, dst, b)
+	}
+	return p.sendStream(proto, dst, nil, b, nil)
+}
+
+// redirect answers with the targets as Contacts (RFC 3261 §8.3, §21.3):
+// 302 for one, 300 for several, each with q (and expires when known),
+// highest q first; code overrides the choice.
+func (p *Proxy) redirect(tx handler.ServerTx, req *sip.Request, ts []Target, code int, reason string) {
+	if len(ts) == 0 {
+		p.reply(tx, req, 480, "")
+		return
+	}
+	if code == 0 {
+		code = 302
+		if len(ts) > 1 {
+			code = 300
+		}
+	}
+	ts = append([]Target(nil), ts...)
+	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Q > ts[j].Q })
+	res := p.newResponse(req, code, reason)
+	now := p.clock.Now()
+	for _, t := range ts {
+		a := sip.Address{URI: t.URI}
+		if code != 305 {
+			a.Params = a.Params.Set("q", strconv.FormatFloat(t.Q, 'f', -1, 64))
+			if !t.Expires.IsZero() {
+				if d := t.Expires.Sub(now); d > 0 {
+					a.Params = a.Params.Set("expires", strconv.Itoa(int(d.Round(time.Second)/time.Second)))
+				}
+			}
+		}
+		res.Contact = append(res.Contact, a)
+	}
+	p.met.requests.WithLabelValues("redirected").Inc()
+	p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
+	_ = tx.RespondStateless(res)
+}

@@ -1,0 +1,511 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// Network is the transport seen by the proxy; *transport.Manager
+// implements it.
+type Network interface {
+	// WriteTo sends an encoded message: over UDP from the socket bound to
+	// local (any suitable one when local is zero), over TCP or TLS on the
+	// connection open to remote or a new one (it may wait for a dial).
+	WriteTo(proto string, local, remote netip.AddrPort, data []byte) error
+	// Lookup returns the open connection to remote, or nil.
+	Lookup(proto string, remote netip.AddrPort) *transport.Conn
+}
+
+// Listener is one bound listener of the server: the proxy writes its
+// address in Via and Record-Route and sends UDP from its socket.
+type Listener struct {
+	Proto string // UDP, TCP or TLS
+	Addr  netip.AddrPort
+}
+
+// Env is what a Proxy needs from the server that runs it.
+type Env struct {
+	// Transactions is the server's transaction layer; the proxy's client
+	// transactions live in it, so responses reach them the way they reach
+	// any client transaction. Required.
+	Transactions *transaction.Layer
+	// Network sends requests and statelessly forwarded responses. Required.
+	Network Network
+	// IsSelf reports whether a URI's host (and port, when given) is this
+	// server: its domains, host names and addresses. Nil compares with the
+	// listeners only.
+	IsSelf func(u *sip.URI) bool
+	// Domains are the server's own domains: requests for them go to the
+	// location service when no rule matches.
+	Domains []string
+	// Locator is the location service (the registrar). The configured
+	// static locations are asked first.
+	Locator Locator
+	// Resolver finds the next hops of foreign URIs. Nil means a
+	// StaticResolver with the configured routes.
+	Resolver Resolver
+	// Identity returns the user the authentication step before the proxy
+	// authenticated for this request, if any; a request whose From claims
+	// another local user is then refused with 403. Nil turns the check off.
+	Identity func(ctx context.Context) (sip.URI, bool)
+	// ServerName is the Server header of the responses the proxy makes.
+	ServerName string
+	// Logger receives the logs, with feature=proxy. Nil discards them.
+	Logger *slog.Logger
+	// Registerer gets the proxy's metrics (hlas_proxy_*). Nil skips them.
+	Registerer prometheus.Registerer
+}
+
+// Proxy is an RFC 3261 §16 proxy, in the mode its Config says: stateful,
+// stateless or redirect. Its routing runs as handler-chain middleware
+// (Preprocess, Route and the building blocks Route is made of), and the
+// server hands it the messages that belong to no transaction
+// (HandleACK, HandleResponse). It starts no goroutines: work happens on
+// the server's workers and on transaction timers. Safe for concurrent use.
+type Proxy struct {
+	cfg      Config
+	c        *compiled
+	env      Env
+	log      *slog.Logger
+	met      *metrics
+	clock    transaction.Clock
+	t1       time.Duration
+	salt     uint64
+	locator  Locator
+	resolver Resolver
+	domains  map[string]bool
+	rules    []handler.Middleware
+
+	mu        sync.Mutex
+	listeners []Listener
+	pending   int
+	orphans   map[string]*branch
+	srcIP     map[netip.Addr]netip.Addr
+
+	dials chan struct{}  // semaphore of background dials
+	async sync.WaitGroup // background dials
+}
+
+// New checks cfg and builds a proxy.
+func New(cfg Config, env Env) (*Proxy, error) {
+	c, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if env.Network == nil {
+		return nil, errors.New("proxy: Env.Network is nil")
+	}
+	cfg = cfg.withDefaults()
+	if env.Transactions == nil {
+		if cfg.Mode == Stateful {
+			return nil, errors.New("proxy: a stateful proxy needs Env.Transactions")
+		}
+		env.Transactions = transaction.New(transaction.Config{})
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	tc := env.Transactions.Config()
+	var salt [8]byte
+	_, _ = rand.Read(salt[:])
+	p := &Proxy{
+		cfg:     cfg,
+		c:       c,
+		env:     env,
+		log:     env.Logger.With("feature", "proxy"),
+		clock:   tc.Clock,
+		t1:      tc.T1,
+		salt:    binary.LittleEndian.Uint64(salt[:]),
+		domains: map[string]bool{},
+		orphans: map[string]*branch{},
+		srcIP:   map[netip.Addr]netip.Addr{},
+		dials:   make(chan struct{}, maxDials),
+	}
+	for _, d := range env.Domains {
+		p.domains[strings.ToLower(d)] = true
+	}
+	p.locator = c.locations
+	if env.Locator != nil {
+		p.locator = chainLocator{c.locations, env.Locator}
+	}
+	p.resolver = env.Resolver
+	if p.resolver == nil {
+		p.resolver = &StaticResolver{Routes: c.routes}
+	}
+	for i, r := range cfg.Rules {
+		p.rules = append(p.rules, When(r.matcher(), p.action(i, r)))
+	}
+	p.met = newMetrics(p)
+	if env.Registerer != nil {
+		if err := p.met.register(env.Registerer); err != nil {
+			return nil, fmt.Errorf("proxy: metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Config returns the effective configuration.
+func (p *Proxy) Config() Config { return p.cfg }
+
+// Mode returns the proxy's mode.
+func (p *Proxy) Mode() Mode { return p.cfg.Mode }
+
+// SetListeners tells the proxy the server's bound listeners; the server
+// calls it once they are bound, before the first request.
+func (p *Proxy) SetListeners(ls []Listener) {
+	p.mu.Lock()
+	p.listeners = append([]Listener(nil), ls...)
+	p.mu.Unlock()
+}
+
+// Pending returns the number of response contexts alive (requests being
+// proxied statefully).
+func (p *Proxy) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending
+}
+
+// Trusted reports whether requests from ip pass without authentication:
+// it is in Config.Trusted or is one of the gateways' addresses. The auth
+// middleware asks it.
+func (p *Proxy) Trusted(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, pf := range p.c.trusted {
+		if pf.Contains(ip) {
+			return true
+		}
+	}
+	for _, gws := range p.c.gateways {
+		for _, g := range gws {
+			if a, err := netip.ParseAddr(g.URI.Hostname()); err == nil && a.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// IsLocalDomain reports whether host is one of the server's domains or
+// addresses.
+func (p *Proxy) IsLocalDomain(u *sip.URI) bool {
+	if p.domains[strings.ToLower(u.Hostname())] {
+		return true
+	}
+	h := sip.URI{Scheme: u.Scheme, Host: u.Host}
+	return p.isSelf(&h)
+}
+
+// isSelf reports whether u's host[:port] is this server.
+func (p *Proxy) isSelf(u *sip.URI) bool {
+	if p.env.IsSelf != nil {
+		return p.env.IsSelf(u)
+	}
+	host := strings.Trim(u.Host, "[]")
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.listeners {
+		if l.Addr.Addr().Unmap() == a.Unmap() && (u.Port == 0 || int(l.Addr.Port()) == u.Port) {
+			return true
+		}
+	}
+	return false
+}
+
+// --- context values ---
+
+type routedKey struct{}
+
+// Routed reports whether Preprocess removed a Route entry of this proxy
+// from the request: it follows a route set the proxy recorded (an
+// in-dialog request) or one preloaded with the proxy as outbound proxy.
+func Routed(ctx context.Context) bool {
+	v, _ := ctx.Value(routedKey{}).(bool)
+	return v
+}
+
+// --- the server transaction, seen by the proxy ---
+
+// FlowTx is a server transaction that knows the flow its request came on.
+// The server's transactions implement it; without it the proxy knows only
+// Source and Transport.
+type FlowTx interface {
+	Flow() Flow
+}
+
+// CancelTx is a server transaction that can tell the proxy about a CANCEL
+// (RFC 3261 §9.2, §16.10): f replaces the transaction's own 487.
+type CancelTx interface {
+	OnCancel(f func())
+}
+
+func flowOf(tx handler.ServerTx) Flow {
+	if ft, ok := tx.(FlowTx); ok {
+		return ft.Flow()
+	}
+	return Flow{Proto: strings.ToUpper(tx.Transport()), Remote: tx.Source()}
+}
+
+// --- responses the proxy makes ---
+
+// newResponse builds a response of the proxy's own, with a To tag except
+// for 100 (RFC 3261 §8.2.6.2) and the Server header.
+func (p *Proxy) newResponse(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
+		res.To.Params = res.To.Params.Set("tag", randHex(6))
+	}
+	if p.env.ServerName != "" {
+		res.Add("Server", p.env.ServerName)
+	}
+	return res
+}
+
+func (p *Proxy) reply(tx handler.ServerTx, req *sip.Request, code int, reason string) {
+	if req.Method == sip.ACK {
+		return
+	}
+	p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
+	_ = tx.RespondStateless(p.newResponse(req, code, reason))
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// --- branch identifiers and loop detection ---
+
+// branchPrefix starts every branch this proxy writes: the magic cookie
+// and "hlp".
+const branchPrefix = sip.MagicCookie + "hlp"
+
+// requestHash hashes what identifies a request as received (RFC 3261
+// §16.6 step 8, §16.11): the top Via (sent-by and branch; the whole Via
+// for a branch without the magic cookie), the Request-URI, Call-ID, From
+// tag and CSeq number. The To tag and the Proxy-Require and
+// Proxy-Authorization fields are left out so that a CANCEL and the ACK of a
+// non-2xx response hash like their INVITE, as a stateless proxy needs
+// (§16.11); the top Via's branch tells transactions apart.
+func (p *Proxy) requestHash(req *sip.Request, top *sip.Via) string {
+	h := fnv.New64a()
+	var salt [8]byte
+	binary.LittleEndian.PutUint64(salt[:], p.salt)
+	h.Write(salt[:])
+	sep := []byte{0}
+	if top != nil {
+		b := top.Branch()
+		h.Write([]byte(strings.ToLower(top.Host)))
+		h.Write([]byte(strconv.Itoa(top.Port)))
+		h.Write(sep)
+		h.Write([]byte(b))
+		if !strings.HasPrefix(b, sip.MagicCookie) {
+			h.Write([]byte(top.String()))
+		}
+	}
+	h.Write(sep)
+	h.Write(req.URI.AppendTo(nil))
+	h.Write(sep)
+	h.Write([]byte(req.CallID))
+	h.Write(sep)
+	h.Write([]byte(req.From.Tag()))
+	h.Write(sep)
+	h.Write([]byte(strconv.FormatUint(uint64(req.CSeq.Seq), 10)))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// hashOf returns the hash of the request as received: over its top Via.
+func (p *Proxy) hashOf(req *sip.Request) string {
+	if len(req.Via) == 0 {
+		return p.requestHash(req, nil)
+	}
+	return p.requestHash(req, &req.Via[0])
+}
+
+// ownVia reports whether v was written by this proxy, and its hash.
+func (p *Proxy) ownVia(v *sip.Via) (hash string, ok bool) {
+	b := v.Branch()
+	if !strings.HasPrefix(b, branchPrefix) {
+		return "", false
+	}
+	if !p.isSelf(&sip.URI{Scheme: sip.SchemeSIP, Host: v.Host, Port: v.Port}) {
+		return "", false
+	}
+	rest := b[len(branchPrefix):]
+	if i := strings.IndexByte(rest, '.'); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest, true
+}
+
+// looped implements RFC 3261 §16.3 step 4: a Via of ours further down
+// whose branch hash equals the hash of this request computed over the Via
+// that was on top when we forwarded it is a loop; a different hash (a new
+// Request-URI, say) is a spiral and allowed.
+func (p *Proxy) looped(req *sip.Request) bool {
+	for i := 0; i+1 < len(req.Via); i++ {
+		hash, ok := p.ownVia(&req.Via[i])
+		if !ok {
+			continue
+		}
+		if p.requestHash(req, &req.Via[i+1]) == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// --- addresses ---
+
+// listenerFor picks the listener for proto whose family reaches ip.
+func (p *Proxy) listenerFor(proto string, ip netip.Addr) (Listener, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var fallback *Listener
+	for i, l := range p.listeners {
+		if l.Proto != proto {
+			continue
+		}
+		la := l.Addr.Addr()
+		if la.Unmap().Is4() == ip.Unmap().Is4() {
+			return l, true
+		}
+		if la.Is6() && la.IsUnspecified() && fallback == nil {
+			fallback = &p.listeners[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return Listener{}, false
+}
+
+// maxSrcCache bounds the cache of source addresses by destination.
+const maxSrcCache = 4096
+
+// sourceIP is the local address the system routes to dst from, for Via
+// and Record-Route when the listener is bound to a wildcard address.
+func (p *Proxy) sourceIP(dst netip.Addr) netip.Addr {
+	dst = dst.Unmap()
+	p.mu.Lock()
+	ip, ok := p.srcIP[dst]
+	p.mu.Unlock()
+	if ok {
+		return ip
+	}
+	ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if dst.Is6() {
+		ip = netip.IPv6Loopback()
+	}
+	if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9))); err == nil {
+		if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+			ip = a.AddrPort().Addr().Unmap()
+		}
+		c.Close()
+	}
+	p.mu.Lock()
+	if len(p.srcIP) >= maxSrcCache {
+		clear(p.srcIP)
+	}
+	p.srcIP[dst] = ip
+	p.mu.Unlock()
+	return ip
+}
+
+func hostString(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return "[" + a.String() + "]"
+	}
+	return a.Unmap().String()
+}
+
+// side is one interface of the proxy: what it writes in Via and
+// Record-Route, and the socket it sends from.
+type side struct {
+	proto string
+	local netip.AddrPort // UDP socket to send from
+	host  string
+	port  int
+}
+
+// outSide is the interface a request to remote over proto leaves from.
+func (p *Proxy) outSide(proto string, remote netip.AddrPort, flow Flow) (side, error) {
+	l, ok := p.listenerFor(proto, remote.Addr())
+	if !ok {
+		return side{}, fmt.Errorf("proxy: no %s listener for %s", proto, remote)
+	}
+	s := side{proto: proto, local: l.Addr, port: int(l.Addr.Port())}
+	ip := l.Addr.Addr()
+	if flow.Proto == proto && flow.Local.IsValid() && proto == transport.UDP {
+		s.local = flow.Local
+	}
+	if flow.Conn != nil {
+		ip = flow.Conn.LocalAddr().Addr()
+	}
+	if !ip.IsValid() || ip.IsUnspecified() {
+		ip = p.sourceIP(remote.Addr())
+	}
+	s.host = hostString(ip)
+	return s, nil
+}
+
+// inSide is the interface a request came in on; ok is false when unknown.
+func (p *Proxy) inSide(in Flow) (side, bool) {
+	if in.IsZero() || in.Proto == "" {
+		return side{}, false
+	}
+	ip := in.Local.Addr()
+	port := int(in.Local.Port())
+	if l, ok := p.listenerFor(in.Proto, in.Remote.Addr()); ok {
+		port = int(l.Addr.Port())
+		if !ip.IsValid() {
+			ip = l.Addr.Addr()
+		}
+	}
+	if !ip.IsValid() || ip.IsUnspecified() {
+		ip = p.sourceIP(in.Remote.Addr())
+	}
+	if port == 0 {
+		return side{}, false
+	}
+	return side{proto: in.Proto, host: hostString(ip), port: port}, true
+}
+
+// uri is the SIP URI of an interface, for Record-Route.
+func (s side) uri(r2 bool) sip.URI {
+	u := sip.URI{Scheme: sip.SchemeSIP, Host: s.host, Port: s.port, Params: ";lr"}
+	switch s.proto {
+	case transport.TCP:
+		u.Params += ";transport=tcp"
+	case transport.TLS:
+		u.Params += ";transport=tls"
+	}
+	if r2 {
+		u.Params += ";r2=on"
+	}
+	return u
+}

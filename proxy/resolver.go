@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// Hop is one place to send a request to: a transport and an address
+// (RFC 3263 §4).
+type Hop struct {
+	// Proto is UDP, TCP or TLS.
+	Proto string
+	// Addr is the IP address and port.
+	Addr netip.AddrPort
+	// Host is the name the address was found under, for TLS server name
+	// checks; the address itself for a numeric host.
+	Host string
+}
+
+// String returns "udp:192.0.2.1:5060", the form ParseHop reads.
+func (h Hop) String() string { return strings.ToLower(h.Proto) + ":" + h.Addr.String() }
+
+// ParseHop reads "udp:192.0.2.1:5060", "tcp:[2001:db8::1]:5060" or
+// "tls:192.0.2.1:5061".
+func ParseHop(s string) (Hop, error) {
+	proto, ap, ok := strings.Cut(s, ":")
+	p := strings.ToUpper(proto)
+	if !ok || (p != transport.UDP && p != transport.TCP && p != transport.TLS) {
+		return Hop{}, fmt.Errorf("hop %q: want udp|tcp|tls:host:port", s)
+	}
+	addr, err := netip.ParseAddrPort(ap)
+	if err != nil {
+		return Hop{}, fmt.Errorf("hop %q: %w", s, err)
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	return Hop{Proto: p, Addr: addr, Host: addr.Addr().String()}, nil
+}
+
+// Failure says why a hop did not work (RFC 3263 §4.3).
+type Failure int
+
+// Failures after which a request moves on to the next hop.
+const (
+	// FailTransport is a transport error (RFC 3261 §8.1.3.1, §18.4).
+	FailTransport Failure = iota + 1
+	// FailTimeout is a client transaction that timed out (Timer B or F).
+	FailTimeout
+	// FailUnavailable is a 503 response (RFC 3263 §4.3).
+	FailUnavailable
+)
+
+// Hops is the ordered result of a Resolver, walked with Next until a hop
+// works; a hop that failed is reported with Fail (RFC 3263 §4.3), and the
+// request goes, with a new branch, to the next one. Implementations are
+// safe for concurrent use.
+type Hops interface {
+	// Next returns the next hop to try; false when none is left.
+	Next() (Hop, bool)
+	// Fail reports that h did not work.
+	Fail(h Hop, why Failure)
+}
+
+// Resolver finds where a request to a URI goes: the next hops of RFC 3263
+// in order. StaticResolver serves IP literals, configured routes and plain
+// address records; package sip/resolve does NAPTR and SRV.
+type Resolver interface {
+	Resolve(ctx context.Context, uri sip.URI) (Hops, error)
+}
+
+// ResolverFunc adapts a function to a Resolver.
+type ResolverFunc func(ctx context.Context, uri sip.URI) (Hops, error)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(ctx context.Context, uri sip.URI) (Hops, error) { return f(ctx, uri) }
+
+// HopList is a fixed list of hops: Next walks it once, Fail does nothing
+// more.
+type HopList struct {
+	mu   sync.Mutex
+	list []Hop
+	next int
+}
+
+// NewHopList returns the hops in order.
+func NewHopList(hops ...Hop) *HopList { return &HopList{list: hops} }
+
+// Next implements Hops.
+func (l *HopList) Next() (Hop, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.next >= len(l.list) {
+		return Hop{}, false
+	}
+	l.next++
+	return l.list[l.next-1], true
+}
+
+// Fail implements Hops.
+func (l *HopList) Fail(Hop, Failure) {}
+
+// StaticResolver resolves a URI without NAPTR or SRV: a configured route
+// for its host (or host:port), an IP literal, or the host's address
+// records (RFC 3263 §4.2 when a port is given). The transport is the
+// URI's transport parameter, TLS for sips, else UDP; the port defaults to
+// 5060 (5061 for TLS). A maddr parameter replaces the host (RFC 3261
+// §19.1.1).
+type StaticResolver struct {
+	// Routes maps a lower-case host or host:port to its hops.
+	Routes map[string][]Hop
+	// LookupDNS allows address-record lookups of host names; without it
+	// a host name with no route fails.
+	LookupDNS bool
+}
+
+// Resolve implements Resolver.
+func (r *StaticResolver) Resolve(ctx context.Context, u sip.URI) (Hops, error) {
+	if !u.IsSIP() {
+		return nil, fmt.Errorf("proxy: resolve %s: not a sip or sips URI", u.String())
+	}
+	proto := transport.UDP
+	if t, ok := u.Params.Get("transport"); ok {
+		switch p := strings.ToUpper(t); p {
+		case transport.UDP, transport.TCP, transport.TLS:
+			proto = p
+		default:
+			return nil, fmt.Errorf("proxy: resolve %s: transport %q not supported", u.String(), t)
+		}
+	}
+	if u.Scheme == sip.SchemeSIPS {
+		proto = transport.TLS
+	}
+	host := strings.ToLower(u.Hostname())
+	if maddr, ok := u.Params.Get("maddr"); ok && maddr != "" {
+		host = strings.ToLower(strings.Trim(maddr, "[]"))
+	}
+	if r.Routes != nil {
+		key := host
+		if u.Port != 0 {
+			key = net.JoinHostPort(host, strconv.Itoa(u.Port))
+			if strings.Contains(host, ":") {
+				key = "[" + host + "]:" + strconv.Itoa(u.Port)
+			}
+		}
+		if hs, ok := r.Routes[key]; ok {
+			return NewHopList(hs...), nil
+		}
+		if hs, ok := r.Routes[host]; ok && u.Port == 0 {
+			return NewHopList(hs...), nil
+		}
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if proto == transport.TLS {
+			port = 5061
+		}
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return NewHopList(Hop{Proto: proto, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port)), Host: host}), nil
+	}
+	if !r.LookupDNS {
+		return nil, fmt.Errorf("proxy: resolve %s: no route for host %q", u.String(), host)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return nil, fmt.Errorf("proxy: resolve %s: %w", u.String(), err)
+	}
+	hops := make([]Hop, 0, len(ips))
+	for _, ip := range ips {
+		hops = append(hops, Hop{Proto: proto, Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port)), Host: host})
+	}
+	return NewHopList(hops...), nil
+}

@@ -1,0 +1,387 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+)
+
+// Matcher selects the requests a routing rule applies to.
+type Matcher func(req *sip.Request) bool
+
+// Domain matches a Request-URI whose host is one of names (any case);
+// "*" matches any host.
+func Domain(names ...string) Matcher {
+	set := map[string]bool{}
+	for _, n := range names {
+		set[strings.ToLower(n)] = true
+	}
+	return func(req *sip.Request) bool {
+		return set["*"] || set[strings.ToLower(req.URI.Hostname())]
+	}
+}
+
+// Prefix matches a Request-URI whose user part (a number, for tel: URIs
+// the number) starts with one of prefixes.
+func Prefix(prefixes ...string) Matcher {
+	return func(req *sip.Request) bool {
+		user := sip.Unescape(req.URI.User)
+		for _, p := range prefixes {
+			if strings.HasPrefix(user, p) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// All matches when every matcher does.
+func All(ms ...Matcher) Matcher {
+	return func(req *sip.Request) bool {
+		for _, m := range ms {
+			if !m(req) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// When is a routing rule as middleware: requests m matches go to h, the
+// others on to the next handler.
+func When(m Matcher, h handler.Handler) handler.Middleware {
+	return func(next handler.Handler) handler.Handler {
+		return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+			if m(req) {
+				h.ServeSIP(ctx, tx, req)
+				return
+			}
+			next.ServeSIP(ctx, tx, req)
+		})
+	}
+}
+
+// matcher is the rule's match as a Matcher.
+func (r Rule) matcher() Matcher {
+	var ms []Matcher
+	if r.Domain != "" && r.Domain != "*" {
+		ms = append(ms, Domain(r.Domain))
+	}
+	if r.Prefix != "" {
+		ms = append(ms, Prefix(r.Prefix))
+	}
+	return All(ms...)
+}
+
+// action is rule i's action as a Handler.
+func (p *Proxy) action(i int, r Rule) handler.Handler {
+	switch r.Action {
+	case ActionLocal:
+		return p.Local()
+	case ActionForward:
+		return p.Forward(p.c.gateways[r.Gateways], ForwardOptions{Strip: r.Strip, Timeout: r.Timeout})
+	case ActionResolve:
+		return p.Resolve()
+	case ActionRedirect:
+		return p.Redirect(r.Code, r.Reason, p.c.redirects[i]...)
+	}
+	return p.Reject(r.Code, r.Reason)
+}
+
+// Preprocess is RFC 3261 §16.4 route information preprocessing, to run
+// before anything looks at the Request-URI: a Request-URI that is a
+// Record-Route value of this proxy (left there by a strict router) is
+// replaced by the last Route value, and Route values naming this proxy are
+// removed from the top (both, when the proxy recorded two). Routed(ctx)
+// then reports it for the handlers after it.
+func (p *Proxy) Preprocess(next handler.Handler) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		if p.preprocess(req) {
+			ctx = context.WithValue(ctx, routedKey{}, true)
+		}
+		next.ServeSIP(ctx, tx, req)
+	})
+}
+
+func (p *Proxy) preprocess(req *sip.Request) bool {
+	routed := false
+	if n := len(req.Route); n > 0 && req.URI.User == "" && req.URI.Params.Has("lr") && p.isSelf(&req.URI) {
+		req.URI = req.Route[n-1].URI
+		req.Route = req.Route[:n-1]
+		routed = true
+	}
+	if len(req.Route) > 0 && p.isSelf(&req.Route[0].URI) {
+		r2 := req.Route[0].URI.Params.Has("r2")
+		req.Route = req.Route[1:]
+		if r2 && len(req.Route) > 0 && p.isSelf(&req.Route[0].URI) {
+			req.Route = req.Route[1:]
+		}
+		routed = true
+	}
+	return routed
+}
+
+// Route is the configured routing step: loop detection (CheckLoop), the
+// caller-ID check (CheckIdentity), requests following a recorded route
+// (InDialog), the Config's rules in order, and the location service for
+// the server's own domains. Anything else goes on to next (404).
+func (p *Proxy) Route(next handler.Handler) handler.Handler {
+	mws := append([]handler.Middleware{p.CheckLoop, p.CheckIdentity, p.InDialog}, p.rules...)
+	mws = append(mws, When(func(req *sip.Request) bool { return req.URI.IsSIP() && p.IsLocalDomain(&req.URI) }, p.Local()))
+	return handler.Chain(next, mws...)
+}
+
+// CheckLoop answers 482 Loop Detected to a request that has passed
+// through this proxy before with the same Request-URI (RFC 3261 §16.3
+// step 4); a spiral (a new Request-URI) goes on.
+func (p *Proxy) CheckLoop(next handler.Handler) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		if p.looped(req) {
+			p.met.requests.WithLabelValues("loop").Inc()
+			p.log.Debug("loop detected", "call-id", req.CallID, "uri", req.URI.String())
+			p.reply(tx, req, 482, "")
+			return
+		}
+		next.ServeSIP(ctx, tx, req)
+	})
+}
+
+// CheckIdentity refuses with 403 a request outside a dialog whose From
+// claims a user of a local domain other than the one the authentication
+// step authenticated (Env.Identity): caller-ID spoofing. Requests from
+// trusted peers, routed requests, and requests nobody authenticated pass.
+func (p *Proxy) CheckIdentity(next handler.Handler) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		if p.env.Identity != nil && !Routed(ctx) && req.From.URI.IsSIP() && p.IsLocalDomain(&req.From.URI) &&
+			!p.Trusted(tx.Source().Addr()) {
+			if id, ok := p.env.Identity(ctx); ok && AOR(id) != AOR(req.From.URI) {
+				p.met.requests.WithLabelValues("spoofed").Inc()
+				p.log.Info("From does not match the authenticated user", "from", req.From.URI.String(),
+					"user", id.String(), "source", tx.Source().String())
+				p.reply(tx, req, 403, "From does not match the authenticated user")
+				return
+			}
+		}
+		next.ServeSIP(ctx, tx, req)
+	})
+}
+
+// InDialog forwards a request that carried this proxy's Route and has a
+// To tag along its route set (RFC 3261 §16.12 loose routing): to the next
+// Route entry, else the Request-URI, without a target-set lookup.
+func (p *Proxy) InDialog(next handler.Handler) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		if !Routed(ctx) || req.To.Tag() == "" {
+			next.ServeSIP(ctx, tx, req)
+			return
+		}
+		if len(req.Route) == 0 && req.URI.User == "" && p.isSelf(&req.URI) {
+			next.ServeSIP(ctx, tx, req)
+			return
+		}
+		p.met.requests.WithLabelValues("in_dialog").Inc()
+		pl := plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, kind: "in_dialog"}
+		if p.cfg.Mode == Stateless || req.Method == sip.ACK {
+			p.stateless(ctx, tx, req, pl)
+			return
+		}
+		p.fork(ctx, tx, req, pl)
+	})
+}
+
+// Local is the location-service action (RFC 3261 §16.5): the contacts of
+// the Request-URI's address of record, highest q first, equal q in
+// parallel. An unknown user gets 404, one with no contacts 480.
+func (p *Proxy) Local() handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		ts, err := p.locator.Lookup(ctx, req.URI)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			p.met.requests.WithLabelValues("not_found").Inc()
+			p.reply(tx, req, 404, "")
+			return
+		case err != nil:
+			p.log.Warn("location lookup failed", "aor", AOR(req.URI), "err", err)
+			p.reply(tx, req, 500, "")
+			return
+		case len(ts) == 0:
+			p.met.requests.WithLabelValues("unavailable").Inc()
+			p.reply(tx, req, 480, "")
+			return
+		}
+		p.dispatch(ctx, tx, req, plan{groups: byQ(ts), kind: "local"})
+	})
+}
+
+// GatewayTarget is one gateway of a Forward action.
+type GatewayTarget struct {
+	URI      sip.URI
+	Priority int // lower first
+	Weight   int // share among equal priorities, >= 1
+}
+
+// ForwardOptions tune a Forward action.
+type ForwardOptions struct {
+	// Strip removes this many leading characters from the user part.
+	Strip int
+	// Timeout is how long a gateway may stay silent (no response at all)
+	// before the next one is tried. Zero: the transaction's own timeout.
+	Timeout time.Duration
+}
+
+// Forward is the gateway action: the request goes to one gateway at a
+// time, by priority, and by weight among equal priorities (the choice is
+// a hash of the Call-ID, so a call's requests agree); a timeout, a 408 or
+// a 5xx moves it on to the next gateway, any other response ends it. The
+// Request-URI keeps its user part and takes the gateway's host, port and
+// parameters.
+func (p *Proxy) Forward(gws []GatewayTarget, opt ForwardOptions) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		if len(gws) == 0 {
+			p.reply(tx, req, 503, "")
+			return
+		}
+		user := req.URI.User
+		if opt.Strip > 0 {
+			if opt.Strip >= len(user) {
+				user = ""
+			} else {
+				user = user[opt.Strip:]
+			}
+		}
+		var groups [][]Target
+		for _, g := range orderGateways(gws, req.CallID) {
+			u := g.URI
+			u.User = user
+			if req.URI.Scheme == sip.SchemeTel {
+				u.User = req.URI.User
+			}
+			groups = append(groups, []Target{{URI: u, Q: 1}})
+		}
+		p.dispatch(ctx, tx, req, plan{groups: groups, gateway: true, timeout: opt.Timeout, kind: "forward"})
+	})
+}
+
+// orderGateways sorts by priority, and within one priority by weighted
+// choice seeded with key.
+func orderGateways(gws []GatewayTarget, key string) []GatewayTarget {
+	sorted := append([]GatewayTarget(nil), gws...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Priority < sorted[j].Priority })
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	seed := h.Sum64()
+	out := make([]GatewayTarget, 0, len(sorted))
+	for i := 0; i < len(sorted); {
+		j := i
+		for j < len(sorted) && sorted[j].Priority == sorted[i].Priority {
+			j++
+		}
+		group := append([]GatewayTarget(nil), sorted[i:j]...)
+		for len(group) > 0 {
+			total := 0
+			for _, g := range group {
+				total += g.Weight
+			}
+			pick := int(seed % uint64(total))
+			seed = seed*6364136223846793005 + 1442695040888963407
+			k := 0
+			for ; k < len(group); k++ {
+				if pick < group[k].Weight {
+					break
+				}
+				pick -= group[k].Weight
+			}
+			out = append(out, group[k])
+			group = append(group[:k], group[k+1:]...)
+		}
+		i = j
+	}
+	return out
+}
+
+// Resolve is the foreign-domain action: the request goes, Request-URI
+// unchanged, to the hops the Resolver finds for it (RFC 3263), failing
+// over from hop to hop on transport errors, timeouts and 503.
+func (p *Proxy) Resolve() handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		p.dispatch(ctx, tx, req, plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, kind: "resolve"})
+	})
+}
+
+// Redirect answers with a redirection (RFC 3261 §8.3, §21.3): the
+// targets given, else the location service's contacts for the
+// Request-URI, as 302 for one contact or 300 for several (each with its q
+// and expires), or as code when it is not zero (305 Use Proxy with the
+// proxy as the one target).
+func (p *Proxy) Redirect(code int, reason string, targets ...Target) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		ts := targets
+		if len(ts) == 0 {
+			var err error
+			ts, err = p.locator.Lookup(ctx, req.URI)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				p.reply(tx, req, 404, "")
+				return
+			case err != nil:
+				p.reply(tx, req, 500, "")
+				return
+			}
+		}
+		p.redirect(tx, req, ts, code, reason)
+	})
+}
+
+// Reject answers with code and reason (the standard phrase when empty).
+func (p *Proxy) Reject(code int, reason string) handler.Handler {
+	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+		p.met.requests.WithLabelValues("rejected").Inc()
+		p.reply(tx, req, code, reason)
+	})
+}
+
+// plan is a target set: groups tried one after the other, the targets of
+// a group in parallel.
+type plan struct {
+	groups [][]Target
+	// gateway: the next group only after a timeout, 408 or 5xx.
+	gateway bool
+	// timeout: a target silent for this long counts as timed out.
+	timeout time.Duration
+	kind    string // metric label
+}
+
+func (pl plan) all() []Target {
+	var out []Target
+	for _, g := range pl.groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// advance reports whether a group that ended with code lets the next one
+// start.
+func (pl plan) advance(code int) bool {
+	if !pl.gateway {
+		return true
+	}
+	return code == 408 || (code >= 500 && code < 600)
+}
+
+// dispatch runs a target set the way the mode says.
+func (p *Proxy) dispatch(ctx context.Context, tx handler.ServerTx, req *sip.Request, pl plan) {
+	switch {
+	case req.Method == sip.ACK || p.cfg.Mode == Stateless:
+		p.stateless(ctx, tx, req, pl)
+	case p.cfg.Mode == Redirect:
+		p.redirect(tx, req, pl.all(), 0, "")
+	default:
+		p.fork(ctx, tx, req, pl)
+	}
+}
