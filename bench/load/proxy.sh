@@ -21,15 +21,17 @@ uac_port=$((port + 10))
 work=$(mktemp -d)
 pid="" uas=""
 cleanup() {
-	[ -n "$uas" ] && kill "$uas" 2>/dev/null && wait "$uas" 2>/dev/null
+	[ -n "$uas" ] && kill "$uas" 2>/dev/null
 	if [ -f "$work/kamailio.pid" ]; then
 		# Kamailio runs in a session of its own (setsid): end its whole group.
 		kill -- "-$(cat "$work/kamailio.pid")" 2>/dev/null
 		sleep 1
 	elif [ -n "$pid" ]; then
 		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		kill -9 "$pid" 2>/dev/null
 	fi
+	[ -n "$uas" ] && kill -9 "$uas" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -145,7 +145,11 @@ func (tx *ClientTx) receive(res *sip.Response) {
 				tx.interval = cfg.T2
 			}
 			if tx.invite {
-				stop(&tx.timers[slotResend]) // Timer A stops in Proceeding
+				// Proceeding: Timer A stops, and so does Timer B, which only
+				// bounds Calling (§17.1.1.2, Figure 5); a ringing INVITE waits
+				// for the TU (a UA's own timeout, a proxy's Timer C).
+				stop(&tx.timers[slotResend])
+				stop(&tx.timers[slotGiveUp])
 			}
 			tx.provisional = true
 			sendCancel, tx.cancelPending = tx.cancelPending, false

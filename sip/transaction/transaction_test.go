@@ -750,3 +750,21 @@ func TestMaxServerAndUnansweredRequests(t *testing.T) {
 		t.Fatalf("%d unanswered transactions left", s.ServerActive)
 	}
 }
+
+// TestTimerBOnlyInCalling: a provisional response stops Timer B.
+func TestTimerBOnlyInCalling(t *testing.T) {
+	l, clock, rec := newTestLayer(false)
+	var got collected
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKb1")
+	tx, _ := l.Request(inv, rec, got.handler)
+	l.HandleResponse(responseTo(inv, 180))
+	clock.Advance(5 * time.Minute)
+	if tx.State() != Proceeding || len(got.errs) != 0 {
+		t.Fatalf("a ringing INVITE timed out: %v %v", tx.State(), got.errs)
+	}
+	l.HandleResponse(responseTo(inv, 200))
+	clock.Advance(32 * time.Second)
+	if tx.State() != Terminated {
+		t.Fatalf("state %v", tx.State())
+	}
+}
