@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hlas-voip/hlas/auth"
 	"log/slog"
 	"os"
 	"strings"
@@ -100,6 +101,9 @@ func startProxy(t *testing.T, routing proxy.Config) *server.Server {
 		Domains: []string{"example.test"},
 		T1:      t1, T2: 8 * t1, T4: 10 * t1,
 		Routing: routing,
+		// The phones here have no subscriber accounts: routing is what
+		// these tests are about (the 407 is tested in server and auth).
+		Auth: auth.Config{OpenDomains: []string{"*"}},
 	}
 	var log *slog.Logger
 	if testing.Verbose() {

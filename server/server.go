@@ -151,10 +151,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// §10.3 steps 3-4), then the registrar (420, 400, 404, 423, 200; §10.3)
 		s.auth.Middleware(s.registerTarget),
 		s.registrar.Middleware,
-		s.localUAS,   // requests to the server itself: 420, OPTIONS, 405, 501
-		s.proxyCheck, // requests to route on: 483, 420 Proxy-Require
-		// authentication (407, 403) belongs here, before the routing step
-		s.proxy.Route, // 482 loops, in-dialog routing, routing rules, location service
+		s.localUAS,    // requests to the server itself: 420, OPTIONS, 405, 501
+		s.proxyCheck,  // requests to route on: 483, 420 Proxy-Require
+		s.proxyAuth,   // requests from our users: 407 (§22.3); trusted peers pass
+		s.proxy.Route, // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location // 482 loops, in-dialog routing, routing rules, location service
 	)
 	return s, nil
 }
@@ -777,6 +777,20 @@ func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bo
 // to: a configured domain to itself; one of the server's own addresses or
 // names to the first configured domain (to the address itself when no
 // domain is configured). false when it is not ours.
+// proxyAuth challenges requests to route that claim one of our users in
+// From with 407 (RFC 3261 §22.3), except those from trusted peers
+// (routing.trusted and the gateways), which pass as they are.
+func (s *Server) proxyAuth(next Handler) Handler {
+	authed := s.auth.Middleware(auth.ProxyTarget(s.aorDomain))(next)
+	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		if s.proxy.Trusted(tx.Source().Addr()) {
+			next.ServeSIP(ctx, tx, req)
+			return
+		}
+		authed.ServeSIP(ctx, tx, req)
+	})
+}
+
 func (s *Server) aorDomain(u *sip.URI) (string, bool) {
 	host := strings.ToLower(u.Hostname())
 	for _, d := range s.cfg.Domains {

@@ -46,6 +46,7 @@ stateful | stateless)
 	go build -o "$work/hlas" ./cmd/hlas
 	cat >"$work/hlas.yaml" <<YAML
 domain: [ example.test ]
+auth: { open_domains: [ "*" ] }
 routing:
   mode: $mode
   locations:
