@@ -76,27 +76,6 @@ func (f storeFlags) open(ctx context.Context) (store.Store, error) {
 	return store.Open(ctx, store.Config{URL: cfg.Store, Dir: cfg.DataDir})
 }
 
-// flagsAnywhere parses flags that may come before, between or after the
-// positional arguments ("user add alice@x --password y") and returns the
-// positional ones.
-func flagsAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 // userMain runs `hlas user`.
 func userMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -119,7 +98,7 @@ func userMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sf := addStoreFlags(fs)
 	password := fs.String("password", "", "the password (add, passwd); read from stdin when not given")
 	domain := fs.String("domain", "", "import: the domain of rows that give a bare user name")
-	pos, err := flagsAnywhere(fs, args[1:])
+	pos, err := parseFlagsAnywhere(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -291,7 +270,7 @@ func regMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, regUsage) }
 	sf := addStoreFlags(fs)
-	pos, err := flagsAnywhere(fs, args[1:])
+	pos, err := parseFlagsAnywhere(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

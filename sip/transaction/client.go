@@ -18,25 +18,16 @@ type ResponseHandler func(res *sip.Response, err error)
 // ClientTx is a client transaction: INVITE (RFC 3261 §17.1.1, RFC 6026
 // §7.2) or non-INVITE (§17.1.2).
 type ClientTx struct {
-	l       *Layer
-	key     string
-	req     *sip.Request
-	sender  Sender
-	invite  bool
+	base    // timers: A/E then D/K, B/F then M
 	handler ResponseHandler
 
 	cb sync.Mutex // serializes handler calls
 
-	mu            sync.Mutex
-	state         State
-	timers        [2]Timer // A/E then D/K; B/F then M
 	interval      time.Duration
 	provisional   bool
 	cancelPending bool
 	cancelled     bool
 	ack           *sip.Request // ACK sent for a non-2xx final response
-	done          chan struct{}
-	err           error
 }
 
 const (
@@ -59,13 +50,8 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 		h = func(*sip.Response, error) {}
 	}
 	tx := &ClientTx{
-		l:       l,
-		key:     clientKey(req.Via[0].Branch(), req.Method),
-		req:     req,
-		sender:  s,
-		invite:  req.Method == sip.INVITE,
+		base:    newBase(l, clientKey(req.Via[0].Branch(), req.Method), req, s, false),
 		handler: h,
-		done:    make(chan struct{}),
 	}
 	l.mu.Lock()
 	if _, dup := l.client[tx.key]; dup {
@@ -100,23 +86,6 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 
 // Request returns the request the transaction sent.
 func (tx *ClientTx) Request() *sip.Request { return tx.req }
-
-// State returns the current state.
-func (tx *ClientTx) State() State {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	return tx.state
-}
-
-// Done is closed when the transaction terminates.
-func (tx *ClientTx) Done() <-chan struct{} { return tx.done }
-
-// Err is ErrTimeout or ErrTransport when the transaction failed that way.
-func (tx *ClientTx) Err() error {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	return tx.err
-}
 
 func (tx *ClientTx) deliver(res *sip.Response, err error) {
 	tx.cb.Lock()
@@ -276,30 +245,6 @@ func (tx *ClientTx) timerGiveUp() {
 func (tx *ClientTx) timerD() { tx.terminateIf(Completed) }
 func (tx *ClientTx) timerK() { tx.terminateIf(Completed) }
 func (tx *ClientTx) timerM() { tx.terminateIf(Accepted) }
-
-func (tx *ClientTx) terminateIf(s State) {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.state == s {
-		tx.terminateLocked(nil)
-	}
-}
-
-func (tx *ClientTx) terminateLocked(err error) {
-	if tx.state == Terminated {
-		return
-	}
-	tx.state = Terminated
-	tx.err = err
-	if err == ErrTransport {
-		tx.l.transportErrors.Add(1)
-	}
-	for i := range tx.timers {
-		stop(&tx.timers[i])
-	}
-	close(tx.done)
-	tx.l.remove(tx.key, false)
-}
 
 // NewACK builds the ACK for a non-2xx final response to an INVITE
 // (RFC 3261 §17.1.1.3): the INVITE's Request-URI, Call-ID, From, CSeq

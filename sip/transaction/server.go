@@ -1,7 +1,6 @@
 package transaction
 
 import (
-	"sync"
 	"time"
 
 	"github.com/hlas-voip/hlas/sip"
@@ -29,22 +28,13 @@ func (s State) String() string { return stateNames[s] }
 // §7.1) or non-INVITE (§17.2.2). The transaction user answers through
 // Respond; the transaction retransmits and absorbs as the RFC says.
 type ServerTx struct {
-	l      *Layer
-	key    string
-	req    *sip.Request
-	sender Sender
-	invite bool
+	base // timers: G/J (I reuses it), H/L, trying
 
-	mu        sync.Mutex
-	state     State
 	last      *sip.Response // last response sent, for retransmission
 	wire      []byte        // or its bytes, when the sender is a WireSender
-	timers    [3]Timer      // G/J, H/L, trying; I reuses slot 0
 	gInterval time.Duration // current Timer G interval
 	onCancel  func()
 	cancelled chan struct{}
-	done      chan struct{}
-	err       error
 	onACK     func(*sip.Request)
 }
 
@@ -56,13 +46,8 @@ const (
 
 func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
 	tx := &ServerTx{
-		l:         l,
-		key:       serverKey(req, req.Method),
-		req:       req,
-		sender:    s,
-		invite:    req.Method == sip.INVITE,
+		base:      newBase(l, serverKey(req, req.Method), req, s, true),
 		cancelled: make(chan struct{}),
-		done:      make(chan struct{}),
 	}
 	l.mu.Lock()
 	if old, ok := l.server[tx.key]; ok {
@@ -99,25 +84,6 @@ func (tx *ServerTx) Request() *sip.Request {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	return tx.req
-}
-
-// State returns the current state.
-func (tx *ServerTx) State() State {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	return tx.state
-}
-
-// Done is closed when the transaction terminates.
-func (tx *ServerTx) Done() <-chan struct{} { return tx.done }
-
-// Err says why the transaction ended badly: ErrTimeout when the final
-// response of an INVITE was never acknowledged, ErrTransport when it could
-// not be sent. Nil otherwise.
-func (tx *ServerTx) Err() error {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	return tx.err
 }
 
 // Cancelled is closed when a CANCEL for this INVITE arrives (§9.2).
@@ -375,30 +341,6 @@ func (tx *ServerTx) RespondStateless(res *sip.Response) error {
 func (tx *ServerTx) timerI() { tx.terminateIf(Confirmed) }
 func (tx *ServerTx) timerJ() { tx.terminateIf(Completed) }
 func (tx *ServerTx) timerL() { tx.terminateIf(Accepted) }
-
-func (tx *ServerTx) terminateIf(s State) {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.state == s {
-		tx.terminateLocked(nil)
-	}
-}
-
-func (tx *ServerTx) terminateLocked(err error) {
-	if tx.state == Terminated {
-		return
-	}
-	tx.state = Terminated
-	tx.err = err
-	if err == ErrTransport {
-		tx.l.transportErrors.Add(1)
-	}
-	for i := range tx.timers {
-		stop(&tx.timers[i])
-	}
-	close(tx.done)
-	tx.l.remove(tx.key, true)
-}
 
 func stop(t *Timer) {
 	if *t != nil {
