@@ -23,8 +23,6 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -247,11 +245,7 @@ func New(cfg Config, env Env) (*Authenticator, error) {
 
 func defaultResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
-	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		res.To.Params = res.To.Params.Set("tag", hex.EncodeToString(b[:]))
-	}
+	res.AddToTag()
 	return res
 }
 

@@ -51,6 +51,10 @@ const (
 	ActionRedirect Action = "redirect"
 	// ActionReject answers with the rule's code (4xx-6xx).
 	ActionReject Action = "reject"
+	// ActionENUM looks the Request-URI's E.164 number up in ENUM (RFC
+	// 6116) and sends the request to the URIs found; a number without a
+	// record goes on to the next rule.
+	ActionENUM Action = "enum"
 )
 
 // Defaults of Config.
@@ -82,6 +86,7 @@ const (
 //	      - { uri: "sip:192.0.2.31:5060;transport=tcp", priority: 2 }
 //	  rules:
 //	    - { prefix: "900", action: reject, code: 403, reason: "Premium Barred" }
+//	    - { prefix: "+", action: enum }   # ENUM first; no record: next rule
 //	    - { prefix: "+", action: forward, gateways: pstn, strip: 1 }
 //	    - { domain: old.example.test, action: redirect }
 //	    - { domain: "*", action: resolve }
@@ -141,16 +146,16 @@ type Rule struct {
 	// Prefix matches the start of the Request-URI user part (a telephone
 	// number); empty matches any.
 	Prefix string `yaml:"prefix"`
-	// Action is local, forward, resolve, redirect or reject.
+	// Action is local, forward, resolve, enum, redirect or reject.
 	Action Action `yaml:"action"`
 	// Gateways names the gateway group of a forward action.
 	Gateways string `yaml:"gateways"`
 	// Strip removes this many leading characters of the user part before
 	// a forward.
 	Strip int `yaml:"strip"`
-	// Timeout is how long a forward waits for any response from a gateway
-	// before it tries the next one. Default: the transaction timeout
-	// (64*T1).
+	// Timeout is how long a forward (resolve) waits for any response from
+	// a gateway (a DNS target) before it tries the next one. Default: the
+	// transaction timeout (64*T1).
 	Timeout time.Duration `yaml:"timeout"`
 	// Targets are the contacts of a redirect ("sip:bob@192.0.2.9"); empty
 	// means the location service's contacts for the Request-URI.
@@ -281,7 +286,7 @@ func compile(c Config) (*compiled, error) {
 			return nil, fmt.Errorf("%s: negative strip or timeout", where)
 		}
 		switch r.Action {
-		case ActionLocal, ActionResolve:
+		case ActionLocal, ActionResolve, ActionENUM:
 		case ActionForward:
 			if _, ok := out.gateways[r.Gateways]; !ok {
 				return nil, fmt.Errorf("%s.gateways %q: no such gateway group", where, r.Gateways)
@@ -305,9 +310,9 @@ func compile(c Config) (*compiled, error) {
 				return nil, fmt.Errorf("%s.code %d: a reject wants 400-699", where, r.Code)
 			}
 		case "":
-			return nil, fmt.Errorf("%s.action: missing (local, forward, resolve, redirect or reject)", where)
+			return nil, fmt.Errorf("%s.action: missing (local, forward, resolve, enum, redirect or reject)", where)
 		default:
-			return nil, fmt.Errorf("%s.action %q: want local, forward, resolve, redirect or reject", where, r.Action)
+			return nil, fmt.Errorf("%s.action %q: want local, forward, resolve, enum, redirect or reject", where, r.Action)
 		}
 	}
 	return out, nil

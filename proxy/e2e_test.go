@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hlas-voip/hlas/auth"
 	"log/slog"
 	"os"
 	"strings"
@@ -96,14 +95,30 @@ func contact(ph *phone) string { return ph.Contact().URI.String() }
 // startProxy runs the server with routing on 127.0.0.1.
 func startProxy(t *testing.T, routing proxy.Config) *server.Server {
 	t.Helper()
-	cfg := server.Config{
-		Listen:  []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"},
-		Domains: []string{"example.test"},
-		T1:      t1, T2: 8 * t1, T4: 10 * t1,
-		Routing: routing,
+	return startServer(t, server.Config{Routing: routing})
+}
+
+// startServer runs the server with cfg on 127.0.0.1: UDP and TCP
+// listeners, domain example.test, short timers and open authentication
+// unless cfg says otherwise.
+func startServer(t *testing.T, cfg server.Config) *server.Server {
+	t.Helper()
+	if cfg.Listen == nil {
+		cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	}
+	if cfg.Domains == nil {
+		cfg.Domains = []string{"example.test"}
+	}
+	if cfg.T1 == 0 {
+		cfg.T1, cfg.T2, cfg.T4 = t1, 8*t1, 10*t1
+	}
+	if cfg.Auth.OpenDomains == nil {
 		// The phones here have no subscriber accounts: routing is what
 		// these tests are about (the 407 is tested in server and auth).
-		Auth: auth.Config{OpenDomains: []string{"*"}},
+		cfg.Auth.OpenDomains = []string{"*"}
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
 	var log *slog.Logger
 	if testing.Verbose() {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/hlas-voip/hlas/handler"
 	"github.com/hlas-voip/hlas/sip"
@@ -36,6 +38,8 @@ type rctx struct {
 	cancelled  bool // the caller sent CANCEL
 	got6xx     bool
 	released   bool
+	finalLocal bool            // the final response is one the proxy made
+	acct       RequestObserver // Env.Accounting's observer, or nil
 }
 
 // branch is one target of a response context (a client transaction, and
@@ -83,6 +87,7 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	p.pending++
 	p.mu.Unlock()
 	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl}
+	c.acct = p.observe(ctx, req, c.in)
 	p.met.requests.WithLabelValues(pl.kind).Inc()
 	if c.invite {
 		// §16.2: a stateful proxy answers an INVITE with 100 at once.
@@ -129,17 +134,53 @@ func (c *rctx) addGroupLocked(g int) []*branch {
 }
 
 // start prepares the branch's request and sends it to the first hop.
+// When finding the hop may wait on the DNS and the resolver's cache cannot
+// answer at once, the lookup happens on a goroutine of a bounded pool, so
+// that a slow or dead DNS server does not hold up the worker (and every
+// other call queued behind it); with the pool full it happens here. A
+// CANCEL meanwhile marks the branch done, and next then sends nothing.
 func (b *branch) start() {
 	c, p := b.c, b.c.p
 	var next sip.URI
 	b.out, next = p.prepare(c.req, b.target)
+	if p.mayWait(c.req, next, b.target) {
+		if hops, ok := p.cachedHops(next); ok {
+			b.send(hops)
+			return
+		}
+		select {
+		case p.lookups <- struct{}{}:
+			p.async.Add(1)
+			go func() {
+				defer p.async.Done()
+				defer func() { <-p.lookups }()
+				b.route(next)
+			}()
+			return
+		default:
+		}
+	}
+	b.route(next)
+}
+
+// route finds the branch's hops and sends it to the first.
+func (b *branch) route(next sip.URI) {
+	c, p := b.c, b.c.p
 	hops, err := p.hopsFor(c.req, next, b.target)
 	if err != nil {
 		p.log.Debug("no route for branch", "uri", next.String(), "err", err)
 		c.branchDone(b, 404, nil)
 		return
 	}
+	b.send(hops)
+}
+
+// send sends the branch to the first of hops that works.
+func (b *branch) send(hops Hops) {
+	c := b.c
+	c.mu.Lock()
 	b.hops = hops
+	c.mu.Unlock()
 	if !b.next() {
 		c.branchDone(b, 503, nil)
 	}
@@ -171,7 +212,7 @@ func (b *branch) next() bool {
 		r.snd.onError = func(err error) { b.handle(attempt, nil, fmt.Errorf("%w: %v", transaction.ErrTransport, err)) }
 		b.id = branchPrefix + c.hash + "." + strconv.Itoa(c.attempts)
 		msg := *b.out
-		p.stamp(&msg, c.in, r.out, b.id)
+		p.stamp(&msg, c.in, r.out, r.flow, b.id)
 		b.req, b.r, b.tx = &msg, r, nil
 		b.responded, b.provisional, b.cancelling = false, false, false
 		b.stopTimersLocked()
@@ -226,12 +267,21 @@ func (b *branch) handle(attempt int, res *sip.Response, err error) {
 		b.failed(err)
 		return
 	}
+	if res.StatusCode >= 200 && res.StatusCode != 503 {
+		c.mu.Lock()
+		s, ok := b.hops.(succeeder)
+		h := b.r.hop
+		c.mu.Unlock()
+		if ok {
+			s.Succeed(h) // a blocked target that answers has recovered
+		}
+	}
 	switch code := res.StatusCode; {
 	case code < 200:
 		c.provisional(b, res)
 	case code < 300:
 		c.success(b, res)
-	case code == 503 && b.failover(FailUnavailable):
+	case code == 503 && b.failoverFor(FailUnavailable, retryAfter(res)):
 	case code == 487 && b.isTimedOut():
 		c.branchDone(b, 408, nil)
 	default:
@@ -241,7 +291,12 @@ func (b *branch) handle(attempt int, res *sip.Response, err error) {
 
 // failover moves a branch that has had no provisional response on to its
 // next hop; false when there is none (or the context is over).
-func (b *branch) failover(why Failure) bool {
+func (b *branch) failover(why Failure) bool { return b.failoverFor(why, 0) }
+
+// failoverFor is failover with how long the failed hop asked to be left
+// alone (a 503's Retry-After, RFC 3261 §21.5.4); zero: the Hops' own
+// choice.
+func (b *branch) failoverFor(why Failure, d time.Duration) bool {
 	c := b.c
 	c.mu.Lock()
 	ok := !b.done && !b.provisional && !c.cancelled && !c.answered && !c.got6xx && b.hops != nil
@@ -250,9 +305,36 @@ func (b *branch) failover(why Failure) bool {
 	if !ok {
 		return false
 	}
-	b.hops.Fail(h, why)
+	if ff, ok := b.hops.(failForer); ok && d > 0 {
+		ff.FailFor(h, why, d)
+	} else {
+		b.hops.Fail(h, why)
+	}
 	c.p.met.failovers.Inc()
 	return b.next()
+}
+
+// failForer is a Hops that can avoid a failed hop for a given time.
+type failForer interface {
+	FailFor(h Hop, why Failure, d time.Duration)
+}
+
+// maxRetryAfter bounds how long a 503's Retry-After keeps a hop off: a
+// peer must not take itself out of rotation for days by mistake.
+const maxRetryAfter = time.Hour
+
+// retryAfter reads a response's Retry-After delta-seconds (RFC 3261
+// §20.33); zero when absent or unusable.
+func retryAfter(res *sip.Response) time.Duration {
+	v := res.Get("Retry-After")
+	if i := strings.IndexAny(v, " \t;("); i >= 0 {
+		v = v[:i]
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
 
 // failed handles a timeout or transport error of the client transaction
@@ -341,11 +423,7 @@ func (c *rctx) success(b *branch, res *sip.Response) {
 		p.removeOrphan(orphan)
 	}
 	if fwd := stripVia(res); fwd != nil {
-		if err := c.tx.Respond(fwd); err != nil {
-			// The server transaction is over (Timer L, or a final
-			// response already sent): forward by the Via.
-			_ = p.sendResponse(fwd)
-		}
+		c.upstream(fwd, b)
 	}
 	if first {
 		p.met.responses.WithLabelValues("2xx").Inc()
@@ -466,6 +544,7 @@ func (c *rctx) recordLocked(code int, res *sip.Response) {
 func (c *rctx) finalLocked() *sip.Response {
 	p := c.p
 	if c.cancelled && c.bestCode < 600 && c.bestCode != 487 {
+		c.finalLocal = true
 		return p.newResponse(c.req, 487, "")
 	}
 	var res *sip.Response
@@ -477,6 +556,7 @@ func (c *rctx) finalLocked() *sip.Response {
 		if code == 0 {
 			code = 408
 		}
+		c.finalLocal = true
 		res = p.newResponse(c.req, code, "")
 	}
 	if res.StatusCode == 503 {
@@ -504,7 +584,7 @@ func (c *rctx) sendFinal(res *sip.Response) {
 	p := c.p
 	p.met.responses.WithLabelValues(strconv.Itoa(res.StatusCode/100) + "xx").Inc()
 	p.log.Debug("final response", "call-id", c.req.CallID, "method", c.req.Method, "code", res.StatusCode)
-	_ = c.tx.Respond(res)
+	c.upstream(res, nil)
 }
 
 // onCancel is the server transaction's CANCEL reaction (§16.10): no new

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hlas-voip/hlas/handler"
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
 
@@ -74,16 +75,26 @@ func (p *Proxy) recordsRoute(out *sip.Request) bool {
 
 // stamp adds this proxy's Via (§16.6 step 8) and Record-Route (step 4:
 // one entry, or two when the request changes transport or interface) to a
-// prepared request about to leave through out.
-func (p *Proxy) stamp(req *sip.Request, in Flow, out side, branch string) {
+// prepared request about to leave through out, to the target's flow when
+// it has one. The Record-Route carries a flow token when the caller or the
+// callee can only be reached over its flow (flowtoken.go).
+func (p *Proxy) stamp(req *sip.Request, in Flow, out side, to Flow, branch string) {
 	v := sip.Via{Transport: out.proto, Host: out.host, Port: out.port, Params: sip.Params(";branch=" + branch)}
+	direct := len(req.Via) == 1 // the caller is the UA itself, not a proxy before us
 	req.Via = append([]sip.Via{v}, req.Via...)
 	if !p.recordsRoute(req) {
 		return
 	}
+	if !direct {
+		in = Flow{} // its flow leads to that proxy, which routes by itself
+	}
+	user := p.flowUser(req, in, to)
 	rr := []sip.Address{{URI: out.uri(false)}}
 	if is, ok := p.inSide(in); ok && (is.proto != out.proto || is.host != out.host || is.port != out.port) {
 		rr = []sip.Address{{URI: out.uri(true)}, {URI: is.uri(true)}}
+	}
+	for i := range rr {
+		rr[i].URI.User = user
 	}
 	req.RecordRoute = append(rr, req.RecordRoute...)
 }
@@ -155,8 +166,8 @@ func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.
 	return nil
 }
 
-// Close waits for the background dials to end; the transport's Close
-// ends them.
+// Close waits for the background dials and lookups to end; the
+// transport's Close ends the dials, resolveTimeout bounds the lookups.
 func (p *Proxy) Close() { p.async.Wait() }
 
 // route is where one attempt of a branch goes.
@@ -172,13 +183,65 @@ type route struct {
 // edge proxy of its Path) unless req brought a Route set of its own, else
 // what the Resolver says for the next-hop URI.
 func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) {
-	if !t.Flow.IsZero() && len(req.Route) == 0 {
+	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
 		f := t.Flow
 		return NewHopList(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
 	return p.resolver.Resolve(ctx, next)
+}
+
+// flowUsable reports whether requests can go over f: a UDP flow always
+// (the NAT binding is kept alive by the phone), a stream flow while its
+// connection, or another to the same peer, is open. A phone's TCP
+// connection comes from a port it does not listen on: once it is gone,
+// the request goes to the Contact, where the phone may accept a new one.
+func (p *Proxy) flowUsable(f Flow) bool {
+	if f.Proto == transport.UDP {
+		return true
+	}
+	if f.Conn != nil {
+		select {
+		case <-f.Conn.Done():
+		default:
+			return true
+		}
+	}
+	return p.env.Network.Lookup(f.Proto, f.Remote) != nil
+}
+
+// maxLookups bounds the branches waiting on the Resolver in the
+// background.
+const maxLookups = 256
+
+// mayWait reports whether hopsFor may wait on the network for this
+// target: a Resolver of the library user's, or a host name that is
+// neither a configured route nor an IP literal.
+func (p *Proxy) mayWait(req *sip.Request, next sip.URI, t Target) bool {
+	if !t.Flow.IsZero() && len(req.Route) == 0 {
+		return false
+	}
+	sr, ok := p.resolver.(*StaticResolver)
+	if !ok {
+		return true
+	}
+	return sr.lookup(next)
+}
+
+// cachedHops resolves next from the DNS resolver's cache alone (see
+// mayWait for when it is asked); false when an answer is missing or the
+// cache has no usable target, and the lookup must go to the pool.
+func (p *Proxy) cachedHops(next sip.URI) (Hops, bool) {
+	sr, ok := p.resolver.(*StaticResolver)
+	if !ok || sr.DNS == nil {
+		return nil, false
+	}
+	ts, err := sr.DNS.Resolve(resolve.CacheOnly(context.Background()), next)
+	if err != nil {
+		return nil, false
+	}
+	return newDNSHops(ts), true
 }
 
 // routeTo builds the route for hop; the target's flow is used when the hop
@@ -225,7 +288,7 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 		r, err := p.routeTo(h, t)
 		if err == nil {
 			msg := *out
-			p.stamp(&msg, in, r.out, branch)
+			p.stamp(&msg, in, r.out, r.flow, branch)
 			if err = r.snd.Send(&msg); err == nil {
 				p.met.stateless.WithLabelValues("request").Inc()
 				p.met.requests.WithLabelValues(pl.kind).Inc()
@@ -243,12 +306,9 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 // in stateless mode every ACK. It is forwarded statelessly, and dropped
 // where a request would be answered.
 func (p *Proxy) HandleACK(ctx context.Context, ack *sip.Request, in Flow) {
-	routed := p.preprocess(ack)
+	ctx = p.preprocessCtx(ctx, ack)
 	if ack.MaxForwards == 0 {
 		return
-	}
-	if routed {
-		ctx = context.WithValue(ctx, routedKey{}, true)
 	}
 	p.Route(handler.HandlerFunc(func(context.Context, handler.ServerTx, *sip.Request) {})).
 		ServeSIP(ctx, ackTx{in}, ack)

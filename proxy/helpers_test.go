@@ -59,7 +59,7 @@ func (n *fakeNet) take() []sent {
 
 // requests returns (and forgets) the requests sent, in order, without the
 // ACKs the client transactions send for non-2xx responses.
-func (n *fakeNet) requests(t *testing.T) []*sip.Request {
+func (n *fakeNet) requests(t testing.TB) []*sip.Request {
 	t.Helper()
 	var out []*sip.Request
 	for _, r := range n.all(t) {
@@ -71,7 +71,7 @@ func (n *fakeNet) requests(t *testing.T) []*sip.Request {
 }
 
 // all returns (and forgets) every request sent, in order.
-func (n *fakeNet) all(t *testing.T) []*sip.Request {
+func (n *fakeNet) all(t testing.TB) []*sip.Request {
 	t.Helper()
 	var out []*sip.Request
 	for _, s := range n.take() {
@@ -148,7 +148,7 @@ var (
 
 // testEnv is a proxy wired to a fake network and a fake clock.
 type testEnv struct {
-	t     *testing.T
+	t     testing.TB
 	p     *Proxy
 	l     *transaction.Layer
 	clock *transaction.FakeClock
@@ -156,7 +156,7 @@ type testEnv struct {
 	reg   *prometheus.Registry
 }
 
-func newTestEnv(t *testing.T, cfg Config, mod func(*Env)) *testEnv {
+func newTestEnv(t testing.TB, cfg Config, mod func(*Env)) *testEnv {
 	t.Helper()
 	clock := transaction.NewFakeClock(time.Unix(1_700_000_000, 0))
 	e := &testEnv{t: t, clock: clock, net: &fakeNet{}, reg: prometheus.NewRegistry()}
@@ -226,7 +226,7 @@ func (e *testEnv) answer(req *sip.Request, code int, tag string, mod ...func(*si
 	}
 }
 
-func parseRequest(t *testing.T, s string) *sip.Request {
+func parseRequest(t testing.TB, s string) *sip.Request {
 	t.Helper()
 	s = strings.ReplaceAll(strings.TrimLeft(s, "\n"), "\n", "\r\n")
 	m, err := sip.ParseString(s)
@@ -237,7 +237,7 @@ func parseRequest(t *testing.T, s string) *sip.Request {
 }
 
 // request builds a request from the caller (alice) to ruri.
-func request(t *testing.T, method, ruri string, extra ...string) *sip.Request {
+func request(t testing.TB, method, ruri string, extra ...string) *sip.Request {
 	t.Helper()
 	h := "Via: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bKcaller1;rport\n" +
 		"Max-Forwards: 70\n" +

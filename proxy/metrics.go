@@ -15,6 +15,7 @@ type metrics struct {
 	cancels   prometheus.Counter
 	timerC    prometheus.Counter
 	failovers prometheus.Counter
+	enum      *prometheus.CounterVec
 	pending   prometheus.GaugeFunc
 }
 
@@ -36,6 +37,8 @@ func newMetrics(p *Proxy) *metrics {
 		cancels:   prometheus.NewCounter(opts("cancels_total", "CANCELs sent to branches.")),
 		timerC:    prometheus.NewCounter(opts("timer_c_total", "Branches ended by Timer C (RFC 3261 §16.8).")),
 		failovers: prometheus.NewCounter(opts("failovers_total", "Moves to the next hop, gateway or q-value group after a failure.")),
+		enum: prometheus.NewCounterVec(opts("enum_lookups_total",
+			"ENUM lookups of routing rules, by result: hit (the request went to the URIs found), miss (on to the next rule)."), []string{"result"}),
 		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "hlas", Subsystem: "proxy", Name: "contexts",
 			Help: "Response contexts alive: requests being proxied statefully."}, func() float64 { return float64(p.Pending()) }),
 	}
@@ -43,7 +46,7 @@ func newMetrics(p *Proxy) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.replies, m.responses, m.stateless, m.branches,
-		m.cancels, m.timerC, m.failovers, m.pending} {
+		m.cancels, m.timerC, m.failovers, m.enum, m.pending} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

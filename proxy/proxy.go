@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/hlas-voip/hlas/handler"
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
@@ -61,12 +61,25 @@ type Env struct {
 	// static locations are asked first.
 	Locator Locator
 	// Resolver finds the next hops of foreign URIs. Nil means a
-	// StaticResolver with the configured routes.
+	// StaticResolver with the configured routes and DNS.
 	Resolver Resolver
+	// DNS locates foreign hosts by RFC 3263 (NAPTR, SRV, A/AAAA) after the
+	// configured routes and IP literals (names in its hosts file too), and
+	// answers the ENUM rules. Nil means no lookups: a host name without a
+	// configured route fails, and no ENUM.
+	DNS *resolve.Resolver
 	// Identity returns the user the authentication step before the proxy
 	// authenticated for this request, if any; a request whose From claims
 	// another local user is then refused with 403. Nil turns the check off.
 	Identity func(ctx context.Context) (sip.URI, bool)
+	// Accounting observes the requests forwarded statefully and their
+	// responses, for call detail records. Nil: none.
+	Accounting Accounting
+	// FlowKey signs the flow tokens in the proxy's Record-Route (see
+	// flowtoken.go), so that dialogs keep reaching phones behind NAT
+	// across a restart and on every node sharing the key. Nil: a random
+	// key per Proxy.
+	FlowKey []byte
 	// ServerName is the Server header of the responses the proxy makes.
 	ServerName string
 	// Logger receives the logs, with feature=proxy. Nil discards them.
@@ -90,6 +103,7 @@ type Proxy struct {
 	clock    transaction.Clock
 	t1       time.Duration
 	salt     uint64
+	flowKey  []byte
 	locator  Locator
 	resolver Resolver
 	domains  map[string]bool
@@ -101,8 +115,9 @@ type Proxy struct {
 	orphans   map[string]*branch
 	srcIP     map[netip.Addr]netip.Addr
 
-	dials chan struct{}  // semaphore of background dials
-	async sync.WaitGroup // background dials
+	dials   chan struct{}  // semaphore of background dials
+	lookups chan struct{}  // semaphore of background Resolver calls
+	async   sync.WaitGroup // background dials and lookups
 }
 
 // New checks cfg and builds a proxy.
@@ -139,9 +154,15 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		orphans: map[string]*branch{},
 		srcIP:   map[netip.Addr]netip.Addr{},
 		dials:   make(chan struct{}, maxDials),
+		lookups: make(chan struct{}, maxLookups),
 	}
 	for _, d := range env.Domains {
 		p.domains[strings.ToLower(d)] = true
+	}
+	p.flowKey = env.FlowKey
+	if len(p.flowKey) == 0 {
+		p.flowKey = make([]byte, 32)
+		_, _ = rand.Read(p.flowKey)
 	}
 	p.locator = c.locations
 	if env.Locator != nil {
@@ -149,9 +170,16 @@ func New(cfg Config, env Env) (*Proxy, error) {
 	}
 	p.resolver = env.Resolver
 	if p.resolver == nil {
-		p.resolver = &StaticResolver{Routes: c.routes}
+		p.resolver = &StaticResolver{Routes: c.routes, DNS: env.DNS}
 	}
 	for i, r := range cfg.Rules {
+		if r.Action == ActionENUM {
+			if env.DNS == nil {
+				return nil, fmt.Errorf("routing.rules[%d]: action enum needs a DNS resolver", i)
+			}
+			p.rules = append(p.rules, p.ENUM(r.matcher()))
+			continue
+		}
 		p.rules = append(p.rules, When(r.matcher(), p.action(i, r)))
 	}
 	p.met = newMetrics(p)
@@ -275,9 +303,7 @@ func flowOf(tx handler.ServerTx) Flow {
 // for 100 (RFC 3261 §8.2.6.2) and the Server header.
 func (p *Proxy) newResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
-	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
-		res.To.Params = res.To.Params.Set("tag", randHex(6))
-	}
+	res.AddToTag()
 	if p.env.ServerName != "" {
 		res.Add("Server", p.env.ServerName)
 	}
@@ -290,12 +316,6 @@ func (p *Proxy) reply(tx handler.ServerTx, req *sip.Request, code int, reason st
 	}
 	p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
 	_ = tx.RespondStateless(p.newResponse(req, code, reason))
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // --- branch identifiers and loop detection ---

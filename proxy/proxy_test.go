@@ -149,6 +149,24 @@ func TestForwarding(t *testing.T) {
 			t.Errorf("%s with Route %v", r.URI.String(), r.Route)
 		}
 	})
+	t.Run("RFC5923 a TCP flow whose connection is gone: the Contact instead", func(t *testing.T) {
+		flow := netip.MustParseAddrPort("203.0.113.77:40001") // the phone's ephemeral source port
+		loc := StaticLocator{"sip:carol@example.test": {{
+			URI:  sip.URI{Scheme: "sip", User: "carol", Host: "198.51.100.5", Port: 5062, Params: ";transport=tcp"},
+			Q:    1,
+			Flow: Flow{Proto: transport.TCP, Remote: flow}, // no open connection
+		}}}
+		e := newTestEnv(t, Config{}, func(env *Env) { env.Locator = loc })
+		e.serve(request(t, sip.INVITE, "sip:carol@example.test"))
+		var s []sent
+		for deadline := time.Now().Add(5 * time.Second); len(s) == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond) // the dial runs in the background
+			s = e.net.take()
+		}
+		if len(s) != 1 || s[0].proto != transport.TCP || s[0].remote.String() != "198.51.100.5:5062" {
+			t.Fatalf("sent %+v, want a new connection to the Contact", s)
+		}
+	})
 	t.Run("RFC3261 16.6 step 6 strict next hop: Request-URI to the end of the Route set", func(t *testing.T) {
 		e := newTestEnv(t, Config{Routes: map[string][]string{"strict.test": {"udp:203.0.113.9:5060"}}},
 			nil)
@@ -188,7 +206,7 @@ func TestPreprocess(t *testing.T) {
 				extra = append(extra, "Route: "+r)
 			}
 			req := request(t, sip.BYE, tc.ruri, extra...)
-			routed := e.p.preprocess(req)
+			routed, _, _ := e.p.preprocess(req)
 			if routed != tc.routed || req.URI.String() != tc.wantURI || len(req.Route) != tc.wantRoutes {
 				t.Errorf("routed %v, URI %s, Route %v", routed, req.URI.String(), req.Route)
 			}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
 
@@ -106,67 +107,113 @@ func (l *HopList) Next() (Hop, bool) {
 // Fail implements Hops.
 func (l *HopList) Fail(Hop, Failure) {}
 
-// StaticResolver resolves a URI without NAPTR or SRV: a configured route
-// for its host (or host:port), an IP literal, or the host's address
-// records (RFC 3263 §4.2 when a port is given). The transport is the
-// URI's transport parameter, TLS for sips, else UDP; the port defaults to
-// 5060 (5061 for TLS). A maddr parameter replaces the host (RFC 3261
-// §19.1.1).
+// StaticResolver resolves a URI from a configured route for its host (or
+// host:port), an IP literal, or else through DNS: RFC 3263 (NAPTR, SRV,
+// A/AAAA, names in the resolver's hosts file included) with DNS set, then
+// the system resolver's address records with LookupDNS. Without DNS the
+// transport is the URI's transport parameter, TLS for sips, else UDP, and
+// the port defaults to 5060 (5061 for TLS). A maddr parameter replaces the
+// host (RFC 3261 §19.1.1).
 type StaticResolver struct {
 	// Routes maps a lower-case host or host:port to its hops.
 	Routes map[string][]Hop
-	// LookupDNS allows address-record lookups of host names; without it
-	// a host name with no route fails.
+	// DNS locates host names without a route by RFC 3263.
+	DNS *resolve.Resolver
+	// LookupDNS allows address-record lookups of host names by the system
+	// resolver when DNS is nil or finds nothing; without either, a host
+	// name with no route fails.
 	LookupDNS bool
 }
 
-// Resolve implements Resolver.
-func (r *StaticResolver) Resolve(ctx context.Context, u sip.URI) (Hops, error) {
-	if !u.IsSIP() {
-		return nil, fmt.Errorf("proxy: resolve %s: not a sip or sips URI", u.String())
+// lookup reports whether resolving u asks the DNS: its host (or maddr) is
+// not an IP literal and has no configured route.
+func (r *StaticResolver) lookup(u sip.URI) bool {
+	if r.DNS == nil && !r.LookupDNS {
+		return false
 	}
-	proto := transport.UDP
+	host, _, _, err := target(u)
+	if err != nil {
+		return false // Resolve fails at once
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	_, routed := r.route(host, u.Port)
+	return !routed
+}
+
+// target is what a URI names for RFC 3263 without DNS: the host (maddr
+// first, RFC 3261 §19.1.1, lower case, no brackets), the transport (the
+// transport parameter, TLS for sips, else UDP) and the port (5060, 5061
+// for TLS, when the URI has none).
+func target(u sip.URI) (host, proto string, port int, err error) {
+	if !u.IsSIP() {
+		return "", "", 0, fmt.Errorf("proxy: resolve %s: not a sip or sips URI", u.String())
+	}
+	proto = transport.UDP
 	if t, ok := u.Params.Get("transport"); ok {
 		switch p := strings.ToUpper(t); p {
 		case transport.UDP, transport.TCP, transport.TLS:
 			proto = p
 		default:
-			return nil, fmt.Errorf("proxy: resolve %s: transport %q not supported", u.String(), t)
+			return "", "", 0, fmt.Errorf("proxy: resolve %s: transport %q not supported", u.String(), t)
 		}
 	}
 	if u.Scheme == sip.SchemeSIPS {
 		proto = transport.TLS
 	}
-	host := strings.ToLower(u.Hostname())
+	host = strings.ToLower(u.Hostname())
 	if maddr, ok := u.Params.Get("maddr"); ok && maddr != "" {
 		host = strings.ToLower(strings.Trim(maddr, "[]"))
 	}
-	if r.Routes != nil {
-		key := host
-		if u.Port != 0 {
-			key = net.JoinHostPort(host, strconv.Itoa(u.Port))
-			if strings.Contains(host, ":") {
-				key = "[" + host + "]:" + strconv.Itoa(u.Port)
-			}
-		}
-		if hs, ok := r.Routes[key]; ok {
-			return NewHopList(hs...), nil
-		}
-		if hs, ok := r.Routes[host]; ok && u.Port == 0 {
-			return NewHopList(hs...), nil
-		}
-	}
-	port := u.Port
+	port = u.Port
 	if port == 0 {
 		port = 5060
 		if proto == transport.TLS {
 			port = 5061
 		}
 	}
+	return host, proto, port, nil
+}
+
+// route returns the configured hops of host:port (uriPort as the URI
+// gives it), or of host alone when the URI has no port.
+func (r *StaticResolver) route(host string, uriPort int) ([]Hop, bool) {
+	if r.Routes == nil {
+		return nil, false
+	}
+	if uriPort != 0 {
+		hs, ok := r.Routes[net.JoinHostPort(host, strconv.Itoa(uriPort))]
+		return hs, ok
+	}
+	hs, ok := r.Routes[host]
+	return hs, ok
+}
+
+// Resolve implements Resolver.
+func (r *StaticResolver) Resolve(ctx context.Context, u sip.URI) (Hops, error) {
+	host, proto, port, err := target(u)
+	if err != nil {
+		return nil, err
+	}
+	if hs, ok := r.route(host, u.Port); ok {
+		return NewHopList(hs...), nil
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return NewHopList(Hop{Proto: proto, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port)), Host: host}), nil
 	}
-	if !r.LookupDNS {
+	var dnsErr error
+	if r.DNS != nil {
+		ts, err := r.DNS.Resolve(ctx, u)
+		if err == nil {
+			return newDNSHops(ts), nil
+		}
+		dnsErr = err
+	}
+	if !r.LookupDNS || ctx.Err() != nil {
+		if dnsErr != nil {
+			return nil, fmt.Errorf("proxy: %w", dnsErr)
+		}
 		return nil, fmt.Errorf("proxy: resolve %s: no route for host %q", u.String(), host)
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)

@@ -87,7 +87,7 @@ func (p *Proxy) action(i int, r Rule) handler.Handler {
 	case ActionForward:
 		return p.Forward(p.c.gateways[r.Gateways], ForwardOptions{Strip: r.Strip, Timeout: r.Timeout})
 	case ActionResolve:
-		return p.Resolve()
+		return p.resolve(r.Timeout)
 	case ActionRedirect:
 		return p.Redirect(r.Code, r.Reason, p.c.redirects[i]...)
 	}
@@ -99,24 +99,38 @@ func (p *Proxy) action(i int, r Rule) handler.Handler {
 // Record-Route value of this proxy (left there by a strict router) is
 // replaced by the last Route value, and Route values naming this proxy are
 // removed from the top (both, when the proxy recorded two). Routed(ctx)
-// then reports it for the handlers after it.
+// then reports it for the handlers after it, and the flow token of the
+// removed entry goes along for InDialog.
 func (p *Proxy) Preprocess(next handler.Handler) handler.Handler {
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
-		if p.preprocess(req) {
-			ctx = context.WithValue(ctx, routedKey{}, true)
-		}
-		next.ServeSIP(ctx, tx, req)
+		next.ServeSIP(p.preprocessCtx(ctx, req), tx, req)
 	})
 }
 
-func (p *Proxy) preprocess(req *sip.Request) bool {
-	routed := false
-	if n := len(req.Route); n > 0 && req.URI.User == "" && req.URI.Params.Has("lr") && p.isSelf(&req.URI) {
+// preprocessCtx runs preprocess and records what it found in ctx.
+func (p *Proxy) preprocessCtx(ctx context.Context, req *sip.Request) context.Context {
+	routed, tok, ok := p.preprocess(req)
+	if routed {
+		ctx = context.WithValue(ctx, routedKey{}, true)
+	}
+	if ok {
+		ctx = context.WithValue(ctx, flowTokenKey{}, tok)
+	}
+	return ctx
+}
+
+func (p *Proxy) preprocess(req *sip.Request) (routed bool, tok flowToken, hasTok bool) {
+	if n := len(req.Route); n > 0 && req.URI.Params.Has("lr") && p.isSelf(&req.URI) &&
+		(req.URI.User == "" || strings.HasPrefix(req.URI.User, flowTokenPrefix)) {
+		tok, hasTok = p.decodeToken(req.URI.User)
 		req.URI = req.Route[n-1].URI
 		req.Route = req.Route[:n-1]
 		routed = true
 	}
 	if len(req.Route) > 0 && p.isSelf(&req.Route[0].URI) {
+		if t, ok := p.decodeToken(req.Route[0].URI.User); ok {
+			tok, hasTok = t, true
+		}
 		r2 := req.Route[0].URI.Params.Has("r2")
 		req.Route = req.Route[1:]
 		if r2 && len(req.Route) > 0 && p.isSelf(&req.Route[0].URI) {
@@ -124,7 +138,7 @@ func (p *Proxy) preprocess(req *sip.Request) bool {
 		}
 		routed = true
 	}
-	return routed
+	return routed, tok, hasTok
 }
 
 // Route is the configured routing step: loop detection (CheckLoop), the
@@ -186,7 +200,12 @@ func (p *Proxy) InDialog(next handler.Handler) handler.Handler {
 			return
 		}
 		p.met.requests.WithLabelValues("in_dialog").Inc()
-		pl := plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, kind: "in_dialog"}
+		t := Target{URI: req.URI, Q: 1}
+		if tok, ok := tokenFrom(ctx); ok && len(req.Route) == 0 {
+			// The last hop is a phone the proxy reaches over its flow.
+			t.Flow = p.dialogFlow(req, tok)
+		}
+		pl := plan{groups: [][]Target{{t}}, kind: "in_dialog"}
 		if p.cfg.Mode == Stateless || req.Method == sip.ACK {
 			p.stateless(ctx, tx, req, pl)
 			return
@@ -308,9 +327,14 @@ func orderGateways(gws []GatewayTarget, key string) []GatewayTarget {
 // Resolve is the foreign-domain action: the request goes, Request-URI
 // unchanged, to the hops the Resolver finds for it (RFC 3263), failing
 // over from hop to hop on transport errors, timeouts and 503.
-func (p *Proxy) Resolve() handler.Handler {
+func (p *Proxy) Resolve() handler.Handler { return p.resolve(0) }
+
+// resolve is Resolve where a hop silent for timeout (no response at all)
+// counts as timed out, so that failover does not wait for Timer B or F
+// (64*T1, 32 s); zero waits for them.
+func (p *Proxy) resolve(timeout time.Duration) handler.Handler {
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
-		p.dispatch(ctx, tx, req, plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, kind: "resolve"})
+		p.dispatch(ctx, tx, req, plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, timeout: timeout, kind: "resolve"})
 	})
 }
 

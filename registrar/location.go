@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlas-voip/hlas/internal/batch"
 	"github.com/hlas-voip/hlas/store"
 )
 
@@ -196,77 +197,35 @@ type writeOp struct {
 // is bounded; a full queue refuses new changes (the registrar then answers
 // 503) instead of growing.
 type writer struct {
-	st       store.Bindings
-	max      int
-	maxBatch int
-
-	mu      sync.Mutex
-	pending []writeOp
-	closed  bool
-	wake    chan struct{} // capacity 1
+	st store.Bindings
+	q  *batch.Queue[writeOp]
 }
 
 func newWriter(st store.Bindings, maxQueue int) *writer {
-	return &writer{st: st, max: maxQueue, maxBatch: 1024, wake: make(chan struct{}, 1)}
+	return &writer{st: st, q: batch.New[writeOp](maxQueue, 1024)}
 }
 
 // enqueue queues op; false when the queue is full or closed.
-func (w *writer) enqueue(op writeOp) bool {
-	w.mu.Lock()
-	if w.closed || len(w.pending) >= w.max {
-		w.mu.Unlock()
-		return false
-	}
-	w.pending = append(w.pending, op)
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
+func (w *writer) enqueue(op writeOp) bool { return w.q.Push(op) }
 
 // full reports whether enqueue would fail now.
-func (w *writer) full() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.closed || len(w.pending) >= w.max
-}
+func (w *writer) full() bool { return w.q.Full() }
 
-func (w *writer) queued() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.pending)
-}
-
-// take removes up to maxBatch queued ops.
-func (w *writer) take() []writeOp {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := min(len(w.pending), w.maxBatch)
-	if n == 0 {
-		return nil
-	}
-	batch := slices.Clone(w.pending[:n])
-	rest := copy(w.pending, w.pending[n:])
-	clear(w.pending[rest:])
-	w.pending = w.pending[:rest]
-	return batch
-}
+func (w *writer) queued() int { return w.q.Len() }
 
 // flush writes everything queued, batch by batch; observe gets each
 // batch's size, duration and error.
 func (w *writer) flush(ctx context.Context, observe func(n int, d time.Duration, err error)) {
 	for {
-		batch := w.take()
-		if batch == nil {
+		ops := w.q.Take()
+		if ops == nil {
 			return
 		}
-		put, del := merge(batch)
+		put, del := merge(ops)
 		start := time.Now()
 		err := w.st.WriteBindings(ctx, put, del)
-		observe(len(batch), time.Since(start), err)
-		for _, op := range batch {
+		observe(len(ops), time.Since(start), err)
+		for _, op := range ops {
 			if op.done != nil {
 				op.done(err)
 			}
@@ -314,8 +273,4 @@ func merge(batch []writeOp) ([]store.Binding, []store.BindingKey) {
 }
 
 // close refuses further ops.
-func (w *writer) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-}
+func (w *writer) close() { w.q.Close() }

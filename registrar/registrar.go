@@ -218,9 +218,7 @@ func New(ctx context.Context, cfg Config, env Env) (*Registrar, error) {
 
 func defaultResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
-	if code > 100 && !res.To.IsZero() && res.To.Tag() == "" {
-		res.To.Params = res.To.Params.Set("tag", newID())
-	}
+	res.AddToTag()
 	return res
 }
 
@@ -327,7 +325,7 @@ func (r *Registrar) write() {
 		case <-r.stop:
 			r.w.flush(ctx, r.met.observeWrite)
 			return
-		case <-r.w.wake:
+		case <-r.w.q.Wake():
 			r.w.flush(ctx, r.met.observeWrite)
 		case <-purge.C:
 			if _, err := r.env.Store.PurgeBindings(ctx, r.env.Now()); err != nil {

@@ -12,9 +12,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/registrar"
+	"github.com/hlas-voip/hlas/sip/resolve"
 )
 
 // Config is the server's configuration. The YAML file given by --config maps
@@ -75,6 +77,11 @@ type Config struct {
 	// redirect), Timer C, trusted peers, static locations and routes,
 	// gateway groups and routing rules; see proxy.Config.
 	Routing proxy.Config `yaml:"routing"`
+	// DNS configures RFC 3263 server location and ENUM for the proxy:
+	// servers (default those of /etc/resolv.conf), timeout, attempts,
+	// cache_size, blocklist_size, blocklist_for, enum_suffixes,
+	// transports (default the listeners' transports); see resolve.Config.
+	DNS resolve.Config `yaml:"dns"`
 	// Store is where subscribers and registrations are kept: "" or
 	// "sqlite" for the embedded SQLite database hlas.db in the data
 	// directory, "sqlite:PATH" for another file, or a postgres:// URL.
@@ -87,6 +94,10 @@ type Config struct {
 	// open_domains, algorithms, nonce_ttl, max_nonces, secret_file; see
 	// auth.Config.
 	Auth auth.Config `yaml:"auth"`
+	// Accounting configures call detail records (package acc): enabled
+	// (default true), max_duration, messages, failed_registers,
+	// max_calls, queue_size; see acc.Config. Records go to Store.
+	Accounting acc.Config `yaml:"accounting"`
 }
 
 // Listener is one parsed Listen entry.
@@ -222,10 +233,16 @@ func (c Config) Validate() error {
 	if err := c.Routing.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
 	}
+	if err := c.DNS.Validate(); err != nil {
+		return fmt.Errorf("config dns: %w", err)
+	}
 	if err := c.Registrar.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
 	}
 	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	if err := c.Accounting.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
 	}
 	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&

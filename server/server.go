@@ -4,7 +4,9 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -25,7 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/internal/shard"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/registrar"
 	"github.com/hlas-voip/hlas/sip"
@@ -55,6 +59,7 @@ type Server struct {
 	async   sync.WaitGroup // background redials
 	bufs    sync.Pool
 	secret  uint64 // salts stateless To tags
+	flowKey []byte // signs the proxy's flow tokens; derived from the auth secret
 	// supported lists the option tags hlas implements (Supported header);
 	// a Require or Proxy-Require naming anything else gets 420: path
 	// (RFC 3327) and outbound (RFC 5626), which the registrar implements.
@@ -65,6 +70,9 @@ type Server struct {
 	store     store.Store
 	registrar *registrar.Registrar
 	auth      *auth.Authenticator
+	// acc makes call detail records (nil when accounting is off); it
+	// writes them to store.
+	acc *acc.Accounting
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -131,11 +139,26 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 
+	ls, err := cfg.Listeners()
+	if err != nil {
+		s.closeRegistrar()
+		return nil, err
+	}
+	dnsr, err := newResolver(cfg.DNS, ls, s.reg)
+	if err != nil {
+		s.closeRegistrar()
+		return nil, fmt.Errorf("config dns: %w", err)
+	}
+	if err := s.openAccounting(log); err != nil {
+		s.closeRegistrar()
+		return nil, err
+	}
 	px, err := proxy.New(cfg.Routing, proxy.Env{
+		DNS: dnsr, FlowKey: s.flowKey,
 		Locator: locator{s}, Identity: auth.URIFromContext,
 		Transactions: s.txl, Network: s.tm, Domains: cfg.Domains, ServerName: cfg.ServerName,
 		IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) },
-		Logger: log, Registerer: s.reg,
+		Logger: log, Registerer: s.reg, Accounting: s.accounting(),
 	})
 	if err != nil {
 		s.closeRegistrar()
@@ -146,15 +169,18 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	// The handler chain, in the order requests meet it.
 	s.handler = Chain(notFound(s),
 		s.sanity,           // 505, 400 CSeq mismatch, 501, 416
+		s.accRegister,      // records of failed REGISTERs (accounting.failed_registers)
 		s.proxy.Preprocess, // RFC 3261 §16.4: strict-route fix-up, our own Route entries removed
 		// REGISTER for our domains: authentication (401, 400, 403; §22.2,
 		// §10.3 steps 3-4), then the registrar (420, 400, 404, 423, 200; §10.3)
 		s.auth.Middleware(s.registerTarget),
 		s.registrar.Middleware,
 		s.localUAS,    // requests to the server itself: 420, OPTIONS, 405, 501
+		s.accCalls,    // records of INVITEs answered here without forwarding (server/acc.go)
 		s.proxyCheck,  // requests to route on: 483, 420 Proxy-Require
 		s.proxyAuth,   // requests from our users: 407 (§22.3); trusted peers pass
-		s.proxy.Route, // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location // 482 loops, in-dialog routing, routing rules, location service
+		s.accIdentity, // the authenticated user, for those records
+		s.proxy.Route, // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location service
 	)
 	return s, nil
 }
@@ -300,7 +326,7 @@ func (s *Server) enqueue(p *transport.Packet) {
 	msg, err := sip.Parse(p.Data)
 	q := s.queues[0]
 	if msg != nil {
-		q = s.queues[shard(msg.Head().CallID, len(s.queues))]
+		q = s.queues[shard.Of(msg.Head().CallID, len(s.queues))]
 	}
 	select {
 	case q <- work{p, msg, err}:
@@ -316,16 +342,6 @@ func (s *Server) enqueue(p *transport.Packet) {
 	res := s.response(req, 503, "")
 	res.Add("Retry-After", "5")
 	_ = s.send(p, res)
-}
-
-// shard maps a Call-ID to a worker (FNV-1a).
-func shard(callID string, n int) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(callID); i++ {
-		h ^= uint32(callID[i])
-		h *= 16777619
-	}
-	return int(h % uint32(n))
 }
 
 func (s *Server) queued() float64 {
@@ -371,7 +387,9 @@ func (s *Server) process(ctx context.Context, w work) {
 		if s.proxy.Mode() == proxy.Stateless {
 			// RFC 3261 §16.11: no transaction state at all.
 			if m.Method == sip.ACK {
-				s.proxy.HandleACK(ctx, m, packetFlow(p))
+				if !s.ackOfStateless(m) {
+					s.proxy.HandleACK(ctx, m, packetFlow(p))
+				}
 				return
 			}
 			s.serve(ctx, &statelessTx{srv: s, p: p}, m)
@@ -391,7 +409,11 @@ func (s *Server) process(ctx context.Context, w work) {
 		case transaction.PassACK:
 			// The ACK to a 2xx belongs to no transaction: the proxy
 			// forwards it along the route set (RFC 3261 §16.7 step 10).
-			s.proxy.HandleACK(ctx, m, packetFlow(p))
+			// The ACK to a final response we sent statelessly (a 407
+			// challenge, say) ends here.
+			if !s.ackOfStateless(m) {
+				s.proxy.HandleACK(ctx, m, packetFlow(p))
+			}
 		}
 	}
 }
@@ -482,6 +504,17 @@ func randomUint64() uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return binary.LittleEndian.Uint64(b[:])
+}
+
+// ackOfStateless reports whether ack acknowledges a non-2xx final
+// response this server sent without a transaction: it has the same
+// Call-ID, From tag and branch as the INVITE (RFC 3261 §17.1.1.3), so its
+// To tag is the one statelessTag gave that response. Such an ACK is
+// hop-by-hop and must not be forwarded (RFC 3261 §16.11, as Kamailio's sl
+// module filters the ACKs of its own replies).
+func (s *Server) ackOfStateless(ack *sip.Request) bool {
+	tag := ack.To.Tag()
+	return tag != "" && tag == s.statelessTag(ack)
 }
 
 // statelessTag derives the To tag of a response from the request, keyed
@@ -733,6 +766,12 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 		s.closeRegistrar()
 		return fmt.Errorf("config auth secret_file: %w", err)
 	}
+	// A key of its own for the proxy's flow tokens, from the same secret:
+	// dialogs of phones behind NAT survive a restart and work on every
+	// node sharing the secret.
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("hlas proxy flow tokens"))
+	s.flowKey = mac.Sum(nil)
 	if s.auth, err = auth.New(s.cfg.Auth, auth.Env{
 		Secret: secret, Users: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
 	}); err != nil {
@@ -752,6 +791,7 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 // closeRegistrar stops the registrar (its queued store writes are
 // flushed) and closes the store.
 func (s *Server) closeRegistrar() {
+	s.closeAccounting() // before the store it writes to
 	if s.registrar != nil {
 		_ = s.registrar.Close()
 	}
@@ -850,9 +890,15 @@ func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error
 				}
 			}
 		}
+		// Behind a NAT unless the Contact names the address and port the
+		// REGISTER came from (a NAT may keep the address and map the port).
 		nat := true
 		if a, err := netip.ParseAddr(b.Contact.URI.Hostname()); err == nil && a.Unmap() == b.Source.Addr() {
-			nat = false
+			port := b.Contact.URI.Port
+			if port == 0 {
+				port = 5060
+			}
+			nat = uint16(port) != b.Source.Port()
 		}
 		if b.Outbound() || b.Transport != transport.UDP || nat {
 			t.Flow = proxy.Flow{Proto: b.Transport, Local: b.Local, Remote: b.Source, Conn: b.Conn}

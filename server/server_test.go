@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
+	"github.com/hlas-voip/hlas/sip/resolve/resolvetest"
 )
 
 // startServer runs a server on loopback ports chosen by the kernel.
@@ -34,6 +36,9 @@ func startServer(t *testing.T, cfg Config) *Server {
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
+	}
+	if len(cfg.DNS.Servers) == 0 {
+		cfg.DNS = testDNS(t)
 	}
 	srv, err := New(cfg, nil)
 	if err != nil {
@@ -48,6 +53,14 @@ func startServer(t *testing.T, cfg Config) *Server {
 		}
 	})
 	return srv
+}
+
+// testDNS points the resolver at an in-process DNS server that knows no
+// names (NXDOMAIN at once) and reads no hosts file, so that a foreign
+// domain's lookup does not depend on the machine's resolver.
+func testDNS(t *testing.T) resolve.Config {
+	srv := resolvetest.Start(t, "invalid. 3600 IN SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 300")
+	return resolve.Config{Servers: []string{srv.Addr}, HostsFile: resolve.HostsNone}
 }
 
 func (s *Server) addr(t *testing.T, proto string, v6 bool) netip.AddrPort {
@@ -507,7 +520,7 @@ func TestTransactions(t *testing.T) {
 		}
 		res := readResponse(t, c, 5*time.Second)
 		if res == nil || res.StatusCode != 404 {
-			t.Fatalf("got %v, want 404", res)
+			t.Fatalf("answer %d: got %v, want 404", len(tags)+1, res)
 		}
 		tags = append(tags, res.To.Tag())
 	}

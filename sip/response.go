@@ -83,3 +83,11 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	}
 	return r
 }
+
+// AddToTag gives r a To tag of its own (NewTag) when it needs one: any
+// response but 100 Trying whose To has no tag yet (RFC 3261 §8.2.6.2).
+func (r *Response) AddToTag() {
+	if r.StatusCode > 100 && !r.To.IsZero() && r.To.Tag() == "" {
+		r.To.Params = r.To.Params.Set("tag", NewTag())
+	}
+}

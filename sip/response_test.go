@@ -86,3 +86,27 @@ func TestStatusText(t *testing.T) {
 		})
 	}
 }
+
+func TestAddToTag(t *testing.T) {
+	req, err := ParseString("INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+		"From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req.(*Request)
+	trying := NewResponse(r, 100, "")
+	trying.AddToTag()
+	if trying.To.Tag() != "" {
+		t.Errorf("100 got a To tag: RFC 3261 §8.2.6.2 leaves it out")
+	}
+	busy := NewResponse(r, 486, "")
+	busy.AddToTag()
+	tag := busy.To.Tag()
+	if tag == "" {
+		t.Fatal("486 without a To tag")
+	}
+	busy.AddToTag()
+	if busy.To.Tag() != tag {
+		t.Error("a second AddToTag replaced the tag")
+	}
+}

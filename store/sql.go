@@ -79,7 +79,7 @@ type sqlStore struct {
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {
 	s := &sqlStore{db: db, name: name, rebind: rebind}
-	for _, stmt := range schema {
+	for _, stmt := range append(schema[:len(schema):len(schema)], cdrSchema...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("store %s: create schema: %w", name, err)
 		}

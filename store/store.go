@@ -149,6 +149,7 @@ type Bindings interface {
 type Store interface {
 	Users
 	Bindings
+	CDRs
 	// Close releases the database.
 	Close() error
 }

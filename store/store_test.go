@@ -29,13 +29,13 @@ func backends(t *testing.T) map[string]func(t *testing.T) Store {
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
-		"postgres": openTestPostgres,
+		"postgres": func(t *testing.T) Store { return openTestPostgres(t) },
 	}
 }
 
 // openTestPostgres opens the test database in a schema of its own, dropped
 // when the test ends, so parallel runs and packages do not collide.
-func openTestPostgres(t *testing.T) Store {
+func openTestPostgres(t testing.TB) Store {
 	t.Helper()
 	url := os.Getenv("HLAS_TEST_POSTGRES")
 	unavailable := func(format string, args ...any) {

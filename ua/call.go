@@ -11,6 +11,7 @@ import (
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/dialog"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
@@ -80,7 +81,6 @@ type Call struct {
 	d          *dialog.Dialog               // the established (or first early) dialog
 	forks      map[dialog.ID]*dialog.Dialog // UAC: every dialog the INVITE made
 	invite     *sip.Request                 // the INVITE (UAC: the last one sent)
-	branch     string
 	itx        *transaction.ClientTx
 	isnd       *sender
 	cancelReq  bool
@@ -151,30 +151,46 @@ func (c *Call) runTasks() {
 	}
 }
 
-// reliableProv is a reliable provisional response awaiting its PRACK
-// (RFC 3262 §3).
-type reliableProv struct {
+// retransmission is a response to an INVITE sent again until it is
+// acknowledged (acked closes): timer fires after interval, which starts
+// at T1 and grows; giveUp fires after 64*T1.
+type retransmission struct {
 	res      *sip.Response
-	rseq     uint32
-	cseq     uint32
+	cseq     uint32 // the INVITE's
 	interval time.Duration
 	timer    transaction.Timer
 	giveUp   transaction.Timer
 	acked    chan struct{}
 }
 
+// start arms both timers. Called with c.mu held.
+func (r *retransmission) start(cfg *Config, resend, timeout func()) {
+	r.interval = cfg.T1
+	r.acked = make(chan struct{})
+	r.timer = cfg.Clock.AfterFunc(r.interval, resend)
+	r.giveUp = cfg.Clock.AfterFunc(64*cfg.T1, timeout)
+}
+
+// stop stops both timers. Called with c.mu held.
+func (r *retransmission) stop() {
+	stopTimer(r.timer)
+	stopTimer(r.giveUp)
+}
+
+// reliableProv is a reliable provisional response awaiting its PRACK
+// (RFC 3262 §3).
+type reliableProv struct {
+	retransmission
+	rseq uint32
+}
+
 // okRetransmit is a 2xx to an INVITE awaiting its ACK (RFC 3261
 // §13.3.1.4).
 type okRetransmit struct {
-	res      *sip.Response
-	stx      *transaction.ServerTx
-	cseq     uint32
-	interval time.Duration
-	timer    transaction.Timer
-	giveUp   transaction.Timer
-	acked    chan struct{}
-	failed   chan struct{}
-	offered  bool // the 2xx carried an offer: the ACK carries the answer
+	retransmission
+	stx     *transaction.ServerTx
+	failed  chan struct{}
+	offered bool // the 2xx carried an offer: the ACK carries the answer
 }
 
 func newCall(u *UA, outgoing bool) *Call {
@@ -244,14 +260,12 @@ func (c *Call) end(err error) {
 	}
 	c.state = Ended
 	c.err = err
-	if r := c.rel; r != nil {
-		stopTimer(r.timer)
-		stopTimer(r.giveUp)
+	if c.rel != nil {
+		c.rel.stop()
 		c.rel = nil
 	}
-	if ok := c.ok; ok != nil {
-		stopTimer(ok.timer)
-		stopTimer(ok.giveUp)
+	if c.ok != nil {
+		c.ok.stop()
 		c.ok = nil
 	}
 	ds := make([]*dialog.Dialog, 0, len(c.forks)+1)
@@ -329,13 +343,18 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 	var auth *authCache
 	var lastNonce string
 	var rd redirects
+	var hs *hops   // the next hops of the current target (RFC 3263 §4.3)
+	failovers := 0 // attempts that went to the next hop, not digest rounds
 	for attempt := 0; ; attempt++ {
 		req := *proto
 		req.Fields = append([]sip.Field(nil), proto.Fields...)
 		req.CSeq.Seq = proto.CSeq.Seq + uint32(attempt)
-		h, err := u.hopOutside(ctx, &req)
+		var h hop
+		var err error
 		if rd.proxy != nil {
 			h, err = u.resolveHop(ctx, *rd.proxy)
+		} else {
+			h, err = u.nextHop(ctx, &hs, &req, 0)
 		}
 		if err != nil {
 			c.end(err)
@@ -350,13 +369,14 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 		s := u.newSender(h, u.lookupConn(h), nil)
 		final := make(chan result, 1)
 		c.mu.Lock()
-		c.invite, c.isnd, c.branch = &req, s, req.Via[0].Branch()
+		c.invite, c.isnd = &req, s
 		c.mu.Unlock()
 		tx, err := u.layer.Request(&req, s, c.inviteHandler(&req, s, final))
-		if err != nil && !errors.Is(err, transaction.ErrTransport) {
+		if err != nil && tx == nil {
 			c.end(err)
 			return nil, err
 		}
+		sendErr := err // a failed first send: the handler has ErrTransport
 		c.mu.Lock()
 		c.itx = tx
 		cancelNow := c.cancelReq
@@ -377,11 +397,23 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 		case <-c.done:
 			return nil, c.Err()
 		}
+		if sendErr != nil && errors.Is(r.err, ErrTransport) {
+			r.err = fmt.Errorf("%w: %v", ErrTransport, sendErr)
+		}
+		if why := failure(r.res, r.err); why != 0 && ctx.Err() == nil && rd.proxy == nil && hs != nil && hs.failover(why) {
+			u.log.Debug("next hop", "after", why.String(), "hop", hs.h.remote.String())
+			failovers++
+			c.restart()
+			continue
+		}
 		if r.err != nil {
 			c.end(r.err)
 			return nil, r.err
 		}
 		res := r.res
+		if hs != nil && res.StatusCode != 503 {
+			hs.succeed()
+		}
 		if res.StatusCode < 300 {
 			if ctx.Err() != nil {
 				return nil, ctx.Err() // the 2xx crossed the CANCEL: hung up
@@ -389,10 +421,11 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 			return c, nil
 		}
 		if res.StatusCode < 400 && ctx.Err() == nil && rd.follow(res, proto) {
+			hs = nil // a new target
 			c.restart()
 			continue
 		}
-		if (res.StatusCode == 401 || res.StatusCode == 407) && attempt < 2+rd.n && u.cfg.Password != "" && ctx.Err() == nil {
+		if (res.StatusCode == 401 || res.StatusCode == 407) && attempt-failovers < 2+rd.n && u.cfg.Password != "" && ctx.Err() == nil {
 			if ch, header := pickChallenge(res); ch != nil && (ch.Nonce != lastNonce || ch.Stale) {
 				lastNonce = ch.Nonce
 				auth = &authCache{ch: ch, header: header}
@@ -744,7 +777,10 @@ func (c *Call) Hangup(ctx context.Context) error {
 func (c *Call) inDialog(ctx context.Context, d *dialog.Dialog, method string, mod func(*sip.Request)) (*sip.Response, error) {
 	u := c.u
 	var last *sip.Request
-	res, err := u.do(ctx, nil, func() (*sip.Request, *sender, error) {
+	res, err := u.do(ctx, nil, func(failed resolve.Reason) (*sip.Request, *sender, error) {
+		if failed != 0 {
+			return nil, nil, errNoHop // in a dialog the route set decides
+		}
 		req := d.NewRequest(method)
 		if mod != nil {
 			mod(req)
@@ -1080,12 +1116,10 @@ func (c *Call) provisional(code int, reason string) error {
 	c.state = Early
 	res := c.response(code, reason)
 	if c.reliable {
-		cfg := &c.u.cfg
-		r := &reliableProv{res: res, rseq: c.d.NextRSeq(), cseq: c.invite.CSeq.Seq, interval: cfg.T1, acked: make(chan struct{})}
+		r := &reliableProv{retransmission: retransmission{res: res, cseq: c.invite.CSeq.Seq}, rseq: c.d.NextRSeq()}
 		res.Add("Require", "100rel")
 		res.Add("RSeq", strconv.FormatUint(uint64(r.rseq), 10))
-		r.timer = cfg.Clock.AfterFunc(r.interval, func() { c.retransmitProv(r) })
-		r.giveUp = cfg.Clock.AfterFunc(64*cfg.T1, func() { c.provTimeout(r) })
+		r.start(&c.u.cfg, func() { c.retransmitProv(r) }, func() { c.provTimeout(r) })
 		c.rel = r
 	}
 	c.mu.Unlock()
@@ -1138,12 +1172,8 @@ func (c *Call) Answer(ctx context.Context) error {
 		return ErrState
 	}
 	c.mu.Lock()
-	if c.answered || c.state == Ended {
-		err := c.err
+	if err := c.answerErr(); err != nil {
 		c.mu.Unlock()
-		if err == nil {
-			err = ErrState
-		}
 		return err
 	}
 	rel := c.rel
@@ -1177,12 +1207,8 @@ func (c *Call) Answer(ctx context.Context) error {
 	u.capabilities(&res.Header)
 	res.ContentType, res.Body = ContentTypeSDP, body
 	c.mu.Lock()
-	if c.answered || c.state == Ended {
-		err := c.err
+	if err := c.answerErr(); err != nil {
 		c.mu.Unlock()
-		if err == nil {
-			err = ErrState
-		}
 		return err
 	}
 	c.answered = true
@@ -1213,15 +1239,26 @@ func (c *Call) Answer(ctx context.Context) error {
 	}
 }
 
+// answerErr says why Answer cannot send a 2xx: nil while the call is
+// unanswered and not ended, else the call's error, or ErrState.
+// Called with c.mu held.
+func (c *Call) answerErr() error {
+	if !c.answered && c.state != Ended {
+		return nil
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return ErrState
+}
+
 // startRetransmit arms the 2xx retransmission (RFC 3261 §13.3.1.4):
 // T1 doubling up to T2, on any transport since hops further on may be
 // unreliable, until the ACK or 64*T1. Called with c.mu held.
 func (c *Call) startRetransmit(stx *transaction.ServerTx, res *sip.Response, cseq uint32, offered bool) *okRetransmit {
-	cfg := &c.u.cfg
-	ok := &okRetransmit{res: res, stx: stx, cseq: cseq, interval: cfg.T1, offered: offered,
-		acked: make(chan struct{}), failed: make(chan struct{})}
-	ok.timer = cfg.Clock.AfterFunc(ok.interval, func() { c.retransmitOK(ok) })
-	ok.giveUp = cfg.Clock.AfterFunc(64*cfg.T1, func() { c.okTimeout(ok) })
+	ok := &okRetransmit{retransmission: retransmission{res: res, cseq: cseq}, stx: stx, offered: offered,
+		failed: make(chan struct{})}
+	ok.start(&c.u.cfg, func() { c.retransmitOK(ok) }, func() { c.okTimeout(ok) })
 	c.ok = ok
 	return ok
 }
@@ -1265,8 +1302,7 @@ func (c *Call) receiveACK(ack *sip.Request) {
 		c.mu.Unlock()
 		return
 	}
-	stopTimer(ok.timer)
-	stopTimer(ok.giveUp)
+	ok.stop()
 	c.ok = nil
 	if ok.offered && len(ack.Body) > 0 {
 		c.remoteSDP = ack.Body
@@ -1338,8 +1374,7 @@ func (c *Call) handleRequest(stx *transaction.ServerTx, req *sip.Request, p *tra
 		ok := c.ok
 		if ok != nil {
 			// The BYE shows the 2xx arrived even if its ACK was lost.
-			stopTimer(ok.timer)
-			stopTimer(ok.giveUp)
+			ok.stop()
 			c.ok = nil
 		}
 		c.mu.Unlock()
@@ -1357,8 +1392,7 @@ func (c *Call) handleRequest(stx *transaction.ServerTx, req *sip.Request, p *tra
 		r := c.rel
 		matched := err == nil && r != nil && ra.RSeq == r.rseq && ra.CSeq == r.cseq && ra.Method == sip.INVITE
 		if matched {
-			stopTimer(r.timer)
-			stopTimer(r.giveUp)
+			r.stop()
 		}
 		c.mu.Unlock()
 		if !matched {

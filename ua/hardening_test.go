@@ -147,6 +147,63 @@ func TestSlowContactDoesNotStallWorker(t *testing.T) {
 	drain(t, clock, alice)
 }
 
+// silentListener is a TCP listener that accepts connections and never
+// writes on them: a TLS handshake with it hangs. Close closes the
+// listener and every connection it accepted; call it (deferred) before
+// goleak looks for the accept goroutine.
+type silentListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newSilentListener(t *testing.T) *silentListener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &silentListener{Listener: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.conns = append(l.conns, c)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *silentListener) addrPort() netip.AddrPort {
+	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+// accepted counts the connections accepted so far.
+func (l *silentListener) accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// closeConns closes the connections accepted so far.
+func (l *silentListener) closeConns() {
+	l.mu.Lock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+}
+
+// Close closes the listener and the connections it accepted.
+func (l *silentListener) Close() error {
+	err := l.Listener.Close()
+	l.closeConns()
+	return err
+}
+
 // The sender dials without holding its lock: Conn, which the worker
 // calls for every provisional response, does not wait for a dial.
 func TestSenderDialsOutsideLock(t *testing.T) {
@@ -154,45 +211,18 @@ func TestSenderDialsOutsideLock(t *testing.T) {
 	alice := newPeer(t, "udp", "alice", newClock(), nil)
 	defer alice.Close()
 	// A TCP listener that never speaks TLS: the handshake hangs.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	s := alice.newSender(hop{proto: transport.TLS, remote: netip.MustParseAddrPort(ln.Addr().String())}, nil, nil)
+	ln := newSilentListener(t)
+	defer ln.Close()
+	s := alice.newSender(hop{proto: transport.TLS, remote: ln.addrPort()}, nil, nil)
 	sent := make(chan error, 1)
 	go func() { sent <- s.Send(alice.newRequest(sip.OPTIONS, sip.URI{Scheme: "sip", Host: "127.0.0.1"})) }()
-	waitFor(t, "the dial", func() bool { mu.Lock(); defer mu.Unlock(); return len(conns) > 0 })
+	waitFor(t, "the dial", func() bool { return ln.accepted() > 0 })
 	start := time.Now()
 	s.Conn()
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("Conn waited %v for a dial", d)
 	}
-	mu.Lock()
-	for _, c := range conns {
-		c.Close()
-	}
-	mu.Unlock()
+	ln.closeConns()
 	<-sent
 }
 
@@ -201,32 +231,9 @@ func TestSenderDialsOutsideLock(t *testing.T) {
 func TestResponseRedialInBackground(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	alice := newPeer(t, "tcp", "alice", newClock(), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	hang := netip.MustParseAddrPort(ln.Addr().String())
+	ln := newSilentListener(t)
+	defer ln.Close()
+	hang := ln.addrPort()
 	gone, err := alice.tm.Dial(context.Background(), transport.TCP, alice.local, hang, "")
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +248,7 @@ func TestResponseRedialInBackground(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("Send waited %v for a dial", d)
 	}
-	waitFor(t, "the redial", func() bool { mu.Lock(); defer mu.Unlock(); return len(conns) > 1 })
+	waitFor(t, "the redial", func() bool { return ln.accepted() > 1 })
 	if err := alice.Close(); err != nil {
 		t.Error(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/digest"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
@@ -38,27 +39,25 @@ type result struct {
 // response.
 func (u *UA) transact(ctx context.Context, req *sip.Request, s *sender) (*sip.Response, error) {
 	final := make(chan result, 1)
-	_, err := u.layer.Request(req, s, func(res *sip.Response, err error) {
+	tx, err := u.layer.Request(req, s, func(res *sip.Response, err error) {
 		if err != nil {
-			select {
-			case final <- result{err: txError(err)}:
-			default:
-			}
+			deliver(final, result{err: txError(err)})
 			return
 		}
 		u.trace(req, res)
 		if res.StatusCode >= 200 {
-			select {
-			case final <- result{res: res}:
-			default:
-			}
+			deliver(final, result{res: res})
 		}
 	})
-	if err != nil && !errors.Is(err, transaction.ErrTransport) {
+	if err != nil && tx == nil {
 		return nil, fmt.Errorf("ua: %s: %w", req.Method, err)
 	}
+	sendErr := err // a failed first send: the handler has ErrTransport
 	select {
 	case r := <-final:
+		if sendErr != nil && errors.Is(r.err, ErrTransport) {
+			r.err = fmt.Errorf("%w: %v", ErrTransport, sendErr)
+		}
 		return r.res, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -140,15 +139,25 @@ func (u *UA) credentials(req *sip.Request, ch *digest.Challenge, nc uint32) (str
 
 // do sends the request build returns, answering up to two digest
 // challenges (RFC 3261 §22.2, §22.3): each retry is built anew, so it has
-// a new branch and the next CSeq. Responses >= 300 return a *StatusError
-// together with the response.
-func (u *UA) do(ctx context.Context, cache *authCache, build func() (*sip.Request, *sender, error)) (*sip.Response, error) {
+// a new branch and the next CSeq. After a transport error, a timeout or a
+// 503, build is asked for the request to the next target with the reason
+// (RFC 3263 §4.3); when it has none (errNoHop, or any builder that
+// ignores the reason and fails) the failure stands. Responses >= 300
+// return a *StatusError together with the response.
+func (u *UA) do(ctx context.Context, cache *authCache, build func(failed resolve.Reason) (*sip.Request, *sender, error)) (*sip.Response, error) {
 	var lastNonce string
+	var failed resolve.Reason
+	var lastRes *sip.Response
+	var lastErr error
 	for attempt := 0; ; attempt++ {
-		req, s, err := build()
+		req, s, err := build(failed)
+		if failed != 0 && errors.Is(err, errNoHop) {
+			return lastRes, lastErr
+		}
 		if err != nil {
 			return nil, err
 		}
+		failed = 0
 		if cache != nil {
 			cache.mu.Lock()
 			if cache.ch != nil {
@@ -160,6 +169,14 @@ func (u *UA) do(ctx context.Context, cache *authCache, build func() (*sip.Reques
 			cache.mu.Unlock()
 		}
 		res, err := u.transact(ctx, req, s)
+		if why := failure(res, err); why != 0 && ctx.Err() == nil {
+			failed, lastRes, lastErr = why, res, err
+			if res != nil {
+				lastErr = statusError(res)
+			}
+			attempt-- // not a digest round
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -218,14 +235,15 @@ func sameHostPort(a, b *sip.URI) bool {
 
 // outside returns a builder for a request outside a dialog that is
 // re-sent with the next CSeq on each call.
-func (u *UA) outside(ctx context.Context, proto *sip.Request) func() (*sip.Request, *sender, error) {
+func (u *UA) outside(ctx context.Context, proto *sip.Request) func(resolve.Reason) (*sip.Request, *sender, error) {
 	seq := proto.CSeq.Seq - 1
-	return func() (*sip.Request, *sender, error) {
+	var hs *hops
+	return func(failed resolve.Reason) (*sip.Request, *sender, error) {
 		seq++
 		req := *proto
 		req.Fields = append([]sip.Field(nil), proto.Fields...)
 		req.CSeq.Seq = seq
-		h, err := u.hopOutside(ctx, &req)
+		h, err := u.nextHop(ctx, &hs, &req, failed)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -374,7 +392,8 @@ func (r *registration) send(ctx context.Context, expires time.Duration) (*sip.Re
 	u := r.u
 	registrar := sip.URI{Scheme: u.aor.Scheme, Host: u.aor.Host, Port: u.aor.Port}
 	secs := strconv.Itoa(int(expires / time.Second))
-	build := func() (*sip.Request, *sender, error) {
+	var hs *hops
+	build := func(failed resolve.Reason) (*sip.Request, *sender, error) {
 		r.mu.Lock()
 		r.seq++
 		seq := r.seq
@@ -388,11 +407,14 @@ func (r *registration) send(ctx context.Context, expires time.Duration) (*sip.Re
 		req.MaxForwards = 70
 		c := u.contact
 		c.Params = c.Params.Set("expires", secs)
+		if u.cfg.Q != "" && expires > 0 {
+			c.Params = c.Params.Set("q", u.cfg.Q)
+		}
 		req.Contact = []sip.Address{c}
 		req.Add("Expires", secs)
 		req.Add("Allow", allowed)
 		req.Add("Supported", u.supported())
-		h, err := u.hopOutside(ctx, req)
+		h, err := u.nextHop(ctx, &hs, req, failed)
 		if err != nil {
 			return nil, nil, err
 		}

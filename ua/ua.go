@@ -28,7 +28,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -37,8 +36,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlas-voip/hlas/internal/shard"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/dialog"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
@@ -87,6 +88,16 @@ type Config struct {
 	Server string
 	// Expires is the registration lifetime asked for. Default 3600s.
 	Expires time.Duration
+	// Q is the q-value written on the Contact of REGISTER requests (RFC
+	// 3261 §10.2.1.2, §20.10), "0" to "1" with up to three decimals: the
+	// registrar's preference among the bindings of one AOR, used by a
+	// proxy for sequential forking. Empty leaves it out (1.0).
+	Q string
+	// Advertise is the host:port written in Contact and in the Via
+	// sent-by instead of the listener's address: the public address of a
+	// NAT, or, in tests, an address behind one that the registrar cannot
+	// reach. Empty writes the listener's address.
+	Advertise string
 	// T1, T2, T4 are the RFC 3261 §17.1.1.1 timers. Default 500ms, 4s, 5s.
 	T1, T2, T4 time.Duration
 	// TimerD is the INVITE client transaction's wait for retransmitted
@@ -116,6 +127,11 @@ type Config struct {
 	// Resolver looks up the A/AAAA records of host names in URIs. Default
 	// net.DefaultResolver.
 	Resolver Resolver
+	// DNS, when set, locates next hops by RFC 3263 (NAPTR, SRV, A/AAAA),
+	// and a request outside a dialog that meets a transport error, a
+	// timeout or a 503 is sent again to the next target (§4.3). Names it
+	// cannot find are looked up with Resolver.
+	DNS *resolve.Resolver
 	// ResolveTimeout bounds one host name lookup. Default 2s.
 	ResolveTimeout time.Duration
 	// TLSConfig is the listener's configuration for Transport "tls".
@@ -160,15 +176,6 @@ func (c Config) withDefaults() Config {
 	if c.Expires <= 0 {
 		c.Expires = time.Hour
 	}
-	if c.T1 <= 0 {
-		c.T1 = 500 * time.Millisecond
-	}
-	if c.T2 <= 0 {
-		c.T2 = 4 * time.Second
-	}
-	if c.T4 <= 0 {
-		c.T4 = 5 * time.Second
-	}
 	if c.Rel100 == "" {
 		c.Rel100 = Rel100Supported
 	}
@@ -195,9 +202,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = 2 * time.Second
-	}
-	if c.Clock == nil {
-		c.Clock = transaction.RealClock{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -247,7 +251,6 @@ type UA struct {
 	closed   bool
 	calls    map[*Call]struct{}
 	byDialog map[dialog.ID]*Call
-	byInvite map[string]*Call // UAC calls by INVITE branch, for stray 2xx
 	reg      *registration
 }
 
@@ -268,8 +271,17 @@ func New(cfg Config) (*UA, error) {
 	if err != nil || aor.User == "" {
 		return nil, fmt.Errorf("ua: User %q: want user@host", cfg.User)
 	}
+	if cfg.Q != "" {
+		if q, err := strconv.ParseFloat(cfg.Q, 64); err != nil || q < 0 || q > 1 {
+			return nil, fmt.Errorf("ua: Q %q: want a number from 0 to 1", cfg.Q)
+		}
+	}
 	layer := transaction.New(transaction.Config{T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, TimerD: cfg.TimerD,
 		MaxServer: cfg.MaxTransactions, Clock: cfg.Clock, Logger: cfg.Logger})
+	// The layer fills in the timers and the clock (RFC 3261 §17.1.1.1);
+	// the UA's own retransmissions (2xx, reliable 1xx) run on the same.
+	tc := layer.Config()
+	cfg.T1, cfg.T2, cfg.Clock = tc.T1, tc.T2, tc.Clock
 	u := &UA{
 		cfg:      cfg,
 		log:      cfg.Logger.With("feature", "ua"),
@@ -280,7 +292,6 @@ func New(cfg Config) (*UA, error) {
 		aor:      aor,
 		calls:    map[*Call]struct{}{},
 		byDialog: map[dialog.ID]*Call{},
-		byInvite: map[string]*Call{},
 	}
 	if cfg.Server != "" {
 		su, err := parseTarget(cfg.Server, "")
@@ -312,6 +323,19 @@ func New(cfg Config) (*UA, error) {
 		u.from.Display = sip.QuoteDisplay(cfg.DisplayName)
 	}
 	cu := sip.URI{Scheme: sip.SchemeSIP, User: aor.User, Host: hostString(host), Port: int(u.local.Port())}
+	if cfg.Advertise != "" {
+		h, p, err := net.SplitHostPort(cfg.Advertise)
+		port, perr := strconv.Atoi(p)
+		if err != nil || perr != nil || h == "" || port <= 0 || port > 65535 {
+			u.tm.Close()
+			u.cancel()
+			return nil, fmt.Errorf("ua: Advertise %q: want host:port", cfg.Advertise)
+		}
+		if a, err := netip.ParseAddr(h); err == nil {
+			h = hostString(a)
+		}
+		cu.Host, cu.Port = h, port
+	}
 	if proto == transport.TLS {
 		cu.Scheme = sip.SchemeSIPS
 	} else if proto == transport.TCP {
@@ -411,12 +435,6 @@ func (u *UA) Close() error {
 // ErrClosed is returned by a UA after Close.
 var ErrClosed = errors.New("ua: closed")
 
-func (u *UA) isClosed() bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.closed
-}
-
 // spawn runs f in a goroutine counted in u.wg, unless the UA is closed.
 // Adding under u.mu while not closed orders every Add before Close's Wait.
 func (u *UA) spawn(f func()) bool {
@@ -446,14 +464,12 @@ type inbound struct {
 // answers requests 503 with Retry-After and drops everything else.
 func (u *UA) enqueue(p *transport.Packet) {
 	msg, err := sip.Parse(p.Data)
-	shard := 0
+	q := u.queues[0]
 	if msg != nil {
-		h := fnv.New32a()
-		h.Write([]byte(msg.Head().CallID))
-		shard = int(h.Sum32() % uint32(len(u.queues)))
+		q = u.queues[shard.Of(msg.Head().CallID, len(u.queues))]
 	}
 	select {
-	case u.queues[shard] <- inbound{p, msg, err}:
+	case q <- inbound{p, msg, err}:
 		return
 	default:
 	}
@@ -536,9 +552,7 @@ func (u *UA) strayResponse(res *sip.Response) {
 // newResponse builds a response with a To tag (except 100) and Server.
 func (u *UA) newResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
-	if code > 100 && res.To.Tag() == "" && !res.To.IsZero() {
-		res.To.Params = res.To.Params.Set("tag", sip.NewTag())
-	}
+	res.AddToTag()
 	res.Add("Server", u.cfg.UserAgent)
 	return res
 }
@@ -645,9 +659,6 @@ func (u *UA) unbindDialog(d *dialog.Dialog) {
 func (u *UA) removeCall(c *Call) {
 	u.mu.Lock()
 	delete(u.calls, c)
-	if c.branch != "" {
-		delete(u.byInvite, c.branch)
-	}
 	u.mu.Unlock()
 }
 
@@ -819,11 +830,20 @@ func responseTarget(res *sip.Response, p *transport.Packet, defPort int) netip.A
 // stampVia records the request's source in its top Via (RFC 3261 §18.2.1).
 func stampVia(req *sip.Request, p *transport.Packet) { req.StampVia(p.Remote) }
 
-// resolveHop finds where a request to uri goes (RFC 3263 reduced to
+// resolveHop finds the first place a request to uri goes (see locate).
+func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
+	hs, err := u.locate(ctx, uri)
+	if err != nil {
+		return hop{}, err
+	}
+	return hs.h, nil
+}
+
+// resolveAddr finds where a request to uri goes by RFC 3263 reduced to
 // A/AAAA: the URI's transport parameter or sips picks the protocol, the
 // host is an IP literal or resolved within Config.ResolveTimeout, the port
-// defaults to 5060 or 5061).
-func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
+// defaults to 5060 or 5061.
+func (u *UA) resolveAddr(ctx context.Context, uri sip.URI) (hop, error) {
 	proto := u.proto
 	if t, ok := uri.Params.Get("transport"); ok {
 		switch p := strings.ToUpper(t); p {
@@ -870,16 +890,17 @@ func (u *UA) resolveHop(ctx context.Context, uri sip.URI) (hop, error) {
 	return hop{proto: proto, remote: netip.AddrPortFrom(addr.Unmap(), uint16(port)), host: host}, nil
 }
 
-// hopOutside picks the next hop of a request outside a dialog: the
-// outbound proxy when configured, else the Request-URI (RFC 3261 §8.1.2).
-func (u *UA) hopOutside(ctx context.Context, req *sip.Request) (hop, error) {
+// hopsOutside locates the next hops of a request outside a dialog: the
+// outbound proxy when configured, else the first Route, else the
+// Request-URI (RFC 3261 §8.1.2).
+func (u *UA) hopsOutside(ctx context.Context, req *sip.Request) (*hops, error) {
 	if u.server != nil {
-		return u.resolveHop(ctx, *u.server)
+		return u.locate(ctx, *u.server)
 	}
 	if len(req.Route) > 0 {
-		return u.resolveHop(ctx, req.Route[0].URI)
+		return u.locate(ctx, req.Route[0].URI)
 	}
-	return u.resolveHop(ctx, req.URI)
+	return u.locate(ctx, req.URI)
 }
 
 // dialogSender returns the sender for requests in d: its connection while
@@ -911,7 +932,7 @@ func (u *UA) dialogSender(ctx context.Context, d *dialog.Dialog, req *sip.Reques
 // via returns a top Via for a request over proto, with a new branch and
 // rport (RFC 3261 §8.1.1.7, RFC 3581 §3).
 func (u *UA) via(proto string) sip.Via {
-	return sip.Via{Transport: proto, Host: u.contact.URI.Host, Port: int(u.local.Port()),
+	return sip.Via{Transport: proto, Host: u.contact.URI.Host, Port: u.contact.URI.Port,
 		Params: sip.Params(";branch=" + sip.NewBranchID() + ";rport")}
 }
 

@@ -7,7 +7,13 @@
 # the mode is "kamailio" and the Debian package is installed. Bounded in
 # count and time; loopback only.
 #
-# usage: bench/load/proxy.sh [stateful|stateless|kamailio] [rate/s] [calls] [caller transport: u1|t1]
+# Mode "dns" is the stateful proxy routing by RFC 3263: dnsmasq serves a
+# NAPTR and an SRV record for example.test pointing at the callee, and a
+# resolve rule sends every call through the resolver (answers cached by
+# TTL after the first call).
+#
+# usage: bench/load/proxy.sh [stateful|stateless|dns|kamailio] [rate/s] [calls] [caller transport: u1|t1]
+# HLAS_LOAD_ACCOUNTING=false turns hlas's call detail records off (default on).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -19,9 +25,10 @@ port=${HLAS_LOAD_PORT:-25060}
 uas_port=$((port + 20))
 uac_port=$((port + 10))
 work=$(mktemp -d)
-pid="" uas=""
+pid="" uas="" dnsmasq=""
 cleanup() {
 	[ -n "$uas" ] && kill "$uas" 2>/dev/null
+	[ -n "$dnsmasq" ] && kill "$dnsmasq" 2>/dev/null
 	if [ -f "$work/kamailio.pid" ]; then
 		# Kamailio runs in a session of its own (setsid): end its whole group.
 		kill -- "-$(cat "$work/kamailio.pid")" 2>/dev/null
@@ -42,15 +49,29 @@ sipp -sf test/interop/testdata/proxy_uas.xml -i 127.0.0.1 -p "$uas_port" -t u1 -
 uas=$!
 
 case "$mode" in
-stateful | stateless)
+stateful | stateless | dns)
 	go build -o "$work/hlas" ./cmd/hlas
+	routing="  mode: $mode
+  locations:
+    bob@example.test: [ \"sip:bob@127.0.0.1:$uas_port\" ]"
+	if [ "$mode" = dns ]; then
+		dns_port=$((port + 30))
+		"$(command -v dnsmasq || echo /usr/sbin/dnsmasq)" --keep-in-foreground --port="$dns_port" \
+			--listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --no-poll \
+			--conf-file=/dev/null --pid-file= --local=/example.test/ --local-ttl="${HLAS_LOAD_DNS_TTL:-300}" \
+			--naptr-record=example.test,10,10,s,SIP+D2U,,_sip._udp.example.test \
+			--srv-host=_sip._udp.example.test,callee.example.test,"$uas_port",0,10 \
+			--host-record=callee.example.test,127.0.0.1,::1 >"$work/dnsmasq.out" 2>&1 &
+		dnsmasq=$!
+		routing="  rules: [ { domain: example.test, action: resolve } ]
+dns: { servers: [ \"127.0.0.1:$dns_port\" ] }"
+	fi
 	cat >"$work/hlas.yaml" <<YAML
 domain: [ example.test ]
 auth: { open_domains: [ "*" ] }
+accounting: { enabled: ${HLAS_LOAD_ACCOUNTING:-true} }
 routing:
-  mode: $mode
-  locations:
-    bob@example.test: [ "sip:bob@127.0.0.1:$uas_port" ]
+$routing
 YAML
 	"$work/hlas" serve --config "$work/hlas.yaml" --listen "udp:127.0.0.1:$port,tcp:127.0.0.1:$port" \
 		--data "$work/data" --log-level warn &
@@ -94,7 +115,7 @@ KAM
 	pid=$(cat "$work/kamailio.pid")
 	;;
 *)
-	echo "mode $mode: want stateful, stateless or kamailio" >&2
+	echo "mode $mode: want stateful, stateless, dns or kamailio" >&2
 	exit 2
 	;;
 esac
@@ -124,3 +145,7 @@ awk -v m="$mode" -v c="$calls" -v ok="$ok" -v f="$failed" -v a="$t0" -v b="$t1" 
 	el = b - a; cpu = (u1 - u0) / hz
 	printf "mode=%s transport=%s target_rate=%d calls=%d successful=%s failed=%s elapsed=%.2fs achieved=%.0f/s proxy_cpu=%.2fs (%.0f%% of one core, %.0f us/call) sipp_exit=%d\n",
 		m, tr, r, c, ok, f, el, ok / el, cpu, 100 * cpu / el, 1e6 * cpu / (ok > 0 ? ok : 1), st }'
+if [ "$mode" != kamailio ]; then
+	# Records committed (0 with HLAS_LOAD_ACCOUNTING=false); a call whose BYE's 200 sipp saw has one.
+	echo "cdrs=$("$work/hlas" cdr list --data "$work/data" | tail -n +2 | wc -l)"
+fi

@@ -32,6 +32,7 @@ commands:
   dns       RFC 3263 server location and ENUM look-ups (hlas dns -h)
   user      subscribers: add, del, passwd, list, import (hlas user -h)
   reg       registrations: list (hlas reg -h)
+  cdr       call detail records: list, export (hlas cdr -h)
   version   print the version
 `
 
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return userMain(args[1:], os.Stdin, stdout, stderr)
 	case "reg":
 		return regMain(args[1:], stdout, stderr)
+	case "cdr":
+		return cdrMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -114,6 +117,7 @@ func serveConfig(args []string, stderr io.Writer) (server.Config, error) {
 	metrics := fs.String("metrics-listen", "", "host:port for the Prometheus /metrics endpoint (off when empty)")
 	maxSize := fs.Int("max-message-size", 65536, "largest accepted message in bytes; larger requests get 513")
 	forceRPort := fs.Bool("force-rport", false, "send UDP responses to the source port even without rport (NAT)")
+	dnsServers := fs.String("dns", "", "comma-separated DNS servers host[:port] for RFC 3263 and ENUM (default: the config's dns.servers, else /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -145,6 +149,8 @@ func serveConfig(args []string, stderr io.Writer) (server.Config, error) {
 			cfg.MaxMessageSize = *maxSize
 		case "force-rport":
 			cfg.ForceRPort = *forceRPort
+		case "dns":
+			cfg.DNS.Servers = splitList(*dnsServers)
 		}
 	})
 	return cfg, cfg.Validate()

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVersion(t *testing.T) {
@@ -29,12 +30,12 @@ func TestUnknownCommand(t *testing.T) {
 func TestServeConfigFlagsOverrideFile(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hlas.yaml")
-	yaml := "listen: [\"udp:127.0.0.1:5070\"]\ndomain: [a.example]\ndata: /var/lib/hlas\nlog_level: warn\nforce_rport: true\n"
+	yaml := "listen: [\"udp:127.0.0.1:5070\"]\ndomain: [a.example]\ndata: /var/lib/hlas\nlog_level: warn\nforce_rport: true\ndns: { servers: [192.0.2.53], timeout: 1s }\n"
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var errb bytes.Buffer
-	cfg, err := serveConfig([]string{"--config", file, "--domain", "b.example,c.example", "--log-level", "debug"}, &errb)
+	cfg, err := serveConfig([]string{"--config", file, "--domain", "b.example,c.example", "--log-level", "debug", "--dns", "127.0.0.1:5353, [::1]"}, &errb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +44,9 @@ func TestServeConfigFlagsOverrideFile(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.Domains, []string{"b.example", "c.example"}) {
 		t.Errorf("domain flag did not override: %v", cfg.Domains)
+	}
+	if !reflect.DeepEqual(cfg.DNS.Servers, []string{"127.0.0.1:5353", "[::1]"}) || cfg.DNS.Timeout != time.Second {
+		t.Errorf("dns flag did not override the servers alone: %+v", cfg.DNS)
 	}
 	if cfg.DataDir != "/var/lib/hlas" || cfg.LogLevel != "debug" || !cfg.ForceRPort {
 		t.Errorf("got %+v", cfg)
@@ -65,6 +69,7 @@ func TestServeConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "log_level"},
 		{[]string{"--config", bad}, "lisen"},
 		{[]string{"--max-message-size", "10"}, "max_message_size"},
+		{[]string{"--dns", "not a server::"}, "servers"},
 	} {
 		var errb bytes.Buffer
 		_, err := serveConfig(tc.args, &errb)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/ua"
 )
 
@@ -40,6 +41,9 @@ type uaFlags struct {
 	user, password, authUser, display string
 	server, transport, local          string
 	rel100, logLevel                  string
+	dns                               string
+	q, advertise                      string
+	registerFirst                     bool
 	expires, timeout, duration, t1    time.Duration
 	drain                             time.Duration
 	// answer
@@ -58,12 +62,22 @@ func (f *uaFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.server, "server", "", "outbound proxy / registrar host:port")
 	fs.StringVar(&f.transport, "transport", "udp", "udp, tcp or tls")
 	fs.StringVar(&f.local, "local", "", "local host:port (default an ephemeral port on 127.0.0.1, or 0.0.0.0 for a non-loopback server)")
+	fs.StringVar(&f.advertise, "contact", "", "host:port written in Contact and Via instead of the local address (a NAT's public side)")
 	fs.StringVar(&f.rel100, "100rel", "supported", "reliable provisional responses: supported, require or off")
+	fs.StringVar(&f.dns, "dns", "", "comma-separated DNS servers (host[:port]) for RFC 3263 lookups (default those of /etc/resolv.conf)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
 	fs.DurationVar(&f.expires, "expires", time.Hour, "registration expiry")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "give up (and CANCEL a call) after this long without a final response")
 	fs.DurationVar(&f.t1, "t1", 500*time.Millisecond, "SIP timer T1; T2 and T4 scale with it when set")
 	fs.DurationVar(&f.drain, "drain", 0, "on exit, wait up to this long for transactions to finish")
+	switch cmd {
+	case "call", "answer", "register":
+		fs.StringVar(&f.q, "q", "", "q-value of the registered Contact, 0 to 1 (RFC 3261 §10.2.1.2)")
+	}
+	switch cmd {
+	case "call", "answer":
+		fs.BoolVar(&f.registerFirst, "register", false, "register with --server first (and unregister on exit)")
+	}
 	switch cmd {
 	case "call", "register":
 		fs.DurationVar(&f.duration, "duration", 0, "call: hang up after this long (0: at once); register: stay registered this long")
@@ -183,6 +197,8 @@ func (r *uaRun) config(cmd string) (ua.Config, error) {
 		DisplayName: f.display,
 		Server:      f.server,
 		Expires:     f.expires,
+		Q:           f.q,
+		Advertise:   f.advertise,
 		T1:          f.t1,
 		Rel100:      ua.Rel100(f.rel100),
 		Logger:      slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: parseLevel(f.logLevel)})),
@@ -192,6 +208,18 @@ func (r *uaRun) config(cmd string) (ua.Config, error) {
 	default:
 		return cfg, fmt.Errorf("--100rel %q: want supported, require or off", f.rel100)
 	}
+	// Next hops by RFC 3263 (NAPTR, SRV, A/AAAA, /etc/hosts first) with
+	// failover; names the DNS does not know fall back to the system
+	// resolver.
+	var dcfg resolve.Config
+	if f.dns != "" {
+		dcfg.Servers = strings.Split(f.dns, ",")
+	}
+	dnsr, err := resolve.New(dcfg)
+	if err != nil {
+		return cfg, fmt.Errorf("--dns %q: %w", f.dns, err)
+	}
+	cfg.DNS = dnsr
 	if f.t1 != 500*time.Millisecond && f.t1 > 0 {
 		cfg.T2, cfg.T4, cfg.TimerD = 8*f.t1, 10*f.t1, 64*f.t1
 	}
@@ -227,10 +255,20 @@ func (r *uaRun) run(ctx context.Context, cmd, target string) int {
 		fmt.Fprintf(r.stderr, "hlas ua answer: --code %d: want 200 or 300-699\n", r.f.code)
 		return 2
 	}
+	if r.f.registerFirst && r.f.server == "" {
+		fmt.Fprintf(r.stderr, "hlas ua %s: --register needs --server\n", cmd)
+		return 2
+	}
 	u, err := ua.New(cfg)
 	if err != nil {
 		fmt.Fprintln(r.stderr, "hlas ua:", err)
 		return 1
+	}
+	if r.f.registerFirst {
+		if code := r.registerOnce(ctx, u); code != 0 {
+			r.shutdown(u)
+			return code
+		}
 	}
 	code := 0
 	switch cmd {
@@ -253,6 +291,9 @@ func (r *uaRun) run(ctx context.Context, cmd, target string) int {
 		_, err = u.Options(c, target)
 		cancel()
 		code = r.result(err)
+	}
+	if r.f.registerFirst {
+		r.unregister(u)
 	}
 	r.shutdown(u)
 	return code
@@ -293,7 +334,8 @@ func (r *uaRun) handled() int {
 	return r.calls
 }
 
-func (r *uaRun) register(ctx context.Context, u *ua.UA) int {
+// registerOnce registers the UA's Contact and prints the outcome.
+func (r *uaRun) registerOnce(ctx context.Context, u *ua.UA) int {
 	c, cancel := context.WithTimeout(ctx, r.f.timeout)
 	defer cancel()
 	r.printf("-> REGISTER %s", u.AOR().String())
@@ -301,6 +343,21 @@ func (r *uaRun) register(ctx context.Context, u *ua.UA) int {
 		return r.result(err)
 	}
 	r.printf("registered %s at %s, expires %s", u.AOR().String(), u.Contact().URI.String(), u.Registered())
+	return 0
+}
+
+// unregister removes the binding --register made; run's shutdown follows.
+func (r *uaRun) unregister(u *ua.UA) {
+	c, cancel := context.WithTimeout(context.Background(), r.f.timeout)
+	defer cancel()
+	r.printf("-> REGISTER %s (expires 0)", u.AOR().String())
+	_, _ = u.Unregister(c)
+}
+
+func (r *uaRun) register(ctx context.Context, u *ua.UA) int {
+	if code := r.registerOnce(ctx, u); code != 0 {
+		return code
+	}
 	if r.f.duration <= 0 {
 		return 0
 	}

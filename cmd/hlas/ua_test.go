@@ -39,6 +39,9 @@ func TestUAUsage(t *testing.T) {
 		{[]string{"ua", "answer", "--code", "150"}, 2},
 		{[]string{"ua", "call", "--100rel", "maybe", "sip:a@127.0.0.1:9"}, 2},
 		{[]string{"ua", "call", "sip:a@127.0.0.1:9", "sip:b@127.0.0.1:9"}, 2},
+		{[]string{"ua", "answer", "--register"}, 2},
+		{[]string{"ua", "register", "--server", "127.0.0.1:9", "--q", "1.5"}, 1},
+		{[]string{"ua", "answer", "--contact", "no-port"}, 1},
 		{[]string{"ua", "-h"}, 0},
 	} {
 		var out, errb bytes.Buffer

@@ -85,12 +85,7 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 // H(data) and KD(secret, data) of RFC 7616 §3.4.
 func (a Algorithm) Hash(parts ...string) string {
 	h := a.New()
-	for i, p := range parts {
-		if i > 0 {
-			h.Write([]byte{':'})
-		}
-		h.Write([]byte(p))
-	}
+	h.Write([]byte(strings.Join(parts, ":")))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -532,11 +527,7 @@ func (c *Credentials) String() string {
 		w.quoted("opaque", c.Opaque)
 	}
 	if c.QOP != "" {
-		if isToken(c.QOP) {
-			w.token("qop", c.QOP)
-		} else {
-			w.quoted("qop", c.QOP)
-		}
+		w.tokenOrQuoted("qop", c.QOP)
 		w.token("nc", FormatNC(c.NC))
 	}
 	if c.Userhash {

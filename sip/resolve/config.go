@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultResolvConf    = "/etc/resolv.conf" // Config.ResolvConf
+	DefaultHostsFile     = "/etc/hosts"       // Config.HostsFile
 	DefaultTimeout       = 2 * time.Second    // Config.Timeout
 	DefaultAttempts      = 2                  // Config.Attempts
 	DefaultCacheSize     = 4096               // Config.CacheSize
@@ -20,6 +22,9 @@ const (
 	DefaultBlocklistFor  = 5 * time.Minute    // Config.BlocklistFor
 	DefaultENUMSuffix    = "e164.arpa."       // Config.ENUMSuffixes: the ENUM tree of RFC 6116 §3.2
 )
+
+// HostsNone as Config.HostsFile reads no hosts file.
+const HostsNone = "none"
 
 // Bounds on how long an answer is cached, whatever its TTL says. RFC 2308 §5
 // recommends capping negative answers at one to three hours.
@@ -53,6 +58,10 @@ type Config struct {
 	// Default /etc/resolv.conf; when it cannot be read, 127.0.0.1:53 and
 	// [::1]:53 are used, as Go's own resolver does.
 	ResolvConf string `yaml:"resolv_conf"`
+	// HostsFile answers A and AAAA lookups of the names it lists before
+	// the DNS is asked (hosts(5), re-read when it changes). Default
+	// /etc/hosts; "none" reads none.
+	HostsFile string `yaml:"hosts_file"`
 	// Timeout bounds one query to one server. Default 2s.
 	Timeout time.Duration `yaml:"timeout"`
 	// Attempts is how many rounds over Servers a query makes before it
@@ -100,6 +109,9 @@ func (globalRand) IntN(n int) int { return rand.IntN(n) }
 func (c Config) withDefaults() (Config, error) {
 	if c.ResolvConf == "" {
 		c.ResolvConf = DefaultResolvConf
+	}
+	if c.HostsFile == "" {
+		c.HostsFile = DefaultHostsFile
 	}
 	if len(c.Servers) == 0 {
 		cc, err := dns.ClientConfigFromFile(c.ResolvConf)
@@ -166,7 +178,8 @@ func withPort(s string) string {
 func (c Config) validate() error {
 	for _, s := range c.Servers {
 		host, port, err := net.SplitHostPort(s)
-		if err != nil || host == "" || port == "" {
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, " /") {
 			return fmt.Errorf("resolve: config servers %q: want host:port", s)
 		}
 	}
@@ -190,4 +203,11 @@ func (c Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// Validate checks the configuration as New would, defaults applied, and
+// names the offending field.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
 }

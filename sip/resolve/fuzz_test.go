@@ -125,3 +125,23 @@ func TestUnescapeText(t *testing.T) {
 		t.Errorf("regexp off the wire = %q", got)
 	}
 }
+
+// FuzzParseHosts: any hosts file parses without a panic into lower-case
+// fully qualified names with unzoned, unmapped addresses.
+func FuzzParseHosts(f *testing.F) {
+	f.Add("127.0.0.1 localhost\n::1 localhost ip6-localhost # c\n")
+	f.Add("192.0.2.7 pbx1.example.test pbx1\nfe80::1%eth0 z\n::ffff:1.2.3.4 m\n")
+	f.Add("#\n\t\n1.2.3.4\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, addrs := range parseHosts(strings.NewReader(s)) {
+			if name != strings.ToLower(name) || !dns.IsFqdn(name) || len(addrs) == 0 {
+				t.Fatalf("name %q → %v", name, addrs)
+			}
+			for _, a := range addrs {
+				if !a.IsValid() || a.Zone() != "" || a.Is4In6() {
+					t.Fatalf("name %q: address %v", name, a)
+				}
+			}
+		}
+	})
+}

@@ -12,7 +12,7 @@ import (
 )
 
 // startZones serves the zone files named, from testdata.
-func startZones(t *testing.T, files ...string) *resolvetest.Server {
+func startZones(t testing.TB, files ...string) *resolvetest.Server {
 	t.Helper()
 	var zone []byte
 	for _, f := range files {
@@ -55,7 +55,7 @@ func (firstRand) IntN(int) int { return 0 }
 
 // newResolver returns a resolver asking srv, with a fake clock and firstRand
 // unless cfg sets them.
-func newResolver(t *testing.T, srv *resolvetest.Server, cfg Config) (*Resolver, *fakeClock) {
+func newResolver(t testing.TB, srv *resolvetest.Server, cfg Config) (*Resolver, *fakeClock) {
 	t.Helper()
 	if cfg.Servers == nil {
 		cfg.Servers = []string{srv.Addr}

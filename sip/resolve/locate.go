@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/miekg/dns"
@@ -185,6 +186,11 @@ func (r *Resolver) Resolve(ctx context.Context, u sip.URI) (*Targets, error) {
 	if !u.IsSIP() {
 		return nil, fmt.Errorf("resolve: %s: %w", u.String(), ErrScheme)
 	}
+	var miss *atomic.Bool
+	if ctx.Value(cacheOnlyKey{}) != nil {
+		miss = new(atomic.Bool)
+		ctx = context.WithValue(ctx, missKey{}, miss)
+	}
 	secure := u.Scheme == sip.SchemeSIPS
 	host, port := u.Hostname(), u.Port
 	if maddr, ok := u.Params.Get("maddr"); ok && maddr != "" {
@@ -217,6 +223,10 @@ func (r *Resolver) Resolve(ctx context.Context, u sip.URI) (*Targets, error) {
 		}
 	default:
 		r.locate(ctx, &b, host, secure)
+	}
+	if miss != nil && miss.Load() {
+		// A partial answer would be a different target list: none.
+		return nil, fmt.Errorf("resolve: %s: %w", u.String(), ErrNotCached)
 	}
 	if len(b.targets) == 0 {
 		err := b.err
@@ -407,13 +417,24 @@ func (r *Resolver) srvTargets(ctx context.Context, b *builder, name, transport s
 }
 
 // orderSRV sorts SRV records by priority and, within a priority, by the
-// weighted random selection of RFC 2782: records of weight 0 first, then
-// repeatedly a random number in [0, sum of weights] picks the first record
-// whose running sum reaches it.
+// weighted random selection of RFC 2782: repeatedly a random number picks
+// the first record whose running sum of weights exceeds it. RFC 2782's
+// literal recipe (a number in [0, sum] inclusive, weight-0 records first)
+// gives the first record one share too many, which for small weights
+// (1 and 4: a third instead of a fifth) is not the proportion an operator
+// configured. So positive weights count a thousandfold and a weight of 0
+// counts one: shares follow the weights, and weight-0 records keep the
+// "very small chance" RFC 2782 asks for.
 func orderSRV(srvs []*dns.SRV, intN func(int) int) []*dns.SRV {
 	sorted := slices.Clone(srvs)
 	slices.SortStableFunc(sorted, func(a, b *dns.SRV) int { return cmp.Compare(a.Priority, b.Priority) })
 	out := make([]*dns.SRV, 0, len(sorted))
+	share := func(s *dns.SRV) int {
+		if s.Weight == 0 {
+			return 1
+		}
+		return int(s.Weight) * srvWeightScale
+	}
 	for len(sorted) > 0 {
 		n := 1
 		for n < len(sorted) && sorted[n].Priority == sorted[0].Priority {
@@ -421,20 +442,20 @@ func orderSRV(srvs []*dns.SRV, intN func(int) int) []*dns.SRV {
 		}
 		group := sorted[:n]
 		sorted = sorted[n:]
-		// Weight 0 first, so that they keep a small chance (RFC 2782).
+		// Weight 0 first, as RFC 2782 orders them.
 		slices.SortStableFunc(group, func(a, b *dns.SRV) int {
 			return cmp.Compare(min(a.Weight, 1), min(b.Weight, 1))
 		})
 		for len(group) > 0 {
 			sum := 0
 			for _, s := range group {
-				sum += int(s.Weight)
+				sum += share(s)
 			}
-			pick := intN(sum + 1)
+			pick := intN(sum)
 			i, run := 0, 0
 			for ; i < len(group)-1; i++ {
-				run += int(group[i].Weight)
-				if run >= pick {
+				run += share(group[i])
+				if run > pick {
 					break
 				}
 			}
@@ -444,6 +465,10 @@ func orderSRV(srvs []*dns.SRV, intN func(int) int) []*dns.SRV {
 	}
 	return out
 }
+
+// srvWeightScale is how many times a unit of SRV weight outweighs a record
+// of weight 0 (see orderSRV).
+const srvWeightScale = 1000
 
 // addresses looks up host's A and AAAA records and adds a target for each
 // address (RFC 3263 §4.2).

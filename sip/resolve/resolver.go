@@ -29,7 +29,26 @@ var (
 	// ErrNumber is returned by ENUM for a string that is not an E.164
 	// number.
 	ErrNumber = errors.New("not an E.164 number")
+	// ErrNotCached is returned under CacheOnly when an answer the lookup
+	// needs is not in the cache.
+	ErrNotCached = errors.New("not in the cache")
 )
+
+// cacheOnlyKey marks a context of CacheOnly; missKey carries the flag one
+// Resolve call's lookups set on a miss.
+type (
+	cacheOnlyKey struct{}
+	missKey      struct{}
+)
+
+// CacheOnly returns a context under which Resolve answers from the cache
+// alone, without waiting on the network: when any answer it needs is
+// missing or expired it fails with ErrNotCached (and asks no server), so
+// a caller can resolve in place when it is cheap and hand the lookup to
+// a goroutine only when it is not.
+func CacheOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, cacheOnlyKey{}, true)
+}
 
 // RcodeError is a DNS answer with an error code other than NXDOMAIN, such
 // as SERVFAIL or REFUSED, from every server asked.
@@ -52,6 +71,7 @@ type Resolver struct {
 	udp, tcp   *dns.Client
 	cache      *lru[cacheKey, *answer]
 	blocked    *lru[targetKey, Reason]
+	hosts      *hosts
 
 	randMu sync.Mutex
 
@@ -107,6 +127,7 @@ func New(cfg Config) (*Resolver, error) {
 		cache:      newLRU[cacheKey, *answer](cfg.CacheSize),
 		blocked:    newLRU[targetKey, Reason](cfg.BlocklistSize),
 		inflight:   make(map[cacheKey]*call),
+		hosts:      newHosts(cfg.HostsFile),
 	}
 	for _, t := range cfg.Transports {
 		r.transports[normalizeTransport(t)] = true
@@ -166,10 +187,20 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 	if isLocalhost(key.name) {
 		return localhost(key.name, qtype), nil
 	}
+	if isInvalid(key.name) {
+		return nil, nil
+	}
+	if rrs, ok := r.hosts.lookup(key.name, qtype, r.now()); ok {
+		return rrs, nil
+	}
 	for {
 		if a, ok := r.cache.get(key, r.now()); ok {
 			r.hits.Add(1)
 			return a.rrs, nil
+		}
+		if miss, ok := ctx.Value(missKey{}).(*atomic.Bool); ok {
+			miss.Store(true)
+			return nil, ErrNotCached
 		}
 		r.mu.Lock()
 		c, waiting := r.inflight[key]

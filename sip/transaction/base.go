@@ -67,5 +67,5 @@ func (b *base) terminateLocked(err error) {
 		stop(&b.timers[i])
 	}
 	close(b.done)
-	b.l.remove(b.key, b.server)
+	b.l.remove(b)
 }

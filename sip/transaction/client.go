@@ -24,7 +24,6 @@ type ClientTx struct {
 	cb sync.Mutex // serializes handler calls
 
 	interval      time.Duration
-	provisional   bool
 	cancelPending bool
 	cancelled     bool
 	ack           *sip.Request // ACK sent for a non-2xx final response
@@ -106,9 +105,7 @@ func (tx *ClientTx) receive(res *sip.Response) {
 	case Calling, Trying, Proceeding:
 		switch {
 		case code < 200:
-			if tx.state == Calling || tx.state == Trying {
-				tx.state = Proceeding
-			}
+			tx.state = Proceeding
 			if !tx.invite && tx.timers[slotResend] != nil {
 				// Proceeding: Timer E keeps firing at T2 (§17.1.2.2).
 				tx.interval = cfg.T2
@@ -120,7 +117,6 @@ func (tx *ClientTx) receive(res *sip.Response) {
 				stop(&tx.timers[slotResend])
 				stop(&tx.timers[slotGiveUp])
 			}
-			tx.provisional = true
 			sendCancel, tx.cancelPending = tx.cancelPending, false
 			pass = true
 		case tx.invite && code < 300:
@@ -182,7 +178,7 @@ func (tx *ClientTx) Cancel() {
 		return
 	}
 	tx.cancelled = true
-	if !tx.provisional {
+	if tx.state == Calling { // no provisional response yet
 		tx.cancelPending = true
 		tx.mu.Unlock()
 		return
@@ -192,14 +188,10 @@ func (tx *ClientTx) Cancel() {
 }
 
 func (tx *ClientTx) sendCancel() {
-	tx.mu.Lock()
-	if tx.state != Proceeding {
-		tx.mu.Unlock()
+	if tx.State() != Proceeding {
 		return
 	}
-	tx.mu.Unlock()
-	cancel := NewCANCEL(tx.req)
-	_, _ = tx.l.Request(cancel, tx.sender, nil)
+	_, _ = tx.l.Request(NewCANCEL(tx.req), tx.sender, nil)
 }
 
 // timerResend is Timer A (INVITE: doubling, §17.1.1.2) or Timer E
@@ -250,32 +242,25 @@ func (tx *ClientTx) timerM() { tx.terminateIf(Accepted) }
 // (RFC 3261 §17.1.1.3): the INVITE's Request-URI, Call-ID, From, CSeq
 // number and top Via, the response's To, and the INVITE's Route set.
 func NewACK(invite *sip.Request, res *sip.Response) *sip.Request {
-	ack := &sip.Request{
-		Method:  sip.ACK,
-		URI:     invite.URI,
-		Version: "SIP/2.0",
-	}
-	ack.Via = []sip.Via{invite.Via[0]}
-	ack.MaxForwards = 70
-	ack.From, ack.To, ack.CallID = invite.From, res.To, invite.CallID
-	ack.CSeq = sip.CSeq{Seq: invite.CSeq.Seq, Method: sip.ACK}
-	ack.Route = invite.Route
-	return ack
+	return sameTransaction(invite, sip.ACK, res.To)
 }
 
 // NewCANCEL builds the CANCEL for a pending request (RFC 3261 §9.1): the
 // same Request-URI, Call-ID, To, From, CSeq number and top Via (so it
 // reaches the same server transaction), and the request's Route set.
 func NewCANCEL(req *sip.Request) *sip.Request {
-	c := &sip.Request{
-		Method:  sip.CANCEL,
-		URI:     req.URI,
-		Version: "SIP/2.0",
-	}
-	c.Via = []sip.Via{req.Via[0]}
-	c.MaxForwards = 70
-	c.From, c.To, c.CallID = req.From, req.To, req.CallID
-	c.CSeq = sip.CSeq{Seq: req.CSeq.Seq, Method: sip.CANCEL}
-	c.Route = req.Route
-	return c
+	return sameTransaction(req, sip.CANCEL, req.To)
+}
+
+// sameTransaction builds a method request with req's Request-URI, top Via,
+// From, Call-ID, CSeq number and Route set, Max-Forwards 70, and the given
+// To: the shape shared by the ACK and the CANCEL for req.
+func sameTransaction(req *sip.Request, method string, to sip.Address) *sip.Request {
+	r := &sip.Request{Method: method, URI: req.URI, Version: "SIP/2.0"}
+	r.Via = []sip.Via{req.Via[0]}
+	r.MaxForwards = 70
+	r.From, r.To, r.CallID = req.From, to, req.CallID
+	r.CSeq = sip.CSeq{Seq: req.CSeq.Seq, Method: method}
+	r.Route = req.Route
+	return r
 }

@@ -215,10 +215,7 @@ const (
 func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Disposition) {
 	switch req.Method {
 	case sip.ACK:
-		l.mu.Lock()
-		tx := l.server[serverKey(req, sip.INVITE)]
-		l.mu.Unlock()
-		if tx != nil && tx.ack(req) {
+		if tx := l.lookupServer(serverKey(req, sip.INVITE)); tx != nil && tx.ack(req) {
 			return nil, Absorbed
 		}
 		return nil, PassACK
@@ -227,9 +224,7 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 			tx.receive(req)
 			return nil, Absorbed
 		}
-		l.mu.Lock()
-		invite := l.server[serverKey(req, sip.INVITE)]
-		l.mu.Unlock()
+		invite := l.lookupServer(serverKey(req, sip.INVITE))
 		ctx, created := l.newServer(req, s)
 		if ctx == nil {
 			return nil, Overloaded
@@ -246,14 +241,10 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 		invite.cancel()
 		return nil, Absorbed
 	}
-	key := serverKey(req, req.Method)
-	l.mu.Lock()
-	if tx, ok := l.server[key]; ok {
-		l.mu.Unlock()
+	if tx := l.lookupServer(serverKey(req, req.Method)); tx != nil {
 		tx.receive(req)
 		return nil, Absorbed
 	}
-	l.mu.Unlock()
 	tx, created := l.newServer(req, s)
 	if tx == nil {
 		return nil, Overloaded
@@ -301,12 +292,18 @@ func (l *Layer) HandleResponse(res *sip.Response) bool {
 	return true
 }
 
-func (l *Layer) remove(key string, server bool) {
+// remove takes b's transaction out of the table unless another one has
+// taken its key since (a retransmission after RespondStateless).
+func (l *Layer) remove(b *base) {
 	l.mu.Lock()
-	if server {
-		delete(l.server, key)
+	if b.server {
+		if tx := l.server[b.key]; tx != nil && &tx.base == b {
+			delete(l.server, b.key)
+		}
 	} else {
-		delete(l.client, key)
+		if tx := l.client[b.key]; tx != nil && &tx.base == b {
+			delete(l.client, b.key)
+		}
 	}
 	l.mu.Unlock()
 }

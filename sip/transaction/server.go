@@ -327,6 +327,10 @@ func (tx *ServerTx) RespondStateless(res *sip.Response) error {
 	if tx.state != Trying && tx.state != Proceeding {
 		return ErrTerminated
 	}
+	// Out of the table before the response leaves: a retransmission sent
+	// the moment the client has it must start a new transaction, not be
+	// absorbed by this one as it ends.
+	tx.l.remove(&tx.base)
 	err := tx.send(res)
 	if err != nil {
 		tx.terminateLocked(ErrTransport)

@@ -731,6 +731,50 @@ func TestRespondStateless(t *testing.T) {
 	}
 }
 
+// senderFunc is a Sender calling a function.
+type senderFunc func(sip.Message) error
+
+func (f senderFunc) Send(m sip.Message) error { return f(m) }
+func (senderFunc) Reliable() bool             { return false }
+
+// TestRespondStatelessRetransmissionRace: a retransmission that arrives
+// while the stateless answer is being sent (the client got it and sent
+// again at once) starts a new transaction; it used to meet the ending one
+// in the table and be swallowed.
+func TestRespondStatelessRetransmissionRace(t *testing.T) {
+	l, _, rec := newTestLayer(false)
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKs2")
+	got := make(chan Disposition, 1)
+	send := senderFunc(func(m sip.Message) error {
+		// The retransmission is handled beside the send, as the socket
+		// reader would. The send waits a while for it: long enough for a
+		// new transaction to be made, while one that had to wait for the
+		// ending transaction's lock cannot finish.
+		done := make(chan struct{})
+		go func() {
+			_, d := l.HandleRequest(inv, rec)
+			got <- d
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(200 * time.Millisecond):
+		}
+		return nil
+	})
+	tx, _ := l.HandleRequest(inv, send)
+	if err := tx.RespondStateless(responseTo(inv, 404)); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-got; d != NewRequest {
+		t.Errorf("retransmission during the stateless answer: %v, want NewRequest", d)
+	}
+	// The ending transaction did not take the new one out of the table.
+	if _, d := l.HandleRequest(inv, rec); d != Absorbed {
+		t.Errorf("second retransmission: %v, want Absorbed by the new transaction", d)
+	}
+}
+
 func TestMaxServerAndUnansweredRequests(t *testing.T) {
 	clock := NewFakeClock(time.Unix(1_000_000, 0))
 	l := New(Config{Clock: clock, MaxServer: 2})

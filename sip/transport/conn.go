@@ -148,21 +148,17 @@ func (c *Conn) Send(data []byte) error {
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrConnClosed)
 	}
 	b := append([]byte(nil), data...)
-	if c.queued.Add(int64(len(b))) > sendQueueBytes {
-		c.queued.Add(-int64(len(b)))
-		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
-		c.closeWith("send queue full: peer not reading")
-		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
+	if c.queued.Add(int64(len(b))) <= sendQueueBytes {
+		select {
+		case c.outq <- b:
+			return nil
+		default:
+		}
 	}
-	select {
-	case c.outq <- b:
-		return nil
-	default:
-		c.queued.Add(-int64(len(b)))
-		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
-		c.closeWith("send queue full: peer not reading")
-		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
-	}
+	c.queued.Add(-int64(len(b)))
+	c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
+	c.closeWith("send queue full: peer not reading")
+	return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
 }
 
 // writeLoop writes what Send queued until the connection closes.
@@ -239,6 +235,9 @@ func (m *Manager) serveConn(c *Conn) {
 	c.closeWith(why)
 }
 
+// pong is the reply to a keep-alive ping; it is only ever read.
+var pong = []byte("\r\n")
+
 // closedByPeer starts the reason of a connection the peer shut down.
 const closedByPeer = "closed by peer"
 
@@ -281,7 +280,7 @@ func (m *Manager) readConn(c *Conn) string {
 		switch fr.kind {
 		case framePing: // RFC 5626 §3.5.1: answer CRLFCRLF with CRLF
 			st.keepalives.Add(1)
-			if err := c.write([]byte("\r\n"), false); err != nil {
+			if err := c.write(pong, false); err != nil {
 				return "keep-alive reply failed"
 			}
 		case frameMessage:

@@ -54,10 +54,9 @@ type framer struct {
 	start, end int   // unconsumed bytes are buf[start:end]
 	off        int64 // stream offset of buf[start]
 
-	inMsg  bool // a message's first byte is at buf[start]
-	scan   int  // where the header terminator search resumes, relative to start
-	hdrLen int  // header section length once found, else 0
-	total  int  // header section + body once known, else 0
+	inMsg bool // a message's first byte is at buf[start]
+	scan  int  // where the header terminator search resumes, relative to start
+	total int  // header section + body once the header section is found, else 0
 
 	err error // sticky: read error or errFramerStopped
 }
@@ -120,7 +119,7 @@ func (f *framer) cut() (frame, bool) {
 		}
 		f.inMsg = true
 	}
-	if f.hdrLen == 0 {
+	if f.total == 0 {
 		h, resume := findHeaderEnd(b, f.scan)
 		if h < 0 {
 			f.scan = resume
@@ -136,14 +135,14 @@ func (f *framer) cut() (frame, bool) {
 		if cl > f.max-h {
 			return f.stop(frameOversize, h, ""), true
 		}
-		f.hdrLen, f.total = h, h+cl
+		f.total = h + cl
 	}
 	if len(b) < f.total {
 		return frame{}, false
 	}
 	fr := frame{kind: frameMessage, data: bytes.Clone(b[:f.total]), off: f.off}
 	f.consume(f.total)
-	f.inMsg, f.scan, f.hdrLen, f.total = false, 0, 0, 0
+	f.inMsg, f.scan, f.total = false, 0, 0
 	return fr, true
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -306,17 +307,9 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 				l.family = 6
 			}
 		}
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			pc.Close()
-			return nil, ErrClosed
+		if err := m.serveListener(pc, p, l.addr, func() { m.udp = append(m.udp, l) }, func() { m.readUDP(l) }); err != nil {
+			return nil, err
 		}
-		m.udp = append(m.udp, l)
-		m.wg.Add(1)
-		m.mu.Unlock()
-		m.log.Info("listening", "proto", p, "addr", l.addr.String())
-		go m.readUDP(l)
 		return pc.LocalAddr(), nil
 	default:
 		network, _, err := listenNetwork("tcp", addr)
@@ -328,19 +321,29 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 			return nil, fmt.Errorf("transport: listen %s %s: %w", strings.ToLower(p), addr, err)
 		}
 		l := &streamListener{ln: ln, proto: p, addr: addrPortOf(ln.Addr())}
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			ln.Close()
-			return nil, ErrClosed
+		if err := m.serveListener(ln, p, l.addr, func() { m.streams = append(m.streams, l) }, func() { m.acceptLoop(l) }); err != nil {
+			return nil, err
 		}
-		m.streams = append(m.streams, l)
-		m.wg.Add(1)
-		m.mu.Unlock()
-		m.log.Info("listening", "proto", p, "addr", l.addr.String())
-		go m.acceptLoop(l)
 		return ln.Addr(), nil
 	}
+}
+
+// serveListener records a socket Listen opened (add runs with m.mu held)
+// and starts serve in a counted goroutine. If the Manager closed meanwhile
+// it closes sock instead and returns ErrClosed.
+func (m *Manager) serveListener(sock io.Closer, proto string, addr netip.AddrPort, add, serve func()) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		sock.Close()
+		return ErrClosed
+	}
+	add()
+	m.wg.Add(1)
+	m.mu.Unlock()
+	m.log.Info("listening", "proto", proto, "addr", addr.String())
+	go serve()
+	return nil
 }
 
 // acceptLoop accepts connections until the listener is closed.
@@ -701,9 +704,6 @@ func (m *Manager) readUDP(l *udpListener) {
 				return
 			}
 			m.log.Debug("udp read failed", "addr", l.addr.String(), "err", err)
-			if n == 0 {
-				continue
-			}
 		}
 		if n == 0 {
 			continue

@@ -33,6 +33,7 @@ func proxyServer(t *testing.T, routing string) *server {
 // TestProxySipp: calls from sipp through hlas to sipp, stateful and
 // stateless, the caller over UDP and TCP.
 func TestProxySipp(t *testing.T) {
+	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
 	for _, tc := range []struct{ name, mode, uacTransport string }{
 		{"stateful udp", "stateful", "u1"},
 		{"stateful tcp to udp", "stateful", "t1"},
@@ -70,6 +71,7 @@ func uaPhone(t *testing.T, user string, flags ...string) (*uaProc, string) {
 
 // TestProxyUA: `hlas ua` phones calling each other through the proxy.
 func TestProxyUA(t *testing.T) {
+	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
 	call := func(t *testing.T, s *server, target string, flags ...string) (int, string) {
 		args := append([]string{"call", "--user", "alice@example.test", "--server", s.UDP4, "--t1", "100ms",
 			"--duration", "200ms", "--drain", "5s"}, flags...)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hlas-voip/hlas/sip/resolve/resolvetest"
 )
 
 const (
@@ -50,6 +52,10 @@ type serverConfig struct {
 	lowPorts bool
 	// args are appended to the serve command line.
 	args []string
+	// dns is the DNS server hlas asks (--dns). Empty starts one in the
+	// test that knows no names, so that no test depends on the machine's
+	// resolver.
+	dns string
 }
 
 // startServer runs `hlas serve` on free loopback ports with a private data
@@ -105,11 +111,16 @@ func launch(t *testing.T, cfg serverConfig) (*server, error) {
 		s.TCP6 = s.UDP6
 		listen = append(listen, "udp:"+s.UDP6, "tcp:"+s.TCP6)
 	}
+	dns := cfg.dns
+	if dns == "" {
+		dns = emptyDNS(t)
+	}
 	args := []string{
 		"serve",
 		"--listen", strings.Join(listen, ","),
 		"--data", t.TempDir(),
 		"--log-level", "debug",
+		"--dns", dns,
 	}
 	args = append(args, cfg.args...)
 	s.cmd = exec.Command(hlasBin, args...)
@@ -124,6 +135,12 @@ func launch(t *testing.T, cfg serverConfig) (*server, error) {
 		close(s.exited)
 	}()
 	return s, nil
+}
+
+// emptyDNS starts a DNS server for the test that answers every name
+// NXDOMAIN, and returns its address.
+func emptyDNS(t *testing.T) string {
+	return resolvetest.Start(t, "invalid. 3600 IN SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 300").Addr
 }
 
 // waitReady polls with OPTIONS over UDP until any response arrives, then

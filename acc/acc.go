@@ -1,0 +1,591 @@
+package acc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/store"
+)
+
+// Kinds of record.
+const (
+	KindCall     = "call"
+	KindMessage  = "message"
+	KindRegister = "register"
+)
+
+// Statuses of a record.
+const (
+	StatusAnswered  = "answered"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+)
+
+// Who ended a call (store.CDR.EndedBy).
+const (
+	ByCaller = "caller"
+	ByCallee = "callee"
+	ByProxy  = "proxy"
+)
+
+// How a call ended (store.CDR.EndReason).
+const (
+	EndBye            = "bye"
+	EndCancel         = "cancel"
+	EndRejected       = "rejected"
+	EndTimeout        = "timeout"
+	EndMaxDuration    = "max-duration"
+	EndSessionExpired = "session-expired"
+	EndShutdown       = "shutdown"
+	EndUntracked      = "untracked"
+)
+
+// Env is what Accounting needs from the server.
+type Env struct {
+	// Store keeps the records. Required.
+	Store store.CDRs
+	// Clock runs the call timers: the transaction layer's, so tests can
+	// use a transaction.FakeClock. Nil: the wall clock.
+	Clock transaction.Clock
+	// Logger receives the logs, with feature=acc. Nil discards them.
+	Logger *slog.Logger
+	// Registerer gets the metrics (hlas_acc_*). Nil skips them.
+	Registerer prometheus.Registerer
+}
+
+// Accounting tracks calls through the proxy and writes their records. It
+// implements proxy.Accounting. Safe for concurrent use.
+type Accounting struct {
+	cfg   Config
+	env   Env
+	clock transaction.Clock
+	log   *slog.Logger
+	met   *metrics
+	w     *writer
+
+	mu     sync.Mutex
+	calls  map[dialogKey]*call // by the caller's tag, answered ones by the callee's too
+	n      int                 // calls tracked
+	closed bool
+	// INVITEs refused lately, oldest first in refusedQ (see Refused).
+	refused  map[refusalKey]time.Time
+	refusedQ []refusalKey
+}
+
+// dialogKey finds a call by Call-ID and the tag of either side: the
+// caller's from the start, the callee's once answered.
+type dialogKey struct{ callID, tag string }
+
+// call is one tracked INVITE and, once answered, its dialog.
+type call struct {
+	rec         store.CDR
+	recordRoute bool
+	answered    bool
+	done        bool
+	timer       transaction.Timer
+	gen         int       // the timer's generation: a stale firing is ignored
+	maxEnd      time.Time // answer + MaxDuration
+	sessionEnd  time.Time // last refresh + Session-Expires; zero without session timer
+}
+
+// New builds an Accounting and starts its writer; Close stops it.
+func New(cfg Config, env Env) (*Accounting, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if env.Store == nil {
+		return nil, errors.New("acc: no store")
+	}
+	cfg = cfg.withDefaults()
+	if env.Clock == nil {
+		env.Clock = transaction.RealClock{}
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Accounting{cfg: cfg, env: env, clock: env.Clock, log: env.Logger.With("feature", "acc"), calls: map[dialogKey]*call{}}
+	a.met = newMetrics(a)
+	if env.Registerer != nil {
+		if err := a.met.register(env.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	a.w = newWriter(a, cfg.QueueSize)
+	a.w.start()
+	return a, nil
+}
+
+// Config returns the effective configuration.
+func (a *Accounting) Config() Config { return a.cfg }
+
+// Calls returns the number of calls being tracked.
+func (a *Accounting) Calls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n
+}
+
+// Close ends the calls still open (end reason shutdown), writes what is
+// queued and stops the writer. Records offered afterwards are dropped.
+func (a *Accounting) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	now := a.clock.Now()
+	var recs []store.CDR
+	for _, c := range a.calls {
+		if c.done {
+			continue
+		}
+		if c.answered {
+			a.endLocked(c, now, ByProxy, EndShutdown)
+		} else {
+			c.rec.Status, c.rec.EndedBy, c.rec.EndReason, c.rec.End = StatusFailed, ByProxy, EndShutdown, now
+			a.removeLocked(c)
+		}
+		recs = append(recs, c.rec)
+	}
+	a.mu.Unlock()
+	for _, r := range recs {
+		a.w.enqueue(r, nil)
+	}
+	a.w.close()
+	return nil
+}
+
+// Record writes a record made elsewhere (the server's failed REGISTERs);
+// done, when not nil, runs once it is committed (or lost).
+func (a *Accounting) Record(rec store.CDR, done func()) {
+	if rec.ID == "" {
+		rec.ID = newID()
+	}
+	a.w.enqueue(rec, done)
+}
+
+// Forwarding implements proxy.Accounting.
+func (a *Accounting) Forwarding(ctx context.Context, req *sip.Request, info proxy.Forwarded) proxy.RequestObserver {
+	inDialog := req.To.Tag() != ""
+	switch {
+	case req.Method == sip.INVITE && !inDialog:
+		return a.startCall(req, info)
+	case req.Method == sip.MESSAGE && !inDialog && a.cfg.Messages:
+		return &messageObs{a: a, rec: a.newRecord(KindMessage, req, info)}
+	case inDialog:
+		return a.inDialog(req)
+	}
+	return nil
+}
+
+// newID returns 16 random hex digits.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// newRecord starts a record from the request that opens it. Strings are
+// cloned: the parser's refer into the transport's buffer.
+func (a *Accounting) newRecord(kind string, req *sip.Request, info proxy.Forwarded) store.CDR {
+	r := store.CDR{
+		ID:         newID(),
+		Kind:       kind,
+		CallID:     strings.Clone(req.CallID),
+		FromURI:    req.From.URI.String(),
+		FromTag:    strings.Clone(req.From.Tag()),
+		ToURI:      req.To.URI.String(),
+		RequestURI: req.URI.String(),
+		Caller:     AOR(req.From.URI),
+		Callee:     AOR(req.To.URI),
+		UserAgent:  strings.Clone(req.Get("User-Agent")),
+		Start:      a.clock.Now(),
+	}
+	if info.Authenticated {
+		r.User = AOR(info.User)
+	}
+	if info.Source.Remote.IsValid() {
+		r.Source = strings.ToLower(info.Source.Proto) + ":" + info.Source.Remote.String()
+	}
+	return r
+}
+
+// NewRecord starts a record of kind for req, as the proxy's hook would:
+// for records made outside the proxy (failed REGISTERs). source is
+// "transport:ip:port", user the authenticated user or "".
+func (a *Accounting) NewRecord(kind string, req *sip.Request, source, user string) store.CDR {
+	r := a.newRecord(kind, req, proxy.Forwarded{})
+	r.Source, r.User = source, user
+	return r
+}
+
+// AOR returns a URI's address of record as user@host (host lower case,
+// no port): what Caller, Callee and User hold.
+func AOR(u sip.URI) string {
+	host := strings.ToLower(u.Hostname())
+	if u.User == "" {
+		return host
+	}
+	return sip.Unescape(u.User) + "@" + host
+}
+
+// startCall begins tracking an INVITE.
+func (a *Accounting) startCall(req *sip.Request, info proxy.Forwarded) proxy.RequestObserver {
+	k := dialogKey{req.CallID, req.From.Tag()}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	if old, ok := a.calls[k]; ok && !old.answered {
+		// A spiral: the request came back through the proxy. The outer
+		// response context sees the outcome.
+		return nil
+	}
+	if a.n >= a.cfg.MaxCalls {
+		a.met.dropped.WithLabelValues("limit").Inc()
+		return nil
+	}
+	c := &call{rec: a.newRecord(KindCall, req, info), recordRoute: info.RecordRoute}
+	a.calls[dialogKey{c.rec.CallID, c.rec.FromTag}] = c
+	a.n++
+	return &inviteObs{a: a, c: c}
+}
+
+// inDialog finds the answered call an in-dialog request belongs to: its
+// BYE ends it, a refresh (re-INVITE, UPDATE) restarts its session timer.
+func (a *Accounting) inDialog(req *sip.Request) proxy.RequestObserver {
+	if req.Method != sip.BYE && req.Method != sip.INVITE && req.Method != sip.UPDATE {
+		return nil
+	}
+	from, to := req.From.Tag(), req.To.Tag()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.calls[dialogKey{req.CallID, from}]
+	side := ByCaller
+	if c == nil || !c.answered || c.rec.ToTag != to {
+		c, side = a.calls[dialogKey{req.CallID, to}], ByCallee
+		if c == nil || c.rec.ToTag != from {
+			return nil
+		}
+	}
+	if !c.answered || c.done {
+		return nil
+	}
+	if req.Method != sip.BYE {
+		return &refreshObs{a: a, c: c}
+	}
+	cause, text := Q850(&req.Header)
+	return &byeObs{a: a, c: c, at: a.clock.Now(), side: side, cause: cause, text: text}
+}
+
+// removeLocked forgets c.
+func (a *Accounting) removeLocked(c *call) {
+	if c.done {
+		return
+	}
+	c.done = true
+	a.n--
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	k := dialogKey{c.rec.CallID, c.rec.FromTag}
+	if a.calls[k] == c {
+		delete(a.calls, k)
+	}
+	if c.rec.ToTag != "" {
+		k.tag = c.rec.ToTag
+		if a.calls[k] == c {
+			delete(a.calls, k)
+		}
+	}
+}
+
+// endLocked ends an answered call at end.
+func (a *Accounting) endLocked(c *call, end time.Time, by, why string) {
+	c.rec.End, c.rec.EndedBy, c.rec.EndReason = end, by, why
+	if d := end.Sub(c.rec.Answer); d > 0 {
+		c.rec.Duration = d
+	}
+	a.removeLocked(c)
+}
+
+// armLocked (re)starts the call's timer for the earlier of its maximum
+// duration and its session expiry.
+func (a *Accounting) armLocked(c *call) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.gen++
+	gen := c.gen
+	deadline := c.maxEnd
+	if !c.sessionEnd.IsZero() && c.sessionEnd.Before(deadline) {
+		deadline = c.sessionEnd
+	}
+	c.timer = a.clock.AfterFunc(max(deadline.Sub(a.clock.Now()), 0), func() { a.expire(c, gen) })
+}
+
+// expire ends a call whose BYE did not come in time.
+func (a *Accounting) expire(c *call, gen int) {
+	a.mu.Lock()
+	if c.done || c.gen != gen {
+		a.mu.Unlock()
+		return
+	}
+	c.timer = nil
+	end, why := c.maxEnd, EndMaxDuration
+	if !c.sessionEnd.IsZero() && !c.sessionEnd.After(c.maxEnd) {
+		end, why = c.sessionEnd, EndSessionExpired
+	}
+	a.endLocked(c, end, ByProxy, why)
+	rec := c.rec
+	a.mu.Unlock()
+	a.log.Debug("call timed out", "call-id", rec.CallID, "why", why)
+	a.w.enqueue(rec, nil)
+}
+
+// maxSessionExpires caps a Session-Expires interval, in seconds: beyond
+// it (68 years) a number would overflow a time.Duration.
+const maxSessionExpires = 1<<31 - 1
+
+// sessionExpires reads RFC 4028 Session-Expires ("1800;refresher=uac")
+// from a 2xx; 0 when absent or unusable. An interval too long to count
+// is maxSessionExpires (Config.MaxDuration ends the call first anyway).
+func sessionExpires(res *sip.Response) time.Duration {
+	v := res.Get("Session-Expires")
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.TrimSpace(v)
+	n, err := strconv.ParseUint(v, 10, 64)
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange):
+		n = maxSessionExpires
+	case err != nil || n == 0:
+		return 0
+	}
+	return time.Duration(min(n, maxSessionExpires)) * time.Second
+}
+
+// Q850 returns the Q.850 cause (1-127) and text of a Reason header (RFC
+// 3326: Reason: Q.850;cause=16;text="Terminated"), 0 when there is none.
+// White space may surround ";" and "=" (RFC 3261 §25.1), and the text is
+// a quoted-string or a token.
+func Q850(h *sip.Header) (int, string) {
+	for _, v := range h.Values("Reason") {
+		proto, params, _ := strings.Cut(v, ";")
+		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
+			continue
+		}
+		cause, text, hasCause, hasText := 0, "", false, false
+		sip.Params(";" + params).Each(func(name, value string, _ bool) bool {
+			switch name = strings.TrimSpace(name); {
+			case strings.EqualFold(name, "cause") && !hasCause:
+				hasCause = true
+				if n, err := strconv.Atoi(strings.TrimSpace(value)); err == nil && n >= 1 && n <= 127 {
+					cause = n
+				}
+			case strings.EqualFold(name, "text") && !hasText:
+				hasText = true
+				text = unquote(strings.TrimSpace(value))
+			}
+			return true
+		})
+		if cause == 0 {
+			continue
+		}
+		return cause, strings.Clone(text)
+	}
+	return 0, ""
+}
+
+// unquote returns the content of a quoted-string, its quoted-pairs
+// undone (RFC 3261 §25.1); anything else as it is.
+func unquote(s string) string {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return s
+	}
+	s = s[1 : len(s)-1]
+	if strings.IndexByte(s, '\\') < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// setBranch records the fork branch that answered: its target and where
+// it was sent.
+func setBranch(r *store.CDR, up proxy.Upstream) {
+	if up.Target.Host != "" {
+		r.Branch = up.Target.String()
+	}
+	if up.Addr.IsValid() {
+		r.BranchAddr = strings.ToLower(up.Proto) + ":" + up.Addr.String()
+	}
+}
+
+// inviteObs follows the initial INVITE of a call.
+type inviteObs struct {
+	a *Accounting
+	c *call
+}
+
+func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
+	a, c := o.a, o.c
+	now := a.clock.Now()
+	a.mu.Lock()
+	if c.done || c.answered {
+		// A later 2xx of another branch (RFC 3261 §16.7 step 5): the
+		// call has its answer.
+		a.mu.Unlock()
+		send()
+		return
+	}
+	c.rec.Code, c.rec.Reason = res.StatusCode, strings.Clone(res.Reason)
+	if res.StatusCode/100 == 2 {
+		c.answered = true
+		c.rec.Status, c.rec.Answer = StatusAnswered, now
+		c.rec.ToTag = strings.Clone(res.To.Tag())
+		setBranch(&c.rec, up)
+		if !c.recordRoute || c.rec.ToTag == "" {
+			// The BYE will not pass here: record what is known now.
+			a.endLocked(c, now, "", EndUntracked)
+			rec := c.rec
+			a.mu.Unlock()
+			a.w.enqueue(rec, send)
+			return
+		}
+		a.calls[dialogKey{c.rec.CallID, c.rec.ToTag}] = c
+		c.maxEnd = now.Add(a.cfg.MaxDuration)
+		if s := sessionExpires(res); s > 0 {
+			c.sessionEnd = now.Add(s)
+		}
+		a.armLocked(c)
+		a.mu.Unlock()
+		send()
+		return
+	}
+	c.rec.Q850, c.rec.Q850Text = Q850(&res.Header)
+	c.rec.ToTag = strings.Clone(res.To.Tag()) // the tag of whoever refused
+	c.rec.End = now
+	switch {
+	case up.Cancelled:
+		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusCancelled, ByCaller, EndCancel
+	case up.Local && res.StatusCode == 408:
+		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByProxy, EndTimeout
+	case up.Local:
+		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByProxy, EndRejected
+	default:
+		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByCallee, EndRejected
+	}
+	a.removeLocked(c)
+	rec := c.rec
+	a.mu.Unlock()
+	a.w.enqueue(rec, send)
+}
+
+// byeObs follows a BYE: any final response ends the call (RFC 3261
+// §15.1.2: the dialog is over whatever the answer), and goes upstream
+// once the record is committed.
+type byeObs struct {
+	a     *Accounting
+	c     *call
+	at    time.Time
+	side  string
+	cause int
+	text  string
+}
+
+func (o *byeObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
+	a, c := o.a, o.c
+	a.mu.Lock()
+	if c.done {
+		a.mu.Unlock()
+		send()
+		return
+	}
+	c.rec.Q850, c.rec.Q850Text = o.cause, o.text
+	a.endLocked(c, o.at, o.side, EndBye)
+	rec := c.rec
+	a.mu.Unlock()
+	a.w.enqueue(rec, send)
+}
+
+// refreshObs follows a re-INVITE or UPDATE: its 2xx refreshes the
+// session, and its Session-Expires (or the lack of one) sets the next
+// interval (RFC 4028 §9, §10).
+type refreshObs struct {
+	a *Accounting
+	c *call
+}
+
+func (o *refreshObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
+	a, c := o.a, o.c
+	if res.StatusCode/100 == 2 {
+		a.mu.Lock()
+		if !c.done {
+			c.sessionEnd = time.Time{}
+			if s := sessionExpires(res); s > 0 {
+				c.sessionEnd = a.clock.Now().Add(s)
+			}
+			a.armLocked(c)
+		}
+		a.mu.Unlock()
+	}
+	send()
+}
+
+// messageObs records a MESSAGE at its first final response.
+type messageObs struct {
+	a    *Accounting
+	mu   sync.Mutex
+	rec  store.CDR
+	done bool
+}
+
+func (o *messageObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
+	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		send()
+		return
+	}
+	o.done = true
+	r := o.rec
+	o.mu.Unlock()
+	r.End = o.a.clock.Now()
+	r.Code, r.Reason = res.StatusCode, strings.Clone(res.Reason)
+	r.ToTag = strings.Clone(res.To.Tag())
+	r.Status = StatusFailed
+	switch {
+	case res.StatusCode/100 == 2:
+		r.Status = StatusAnswered
+		setBranch(&r, up)
+	case up.Local:
+		r.EndedBy = ByProxy
+	default:
+		r.EndedBy = ByCallee
+	}
+	o.a.w.enqueue(r, send)
+}

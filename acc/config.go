@@ -1,0 +1,69 @@
+package acc
+
+import (
+	"errors"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxDuration ends a call whose BYE never came.
+	DefaultMaxDuration = 4 * time.Hour
+	// DefaultMaxCalls bounds the calls tracked at once.
+	DefaultMaxCalls = 100000
+	// DefaultQueueSize bounds the records waiting for their commit.
+	DefaultQueueSize = 8192
+)
+
+// Config is the "accounting" section of the server's YAML file.
+//
+//	accounting:
+//	  enabled: true
+//	  max_duration: 4h
+//	  messages: true
+//	  failed_registers: true
+type Config struct {
+	// Enabled turns accounting on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// MaxDuration ends an answered call that has seen no BYE this long
+	// after its answer (ended_by proxy, end_reason max-duration).
+	// Default 4h.
+	MaxDuration time.Duration `yaml:"max_duration"`
+	// Messages records every MESSAGE the proxy forwards. Default off.
+	Messages bool `yaml:"messages"`
+	// FailedRegisters records REGISTERs answered >= 300, except the
+	// 401/407 challenge to one without credentials. Default off.
+	FailedRegisters bool `yaml:"failed_registers"`
+	// MaxCalls bounds the calls tracked at once; calls beyond it are not
+	// recorded (hlas_acc_dropped_total{reason="limit"}). Default 100000.
+	MaxCalls int `yaml:"max_calls"`
+	// QueueSize bounds the records waiting for their commit. Default 8192.
+	QueueSize int `yaml:"queue_size"`
+}
+
+// On reports whether accounting is enabled.
+func (c Config) On() bool { return c.Enabled == nil || *c.Enabled }
+
+func (c Config) withDefaults() Config {
+	if c.MaxDuration == 0 {
+		c.MaxDuration = DefaultMaxDuration
+	}
+	if c.MaxCalls == 0 {
+		c.MaxCalls = DefaultMaxCalls
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	return c
+}
+
+// Validate checks the values and names the offending field.
+func (c Config) Validate() error {
+	if c.MaxDuration < 0 {
+		return errors.New("accounting max_duration: must not be negative")
+	}
+	if c.MaxCalls < 0 || c.QueueSize < 0 {
+		return errors.New("accounting max_calls, queue_size: must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+// Package acc is hlas's accounting: call detail records (CDRs) of the calls
+// the proxy forwards, and optionally of MESSAGE requests and failed
+// REGISTERs.
+//
+// # Where records come from
+//
+// Accounting implements proxy.Accounting. An INVITE outside a dialog that
+// the proxy forwards statefully starts a tracked call; its first 2xx
+// answers it (the fork branch that sent it is noted); a final response
+// >= 300 (the caller's CANCEL included) ends it as a failed or cancelled
+// call. An answered call ends with a BYE from either side, which passes
+// the proxy because it record-routed the dialog; a call whose BYE never
+// comes ends at Config.MaxDuration after the answer, or earlier when the
+// endpoints negotiated session timers (RFC 4028) and no refresh came
+// within the Session-Expires interval. A call answered without the
+// proxy's Record-Route cannot be followed: it is recorded at the answer.
+// An INVITE the server refuses or redirects itself, without forwarding
+// it, is recorded by Refused (the server calls it for the stateless
+// final responses it sends to INVITEs outside a dialog).
+//
+// # Durability
+//
+// A record is counted as written only once the transaction holding it has
+// committed, and the response that completes it (the BYE's 200, the
+// INVITE's final non-2xx, the MESSAGE's final response) goes upstream
+// only after that commit. So when the caller has seen the BYE's 200, the
+// record is on disk: a SIGKILL right after loses no finished call. The
+// writes go through one goroutine in batches (group commit, as the
+// registrar does), so one fsync serves every record that queued while the
+// previous batch committed. Close finishes the calls still open (as
+// "shutdown") and flushes the queue.
+//
+// # Limits
+//
+// Config.MaxCalls bounds the tracked calls (those beyond it go unrecorded
+// and are counted), Config.QueueSize the records waiting for the disk
+// (beyond it the response is sent at once and the record dropped and
+// counted). Timers come from the transaction layer's Clock; there is no
+// package-level state.
+//
+// # Metrics
+//
+// Namespace hlas, subsystem acc:
+//
+//	hlas_acc_records_total{kind,status}  records committed
+//	hlas_acc_dropped_total{reason}       records lost: limit, queue_full, store_error, closed
+//	hlas_acc_calls                       calls being tracked
+//	hlas_acc_queue_length                records waiting for their commit
+//	hlas_acc_store_write_seconds         duration of one batch commit
+package acc

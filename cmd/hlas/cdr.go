@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hlas-voip/hlas/acc"
+	"github.com/hlas-voip/hlas/store"
+)
+
+const cdrUsage = `usage: hlas cdr <command> [flags]
+
+Call detail records from the store (the server's accounting). Works
+while the server runs: every record listed is committed.
+
+commands:
+  list                       one line per record, oldest first
+  export --format csv|json   every field; json is JSON Lines (one object a line)
+
+flags (every command, anywhere on the line):
+  --since T        records of calls started at or after T
+  --until T        records of calls started before T
+                   (T: RFC 3339 "2025-01-02T15:04:05Z", a date "2025-01-02",
+                   or a duration back from now "1h", "30m")
+  --user U         authenticated user, caller or callee: user@domain, or a user part
+  --status S       answered, failed, cancelled, or a status code (486)
+  --kind K         call, message or register
+  --limit N        at most N records
+  --data DIR       data directory of the embedded database (default ./hlas-data)
+  --config FILE    the server's YAML file: its data and store settings
+`
+
+// cdrMain runs `hlas cdr`.
+func cdrMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "export") {
+		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stdout, cdrUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, cdrUsage)
+		return 2
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("hlas cdr "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, cdrUsage) }
+	sf := addStoreFlags(fs)
+	since := fs.String("since", "", "records started at or after this time")
+	until := fs.String("until", "", "records started before this time")
+	user := fs.String("user", "", "authenticated user, caller or callee")
+	status := fs.String("status", "", "answered, failed, cancelled or a status code")
+	kind := fs.String("kind", "", "call, message or register")
+	limit := fs.Int("limit", 0, "at most this many records")
+	format := fs.String("format", "csv", "export format: csv or json")
+	pos, err := parseFlagsAnywhere(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "hlas cdr %s: unexpected argument %q\n", cmd, pos[0])
+		return 2
+	}
+	now := time.Now()
+	f := store.CDRFilter{User: *user, Status: strings.ToLower(*status), Kind: strings.ToLower(*kind), Limit: *limit}
+	if f.Since, err = parseWhen(*since, now); err != nil {
+		fmt.Fprintln(stderr, "hlas cdr: --since:", err)
+		return 2
+	}
+	if f.Until, err = parseWhen(*until, now); err != nil {
+		fmt.Fprintln(stderr, "hlas cdr: --until:", err)
+		return 2
+	}
+	switch f.Status {
+	case "", acc.StatusAnswered, acc.StatusFailed, acc.StatusCancelled:
+	default:
+		if n, err := strconv.Atoi(f.Status); err != nil || n < 100 || n > 699 {
+			fmt.Fprintf(stderr, "hlas cdr: --status %q: want answered, failed, cancelled or a status code\n", *status)
+			return 2
+		}
+	}
+	if *format != "csv" && *format != "json" {
+		fmt.Fprintf(stderr, "hlas cdr: --format %q: want csv or json\n", *format)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := sf.open(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "hlas cdr:", err)
+		return 1
+	}
+	defer st.Close()
+	recs, err := st.CDRs(ctx, f)
+	if err != nil {
+		fmt.Fprintln(stderr, "hlas cdr:", err)
+		return 1
+	}
+	switch {
+	case cmd == "list":
+		err = listCDRs(stdout, recs)
+	case *format == "json":
+		err = acc.WriteJSON(stdout, recs)
+	default:
+		err = acc.WriteCSV(stdout, recs)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hlas cdr:", err)
+		return 1
+	}
+	return 0
+}
+
+// listCDRs prints one aligned line per record.
+func listCDRs(w io.Writer, recs []store.CDR) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "START\tKIND\tSTATUS\tCODE\tDURATION\tFROM\tTO\tUSER\tENDED-BY\tEND\tCALL-ID")
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3fs\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Start.Local().Format("2006-01-02 15:04:05"),
+			r.Kind, r.Status, r.Code, r.Duration.Seconds(), r.Caller, r.Callee, dash(r.User), dash(r.EndedBy),
+			dash(r.EndReason), r.CallID)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// parseWhen reads a time: RFC 3339, a date (local midnight), or a
+// duration before now. A time before 1970 counts as 1970: no record is
+// older, and the zero time would mean no bound at all to the store.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t, err = time.ParseInLocation("2006-01-02", s, time.Local)
+	}
+	if err != nil {
+		d, derr := time.ParseDuration(s)
+		if derr != nil || d < 0 {
+			return time.Time{}, fmt.Errorf("%q: want RFC 3339, YYYY-MM-DD or a duration like 1h", s)
+		}
+		t = now.Add(-d)
+	}
+	if epoch := time.Unix(0, 0); t.Before(epoch) {
+		t = epoch
+	}
+	return t, nil
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/resolve"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// dnsHops walks the targets of an RFC 3263 lookup as Hops. Targets of a
+// transport the proxy cannot send on (WS, WSS) are skipped; a failure is
+// passed on to the resolver's blocklist with the target it was found as.
+type dnsHops struct {
+	ts *resolve.Targets
+
+	mu   sync.Mutex
+	seen map[Hop]resolve.Target
+}
+
+func newDNSHops(ts *resolve.Targets) *dnsHops {
+	return &dnsHops{ts: ts, seen: make(map[Hop]resolve.Target, ts.Len())}
+}
+
+// Next implements Hops.
+func (d *dnsHops) Next() (Hop, bool) {
+	for {
+		t, ok := d.ts.Next()
+		if !ok {
+			return Hop{}, false
+		}
+		switch t.Transport {
+		case transport.UDP, transport.TCP, transport.TLS:
+		default:
+			continue
+		}
+		h := Hop{Proto: t.Transport, Addr: t.Addr, Host: t.Host}
+		d.mu.Lock()
+		d.seen[h] = t
+		d.mu.Unlock()
+		return h, true
+	}
+}
+
+// Fail implements Hops: the target goes on the resolver's blocklist.
+func (d *dnsHops) Fail(h Hop, why Failure) {
+	d.mu.Lock()
+	t, ok := d.seen[h]
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	d.ts.Fail(t, reasonOf(why))
+}
+
+func reasonOf(why Failure) resolve.Reason {
+	switch why {
+	case FailTimeout:
+		return resolve.ReasonTimeout
+	case FailUnavailable:
+		return resolve.ReasonUnavailable
+	}
+	return resolve.ReasonTransport
+}
+
+// FailFor is Fail with the time to avoid the hop: a 503's Retry-After.
+func (d *dnsHops) FailFor(h Hop, why Failure, dur time.Duration) {
+	d.mu.Lock()
+	t, ok := d.seen[h]
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	d.ts.FailFor(t, reasonOf(why), dur)
+}
+
+// Succeed takes a hop that answered off the blocklist: it may have been
+// tried although blocked, because every other target was.
+func (d *dnsHops) Succeed(h Hop) {
+	d.mu.Lock()
+	t, ok := d.seen[h]
+	d.mu.Unlock()
+	if ok {
+		d.ts.Succeed(t)
+	}
+}
+
+// succeeder is a Hops that wants to hear when a hop answered.
+type succeeder interface{ Succeed(Hop) }
+
+// ENUM is the ENUM routing step (RFC 6116) for the requests m matches: the
+// Request-URI's E.164 number (a tel: URI, or a user part starting with
+// "+") is looked up in the ENUM tree, and the request goes to the URIs
+// found, one after the other in the order of the NAPTR records (the
+// location service's contacts for a URI in one of the server's domains).
+// When the number has no ENUM record, when it is not an E.164 number, or
+// when the DNS cannot be asked, the request goes on to next: the next
+// rule decides. Without Env.DNS every request goes on.
+func (p *Proxy) ENUM(m Matcher) handler.Middleware {
+	return func(next handler.Handler) handler.Handler {
+		return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+			if p.env.DNS == nil || !m(req) {
+				next.ServeSIP(ctx, tx, req)
+				return
+			}
+			number, ok := resolve.E164(req.URI)
+			if !ok {
+				next.ServeSIP(ctx, tx, req)
+				return
+			}
+			lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			uris, err := p.env.DNS.ENUM(lctx, number)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, resolve.ErrNoRecord) {
+					p.log.Warn("enum lookup failed", "number", number, "err", err)
+				}
+				p.met.enum.WithLabelValues("miss").Inc()
+				next.ServeSIP(ctx, tx, req)
+				return
+			}
+			p.met.enum.WithLabelValues("hit").Inc()
+			var pl plan
+			pl.kind = "enum"
+			for _, u := range uris {
+				// Ours: one of our domains, or our own address with our
+				// port (the host alone may be a phone on this machine).
+				if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(&u)) {
+					ts, err := p.locator.Lookup(ctx, u)
+					if err == nil && len(ts) > 0 {
+						pl.groups = append(pl.groups, byQ(ts)...)
+					}
+					continue
+				}
+				pl.groups = append(pl.groups, []Target{{URI: u, Q: 1}})
+			}
+			if len(pl.groups) == 0 {
+				p.reply(tx, req, 480, "")
+				return
+			}
+			p.log.Debug("enum", "number", number, "uri", uris[0].String())
+			p.dispatch(ctx, tx, req, pl)
+		})
+	}
+}

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hlas-voip/hlas/sip"
+)
+
+func tokenProxy(key string) *Proxy {
+	return &Proxy{flowKey: []byte(key), env: Env{Network: &fakeNet{}}}
+}
+
+func udpFlow(s string) Flow { return Flow{Proto: "UDP", Remote: netip.MustParseAddrPort(s)} }
+
+func TestNeedsFlow(t *testing.T) {
+	contact := func(s string) []sip.Address {
+		u, err := sip.ParseURI(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []sip.Address{{URI: u}}
+	}
+	for _, tc := range []struct {
+		name    string
+		f       Flow
+		contact []sip.Address
+		want    bool
+	}{
+		{"no flow", Flow{}, contact("sip:a@192.0.2.1"), false},
+		{"UDP from the Contact's address and port", udpFlow("192.0.2.1:5060"), contact("sip:a@192.0.2.1"), false},
+		{"UDP through a NAT: other address", udpFlow("203.0.113.9:5060"), contact("sip:a@10.0.0.2"), true},
+		{"UDP through a NAT: other port", udpFlow("192.0.2.1:40000"), contact("sip:a@192.0.2.1:5060"), true},
+		{"Contact with a host name", udpFlow("192.0.2.1:5060"), contact("sip:a@phone.example"), true},
+		{"no Contact", udpFlow("192.0.2.1:5060"), nil, true},
+		{"TCP: always (RFC 5923 connection reuse)", Flow{Proto: "TCP", Remote: netip.MustParseAddrPort("192.0.2.1:5060")}, contact("sip:a@192.0.2.1;transport=tcp"), true},
+		{"IPv6 from the Contact's address", udpFlow("[2001:db8::1]:5060"), contact("sip:a@[2001:db8::1]"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := needsFlow(tc.f, tc.contact); got != tc.want {
+				t.Errorf("needsFlow = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlowTokenRoundTrip(t *testing.T) {
+	p := tokenProxy("k1")
+	for _, tok := range []flowToken{
+		{tag: 1, caller: udpFlow("203.0.113.9:40000")},
+		{tag: 2, callee: Flow{Proto: "TCP", Remote: netip.MustParseAddrPort("[2001:db8::7]:5061")}},
+		{tag: 3, caller: udpFlow("203.0.113.9:40000"), callee: Flow{Proto: "TLS", Remote: netip.MustParseAddrPort("198.51.100.2:5061")}},
+	} {
+		user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
+		got, ok := p.decodeToken(user)
+		if !ok || got != tok {
+			t.Errorf("decode(encode(%+v)) = %+v, %v", tok, got, ok)
+		}
+		if strings.ContainsAny(user, "=+/%;@:") {
+			t.Errorf("token %q has characters a user part must escape", user)
+		}
+	}
+	tok := flowToken{tag: 9, caller: udpFlow("203.0.113.9:40000")}
+	user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
+	if _, ok := tokenProxy("another key").decodeToken(user); ok {
+		t.Error("a token signed with another key was accepted")
+	}
+	b := p.encodeToken(tok)
+	b[7] ^= 1 // the first byte of the caller's address
+	if _, ok := p.decodeToken(flowTokenPrefix + encodeB64(b)); ok {
+		t.Error("a tampered token was accepted")
+	}
+	for _, bad := range []string{"", "ft-", "ft-!!", "alice", "ft-" + strings.Repeat("A", 200)} {
+		if _, ok := p.decodeToken(bad); ok {
+			t.Errorf("decodeToken(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDialogFlow(t *testing.T) {
+	p := tokenProxy("k")
+	caller, callee := udpFlow("203.0.113.9:40000"), udpFlow("198.51.100.7:41000")
+	tok := flowToken{tag: tagHash("caller-tag"), caller: caller, callee: callee}
+	req := func(fromTag string) *sip.Request {
+		r := &sip.Request{Method: sip.BYE}
+		r.From.Params = sip.Params(";tag=" + fromTag)
+		return r
+	}
+	if got := p.dialogFlow(req("caller-tag"), tok); got != callee {
+		t.Errorf("the caller's request goes over %+v, want the callee's flow", got)
+	}
+	if got := p.dialogFlow(req("callee-tag"), tok); got != caller {
+		t.Errorf("the callee's request goes over %+v, want the caller's flow", got)
+	}
+	if got := p.dialogFlow(req("caller-tag"), flowToken{tag: tok.tag, caller: caller}); !got.IsZero() {
+		t.Errorf("no callee flow: got %+v, want none (the Request-URI)", got)
+	}
+	tcp := flowToken{tag: tok.tag, callee: Flow{Proto: "TCP", Remote: netip.MustParseAddrPort("198.51.100.7:5060")}}
+	if got := p.dialogFlow(req("caller-tag"), tcp); !got.IsZero() {
+		t.Errorf("a closed TCP flow: got %+v, want none", got)
+	}
+}
+
+func encodeB64(b []byte) string { return b64(b) }
+
+// FuzzFlowToken: whatever a Route's user part holds, decoding neither
+// panics nor accepts what this proxy did not sign.
+func FuzzFlowToken(f *testing.F) {
+	p := tokenProxy("fuzz")
+	f.Add(flowTokenPrefix + b64(p.encodeToken(flowToken{tag: 1, caller: udpFlow("203.0.113.9:40000")})))
+	f.Add(flowTokenPrefix + b64(p.encodeToken(flowToken{tag: 2, callee: udpFlow("[2001:db8::1]:5060")})))
+	f.Add("ft-AAAA")
+	f.Add("alice")
+	f.Fuzz(func(t *testing.T, user string) {
+		tok, ok := p.decodeToken(user)
+		if !ok {
+			return
+		}
+		// Accepted: it must be what the proxy would have written.
+		if again := flowTokenPrefix + b64(p.encodeToken(tok)); again != user {
+			t.Errorf("accepted %q, which encodes back as %q", user, again)
+		}
+	})
+}
+
+// The Record-Route carries a token only where a flow is needed: for a
+// caller whose Contact is not where its INVITE came from, and only when
+// that caller sent the INVITE itself (one Via); behind another proxy, the
+// flow leads to that proxy, which routes the dialog's requests by itself.
+func TestRecordRouteToken(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		extra   []string
+		wantTok bool
+	}{
+		{"Contact is the source: no token", nil, false},
+		{"caller behind NAT: token", []string{"Contact: <sip:alice@10.0.0.7:5070>"}, true},
+		{"behind NAT but through another proxy: no token",
+			[]string{"Contact: <sip:alice@10.0.0.7:5070>", "Via: SIP/2.0/UDP 10.0.0.7:5070;branch=z9hG4bKua1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, Config{Locations: bobLocations}, nil)
+			req := request(t, sip.INVITE, "sip:carol@example.test", tc.extra...)
+			if len(tc.extra) > 0 && strings.HasPrefix(tc.extra[0], "Contact:") {
+				req.Contact = req.Contact[len(req.Contact)-1:] // the extra Contact replaces the default
+			}
+			e.serve(req)
+			out := e.net.requests(t)
+			if len(out) != 1 || len(out[0].RecordRoute) == 0 {
+				t.Fatalf("sent %v", out)
+			}
+			user := out[0].RecordRoute[0].URI.User
+			if got := strings.HasPrefix(user, flowTokenPrefix); got != tc.wantTok {
+				t.Errorf("Record-Route user %q, token wanted: %v", user, tc.wantTok)
+			}
+			if tc.wantTok {
+				tok, ok := e.p.decodeToken(user)
+				if !ok || tok.caller.Remote != callerIn || tok.tag != tagHash("a1") || !tok.callee.IsZero() {
+					t.Errorf("token %+v (ok %v), want the caller's flow %s and tag a1", tok, ok, callerIn)
+				}
+			}
+		})
+	}
+}

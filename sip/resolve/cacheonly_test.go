@@ -1,0 +1,50 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// CacheOnly: answers from the cache alone, no query on a miss, and no
+// partial target list when only some of the answers are cached.
+func TestCacheOnly(t *testing.T) {
+	srv := startZones(t, "rfc3263.zone")
+	r, clock := newResolver(t, srv, Config{})
+	u := mustURI(t, "sip:alice@example.test")
+	ctx := context.Background()
+
+	if _, err := r.Resolve(CacheOnly(ctx), u); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("cold cache: %v, want ErrNotCached", err)
+	}
+	if n := srv.Queries("example.test.", dns.TypeNAPTR); n != 0 {
+		t.Errorf("a cache-only lookup sent %d NAPTR queries", n)
+	}
+	full, err := r.Resolve(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, err := r.Resolve(CacheOnly(ctx), u)
+	if err != nil {
+		t.Fatalf("warm cache: %v", err)
+	}
+	if got, want := lines(cached.All()), lines(full.All()); !slices.Equal(got, want) {
+		t.Errorf("from the cache %v, from the servers %v", got, want)
+	}
+	queries := r.Stats().Queries
+	clock.Advance(25 * time.Hour) // every TTL of the zone is over
+	if _, err := r.Resolve(CacheOnly(ctx), u); !errors.Is(err, ErrNotCached) {
+		t.Errorf("expired: %v, want ErrNotCached", err)
+	}
+	if r.Stats().Queries != queries {
+		t.Error("a cache-only lookup asked a server after expiry")
+	}
+	// Numeric hosts need no answer at all.
+	if _, err := r.Resolve(CacheOnly(ctx), mustURI(t, "sip:bob@192.0.2.1")); err != nil {
+		t.Errorf("numeric host: %v", err)
+	}
+}

@@ -1,0 +1,268 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// CDR is one call detail record: a call the proxy forwarded (answered or
+// not), or optionally a MESSAGE or a failed REGISTER. Package acc makes
+// them; the store keeps them. Times are kept to the millisecond.
+type CDR struct {
+	// ID identifies the record; writing the same ID twice keeps one row,
+	// so a batch retried after an unclear commit cannot duplicate it.
+	ID string
+	// Kind is call, message or register.
+	Kind string
+	// Status is answered (a 2xx), cancelled (the caller's CANCEL) or
+	// failed (any other final response).
+	Status string
+	// CallID, the From and To URIs and tags identify the dialog (RFC 3261
+	// §12); ToTag is the answering side's tag.
+	CallID  string
+	FromURI string
+	FromTag string
+	ToURI   string
+	ToTag   string
+	// RequestURI is the request's Request-URI as received.
+	RequestURI string
+	// Caller and Callee are the From's and To's address of record,
+	// user@host, for filtering.
+	Caller string
+	Callee string
+	// User is the authenticated user (user@domain); empty when the
+	// request passed unauthenticated (a trusted peer, an open domain).
+	User string
+	// Source is where the request came from, transport:ip:port.
+	Source string
+	// UserAgent is the request's User-Agent.
+	UserAgent string
+	// Start is when the INVITE (MESSAGE, REGISTER) arrived, Answer when
+	// the first 2xx went upstream (zero when none did), End when the call
+	// ended: the BYE's arrival, the final response, or a timeout.
+	Start  time.Time
+	Answer time.Time
+	End    time.Time
+	// Duration is End - Answer for answered calls, else zero.
+	Duration time.Duration
+	// Code and Reason are the final response's status code and phrase.
+	Code   int
+	Reason string
+	// Q850 is the cause of a Reason header (RFC 3326) on the BYE or the
+	// final response, 0 when none; Q850Text its text.
+	Q850     int
+	Q850Text string
+	// EndedBy is who ended the call: caller, callee or proxy (Timer C,
+	// no response, maximum duration, session timer, shutdown).
+	EndedBy string
+	// EndReason says how: bye, cancel, rejected, redirected, timeout, max-duration,
+	// session-expired, shutdown, untracked (answered without
+	// Record-Route: the proxy does not see the end).
+	EndReason string
+	// Branch is the fork branch that answered: its target URI, and
+	// BranchAddr the hop it was sent to (transport:ip:port).
+	Branch     string
+	BranchAddr string
+}
+
+// CDRFilter selects records; zero fields match everything.
+type CDRFilter struct {
+	// Since and Until bound Start: Since <= Start < Until.
+	Since, Until time.Time
+	// User matches the authenticated user, the caller or the callee:
+	// "alice@example.com" exactly, "alice" as the user part of any domain.
+	User string
+	// Status is answered, failed or cancelled, or a status code ("486").
+	Status string
+	// Kind is call, message or register.
+	Kind string
+	// Limit bounds the result (the oldest first); 0 means no limit.
+	Limit int
+}
+
+// CDRs is the call detail record table.
+type CDRs interface {
+	// WriteCDRs stores records in one transaction: when it returns nil
+	// they are committed.
+	WriteCDRs(ctx context.Context, cdrs []CDR) error
+	// CDRs returns the records f selects, ordered by Start.
+	CDRs(ctx context.Context, f CDRFilter) ([]CDR, error)
+}
+
+const (
+	cdrCols = `id, kind, status, call_id, from_uri, from_tag, to_uri, to_tag, request_uri, caller, callee, auth_user,
+		source, user_agent, start_ms, answer_ms, end_ms, duration_ms, code, reason, q850, q850_text, ended_by,
+		end_reason, branch, branch_addr`
+	// ON CONFLICT DO NOTHING: a retried batch finds its rows there.
+	qPutCDR = `INSERT INTO hlas_cdrs (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`
+)
+
+// cdrSchema is the CDR table, part of schema.
+var cdrSchema = []string{
+	`CREATE TABLE IF NOT EXISTS hlas_cdrs (
+		id          TEXT NOT NULL PRIMARY KEY,
+		kind        TEXT NOT NULL,
+		status      TEXT NOT NULL,
+		call_id     TEXT NOT NULL,
+		from_uri    TEXT NOT NULL,
+		from_tag    TEXT NOT NULL,
+		to_uri      TEXT NOT NULL,
+		to_tag      TEXT NOT NULL,
+		request_uri TEXT NOT NULL,
+		caller      TEXT NOT NULL,
+		callee      TEXT NOT NULL,
+		auth_user   TEXT NOT NULL,
+		source      TEXT NOT NULL,
+		user_agent  TEXT NOT NULL,
+		start_ms    BIGINT NOT NULL,
+		answer_ms   BIGINT NOT NULL,
+		end_ms      BIGINT NOT NULL,
+		duration_ms BIGINT NOT NULL,
+		code        INTEGER NOT NULL,
+		reason      TEXT NOT NULL,
+		q850        INTEGER NOT NULL,
+		q850_text   TEXT NOT NULL,
+		ended_by    TEXT NOT NULL,
+		end_reason  TEXT NOT NULL,
+		branch      TEXT NOT NULL,
+		branch_addr TEXT NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS hlas_cdrs_start ON hlas_cdrs (start_ms)`,
+}
+
+// text returns c with every string made valid UTF-8 without NUL bytes
+// (a NUL or a run of invalid bytes becomes U+FFFD). Most of a record comes from the
+// wire, where a peer may send any bytes; PostgreSQL refuses such text, and
+// one refused record would fail its whole batch.
+func (c CDR) text() CDR {
+	for _, p := range []*string{&c.ID, &c.Kind, &c.Status, &c.CallID, &c.FromURI, &c.FromTag, &c.ToURI, &c.ToTag,
+		&c.RequestURI, &c.Caller, &c.Callee, &c.User, &c.Source, &c.UserAgent, &c.Reason, &c.Q850Text, &c.EndedBy,
+		&c.EndReason, &c.Branch, &c.BranchAddr} {
+		if !utf8.ValidString(*p) || strings.IndexByte(*p, 0) >= 0 {
+			*p = strings.ToValidUTF8(strings.ReplaceAll(*p, "\x00", "\uFFFD"), "\uFFFD")
+		}
+	}
+	return c
+}
+
+func toMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// WriteCDRs implements CDRs.
+func (s *sqlStore) WriteCDRs(ctx context.Context, cdrs []CDR) (err error) {
+	if len(cdrs) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("write cdrs", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, s.rebind(qPutCDR))
+	if err != nil {
+		return s.wrap("write cdrs", err)
+	}
+	defer stmt.Close()
+	for _, c := range cdrs {
+		c = c.text()
+		if c.ID == "" {
+			return fmt.Errorf("store: a CDR needs an ID (call %s)", c.CallID)
+		}
+		if _, err = stmt.ExecContext(ctx, c.ID, c.Kind, c.Status, c.CallID, c.FromURI, c.FromTag, c.ToURI, c.ToTag,
+			c.RequestURI, c.Caller, c.Callee, c.User, c.Source, c.UserAgent, toMillis(c.Start), toMillis(c.Answer),
+			toMillis(c.End), c.Duration.Milliseconds(), c.Code, c.Reason, c.Q850, c.Q850Text, c.EndedBy, c.EndReason,
+			c.Branch, c.BranchAddr); err != nil {
+			return s.wrap("write cdr "+c.CallID, err)
+		}
+	}
+	return s.wrap("write cdrs: commit", tx.Commit())
+}
+
+// CDRs implements CDRs.
+func (s *sqlStore) CDRs(ctx context.Context, f CDRFilter) ([]CDR, error) {
+	q := `SELECT ` + cdrCols + ` FROM hlas_cdrs WHERE 1 = 1`
+	var args []any
+	if !f.Since.IsZero() {
+		q += ` AND start_ms >= ?`
+		args = append(args, f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		q += ` AND start_ms < ?`
+		args = append(args, f.Until.UnixMilli())
+	}
+	if f.User != "" {
+		if strings.Contains(f.User, "@") {
+			q += ` AND (auth_user = ? OR caller = ? OR callee = ?)`
+			args = append(args, f.User, f.User, f.User)
+		} else {
+			// Compared on the user part; no LIKE, whose case rules and
+			// wildcards differ between the back ends.
+			q += ` AND (substr(auth_user, 1, ?) = ? OR substr(caller, 1, ?) = ? OR substr(callee, 1, ?) = ?)`
+			p := f.User + "@"
+			n := utf8.RuneCountInString(p) // substr counts characters on both back ends
+			args = append(args, n, p, n, p, n, p)
+		}
+	}
+	if f.Status != "" {
+		if code, err := strconv.Atoi(f.Status); err == nil {
+			q += ` AND code = ?`
+			args = append(args, code)
+		} else {
+			q += ` AND status = ?`
+			args = append(args, f.Status)
+		}
+	}
+	if f.Kind != "" {
+		q += ` AND kind = ?`
+		args = append(args, f.Kind)
+	}
+	q += ` ORDER BY start_ms, id`
+	if f.Limit > 0 {
+		q += ` LIMIT ` + strconv.Itoa(f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, s.wrap("list cdrs", err)
+	}
+	defer rows.Close()
+	var out []CDR
+	for rows.Next() {
+		c, err := scanCDR(rows)
+		if err != nil {
+			return nil, s.wrap("list cdrs", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap("list cdrs", rows.Err())
+}
+
+func scanCDR(rows *sql.Rows) (CDR, error) {
+	var c CDR
+	var start, answer, end, dur int64
+	err := rows.Scan(&c.ID, &c.Kind, &c.Status, &c.CallID, &c.FromURI, &c.FromTag, &c.ToURI, &c.ToTag, &c.RequestURI,
+		&c.Caller, &c.Callee, &c.User, &c.Source, &c.UserAgent, &start, &answer, &end, &dur, &c.Code, &c.Reason,
+		&c.Q850, &c.Q850Text, &c.EndedBy, &c.EndReason, &c.Branch, &c.BranchAddr)
+	c.Start, c.Answer, c.End, c.Duration = fromMillis(start), fromMillis(answer), fromMillis(end), time.Duration(dur)*time.Millisecond
+	return c, err
+}
