@@ -222,6 +222,24 @@ func TestDNSRouting(t *testing.T) {
 		closeAll(t, s, alice, &phone{UA: light}, &phone{UA: heavy})
 	})
 
+	t.Run("no record is 404, a DNS that fails is 504 (RFC 3261 §21.5.5)", func(t *testing.T) {
+		dns := resolvetest.Start(t, "$ORIGIN nowhere.test.\n"+soa+"$ORIGIN broken.test.\n"+soa)
+		for _, name := range []string{"broken.test.", "_sip._udp.broken.test.", "_sip._tcp.broken.test.", "_sips._tcp.broken.test."} {
+			dns.Rcode(name, 2) // SERVFAIL
+		}
+		s := startDNSProxy(t, proxy.Config{Rules: []proxy.Rule{
+			{Domain: "nowhere.test", Action: proxy.ActionResolve},
+			{Domain: "broken.test", Action: proxy.ActionResolve},
+		}}, dns.Addr)
+		alice := newPhone(t, "alice@example.test", proxyAddr(s), nil)
+		if _, err := alice.Call(ctx, "sip:bob@nowhere.test"); statusCode(err) != 404 {
+			t.Errorf("call to a domain without records: %v, want 404", err)
+		}
+		if _, err := alice.Call(ctx, "sip:bob@broken.test"); statusCode(err) != 504 {
+			t.Errorf("call to a domain whose DNS fails: %v, want 504", err)
+		}
+		closeAll(t, s, alice)
+	})
 	t.Run("ENUM rule: the number's NAPTR gives the Request-URI; no record falls through", func(t *testing.T) {
 		var mu sync.Mutex
 		var uris []string
@@ -291,13 +309,14 @@ func TestDNSLookupDoesNotBlockWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Had the worker waited on the DNS, it would have answered the slow
-	// call (404, no route) before it even saw this INVITE.
-	if n := labeled(t, s, "hlas_proxy_final_responses_total", "class", "4xx"); n != 0 {
+	// call (504, no answer from the DNS) before it even saw this INVITE.
+	if n := labeled(t, s, "hlas_proxy_final_responses_total", "class", "5xx"); n != 0 {
 		t.Errorf("the slow call was answered before the local one got through: the worker waited on the DNS")
 	}
 	_ = call.Hangup(ctx)
-	if err := <-slowDone; statusCode(err) == 0 {
-		t.Errorf("the call to a domain without DNS answers: %v, want an error response", err)
+	// RFC 3261 §21.5.5: the DNS did not answer in time, which is not 404.
+	if err := <-slowDone; statusCode(err) != 504 {
+		t.Errorf("the call to a domain without DNS answers: %v, want 504", err)
 	}
 	waitFor(t, "bob's call to end", func() bool { return len(bob.endings()) == 1 })
 	closeAll(t, s, alice, bob)

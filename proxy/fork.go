@@ -169,7 +169,7 @@ func (b *branch) route(next sip.URI) {
 	hops, err := p.hopsFor(c.req, next, b.target)
 	if err != nil {
 		p.log.Debug("no route for branch", "uri", next.String(), "err", err)
-		c.branchDone(b, 404, nil)
+		c.branchDone(b, noRouteCode(err), nil)
 		return
 	}
 	b.send(hops)

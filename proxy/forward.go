@@ -192,6 +192,17 @@ func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) 
 	return p.resolver.Resolve(ctx, next)
 }
 
+// noRouteCode is the answer to a request whose next hop could not be
+// found: 504 when the DNS could not be asked (RFC 3261 §21.5.5, a server
+// it accessed did not answer in time; the caller may try again or another
+// way), 404 when there is no such place.
+func noRouteCode(err error) int {
+	if errors.Is(err, resolve.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return 504
+	}
+	return 404
+}
+
 // flowUsable reports whether requests can go over f: a UDP flow always
 // (the NAT binding is kept alive by the phone), a stream flow while its
 // connection, or another to the same peer, is open. A phone's TCP
@@ -274,7 +285,7 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 	hops, err := p.hopsFor(req, next, t)
 	if err != nil {
 		p.log.Debug("no route", "uri", next.String(), "err", err)
-		p.reply(tx, req, 404, "")
+		p.reply(tx, req, noRouteCode(err), "")
 		return
 	}
 	in := flowOf(tx)

@@ -29,6 +29,11 @@ var (
 	// ErrNumber is returned by ENUM for a string that is not an E.164
 	// number.
 	ErrNumber = errors.New("not an E.164 number")
+	// ErrUnavailable means no server gave an answer: every query timed
+	// out, failed on the network or was answered SERVFAIL, REFUSED, ...
+	// Unlike ErrNoRecord it says nothing about the name, so a proxy
+	// answers 504 (RFC 3261 §21.5.5) rather than 404.
+	ErrUnavailable = errors.New("DNS unavailable")
 	// ErrNotCached is returned under CacheOnly when an answer the lookup
 	// needs is not in the cache.
 	ErrNotCached = errors.New("not in the cache")
@@ -279,7 +284,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 	if lastErr == nil {
 		lastErr = errors.New("no server configured")
 	}
-	return nil, fmt.Errorf("%s %s: %w", dns.TypeToString[qtype], name, lastErr)
+	return nil, fmt.Errorf("%s %s: %w: %w", dns.TypeToString[qtype], name, ErrUnavailable, lastErr)
 }
 
 // exchange sends m to server over UDP and, when the answer comes back
