@@ -36,7 +36,7 @@ func newResolver(c resolve.Config, ls []Listener, reg prometheus.Registerer) (*r
 type dnsCollector struct{ r *resolve.Resolver }
 
 var dnsDescs = struct {
-	hits, misses, entries, queries, failures, tcp, targetFailures, blocked *prometheus.Desc
+	hits, misses, entries, queries, failures, tcp, targetFailures, blocked, dead *prometheus.Desc
 }{
 	hits:           prometheus.NewDesc("hlas_dns_cache_hits_total", "DNS lookups answered from the cache, negative answers included.", nil, nil),
 	misses:         prometheus.NewDesc("hlas_dns_cache_misses_total", "DNS lookups that had to ask a server.", nil, nil),
@@ -46,12 +46,13 @@ var dnsDescs = struct {
 	tcp:            prometheus.NewDesc("hlas_dns_tcp_fallbacks_total", "Truncated UDP answers asked again over TCP.", nil, nil),
 	targetFailures: prometheus.NewDesc("hlas_dns_target_failures_total", "Targets reported failed (RFC 3263 §4.3): transport error, timeout, 503.", nil, nil),
 	blocked:        prometheus.NewDesc("hlas_dns_blocked_targets", "Targets in the failover blocklist.", nil, nil),
+	dead:           prometheus.NewDesc("hlas_dns_dead_servers", "DNS servers deemed dead and passed by (RFC 2308 §7.2).", nil, nil),
 }
 
 // Describe implements prometheus.Collector.
 func (dnsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dnsDescs.hits, dnsDescs.misses, dnsDescs.entries, dnsDescs.queries,
-		dnsDescs.failures, dnsDescs.tcp, dnsDescs.targetFailures, dnsDescs.blocked} {
+		dnsDescs.failures, dnsDescs.tcp, dnsDescs.targetFailures, dnsDescs.blocked, dnsDescs.dead} {
 		ch <- d
 	}
 }
@@ -73,4 +74,5 @@ func (c dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(dnsDescs.tcp, s.TCPFallbacks)
 	counter(dnsDescs.targetFailures, s.TargetFailures)
 	gauge(dnsDescs.blocked, s.Blocked)
+	gauge(dnsDescs.dead, s.DeadServers)
 }

@@ -20,6 +20,7 @@ const (
 	DefaultCacheSize     = 4096               // Config.CacheSize
 	DefaultBlocklistSize = 256                // Config.BlocklistSize
 	DefaultBlocklistFor  = 5 * time.Minute    // Config.BlocklistFor
+	DefaultDeadServerFor = 30 * time.Second   // Config.DeadServerFor
 	DefaultENUMSuffix    = "e164.arpa."       // Config.ENUMSuffixes: the ENUM tree of RFC 6116 §3.2
 )
 
@@ -67,6 +68,12 @@ type Config struct {
 	// Attempts is how many rounds over Servers a query makes before it
 	// fails. Default 2.
 	Attempts int `yaml:"attempts"`
+	// DeadServerFor is how long a server that failed three exchanges in a
+	// row (timeouts, network errors) is passed by before one query probes
+	// it again (RFC 2308 §7.2, at most 5m): during a DNS outage lookups
+	// fail at once instead of each waiting Timeout × Attempts. Default
+	// 30s; negative never deems a server dead.
+	DeadServerFor time.Duration `yaml:"dead_server_for"`
 	// CacheSize bounds the cached answers (one per name and type), least
 	// recently used evicted first. Default 4096; negative disables the
 	// cache.
@@ -144,6 +151,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BlocklistFor == 0 {
 		c.BlocklistFor = DefaultBlocklistFor
 	}
+	if c.DeadServerFor == 0 {
+		c.DeadServerFor = DefaultDeadServerFor
+	}
 	if len(c.ENUMSuffixes) == 0 {
 		c.ENUMSuffixes = []string{DefaultENUMSuffix}
 	} else {
@@ -191,6 +201,9 @@ func (c Config) validate() error {
 	}
 	if c.BlocklistFor < 0 {
 		return fmt.Errorf("resolve: config blocklist_for %v: must be positive", c.BlocklistFor)
+	}
+	if c.DeadServerFor > maxDeadServerFor {
+		return fmt.Errorf("resolve: config dead_server_for %v: at most %v (RFC 2308 §7.2)", c.DeadServerFor, maxDeadServerFor)
 	}
 	for _, s := range c.ENUMSuffixes {
 		if _, ok := dns.IsDomainName(s); !ok || s == "." {

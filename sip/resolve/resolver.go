@@ -77,6 +77,7 @@ type Resolver struct {
 	cache      *lru[cacheKey, *answer]
 	blocked    *lru[targetKey, Reason]
 	hosts      *hosts
+	servers    []*nameserver
 
 	randMu sync.Mutex
 
@@ -96,6 +97,7 @@ type Stats struct {
 	TCPFallbacks   uint64 // truncated UDP answers asked again over TCP (RFC 1035 §4.2.1)
 	TargetFailures uint64 // Targets.Fail calls
 	Blocked        int    // targets in the blocklist now, expired ones not yet swept included
+	DeadServers    int    // servers deemed dead now (RFC 2308 §7.2), passed by
 }
 
 type cacheKey struct {
@@ -137,6 +139,9 @@ func New(cfg Config) (*Resolver, error) {
 	for _, t := range cfg.Transports {
 		r.transports[normalizeTransport(t)] = true
 	}
+	for _, s := range cfg.Servers {
+		r.servers = append(r.servers, &nameserver{addr: s})
+	}
 	return r, nil
 }
 
@@ -164,7 +169,18 @@ func (r *Resolver) Stats() Stats {
 		TCPFallbacks:   r.tcpFallbacks.Load(),
 		TargetFailures: r.targetFailures.Load(),
 		Blocked:        r.blocked.len(),
+		DeadServers:    r.deadServers(),
 	}
+}
+
+func (r *Resolver) deadServers() int {
+	n, now := 0, r.now()
+	for _, ns := range r.servers {
+		if ns.dead(now) {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Resolver) now() time.Time { return r.cfg.Clock.Now() }
@@ -249,26 +265,37 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 
 // query asks the servers in turn, Attempts rounds, until one answers with
 // NOERROR or NXDOMAIN, and caches the answer for its TTL (RFC 1035 §7.4,
-// RFC 2308 §5 for negative answers).
+// RFC 2308 §5 for negative answers). Servers deemed dead are passed by
+// (RFC 2308 §7.2); when all are, the query fails at once.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answer, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.SetEdns0(ednsSize, false)
 	var lastErr error
 	for range r.cfg.Attempts {
-		for _, server := range r.cfg.Servers {
+		for _, ns := range r.servers {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			resp, err := r.exchange(ctx, m, server)
+			ok, probe := ns.admit(r.now())
+			if !ok {
+				if lastErr == nil {
+					lastErr = fmt.Errorf("server %s deemed dead (RFC 2308 §7.2)", ns.addr)
+				}
+				continue
+			}
+			resp, err := r.exchange(ctx, m, ns.addr)
 			if err != nil && ctx.Err() != nil {
+				ns.abandoned(probe)
 				return nil, ctx.Err()
 			}
 			if err != nil {
 				r.failures.Add(1)
+				ns.failed(r.now(), r.cfg.DeadServerFor)
 				lastErr = err
 				continue
 			}
+			ns.answered()
 			if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
 				r.failures.Add(1)
 				lastErr = &RcodeError{Rcode: resp.Rcode}
