@@ -322,6 +322,39 @@ func TestDNSLookupDoesNotBlockWorker(t *testing.T) {
 	closeAll(t, s, alice, bob)
 }
 
+// A DNS server that has stopped answering is passed by once it has been
+// silent three times in a row (RFC 2308 §7.2): calls that need it get 504
+// without waiting for the DNS timeout, and the server is not asked again
+// until dead_server_for is up.
+func TestDNSOutageFailsFast(t *testing.T) {
+	ctx := context.Background()
+	dead := newBlackhole(t)
+	s := startServer(t, server.Config{
+		Listen:  []string{"udp:127.0.0.1:0"},
+		Routing: proxy.Config{Rules: []proxy.Rule{{Domain: "*", Action: proxy.ActionResolve}}},
+		DNS: resolve.Config{Servers: []string{fmt.Sprintf("127.0.0.1:%d", dead.port())},
+			Timeout: 100 * time.Millisecond, Attempts: 1, DeadServerFor: time.Minute},
+	})
+	alice := newPhone(t, "alice@example.test", proxyAddr(s), nil)
+	// The first call's NAPTR query and three SRV queries go unanswered.
+	if _, err := alice.Call(ctx, "sip:bob@one.test"); statusCode(err) != 504 {
+		t.Fatalf("call while the DNS is silent: %v, want 504", err)
+	}
+	if n := metric(t, s, "hlas_dns_dead_servers"); n != 1 {
+		t.Fatalf("%v DNS servers deemed dead after four silent queries, want 1", n)
+	}
+	asked := dead.n.Load()
+	for _, domain := range []string{"two.test", "three.test", "four.test"} {
+		if _, err := alice.Call(ctx, "sip:bob@"+domain); statusCode(err) != 504 {
+			t.Errorf("call to %s with the DNS deemed dead: %v, want 504", domain, err)
+		}
+	}
+	if n := dead.n.Load() - asked; n != 0 {
+		t.Errorf("the dead DNS server was asked %d more times", n)
+	}
+	closeAll(t, s, alice)
+}
+
 // dnsTypeNAPTR is dns.TypeNAPTR (RFC 3403).
 const dnsTypeNAPTR = 35
 
