@@ -74,6 +74,8 @@ type Accounting struct {
 	log   *slog.Logger
 	met   *metrics
 	w     *writer
+	// purger deletes expired records; nil when Retention is 0.
+	purger *purger
 
 	mu     sync.Mutex
 	calls  map[dialogKey]*call // by the caller's tag, answered ones by the callee's too
@@ -100,7 +102,8 @@ type call struct {
 	sessionEnd  time.Time // last refresh + Session-Expires; zero without session timer
 }
 
-// New builds an Accounting and starts its writer; Close stops it.
+// New builds an Accounting and starts its writer and, with a Retention,
+// its purge of expired records; Close stops them.
 func New(cfg Config, env Env) (*Accounting, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -124,6 +127,9 @@ func New(cfg Config, env Env) (*Accounting, error) {
 	}
 	a.w = newWriter(a, cfg.QueueSize)
 	a.w.start()
+	if cfg.Retention > 0 {
+		a.purger = startPurger(a)
+	}
 	return a, nil
 }
 
@@ -137,8 +143,10 @@ func (a *Accounting) Calls() int {
 	return a.n
 }
 
-// Close ends the calls still open (end reason shutdown), writes what is
-// queued and stops the writer. Records offered afterwards are dropped.
+// Close stops the purge of expired records (a purge under way is
+// interrupted), ends the calls still open (end reason shutdown), writes
+// what is queued and stops the writer. Records offered afterwards are
+// dropped.
 func (a *Accounting) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -161,6 +169,9 @@ func (a *Accounting) Close() error {
 		recs = append(recs, c.rec)
 	}
 	a.mu.Unlock()
+	if a.purger != nil {
+		a.purger.stop()
+	}
 	for _, r := range recs {
 		a.w.enqueue(r, nil)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,8 @@ type memStore struct {
 	recs []store.CDR
 	gate chan struct{}
 	fail int // commits to fail first
+	// purges counts PurgeCDRs calls.
+	purges int
 }
 
 func (m *memStore) WriteCDRs(ctx context.Context, cdrs []store.CDR) error {
@@ -45,6 +48,29 @@ func (m *memStore) CDRs(ctx context.Context, f store.CDRFilter) ([]store.CDR, er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]store.CDR(nil), m.recs...), nil
+}
+
+// PurgeCDRs implements store.CDRs; it counts its calls in purges.
+func (m *memStore) PurgeCDRs(ctx context.Context, before time.Time) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.purges++
+	n := len(m.recs)
+	m.recs = slices.DeleteFunc(m.recs, func(r store.CDR) bool { return r.Completed().Before(before) })
+	return int64(n - len(m.recs)), nil
+}
+
+// PurgeableCDRs implements store.CDRs.
+func (m *memStore) PurgeableCDRs(ctx context.Context, before time.Time) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, r := range m.recs {
+		if r.Completed().Before(before) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (m *memStore) all() []store.CDR {

@@ -2,6 +2,7 @@ package acc
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -13,6 +14,15 @@ const (
 	DefaultMaxCalls = 100000
 	// DefaultQueueSize bounds the records waiting for their commit.
 	DefaultQueueSize = 8192
+	// DefaultPurgeInterval is how often expired records are deleted when
+	// Retention is set: often enough that the table holds at most an
+	// hour beyond the retention, rarely enough to cost nothing.
+	DefaultPurgeInterval = time.Hour
+	// MinRetention is the shortest Retention accepted. Records are read
+	// for billing and disputes days later; a retention under an hour is
+	// far more likely a slip of the unit ("retention: 30m" for 30 days)
+	// than a wish to delete calls as soon as they end.
+	MinRetention = time.Hour
 )
 
 // Config is the "accounting" section of the server's YAML file.
@@ -22,6 +32,7 @@ const (
 //	  max_duration: 4h
 //	  messages: true
 //	  failed_registers: true
+//	  retention: 2160h   # 90 days
 type Config struct {
 	// Enabled turns accounting on. Default true.
 	Enabled *bool `yaml:"enabled"`
@@ -39,6 +50,15 @@ type Config struct {
 	MaxCalls int `yaml:"max_calls"`
 	// QueueSize bounds the records waiting for their commit. Default 8192.
 	QueueSize int `yaml:"queue_size"`
+	// Retention is how long records are kept after they completed (their
+	// end, see store.CDR.Completed), so the table does not grow forever:
+	// older ones are deleted when accounting starts and then every
+	// PurgeInterval (hlas_acc_purged_total). 0, the default, keeps them
+	// forever; otherwise at least MinRetention.
+	Retention time.Duration `yaml:"retention"`
+	// PurgeInterval is how often records older than Retention are
+	// deleted. Default 1h.
+	PurgeInterval time.Duration `yaml:"purge_interval"`
 }
 
 // On reports whether accounting is enabled.
@@ -54,6 +74,9 @@ func (c Config) withDefaults() Config {
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
 	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
 	return c
 }
 
@@ -64,6 +87,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxCalls < 0 || c.QueueSize < 0 {
 		return errors.New("accounting max_calls, queue_size: must not be negative")
+	}
+	if c.Retention < 0 {
+		return errors.New("accounting retention: must not be negative (0 keeps records forever)")
+	}
+	if c.Retention > 0 && c.Retention < MinRetention {
+		return fmt.Errorf("accounting retention: %v is under the minimum %v (0 keeps records forever)", c.Retention, MinRetention)
+	}
+	if c.PurgeInterval < 0 {
+		return errors.New("accounting purge_interval: must not be negative")
 	}
 	return nil
 }

@@ -38,12 +38,22 @@
 // counted). Timers come from the transaction layer's Clock; there is no
 // package-level state.
 //
+// # Retention
+//
+// With Config.Retention set, records that completed (ended) longer ago
+// than that are deleted when accounting starts and then every
+// Config.PurgeInterval, by a goroutine that Close stops (interrupting a
+// purge under way). The store deletes in chunks of its own transactions,
+// so a large purge does not hold up the writer's commits. `hlas cdr
+// purge` does the same by hand.
+//
 // # Metrics
 //
 // Namespace hlas, subsystem acc:
 //
 //	hlas_acc_records_total{kind,status}  records committed
 //	hlas_acc_dropped_total{reason}       records lost: limit, queue_full, store_error, closed
+//	hlas_acc_purged_total                records deleted for being older than the retention
 //	hlas_acc_calls                       calls being tracked
 //	hlas_acc_queue_length                records waiting for their commit
 //	hlas_acc_store_write_seconds         duration of one batch commit

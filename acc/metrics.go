@@ -7,6 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	records      *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
+	purged       prometheus.Counter
 	writeSeconds prometheus.Histogram
 	calls        prometheus.GaugeFunc
 	queue        prometheus.GaugeFunc
@@ -19,6 +20,8 @@ func newMetrics(a *Accounting) *metrics {
 			Help: "Call detail records committed, by kind (call, message, register) and status."}, []string{"kind", "status"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dropped_total",
 			Help: "Records not written, by reason: limit (too many calls tracked), queue_full, store_error, closed."}, []string{"reason"}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "purged_total",
+			Help: "Records deleted because they were older than accounting.retention."}),
 		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "store_write_seconds",
 			Help: "Duration of one batch commit of records.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		calls: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "calls",
@@ -29,7 +32,7 @@ func newMetrics(a *Accounting) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.records, m.dropped, m.writeSeconds, m.calls, m.queue} {
+	for _, c := range []prometheus.Collector{m.records, m.dropped, m.purged, m.writeSeconds, m.calls, m.queue} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

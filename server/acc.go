@@ -14,7 +14,8 @@ import (
 
 // openAccounting builds the call detail records (when enabled), writing
 // to the store openRegistrar opened and timing calls on the transaction
-// layer's clock.
+// layer's clock. With accounting.retention it also starts deleting the
+// expired records, on the same clock.
 func (s *Server) openAccounting(log *slog.Logger) error {
 	if !s.cfg.Accounting.On() {
 		return nil
@@ -37,7 +38,8 @@ func (s *Server) accounting() proxy.Accounting {
 	return s.acc
 }
 
-// closeAccounting ends the calls still open and flushes the records.
+// closeAccounting stops the retention purge, ends the calls still open
+// and flushes the records.
 func (s *Server) closeAccounting() {
 	if s.acc != nil {
 		_ = s.acc.Close()

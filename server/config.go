@@ -96,7 +96,8 @@ type Config struct {
 	Auth auth.Config `yaml:"auth"`
 	// Accounting configures call detail records (package acc): enabled
 	// (default true), max_duration, messages, failed_registers,
-	// max_calls, queue_size; see acc.Config. Records go to Store.
+	// max_calls, queue_size, retention (default 0: kept forever),
+	// purge_interval; see acc.Config. Records go to Store.
 	Accounting acc.Config `yaml:"accounting"`
 }
 

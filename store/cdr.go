@@ -92,6 +92,29 @@ type CDRs interface {
 	WriteCDRs(ctx context.Context, cdrs []CDR) error
 	// CDRs returns the records f selects, ordered by Start.
 	CDRs(ctx context.Context, f CDRFilter) ([]CDR, error)
+	// PurgeCDRs deletes the records completed before before (End, or
+	// Start for a record without an End; see CDR.Completed) and reports
+	// how many it deleted. It deletes in chunks, each its own
+	// transaction, so a large purge never holds the write lock long and
+	// the CDR writer's commits get through between chunks; on an error
+	// (ctx cancelled included) the chunks already deleted stay deleted
+	// and are counted.
+	PurgeCDRs(ctx context.Context, before time.Time) (int64, error)
+	// PurgeableCDRs reports how many records PurgeCDRs(ctx, before) would
+	// delete now: a dry run.
+	PurgeableCDRs(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Completed is when the record was complete: End, or Start for a record
+// without an End. Retention counts from it, not from Start, so that a
+// long call is kept as long after its end as a short one, and a record
+// is never purged before it could have been written (acc writes a
+// record when the call ends).
+func (c CDR) Completed() time.Time {
+	if c.End.IsZero() {
+		return c.Start
+	}
+	return c.End
 }
 
 const (
@@ -101,6 +124,28 @@ const (
 	// ON CONFLICT DO NOTHING: a retried batch finds its rows there.
 	qPutCDR = `INSERT INTO hlas_cdrs (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`
+
+	// cdrCompleted is CDR.Completed in SQL. The hlas_cdrs_completed
+	// index is on this very expression: both back ends use an
+	// expression index only for a query that repeats it.
+	cdrCompleted = `(CASE WHEN end_ms = 0 THEN start_ms ELSE end_ms END)`
+	// qPurgeCDRs deletes one chunk (the LIMIT, bound as a parameter). A
+	// sub-select, because SQLite has DELETE ... LIMIT only when built
+	// with an option and PostgreSQL not at all.
+	qPurgeCDRs          = `DELETE FROM hlas_cdrs WHERE id IN (SELECT id FROM hlas_cdrs WHERE ` + cdrCompleted + ` < ? LIMIT ?)`
+	qCountPurgeableCDRs = `SELECT count(*) FROM hlas_cdrs WHERE ` + cdrCompleted + ` < ?`
+
+	// cdrPurgeChunk is how many records one PurgeCDRs statement
+	// deletes: a few tens of milliseconds of work on SQLite, so the
+	// write lock is never held long.
+	cdrPurgeChunk = 10000
+	// sqlitePurgePause is the pause between two chunks on SQLite. A
+	// writer waiting for the lock (the CDR writer, the registrar, `hlas
+	// user`) sleeps in SQLite's busy handler and retries at most 100 ms
+	// apart; without a pause the next chunk would take the lock again
+	// first, every time, until the writer's busy timeout ran out.
+	// PostgreSQL locks rows: inserts do not wait for the purge.
+	sqlitePurgePause = 120 * time.Millisecond
 )
 
 // cdrSchema is the CDR table, part of schema.
@@ -134,6 +179,10 @@ var cdrSchema = []string{
 		branch_addr TEXT NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS hlas_cdrs_start ON hlas_cdrs (start_ms)`,
+	// For PurgeCDRs. Created at every open when missing, so a database
+	// made before retention existed gets it at its first open by a newer
+	// hlas (building it over a large table takes a while, once).
+	`CREATE INDEX IF NOT EXISTS hlas_cdrs_completed ON hlas_cdrs (` + cdrCompleted + `)`,
 }
 
 // text returns c with every string made valid UTF-8 without NUL bytes
@@ -255,6 +304,52 @@ func (s *sqlStore) CDRs(ctx context.Context, f CDRFilter) ([]CDR, error) {
 		out = append(out, c)
 	}
 	return out, s.wrap("list cdrs", rows.Err())
+}
+
+// PurgeCDRs implements CDRs.
+func (s *sqlStore) PurgeCDRs(ctx context.Context, before time.Time) (int64, error) {
+	var pause time.Duration
+	if s.name == "sqlite" {
+		pause = sqlitePurgePause
+	}
+	return s.purgeCDRs(ctx, before, cdrPurgeChunk, pause)
+}
+
+// purgeCDRs deletes chunk records a statement, pausing between two.
+func (s *sqlStore) purgeCDRs(ctx context.Context, before time.Time, chunk int, pause time.Duration) (int64, error) {
+	q := s.rebind(qPurgeCDRs)
+	var total int64
+	for {
+		// Autocommit: each chunk is its own transaction.
+		res, err := s.db.ExecContext(ctx, q, before.UnixMilli(), chunk)
+		if err != nil {
+			return total, s.wrap("purge cdrs", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, s.wrap("purge cdrs", err)
+		}
+		total += n
+		if n < int64(chunk) {
+			return total, nil
+		}
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return total, s.wrap("purge cdrs", ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// PurgeableCDRs implements CDRs.
+func (s *sqlStore) PurgeableCDRs(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.rebind(qCountPurgeableCDRs), before.UnixMilli()).Scan(&n)
+	return n, s.wrap("count purgeable cdrs", err)
 }
 
 func scanCDR(rows *sql.Rows) (CDR, error) {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,84 @@ func TestCDRCommand(t *testing.T) {
 			if !strings.Contains(out.String(), w) {
 				t.Errorf("%v: no %q in\n%s", tc.args, w, out.String())
 			}
+		}
+	}
+}
+
+func TestCDRPurgeCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := st.WriteCDRs(ctx, []store.CDR{
+		{ID: "old", Kind: "call", Status: "failed", CallID: "old", Start: now.Add(-50 * time.Hour), End: now.Add(-49 * time.Hour)},
+		{ID: "no-end", Kind: "call", Status: "failed", CallID: "no-end", Start: now.Add(-72 * time.Hour)},
+		{ID: "day", Kind: "call", Status: "answered", CallID: "day", Start: now.Add(-50 * time.Hour), End: now.Add(-23 * time.Hour)},
+		{ID: "new", Kind: "call", Status: "answered", CallID: "new", Start: now.Add(-time.Minute), End: now.Add(-30 * time.Second)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	left := func() string {
+		t.Helper()
+		st, err := store.Open(ctx, store.Config{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		recs, err := st.CDRs(ctx, store.CDRFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+		}
+		return strings.Join(ids, " ")
+	}
+	config := filepath.Join(t.TempDir(), "hlas.yaml")
+	if err := os.WriteFile(config, []byte("data: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string // stdout's beginning
+		left string // records left after, oldest first
+	}{
+		{"neither --before nor --older-than", []string{"--data", dir}, 2, "", "no-end day old new"},
+		{"both", []string{"--before", "1h", "--older-than", "1h", "--data", dir}, 2, "", "no-end day old new"},
+		{"negative duration", []string{"--older-than", "-1h", "--data", dir}, 2, "", "no-end day old new"},
+		{"zero duration", []string{"--older-than", "0s", "--data", dir}, 2, "", "no-end day old new"},
+		{"days are not a Go duration", []string{"--older-than", "3d", "--data", dir}, 2, "", "no-end day old new"},
+		{"bad time", []string{"--before", "yesterday", "--data", dir}, 2, "", "no-end day old new"},
+		// A filter of list would purge everything if it were ignored.
+		{"list's filters refused", []string{"--older-than", "1h", "--user", "alice", "--data", dir}, 2, "", "no-end day old new"},
+		{"positional argument", []string{"--older-than", "1h", "old", "--data", dir}, 2, "", "no-end day old new"},
+		{"dry run", []string{"--older-than", "48h", "--dry-run", "--data", dir}, 0, "2 records would be deleted", "no-end day old new"},
+		{"older than", []string{"--data", dir, "--older-than", "48h"}, 0, "2 records deleted", "day new"},
+		{"nothing that old", []string{"--before", "2000-01-01", "--data", dir}, 0, "0 records deleted", "day new"},
+		{"dry run through --config", []string{"--config", config, "--dry-run", "--before", now.Add(-time.Hour).Format(time.RFC3339)}, 0,
+			"1 record would be deleted", "day new"},
+		{"before", []string{"--before", now.Add(-time.Hour).Format(time.RFC3339), "--data", dir}, 0, "1 record deleted", "new"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"cdr", "purge"}, tc.args...), &out, &errb)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d (%s)", tc.name, code, tc.code, errb.String())
+		}
+		if !strings.HasPrefix(out.String(), tc.out) || (tc.out == "") != (out.Len() == 0) {
+			t.Errorf("%s: stdout %q, want %q...", tc.name, out.String(), tc.out)
+		}
+		if tc.code != 0 && errb.Len() == 0 {
+			t.Errorf("%s: no error message", tc.name)
+		}
+		if got := left(); got != tc.left {
+			t.Fatalf("%s: left %q, want %q", tc.name, got, tc.left)
 		}
 	}
 }

@@ -32,7 +32,7 @@ commands:
   dns       RFC 3263 server location and ENUM look-ups (hlas dns -h)
   user      subscribers: add, del, passwd, list, import (hlas user -h)
   reg       registrations: list (hlas reg -h)
-  cdr       call detail records: list, export (hlas cdr -h)
+  cdr       call detail records: list, export, purge (hlas cdr -h)
   version   print the version
 `
 
