@@ -24,13 +24,21 @@ import (
 // e164.arpa (NXDOMAIN for other names there), and returns host:port.
 func startDnsmasq(t *testing.T, records ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("dnsmasq")
-	if err != nil {
-		bin = "/usr/sbin/dnsmasq" // outside root's PATH on Debian
-	}
 	port, err := freePort("127.0.0.1", false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr, _ := startDnsmasqOn(t, port, records...)
+	return addr
+}
+
+// startDnsmasqOn is startDnsmasq on a given port; stop kills it before
+// the test ends (an outage), and a later call may start it again there.
+func startDnsmasqOn(t *testing.T, port int, records ...string) (addr string, stop func()) {
+	t.Helper()
+	bin, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		bin = "/usr/sbin/dnsmasq" // outside root's PATH on Debian
 	}
 	args := []string{"--keep-in-foreground", "--port=" + strconv.Itoa(port), "--listen-address=127.0.0.1",
 		"--bind-interfaces", "--no-resolv", "--no-hosts", "--no-poll", "--conf-file=/dev/null", "--pid-file=",
@@ -46,9 +54,12 @@ func startDnsmasq(t *testing.T, records ...string) string {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		<-done
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("dnsmasq:\n%s", out.Tail(6000))
 		}
@@ -64,7 +75,7 @@ func startDnsmasq(t *testing.T, records ...string) string {
 			t.Fatalf("dnsmasq did not start:\n%s", out.String())
 		}
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), stop
 }
 
 // udpBlackhole binds a UDP port that reads and never answers: a SIP
@@ -253,5 +264,86 @@ func TestDNSRoutingDnsmasq(t *testing.T) {
 			t.Errorf("the live target had %d calls, want 4", n)
 		}
 	})
+	s.assertRunning(t)
+}
+
+// TestDNSOutageDnsmasq: the DNS server goes away mid-run. Calls that need
+// it get 504 (RFC 3261 §21.5.5), not 404; once it has failed three times
+// in a row it is passed by (RFC 2308 §7.2), so later calls fail at once;
+// when it is back, a probe after dead_server_for finds it and calls go
+// through again.
+func TestDNSOutageDnsmasq(t *testing.T) {
+	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	bob, bobContact := uaPhone(t, "bob@far.test")
+	bobAddr := strings.TrimPrefix(bobContact, "sip:bob@")
+	port, err := freePort("127.0.0.1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dnsmasq's own records have TTL 0 (--local-ttl): every call asks.
+	records := []string{
+		"--srv-host=_sip._udp.far.test,sip.far.test," + portOf(t, bobAddr) + ",0,1",
+		"--host-record=sip.far.test,127.0.0.1",
+	}
+	dns, stop := startDnsmasqOn(t, port, records...)
+	path := filepath.Join(t.TempDir(), "hlas.yaml")
+	cfg := fmt.Sprintf(`domain: [ example.test ]
+t1: 100ms
+auth: { open_domains: [ "*" ] }
+dns: { servers: [ %q ], timeout: 300ms, attempts: 1, dead_server_for: 2s }
+routing:
+  rules:
+    - { domain: far.test, action: resolve }
+`, dns)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerWith(t, serverConfig{args: []string{"--config", path}, dns: dns})
+	call := func() (int, string) {
+		p := startUA(t, false, "call", "--user", "alice@example.test", "--server", s.UDP4, "--t1", "100ms",
+			"--duration", "100ms", "--drain", "500ms", "sip:bob@far.test")
+		code := p.wait(t, 60*time.Second)
+		return code, p.output.String()
+	}
+	established := func() int { return strings.Count(bob.output.String(), "call established") }
+
+	if code, out := call(); code != 0 || !strings.Contains(out, "call established") {
+		t.Fatalf("call with the DNS up: exit %d:\n%s", code, out)
+	}
+	stop()
+	for i := range 4 {
+		code, out := call()
+		if code == 0 || !strings.Contains(out, "<- 504") {
+			t.Fatalf("call %d with the DNS down: exit %d, want 504:\n%s", i+1, code, out)
+		}
+	}
+	if n := established(); n != 1 {
+		t.Errorf("bob had %d calls, want only the first", n)
+	}
+	// The later calls did not ask the dead server: the proxy's debug log
+	// gives the resolver's reason.
+	if !strings.Contains(s.output.String(), "deemed dead") {
+		t.Errorf("no lookup passed the dead DNS server by:\n%s", s.output.Tail(4000))
+	}
+	startDnsmasqOn(t, port, records...)
+	// The server is passed by until dead_server_for (2s) is up; then a
+	// call probes it and gets through.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out := call()
+		if code == 0 && strings.Contains(out, "call established") {
+			break
+		}
+		if !strings.Contains(out, "<- 504") {
+			t.Fatalf("call while the DNS comes back: exit %d, want 504 or an established call:\n%s", code, out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls still fail 20 s after the DNS came back:\n%s", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := established(); n != 2 {
+		t.Errorf("bob had %d calls, want 2", n)
+	}
 	s.assertRunning(t)
 }
