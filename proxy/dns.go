@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,12 @@ type succeeder interface{ Succeed(Hop) }
 // When the number has no ENUM record, when it is not an E.164 number, or
 // when the DNS cannot be asked, the request goes on to next: the next
 // rule decides. Without Env.DNS every request goes on.
+//
+// A number whose records are in the resolver's cache is routed in place;
+// otherwise the lookup, and the rest of the request's routing after it,
+// run on the proxy's bounded lookup pool, so that a slow DNS server does
+// not hold up the calls queued behind this one (on the caller's goroutine
+// when the pool is full).
 func (p *Proxy) ENUM(m Matcher) handler.Middleware {
 	return func(next handler.Handler) handler.Handler {
 		return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
@@ -113,38 +120,71 @@ func (p *Proxy) ENUM(m Matcher) handler.Middleware {
 				next.ServeSIP(ctx, tx, req)
 				return
 			}
-			lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-			uris, err := p.env.DNS.ENUM(lctx, number)
-			cancel()
-			if err != nil {
-				if !errors.Is(err, resolve.ErrNoRecord) {
-					p.log.Warn("enum lookup failed", "number", number, "err", err)
+			uris, err := p.env.DNS.ENUM(resolve.CacheOnly(ctx), number)
+			if errors.Is(err, resolve.ErrNotCached) {
+				lookup := func() {
+					lctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
+					uris, err := p.env.DNS.ENUM(lctx, number)
+					cancel()
+					p.routeENUM(ctx, tx, req, next, number, uris, err)
 				}
-				p.met.enum.WithLabelValues("miss").Inc()
-				next.ServeSIP(ctx, tx, req)
+				select {
+				case p.lookups <- struct{}{}:
+					p.async.Add(1)
+					go func() {
+						defer p.async.Done()
+						defer func() { <-p.lookups }()
+						defer p.recoverRequest(tx, req)
+						lookup()
+					}()
+				default:
+					lookup()
+				}
 				return
 			}
-			p.met.enum.WithLabelValues("hit").Inc()
-			var pl plan
-			pl.kind = "enum"
-			for _, u := range uris {
-				// Ours: one of our domains, or our own address with our
-				// port (the host alone may be a phone on this machine).
-				if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(&u)) {
-					ts, err := p.locator.Lookup(ctx, u)
-					if err == nil && len(ts) > 0 {
-						pl.groups = append(pl.groups, byQ(ts)...)
-					}
-					continue
-				}
-				pl.groups = append(pl.groups, []Target{{URI: u, Q: 1}})
-			}
-			if len(pl.groups) == 0 {
-				p.reply(tx, req, 480, "")
-				return
-			}
-			p.log.Debug("enum", "number", number, "uri", uris[0].String())
-			p.dispatch(ctx, tx, req, pl)
+			p.routeENUM(ctx, tx, req, next, number, uris, err)
 		})
 	}
+}
+
+// recoverRequest turns a panic while routing req off the worker (where the
+// server's own recovery does not reach) into a logged bug and a 500.
+func (p *Proxy) recoverRequest(tx handler.ServerTx, req *sip.Request) {
+	if r := recover(); r != nil {
+		p.log.Error("routing panic", "method", req.Method, "call_id", req.CallID, "panic", r, "stack", string(debug.Stack()))
+		_ = tx.RespondStateless(p.newResponse(req, 500, ""))
+	}
+}
+
+// routeENUM routes req by the result of its ENUM lookup.
+func (p *Proxy) routeENUM(ctx context.Context, tx handler.ServerTx, req *sip.Request, next handler.Handler, number string, uris []sip.URI, err error) {
+	if err != nil {
+		if !errors.Is(err, resolve.ErrNoRecord) {
+			p.log.Warn("enum lookup failed", "number", number, "err", err)
+		}
+		p.met.enum.WithLabelValues("miss").Inc()
+		next.ServeSIP(ctx, tx, req)
+		return
+	}
+	p.met.enum.WithLabelValues("hit").Inc()
+	var pl plan
+	pl.kind = "enum"
+	for _, u := range uris {
+		// Ours: one of our domains, or our own address with our
+		// port (the host alone may be a phone on this machine).
+		if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(&u)) {
+			ts, err := p.locator.Lookup(ctx, u)
+			if err == nil && len(ts) > 0 {
+				pl.groups = append(pl.groups, byQ(ts)...)
+			}
+			continue
+		}
+		pl.groups = append(pl.groups, []Target{{URI: u, Q: 1}})
+	}
+	if len(pl.groups) == 0 {
+		p.reply(tx, req, 480, "")
+		return
+	}
+	p.log.Debug("enum", "number", number, "uri", uris[0].String())
+	p.dispatch(ctx, tx, req, pl)
 }

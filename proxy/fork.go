@@ -92,13 +92,16 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	if c.invite {
 		// §16.2: a stateful proxy answers an INVITE with 100 at once.
 		_ = tx.Respond(p.newResponse(req, 100, ""))
-		if ct, ok := tx.(CancelTx); ok {
-			ct.OnCancel(c.onCancel)
-		}
 	}
 	c.mu.Lock()
 	bs := c.addGroupLocked(0)
 	c.mu.Unlock()
+	if ct, ok := tx.(CancelTx); ok && c.invite {
+		// After the branches exist: a CANCEL that came while the
+		// request was routed off the worker (an ENUM lookup) runs
+		// onCancel right here, and the branches never go out.
+		ct.OnCancel(c.onCancel)
+	}
 	for _, b := range bs {
 		b.start()
 	}
@@ -206,6 +209,13 @@ func (b *branch) next() bool {
 			c.mu.Unlock()
 			return true
 		}
+		if b.cancelling || c.cancelled || c.answered || c.got6xx {
+			// Cancelled while its lookup ran (another branch answered
+			// or sent a 6xx, §16.7 step 10): it never goes out.
+			c.mu.Unlock()
+			c.branchDone(b, 487, nil)
+			return true
+		}
 		c.attempts++
 		b.attempt++
 		attempt := b.attempt
@@ -227,10 +237,17 @@ func (b *branch) next() bool {
 		p.log.Debug("forwarding", "method", msg.Method, "uri", msg.URI.String(), "hop", h.String(), "branch", b.id)
 		tx, err := p.env.Transactions.Request(&msg, r.snd, func(res *sip.Response, err error) { b.handle(attempt, res, err) })
 		c.mu.Lock()
+		cancel := false
 		if b.attempt == attempt {
 			b.tx = tx
+			// A CANCEL (ours or the caller's) that came while the
+			// request was being sent found no transaction to cancel.
+			cancel = b.cancelling && tx != nil
 		}
 		c.mu.Unlock()
+		if cancel {
+			tx.Cancel()
+		}
 		if err != nil && tx == nil {
 			// Not a transport error (those come through the handler).
 			p.log.Warn("client transaction not started", "err", err)
@@ -257,9 +274,11 @@ func (b *branch) handle(attempt int, res *sip.Response, err error) {
 	c.mu.Unlock()
 	if stale {
 		// An attempt given up on (silent gateway): only its 2xx matter,
-		// and every 2xx is forwarded (§16.7 step 5).
+		// and every 2xx is forwarded (§16.7 step 5). The branch's
+		// current attempt is then cancelled like any other pending one.
 		if res != nil && res.StatusCode/100 == 2 {
 			c.success(b, res)
+			b.cancel()
 		}
 		return
 	}

@@ -166,9 +166,12 @@ func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.
 	return nil
 }
 
-// Close waits for the background dials and lookups to end; the
-// transport's Close ends the dials, resolveTimeout bounds the lookups.
-func (p *Proxy) Close() { p.async.Wait() }
+// Close ends the lookups under way and waits for the background dials and
+// lookups to end; the transport's Close ends the dials.
+func (p *Proxy) Close() {
+	p.cancelStop()
+	p.async.Wait()
+}
 
 // route is where one attempt of a branch goes.
 type route struct {
@@ -187,7 +190,7 @@ func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) 
 		f := t.Flow
 		return NewHopList(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	ctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
 	defer cancel()
 	return p.resolver.Resolve(ctx, next)
 }
@@ -230,7 +233,7 @@ const maxLookups = 256
 // target: a Resolver of the library user's, or a host name that is
 // neither a configured route nor an IP literal.
 func (p *Proxy) mayWait(req *sip.Request, next sip.URI, t Target) bool {
-	if !t.Flow.IsZero() && len(req.Route) == 0 {
+	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
 		return false
 	}
 	sr, ok := p.resolver.(*StaticResolver)

@@ -118,6 +118,10 @@ type Proxy struct {
 	dials   chan struct{}  // semaphore of background dials
 	lookups chan struct{}  // semaphore of background Resolver calls
 	async   sync.WaitGroup // background dials and lookups
+	// stop is cancelled by Close: lookups under way give up rather
+	// than hold the shutdown for up to resolveTimeout.
+	stop       context.Context
+	cancelStop context.CancelFunc
 }
 
 // New checks cfg and builds a proxy.
@@ -156,6 +160,7 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		dials:   make(chan struct{}, maxDials),
 		lookups: make(chan struct{}, maxLookups),
 	}
+	p.stop, p.cancelStop = context.WithCancel(context.Background())
 	for _, d := range env.Domains {
 		p.domains[strings.ToLower(d)] = true
 	}
@@ -285,7 +290,8 @@ type FlowTx interface {
 }
 
 // CancelTx is a server transaction that can tell the proxy about a CANCEL
-// (RFC 3261 §9.2, §16.10): f replaces the transaction's own 487.
+// (RFC 3261 §9.2, §16.10): f replaces the transaction's own 487, and runs
+// at once when the CANCEL came before OnCancel was called.
 type CancelTx interface {
 	OnCancel(f func())
 }

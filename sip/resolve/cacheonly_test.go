@@ -48,3 +48,27 @@ func TestCacheOnly(t *testing.T) {
 		t.Errorf("numeric host: %v", err)
 	}
 }
+
+// CacheOnly with ENUM: a number whose NAPTR records are not cached fails
+// with ErrNotCached and asks nothing; once looked up, it is answered from
+// the cache.
+func TestCacheOnlyENUM(t *testing.T) {
+	srv := startZones(t, "enum.zone")
+	r, _ := newResolver(t, srv, Config{})
+	ctx := context.Background()
+	const number = "+420224357628"
+	if _, err := r.ENUM(CacheOnly(ctx), number); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("cold cache: %v, want ErrNotCached", err)
+	}
+	if q := r.Stats().Queries; q != 0 {
+		t.Errorf("a cache-only ENUM lookup sent %d queries", q)
+	}
+	full, err := r.ENUM(ctx, number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, err := r.ENUM(CacheOnly(ctx), number)
+	if err != nil || len(cached) != len(full) || cached[0].String() != full[0].String() {
+		t.Errorf("warm cache: %v %v, want %v", cached, err, full)
+	}
+}

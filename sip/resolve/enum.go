@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/miekg/dns"
@@ -42,12 +43,15 @@ func (r *Resolver) ENUM(ctx context.Context, number string) ([]sip.URI, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ctx.Value(cacheOnlyKey{}) != nil {
+		ctx = context.WithValue(ctx, missKey{}, new(atomic.Bool))
+	}
 	var lastErr error
 	for _, suffix := range r.cfg.ENUMSuffixes {
 		domain, _ := ENUMDomain(aus, suffix)
 		uris, err := r.enumAt(ctx, domain, aus, 0)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrNotCached) {
 				return nil, fmt.Errorf("resolve: enum %s: %w", aus, err)
 			}
 			lastErr = err

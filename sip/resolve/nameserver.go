@@ -49,13 +49,15 @@ func (s *nameserver) answered() {
 	s.mu.Unlock()
 }
 
-// failed records a timeout or network error; deadFor <= 0 never deems the
-// server dead.
-func (s *nameserver) failed(now time.Time, deadFor time.Duration) {
+// failed records a timeout or network error of a query, the probe or
+// not; deadFor <= 0 never deems the server dead.
+func (s *nameserver) failed(now time.Time, deadFor time.Duration, probe bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fails++
-	s.probing = false
+	if probe {
+		s.probing = false
+	}
 	if deadFor > 0 && s.fails >= deadAfter {
 		s.deadUntil = now.Add(deadFor)
 	}

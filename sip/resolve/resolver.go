@@ -46,7 +46,7 @@ type (
 	missKey      struct{}
 )
 
-// CacheOnly returns a context under which Resolve answers from the cache
+// CacheOnly returns a context under which Resolve and ENUM answer from the cache
 // alone, without waiting on the network: when any answer it needs is
 // missing or expired it fails with ErrNotCached (and asks no server), so
 // a caller can resolve in place when it is cheap and hand the lookup to
@@ -291,7 +291,11 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 			}
 			if err != nil {
 				r.failures.Add(1)
-				ns.failed(r.now(), r.cfg.DeadServerFor)
+				if _, udpAnswered := err.(*tcpRetryError); udpAnswered {
+					ns.answered()
+				} else {
+					ns.failed(r.now(), r.cfg.DeadServerFor, probe)
+				}
 				lastErr = err
 				continue
 			}
@@ -334,8 +338,19 @@ func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server string) (*dn
 	actx, cancel = context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	resp, _, err = r.tcp.ExchangeContext(actx, m, server)
-	return resp, err
+	if err != nil {
+		return nil, &tcpRetryError{err}
+	}
+	return resp, nil
 }
+
+// tcpRetryError is the failure of the TCP retry of a truncated answer:
+// the server did answer (over UDP), so it is not dead (RFC 2308 §7.2 is
+// about servers that do not respond), only its TCP is out of reach.
+type tcpRetryError struct{ err error }
+
+func (e *tcpRetryError) Error() string { return "TCP retry of a truncated answer: " + e.err.Error() }
+func (e *tcpRetryError) Unwrap() error { return e.err }
 
 // parseAnswer picks the records of type qtype out of a NOERROR or NXDOMAIN
 // response and says how long the result may be cached: the smallest TTL of

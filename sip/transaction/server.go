@@ -91,11 +91,20 @@ func (tx *ServerTx) Cancelled() <-chan struct{} { return tx.cancelled }
 
 // OnCancel replaces the default reaction to a CANCEL, which is to answer
 // the INVITE 487 Request Terminated when it has no final response yet.
-// A proxy sets it to cancel its branches instead (§16.10).
+// A proxy sets it to cancel its branches instead (§16.10). When the CANCEL
+// has already come (the TU set the reaction late, after work off its
+// worker), f runs at once, on the caller's goroutine.
 func (tx *ServerTx) OnCancel(f func()) {
 	tx.mu.Lock()
 	tx.onCancel = f
 	tx.mu.Unlock()
+	select {
+	case <-tx.cancelled:
+		if f != nil {
+			f()
+		}
+	default:
+	}
 }
 
 // OnACK registers a function for an ACK that matches this transaction in

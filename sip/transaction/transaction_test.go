@@ -812,3 +812,25 @@ func TestTimerBOnlyInCalling(t *testing.T) {
 		t.Fatalf("state %v", tx.State())
 	}
 }
+
+// OnCancel set after the CANCEL came (the TU routed the INVITE off its
+// worker meanwhile) runs the reaction at once: the TU learns of the
+// CANCEL instead of going on as if none had come.
+func TestOnCancelAfterCancel(t *testing.T) {
+	l, _, rec := newTestLayer(false)
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKoc1")
+	tx, _ := l.HandleRequest(inv, rec)
+	if _, d := l.HandleRequest(NewCANCEL(inv), rec); d != Absorbed {
+		t.Fatalf("CANCEL: %v", d)
+	}
+	called := 0
+	tx.OnCancel(func() { called++ })
+	if called != 1 {
+		t.Errorf("reaction ran %d times for a CANCEL that had come, want 1", called)
+	}
+	fresh, _ := l.HandleRequest(mustRequest(t, sip.INVITE, "z9hG4bKoc2"), rec)
+	fresh.OnCancel(func() { called++ })
+	if called != 1 {
+		t.Error("reaction ran without a CANCEL")
+	}
+}
