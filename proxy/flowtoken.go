@@ -25,8 +25,10 @@ import (
 // request names the token in its Route; the proxy tells the caller's
 // requests from the callee's by the caller's From tag, also in the token,
 // and sends the request over the other side's flow instead of to its
-// Request-URI. The token is signed, so that a forged Route cannot make the
-// proxy send anywhere it was not already going.
+// Request-URI. The token is signed together with the dialog's Call-ID, so
+// that a forged Route cannot make the proxy send anywhere it was not
+// already going, and a token seen in one dialog cannot steer requests of
+// another one towards that dialog's phones.
 
 // flowTokenPrefix starts the user part of a Record-Route with a token.
 const flowTokenPrefix = "ft-"
@@ -36,6 +38,7 @@ type flowToken struct {
 	tag    uint32 // FNV-1a of the caller's From tag
 	caller Flow   // where the dialog-creating request came from; zero: none needed
 	callee Flow   // where its branch went; zero: none needed
+	callID string // the dialog's Call-ID: signed, not carried
 }
 
 // flowTokenKey is the context key of the token of the Route entry
@@ -68,6 +71,7 @@ func (p *Proxy) flowUser(req *sip.Request, in, to Flow) string {
 		return ""
 	}
 	t.tag = tagHash(req.From.Tag())
+	t.callID = req.CallID
 	return flowTokenPrefix + b64(p.encodeToken(t))
 }
 
@@ -148,18 +152,22 @@ func (p *Proxy) encodeToken(t flowToken) []byte {
 		b = append(b, ip...)
 		b = binary.BigEndian.AppendUint16(b, f.Remote.Port())
 	}
-	return append(b, p.flowMAC(b)...)
+	return append(b, p.flowMAC(b, t.callID)...)
 }
 
-func (p *Proxy) flowMAC(b []byte) []byte {
+// flowMAC signs a token's bytes with the dialog's Call-ID.
+func (p *Proxy) flowMAC(b []byte, callID string) []byte {
 	m := hmac.New(sha256.New, p.flowKey)
 	m.Write(b)
+	m.Write([]byte{0})
+	m.Write([]byte(callID))
 	return m.Sum(nil)[:flowMACLen]
 }
 
-// decodeToken reads the token of a Record-Route user part; false when user
-// holds none or one this proxy did not sign.
-func (p *Proxy) decodeToken(user string) (flowToken, bool) {
+// decodeToken reads the token of a Record-Route user part in a request of
+// the dialog callID; false when user holds none, or one this proxy did not
+// sign for that dialog.
+func (p *Proxy) decodeToken(user, callID string) (flowToken, bool) {
 	s, ok := strings.CutPrefix(user, flowTokenPrefix)
 	if !ok || len(s) > 128 {
 		return flowToken{}, false
@@ -175,10 +183,10 @@ func (p *Proxy) decodeToken(user string) (flowToken, bool) {
 		return flowToken{}, false
 	}
 	body, mac := b[:len(b)-flowMACLen], b[len(b)-flowMACLen:]
-	if !hmac.Equal(mac, p.flowMAC(body)) {
+	if !hmac.Equal(mac, p.flowMAC(body, callID)) {
 		return flowToken{}, false
 	}
-	var t flowToken
+	t := flowToken{callID: callID}
 	flags := body[0]
 	t.tag = binary.BigEndian.Uint32(body[1:5])
 	rest := body[5:]

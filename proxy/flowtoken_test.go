@@ -53,7 +53,7 @@ func TestFlowTokenRoundTrip(t *testing.T) {
 		{tag: 3, caller: udpFlow("203.0.113.9:40000"), callee: Flow{Proto: "TLS", Remote: netip.MustParseAddrPort("198.51.100.2:5061")}},
 	} {
 		user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
-		got, ok := p.decodeToken(user)
+		got, ok := p.decodeToken(user, "")
 		if !ok || got != tok {
 			t.Errorf("decode(encode(%+v)) = %+v, %v", tok, got, ok)
 		}
@@ -63,16 +63,26 @@ func TestFlowTokenRoundTrip(t *testing.T) {
 	}
 	tok := flowToken{tag: 9, caller: udpFlow("203.0.113.9:40000")}
 	user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
-	if _, ok := tokenProxy("another key").decodeToken(user); ok {
+	if _, ok := tokenProxy("another key").decodeToken(user, ""); ok {
 		t.Error("a token signed with another key was accepted")
 	}
+	// Bound to its dialog: a token of one Call-ID steers no other.
+	tok.callID = "dialog-a@example.test"
+	user = flowTokenPrefix + encodeB64(p.encodeToken(tok))
+	if got, ok := p.decodeToken(user, "dialog-a@example.test"); !ok || got != tok {
+		t.Errorf("token of its own dialog: %+v, %v", got, ok)
+	}
+	if _, ok := p.decodeToken(user, "dialog-b@example.test"); ok {
+		t.Error("a token was accepted in a request of another dialog (Call-ID)")
+	}
+	tok.callID = ""
 	b := p.encodeToken(tok)
 	b[7] ^= 1 // the first byte of the caller's address
-	if _, ok := p.decodeToken(flowTokenPrefix + encodeB64(b)); ok {
+	if _, ok := p.decodeToken(flowTokenPrefix+encodeB64(b), ""); ok {
 		t.Error("a tampered token was accepted")
 	}
 	for _, bad := range []string{"", "ft-", "ft-!!", "alice", "ft-" + strings.Repeat("A", 200)} {
-		if _, ok := p.decodeToken(bad); ok {
+		if _, ok := p.decodeToken(bad, ""); ok {
 			t.Errorf("decodeToken(%q) accepted", bad)
 		}
 	}
@@ -113,7 +123,7 @@ func FuzzFlowToken(f *testing.F) {
 	f.Add("ft-AAAA")
 	f.Add("alice")
 	f.Fuzz(func(t *testing.T, user string) {
-		tok, ok := p.decodeToken(user)
+		tok, ok := p.decodeToken(user, "")
 		if !ok {
 			return
 		}
@@ -155,7 +165,7 @@ func TestRecordRouteToken(t *testing.T) {
 				t.Errorf("Record-Route user %q, token wanted: %v", user, tc.wantTok)
 			}
 			if tc.wantTok {
-				tok, ok := e.p.decodeToken(user)
+				tok, ok := e.p.decodeToken(user, req.CallID)
 				if !ok || tok.caller.Remote != callerIn || tok.tag != tagHash("a1") || !tok.callee.IsZero() {
 					t.Errorf("token %+v (ok %v), want the caller's flow %s and tag a1", tok, ok, callerIn)
 				}

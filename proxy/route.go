@@ -122,13 +122,13 @@ func (p *Proxy) preprocessCtx(ctx context.Context, req *sip.Request) context.Con
 func (p *Proxy) preprocess(req *sip.Request) (routed bool, tok flowToken, hasTok bool) {
 	if n := len(req.Route); n > 0 && req.URI.Params.Has("lr") && p.isSelf(&req.URI) &&
 		(req.URI.User == "" || strings.HasPrefix(req.URI.User, flowTokenPrefix)) {
-		tok, hasTok = p.decodeToken(req.URI.User)
+		tok, hasTok = p.decodeToken(req.URI.User, req.CallID)
 		req.URI = req.Route[n-1].URI
 		req.Route = req.Route[:n-1]
 		routed = true
 	}
 	if len(req.Route) > 0 && p.isSelf(&req.Route[0].URI) {
-		if t, ok := p.decodeToken(req.Route[0].URI.User); ok {
+		if t, ok := p.decodeToken(req.Route[0].URI.User, req.CallID); ok {
 			tok, hasTok = t, true
 		}
 		r2 := req.Route[0].URI.Params.Has("r2")
