@@ -119,13 +119,15 @@ func New(cfg Config, env Env) (*Accounting, error) {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Accounting{cfg: cfg, env: env, clock: env.Clock, log: env.Logger.With("feature", "acc"), calls: map[dialogKey]*call{}}
+	// The writer exists before the metrics are registered: the
+	// queue_length gauge reads it as soon as a scrape comes.
+	a.w = newWriter(a, cfg.QueueSize)
 	a.met = newMetrics(a)
 	if env.Registerer != nil {
 		if err := a.met.register(env.Registerer); err != nil {
 			return nil, err
 		}
 	}
-	a.w = newWriter(a, cfg.QueueSize)
 	a.w.start()
 	if cfg.Retention > 0 {
 		a.purger = startPurger(a)
@@ -145,8 +147,9 @@ func (a *Accounting) Calls() int {
 
 // Close stops the purge of expired records (a purge under way is
 // interrupted), ends the calls still open (end reason shutdown), writes
-// what is queued and stops the writer. Records offered afterwards are
-// dropped.
+// what is queued, then the records of those calls (all of them: they do
+// not go through the bounded queue), and stops the writer. Records
+// offered afterwards are dropped.
 func (a *Accounting) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -172,10 +175,7 @@ func (a *Accounting) Close() error {
 	if a.purger != nil {
 		a.purger.stop()
 	}
-	for _, r := range recs {
-		a.w.enqueue(r, nil)
-	}
-	a.w.close()
+	a.w.close(recs)
 	return nil
 }
 
@@ -248,7 +248,10 @@ func (a *Accounting) NewRecord(kind string, req *sip.Request, source, user strin
 func AOR(u sip.URI) string {
 	host := strings.ToLower(u.Hostname())
 	if u.User == "" {
-		return host
+		// ToLower returns a lower-case host as it is: a substring of the
+		// packet the URI was parsed from, which the record must not keep
+		// alive.
+		return strings.Clone(host)
 	}
 	return sip.Unescape(u.User) + "@" + host
 }
@@ -261,9 +264,11 @@ func (a *Accounting) startCall(req *sip.Request, info proxy.Forwarded) proxy.Req
 	if a.closed {
 		return nil
 	}
-	if old, ok := a.calls[k]; ok && !old.answered {
-		// A spiral: the request came back through the proxy. The outer
-		// response context sees the outcome.
+	if _, ok := a.calls[k]; ok {
+		// A spiral (the request came back through the proxy, maybe after
+		// another branch answered) or a retransmission: the outer
+		// response context sees the outcome, and an answered call keeps
+		// its entry for its BYE.
 		return nil
 	}
 	if a.n >= a.cfg.MaxCalls {
@@ -364,9 +369,34 @@ func (a *Accounting) expire(c *call, gen int) {
 	}
 	a.endLocked(c, end, ByProxy, why)
 	rec := c.rec
+	ok := a.w.tryEnqueue(rec, nil)
 	a.mu.Unlock()
 	a.log.Debug("call timed out", "call-id", rec.CallID, "why", why)
-	a.w.enqueue(rec, nil)
+	if !ok {
+		a.w.dropped(rec, nil)
+	}
+}
+
+// afterEndLocked sends send, a response on the call c that has ended,
+// once c's record is committed (or given up): a party told anything
+// after the end (the 200 of the second BYE of a glare, a retransmitted
+// 2xx) must not learn it before the record is on disk. c's record was
+// queued under a.mu when c was marked done, so a barrier queued now comes
+// after it; the records of calls Close ended bypass the queue, so for
+// those send waits for the writer to finish.
+func (a *Accounting) afterEndLocked(c *call, send func()) {
+	if c.rec.EndReason == EndShutdown {
+		a.w.afterFinish(send)
+		return
+	}
+	a.w.barrier(send)
+}
+
+// challenge reports whether a final response is a digest challenge (RFC
+// 3261 §22.2, §22.3): not the end of a call attempt but a request for the
+// retry with credentials, which is the attempt.
+func challenge(res *sip.Response) bool {
+	return res.StatusCode == 401 || res.StatusCode == 407
 }
 
 // maxSessionExpires caps a Session-Expires interval, in seconds: beyond
@@ -466,9 +496,28 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	a, c := o.a, o.c
 	now := a.clock.Now()
 	a.mu.Lock()
-	if c.done || c.answered {
+	if c.done {
+		// The call has ended (a 2xx retransmitted after an answer
+		// recorded as untracked, or after the BYE or a timer ended the
+		// call): the response follows its record.
+		a.afterEndLocked(c, send)
+		a.mu.Unlock()
+		return
+	}
+	if c.answered {
 		// A later 2xx of another branch (RFC 3261 §16.7 step 5): the
 		// call has its answer.
+		a.mu.Unlock()
+		send()
+		return
+	}
+	if challenge(res) && !up.Cancelled {
+		// Challenged downstream (a gateway's 401/407): as for the
+		// server's own challenges (Refused), no record; the retry with
+		// credentials (same Call-ID and From tag, a new CSeq) is the call
+		// attempt, tracked anew. A caller who cancelled will not retry:
+		// that call is recorded as cancelled below.
+		a.removeLocked(c)
 		a.mu.Unlock()
 		send()
 		return
@@ -483,8 +532,11 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 			// The BYE will not pass here: record what is known now.
 			a.endLocked(c, now, "", EndUntracked)
 			rec := c.rec
+			ok := a.w.tryEnqueue(rec, send)
 			a.mu.Unlock()
-			a.w.enqueue(rec, send)
+			if !ok {
+				a.w.dropped(rec, send)
+			}
 			return
 		}
 		a.calls[dialogKey{c.rec.CallID, c.rec.ToTag}] = c
@@ -512,13 +564,17 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	}
 	a.removeLocked(c)
 	rec := c.rec
+	ok := a.w.tryEnqueue(rec, send)
 	a.mu.Unlock()
-	a.w.enqueue(rec, send)
+	if !ok {
+		a.w.dropped(rec, send)
+	}
 }
 
 // byeObs follows a BYE: any final response ends the call (RFC 3261
 // §15.1.2: the dialog is over whatever the answer), and goes upstream
-// once the record is committed.
+// once the record is committed. So does the response to the other side's
+// BYE when both hang up at once (glare).
 type byeObs struct {
 	a     *Accounting
 	c     *call
@@ -532,15 +588,18 @@ func (o *byeObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	a, c := o.a, o.c
 	a.mu.Lock()
 	if c.done {
+		a.afterEndLocked(c, send)
 		a.mu.Unlock()
-		send()
 		return
 	}
 	c.rec.Q850, c.rec.Q850Text = o.cause, o.text
 	a.endLocked(c, o.at, o.side, EndBye)
 	rec := c.rec
+	ok := a.w.tryEnqueue(rec, send)
 	a.mu.Unlock()
-	a.w.enqueue(rec, send)
+	if !ok {
+		a.w.dropped(rec, send)
+	}
 }
 
 // refreshObs follows a re-INVITE or UPDATE: its 2xx refreshes the
@@ -553,21 +612,27 @@ type refreshObs struct {
 
 func (o *refreshObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	a, c := o.a, o.c
-	if res.StatusCode/100 == 2 {
-		a.mu.Lock()
-		if !c.done {
-			c.sessionEnd = time.Time{}
-			if s := sessionExpires(res); s > 0 {
-				c.sessionEnd = a.clock.Now().Add(s)
-			}
-			a.armLocked(c)
-		}
+	a.mu.Lock()
+	if c.done {
+		// The call ended meanwhile: the response follows its record.
+		a.afterEndLocked(c, send)
 		a.mu.Unlock()
+		return
 	}
+	if res.StatusCode/100 == 2 {
+		c.sessionEnd = time.Time{}
+		if s := sessionExpires(res); s > 0 {
+			c.sessionEnd = a.clock.Now().Add(s)
+		}
+		a.armLocked(c)
+	}
+	a.mu.Unlock()
 	send()
 }
 
-// messageObs records a MESSAGE at its first final response.
+// messageObs records a MESSAGE at its first final response, except a
+// digest challenge (401, 407): the retry with credentials is the MESSAGE
+// recorded, as for calls.
 type messageObs struct {
 	a    *Accounting
 	mu   sync.Mutex
@@ -577,7 +642,8 @@ type messageObs struct {
 
 func (o *messageObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	o.mu.Lock()
-	if o.done {
+	if o.done || challenge(res) {
+		o.done = true
 		o.mu.Unlock()
 		send()
 		return

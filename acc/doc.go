@@ -8,7 +8,11 @@
 // the proxy forwards statefully starts a tracked call; its first 2xx
 // answers it (the fork branch that sent it is noted); a final response
 // >= 300 (the caller's CANCEL included) ends it as a failed or cancelled
-// call. An answered call ends with a BYE from either side, which passes
+// call, except a digest challenge from downstream (401, 407): that makes
+// no record, and the retry with credentials is tracked as the call. An
+// INVITE outside a dialog whose Call-ID and From tag match a call
+// already tracked, ringing or answered, is a spiral or a retransmission
+// and starts nothing. An answered call ends with a BYE from either side, which passes
 // the proxy because it record-routed the dialog; a call whose BYE never
 // comes ends at Config.MaxDuration after the answer, or earlier when the
 // endpoints negotiated session timers (RFC 4028) and no refresh came
@@ -27,8 +31,13 @@
 // record is on disk: a SIGKILL right after loses no finished call. The
 // writes go through one goroutine in batches (group commit, as the
 // registrar does), so one fsync serves every record that queued while the
-// previous batch committed. Close finishes the calls still open (as
-// "shutdown") and flushes the queue.
+// previous batch committed. A response on a call that already ended (the
+// 200 of the second BYE of a glare, a retransmitted 2xx) waits for that
+// call's record too, through a barrier in the writer's queue. Each commit
+// attempt is bounded by CommitTimeout, so a hung store releases the held
+// responses (the records counted as lost) instead of holding them. Close
+// finishes the calls still open (as "shutdown"), flushes the queue, then
+// writes the records of all those calls, outside the bounded queue.
 //
 // # Limits
 //

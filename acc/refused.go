@@ -31,7 +31,8 @@ type refusalKey struct {
 // reject rule) or redirected (3xx). send sends the response; it runs once
 // the record is committed, like every response that completes a record.
 // Digest challenges (401, 407) are not call attempts — the retry with
-// credentials is — and make no record; nor do other requests, responses
+// credentials is — and make no record (nor do those from downstream on
+// a forwarded INVITE, see inviteObs); nor do other requests, responses
 // below 300, the inner pass of a spiral (the outer forwarded INVITE
 // records the outcome) and retransmissions of an INVITE already
 // recorded. source is "transport:ip:port", user the authenticated user
@@ -49,8 +50,9 @@ func (a *Accounting) Refused(req *sip.Request, res *sip.Response, source, user s
 		send()
 		return
 	}
-	if c, ok := a.calls[dialogKey{req.CallID, req.From.Tag()}]; ok && !c.answered {
-		// A spiral (or a loop: 482) inside a call being forwarded.
+	if _, ok := a.calls[dialogKey{req.CallID, req.From.Tag()}]; ok {
+		// A spiral (or a loop: 482) inside a call being forwarded or
+		// already answered.
 		a.mu.Unlock()
 		send()
 		return

@@ -36,11 +36,33 @@ func (q *Queue[T]) Push(v T) bool {
 	}
 	q.pending = append(q.pending, v)
 	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+// PushUnbounded queues v even when the queue is full, and wakes the
+// writer; false only when the queue is closed. It is for markers that
+// must keep their place in the order (a barrier whose callback runs once
+// everything queued before it is written) and whose number the caller
+// bounds otherwise; they count in Len, so Push sees that much less room.
+func (q *Queue[T]) PushUnbounded(v T) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.pending = append(q.pending, v)
+	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+// signal wakes the writer unless a wake-up is already pending.
+func (q *Queue[T]) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // Wake is signalled after a Push; the writer then Takes until nothing is

@@ -60,3 +60,28 @@ func TestQueueConcurrent(t *testing.T) {
 		t.Fatalf("took %d items, want 1000", n)
 	}
 }
+
+// PushUnbounded keeps its item's place in the order past the bound, and
+// is refused only once the queue is closed.
+func TestQueuePushUnbounded(t *testing.T) {
+	q := New[int](2, 10)
+	if !q.Push(0) || !q.Push(1) || q.Push(2) {
+		t.Fatal("Push: want two items taken, the third refused")
+	}
+	<-q.Wake()
+	if !q.PushUnbounded(3) || q.Len() != 3 || !q.Full() || q.Push(4) {
+		t.Fatalf("PushUnbounded on a full queue: len %d", q.Len())
+	}
+	select {
+	case <-q.Wake():
+	default:
+		t.Fatal("no wake-up after PushUnbounded")
+	}
+	if b := q.Take(); !slices.Equal(b, []int{0, 1, 3}) {
+		t.Fatalf("took %v, want [0 1 3]", b)
+	}
+	q.Close()
+	if q.PushUnbounded(5) || q.Len() != 0 {
+		t.Fatal("PushUnbounded after Close: want it refused")
+	}
+}
