@@ -236,3 +236,17 @@ func TestStale2xxCancelsCurrentAttempt(t *testing.T) {
 		t.Errorf("after the first hop's 200 and the second's 180 the proxy sent %q, want a CANCEL to the second", got)
 	}
 }
+
+// Work started once Close has begun (a transaction timer firing during
+// shutdown) runs on the caller's goroutine: Close's Wait never races a
+// new goroutine's Add, and nothing outlives it.
+func TestBackgroundAfterClose(t *testing.T) {
+	e := newTestEnv(t, Config{}, nil)
+	e.p.Close()
+	ran := false
+	e.p.background(func() { ran = true })
+	if !ran {
+		t.Error("work started after Close did not run on the caller's goroutine")
+	}
+	e.p.Close() // twice is harmless
+}

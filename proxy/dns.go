@@ -130,13 +130,11 @@ func (p *Proxy) ENUM(m Matcher) handler.Middleware {
 				}
 				select {
 				case p.lookups <- struct{}{}:
-					p.async.Add(1)
-					go func() {
-						defer p.async.Done()
+					p.background(func() {
 						defer func() { <-p.lookups }()
 						defer p.recoverRequest(tx, req)
 						lookup()
-					}()
+					})
 				default:
 					lookup()
 				}

@@ -153,12 +153,10 @@ func (b *branch) start() {
 		}
 		select {
 		case p.lookups <- struct{}{}:
-			p.async.Add(1)
-			go func() {
-				defer p.async.Done()
+			p.background(func() {
 				defer func() { <-p.lookups }()
 				b.route(next)
-			}()
+			})
 			return
 		default:
 		}

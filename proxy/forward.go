@@ -152,9 +152,7 @@ func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.
 		return fmt.Errorf("proxy: %d connections being opened already", maxDials)
 	}
 	b = append([]byte(nil), b...)
-	p.async.Add(1)
-	go func() {
-		defer p.async.Done()
+	p.background(func() {
 		defer func() { <-p.dials }()
 		if err := p.env.Network.WriteTo(proto, netip.AddrPort{}, remote, b); err != nil {
 			p.log.Debug("send on a new connection", "proto", proto, "to", remote.String(), "err", err)
@@ -162,14 +160,36 @@ func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.
 				onError(err)
 			}
 		}
-	}()
+	})
 	return nil
+}
+
+// background runs f on a goroutine Close waits for; once Close has begun
+// (a transaction timer firing during shutdown), f runs on the caller's
+// goroutine instead, where the cancelled lookups and closed transports
+// end it quickly.
+func (p *Proxy) background(f func()) {
+	p.asyncMu.Lock()
+	if p.closing {
+		p.asyncMu.Unlock()
+		f()
+		return
+	}
+	p.async.Add(1)
+	p.asyncMu.Unlock()
+	go func() {
+		defer p.async.Done()
+		f()
+	}()
 }
 
 // Close ends the lookups under way and waits for the background dials and
 // lookups to end; the transport's Close ends the dials.
 func (p *Proxy) Close() {
 	p.cancelStop()
+	p.asyncMu.Lock()
+	p.closing = true
+	p.asyncMu.Unlock()
 	p.async.Wait()
 }
 

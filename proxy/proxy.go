@@ -118,6 +118,8 @@ type Proxy struct {
 	dials   chan struct{}  // semaphore of background dials
 	lookups chan struct{}  // semaphore of background Resolver calls
 	async   sync.WaitGroup // background dials and lookups
+	asyncMu sync.Mutex     // orders async.Add against Close's Wait
+	closing bool           // Close has begun: no new background goroutine
 	// stop is cancelled by Close: lookups under way give up rather
 	// than hold the shutdown for up to resolveTimeout.
 	stop       context.Context
