@@ -28,41 +28,30 @@ func New[T any](limit, maxBatch int) *Queue[T] {
 
 // Push queues v and wakes the writer; false when the queue is full or
 // closed.
-func (q *Queue[T]) Push(v T) bool {
-	q.mu.Lock()
-	if q.closed || len(q.pending) >= q.max {
-		q.mu.Unlock()
-		return false
-	}
-	q.pending = append(q.pending, v)
-	q.mu.Unlock()
-	q.signal()
-	return true
-}
+func (q *Queue[T]) Push(v T) bool { return q.push(v, true) }
 
 // PushUnbounded queues v even when the queue is full, and wakes the
 // writer; false only when the queue is closed. It is for markers that
 // must keep their place in the order (a barrier whose callback runs once
 // everything queued before it is written) and whose number the caller
 // bounds otherwise; they count in Len, so Push sees that much less room.
-func (q *Queue[T]) PushUnbounded(v T) bool {
+func (q *Queue[T]) PushUnbounded(v T) bool { return q.push(v, false) }
+
+// push queues v unless the queue is closed or, when bounded, full, and
+// wakes the writer unless a wake-up is already pending.
+func (q *Queue[T]) push(v T, bounded bool) bool {
 	q.mu.Lock()
-	if q.closed {
+	if q.closed || bounded && len(q.pending) >= q.max {
 		q.mu.Unlock()
 		return false
 	}
 	q.pending = append(q.pending, v)
 	q.mu.Unlock()
-	q.signal()
-	return true
-}
-
-// signal wakes the writer unless a wake-up is already pending.
-func (q *Queue[T]) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // Wake is signalled after a Push; the writer then Takes until nothing is
