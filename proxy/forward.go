@@ -296,7 +296,9 @@ func (p *Proxy) routeTo(h Hop, t Target) (route, error) {
 // stateless forwards req to the first target of pl without keeping any
 // state (RFC 3261 §16.11): a branch derived from the request, so that
 // retransmissions, the CANCEL and the ACK of a non-2xx response take the
-// same branch; on a transport error the next hop is tried.
+// same branch; on a transport error the next hop is tried. A next hop the
+// DNS must find and the resolver's cache cannot give at once is looked up
+// on the lookup pool, as a stateful branch's is, not on the worker.
 func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Request, pl plan) {
 	ts := pl.all()
 	if len(ts) == 0 {
@@ -305,7 +307,29 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 	}
 	t := ts[0]
 	out, next := p.prepare(req, t)
+	if p.mayWait(req, next, t) {
+		if hops, ok := p.cachedHops(next); ok {
+			p.statelessSend(tx, req, pl, t, out, next, hops, nil)
+			return
+		}
+		select {
+		case p.lookups <- struct{}{}:
+			p.background(func() {
+				defer func() { <-p.lookups }()
+				hops, err := p.hopsFor(req, next, t)
+				p.statelessSend(tx, req, pl, t, out, next, hops, err)
+			})
+			return
+		default:
+		}
+	}
 	hops, err := p.hopsFor(req, next, t)
+	p.statelessSend(tx, req, pl, t, out, next, hops, err)
+}
+
+// statelessSend sends out (req prepared for t) to the first of hops that
+// takes it, or answers the lookup's error.
+func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t Target, out *sip.Request, next sip.URI, hops Hops, err error) {
 	if err != nil {
 		p.log.Debug("no route", "uri", next.String(), "err", err)
 		p.reply(tx, req, noRouteCode(err), "")

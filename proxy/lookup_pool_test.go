@@ -126,3 +126,39 @@ func TestENUMLookupOffTheWorker(t *testing.T) {
 	}
 	closeAll(t, s, alice, local, carol)
 }
+
+// The stateless mode looks up a next hop that needs the DNS off the
+// worker too: with one worker, a call to a local user goes through while
+// a request to a domain waits on a slow DNS server.
+func TestStatelessLookupOffTheWorker(t *testing.T) {
+	ctx := context.Background()
+	local := newPhone(t, "bob@example.test", "", answerAfter(0))
+	addr, asked, release := heldDNS(t, "sip:nobody@192.0.2.1")
+	s := startServer(t, server.Config{
+		Listen:  []string{"udp:127.0.0.1:0"},
+		Workers: 1,
+		Routing: proxy.Config{
+			Mode:      proxy.Stateless,
+			Locations: map[string][]string{"bob@example.test": {contact(local)}},
+			Rules:     []proxy.Rule{{Domain: "slow.test", Action: proxy.ActionResolve}},
+		},
+		DNS: resolve.Config{Servers: []string{addr}, Timeout: 5 * time.Second, Attempts: 1},
+	})
+	alice := newPhone(t, "alice@example.test", proxyAddr(s), nil)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := alice.Call(ctx, "sip:carol@slow.test")
+		slow <- err
+	}()
+	<-asked
+	call, err := alice.Call(ctx, "sip:bob@example.test")
+	if err != nil {
+		t.Fatalf("local call while a stateless lookup waits: %v", err)
+	}
+	_ = call.Hangup(ctx)
+	release()
+	if err := <-slow; statusCode(err) != 404 {
+		t.Errorf("request to a domain without records: %v, want 404", err)
+	}
+	closeAll(t, s, alice, local)
+}
