@@ -103,10 +103,17 @@ func TestENUMLookupOffTheWorker(t *testing.T) {
 		t.Fatalf("local call while an ENUM lookup waits: %v", err)
 	}
 	_ = call.Hangup(ctx)
+	// The CANCEL reaches the server while the lookup still waits. (Its
+	// 487 may come from the transaction at once, or from the proxy once
+	// the lookup ends, depending on whether the 100 Trying went first.)
+	waitFor(t, "the CANCEL to reach the server", func() bool {
+		return labeled(t, s, "hlas_server_messages_received_total", "method", "CANCEL") >= 1
+	})
+	time.Sleep(100 * time.Millisecond) // the worker handles the CANCEL it counted
+	release()
 	if err := <-cancelled; !errors.Is(err, context.DeadlineExceeded) || statusCode(err) != 487 {
 		t.Fatalf("the cancelled call: %v, want the deadline and 487", err)
 	}
-	release()
 	waitFor(t, "the ENUM lookup to end", func() bool {
 		return labeled(t, s, "hlas_proxy_enum_lookups_total", "result", "hit") == 1
 	})
