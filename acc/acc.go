@@ -368,12 +368,21 @@ func (a *Accounting) expire(c *call, gen int) {
 		end, why = c.sessionEnd, EndSessionExpired
 	}
 	a.endLocked(c, end, ByProxy, why)
+	callID := c.rec.CallID
+	a.recordUnlock(c, nil)
+	a.log.Debug("call timed out", "call-id", callID, "why", why)
+}
+
+// recordUnlock queues the record of the call c, which has just ended,
+// then releases a.mu: queued under the lock that marked the call done, the
+// record comes before any barrier for that call (afterEndLocked). A record
+// the queue refuses is counted, and send run, once the lock is released.
+func (a *Accounting) recordUnlock(c *call, send func()) {
 	rec := c.rec
-	ok := a.w.tryEnqueue(rec, nil)
+	ok := a.w.tryEnqueue(rec, send)
 	a.mu.Unlock()
-	a.log.Debug("call timed out", "call-id", rec.CallID, "why", why)
 	if !ok {
-		a.w.dropped(rec, nil)
+		a.w.dropped(rec, send)
 	}
 }
 
@@ -531,12 +540,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		if !c.recordRoute || c.rec.ToTag == "" {
 			// The BYE will not pass here: record what is known now.
 			a.endLocked(c, now, "", EndUntracked)
-			rec := c.rec
-			ok := a.w.tryEnqueue(rec, send)
-			a.mu.Unlock()
-			if !ok {
-				a.w.dropped(rec, send)
-			}
+			a.recordUnlock(c, send)
 			return
 		}
 		a.calls[dialogKey{c.rec.CallID, c.rec.ToTag}] = c
@@ -563,12 +567,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByCallee, EndRejected
 	}
 	a.removeLocked(c)
-	rec := c.rec
-	ok := a.w.tryEnqueue(rec, send)
-	a.mu.Unlock()
-	if !ok {
-		a.w.dropped(rec, send)
-	}
+	a.recordUnlock(c, send)
 }
 
 // byeObs follows a BYE: any final response ends the call (RFC 3261
@@ -594,12 +593,7 @@ func (o *byeObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	}
 	c.rec.Q850, c.rec.Q850Text = o.cause, o.text
 	a.endLocked(c, o.at, o.side, EndBye)
-	rec := c.rec
-	ok := a.w.tryEnqueue(rec, send)
-	a.mu.Unlock()
-	if !ok {
-		a.w.dropped(rec, send)
-	}
+	a.recordUnlock(c, send)
 }
 
 // refreshObs follows a re-INVITE or UPDATE: its 2xx refreshes the

@@ -122,22 +122,13 @@ func (p *Proxy) ENUM(m Matcher) handler.Middleware {
 			}
 			uris, err := p.env.DNS.ENUM(resolve.CacheOnly(ctx), number)
 			if errors.Is(err, resolve.ErrNotCached) {
-				lookup := func() {
+				p.onLookupPool(func() {
+					defer p.recoverRequest(tx, req)
 					lctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
 					uris, err := p.env.DNS.ENUM(lctx, number)
 					cancel()
 					p.routeENUM(ctx, tx, req, next, number, uris, err)
-				}
-				select {
-				case p.lookups <- struct{}{}:
-					p.background(func() {
-						defer func() { <-p.lookups }()
-						defer p.recoverRequest(tx, req)
-						lookup()
-					})
-				default:
-					lookup()
-				}
+				})
 				return
 			}
 			p.routeENUM(ctx, tx, req, next, number, uris, err)

@@ -151,15 +151,8 @@ func (b *branch) start() {
 			b.send(hops)
 			return
 		}
-		select {
-		case p.lookups <- struct{}{}:
-			p.background(func() {
-				defer func() { <-p.lookups }()
-				b.route(next)
-			})
-			return
-		default:
-		}
+		p.onLookupPool(func() { b.route(next) })
+		return
 	}
 	b.route(next)
 }
@@ -222,7 +215,7 @@ func (b *branch) next() bool {
 		msg := *b.out
 		p.stamp(&msg, c.in, r.out, r.flow, b.id)
 		b.req, b.r, b.tx = &msg, r, nil
-		b.responded, b.provisional, b.cancelling = false, false, false
+		b.responded, b.provisional = false, false // not cancelling: checked above
 		b.stopTimersLocked()
 		if c.invite {
 			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, func() { b.onTimerC(attempt) })

@@ -245,9 +245,23 @@ func (p *Proxy) flowUsable(f Flow) bool {
 	return p.env.Network.Lookup(f.Proto, f.Remote) != nil
 }
 
-// maxLookups bounds the branches waiting on the Resolver in the
-// background.
+// maxLookups bounds the lookups (a branch's hops, a stateless request's,
+// an ENUM rule's) waiting on the DNS in the background.
 const maxLookups = 256
+
+// onLookupPool runs f on a goroutine of the bounded lookup pool, or on the
+// caller's goroutine when the pool is full.
+func (p *Proxy) onLookupPool(f func()) {
+	select {
+	case p.lookups <- struct{}{}:
+		p.background(func() {
+			defer func() { <-p.lookups }()
+			f()
+		})
+	default:
+		f()
+	}
+}
 
 // mayWait reports whether hopsFor may wait on the network for this
 // target: a Resolver of the library user's, or a host name that is
@@ -312,16 +326,11 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 			p.statelessSend(tx, req, pl, t, out, next, hops, nil)
 			return
 		}
-		select {
-		case p.lookups <- struct{}{}:
-			p.background(func() {
-				defer func() { <-p.lookups }()
-				hops, err := p.hopsFor(req, next, t)
-				p.statelessSend(tx, req, pl, t, out, next, hops, err)
-			})
-			return
-		default:
-		}
+		p.onLookupPool(func() {
+			hops, err := p.hopsFor(req, next, t)
+			p.statelessSend(tx, req, pl, t, out, next, hops, err)
+		})
+		return
 	}
 	hops, err := p.hopsFor(req, next, t)
 	p.statelessSend(tx, req, pl, t, out, next, hops, err)
