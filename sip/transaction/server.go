@@ -97,13 +97,17 @@ func (tx *ServerTx) Cancelled() <-chan struct{} { return tx.cancelled }
 func (tx *ServerTx) OnCancel(f func()) {
 	tx.mu.Lock()
 	tx.onCancel = f
-	tx.mu.Unlock()
+	// Under the lock cancel() reads onCancel with: either it runs f, or
+	// the CANCEL came before and f runs here, never both.
+	var already bool
 	select {
 	case <-tx.cancelled:
-		if f != nil {
-			f()
-		}
+		already = true
 	default:
+	}
+	tx.mu.Unlock()
+	if already && f != nil {
+		f()
 	}
 }
 
