@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,16 +26,24 @@ const (
 // DNS is asked, as the system resolver does with "files dns": a name an
 // operator pins there is not looked up elsewhere. The file is read again
 // when its modification time or size changes, looked at no more often than
-// every hostsRecheck.
+// every hostsRecheck. Lookups read the current table without a lock; the
+// one that finds the recheck due does it, the others do not wait for it.
 type hosts struct {
-	path string
+	path   string
+	table  atomic.Pointer[hostsTable]
+	reload sync.Mutex // held by the lookup doing the recheck
+}
 
-	mu      sync.Mutex
-	checked time.Time // when the file's metadata was last looked at
+// hostsTable is one reading of the file, its answers built once.
+type hostsTable struct {
+	checked time.Time // when the file's metadata was looked at
 	mtime   time.Time
 	size    int64
-	byName  map[string][]netip.Addr // lower-case FQDN → addresses, file order
+	byName  map[string]hostsEntry // lower-case FQDN
 }
+
+// hostsEntry is a name's records, in file order; shared, never modified.
+type hostsEntry struct{ a, aaaa []dns.RR }
 
 // newHosts returns a hosts table reading path; nil when path is "none".
 func newHosts(path string) *hosts {
@@ -52,48 +61,63 @@ func (h *hosts) lookup(name string, qtype uint16, now time.Time) ([]dns.RR, bool
 	if h == nil || (qtype != dns.TypeA && qtype != dns.TypeAAAA) {
 		return nil, false
 	}
-	h.mu.Lock()
-	if h.checked.IsZero() || now.Sub(h.checked) >= hostsRecheck || now.Before(h.checked) {
-		h.checked = now
-		h.reload()
+	t := h.table.Load()
+	if t == nil || now.Sub(t.checked) >= hostsRecheck || now.Before(t.checked) {
+		t = h.recheck(t, now)
 	}
-	addrs, ok := h.byName[name]
-	h.mu.Unlock()
+	e, ok := t.byName[name]
 	if !ok {
 		return nil, false
 	}
-	var rrs []dns.RR
-	hdr := dns.RR_Header{Name: name, Rrtype: qtype, Class: dns.ClassINET}
-	for _, a := range addrs {
-		switch {
-		case qtype == dns.TypeA && a.Is4():
-			rrs = append(rrs, &dns.A{Hdr: hdr, A: a.AsSlice()})
-		case qtype == dns.TypeAAAA && a.Is6():
-			rrs = append(rrs, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
-		}
+	if qtype == dns.TypeA {
+		return e.a, true
 	}
-	return rrs, true
+	return e.aaaa, true
 }
 
-// reload reads the file again when it changed; a file that cannot be read
-// counts as empty. Called with mu held.
-func (h *hosts) reload() {
-	fi, err := os.Stat(h.path)
-	if err != nil {
-		h.byName, h.mtime, h.size = nil, time.Time{}, 0
-		return
+// recheck reads the file again if it changed since old (nil: never read)
+// and publishes the result. A lookup that finds another one rechecking
+// goes on with old, unless there is none yet.
+func (h *hosts) recheck(old *hostsTable, now time.Time) *hostsTable {
+	if old != nil && !h.reload.TryLock() {
+		return old
 	}
-	if h.byName != nil && fi.ModTime().Equal(h.mtime) && fi.Size() == h.size {
-		return
+	if old == nil {
+		h.reload.Lock()
 	}
-	f, err := os.Open(h.path)
-	if err != nil {
-		h.byName = nil
-		return
+	defer h.reload.Unlock()
+	if cur := h.table.Load(); cur != old {
+		return cur // another lookup rechecked meanwhile
 	}
-	defer f.Close()
-	h.byName = parseHosts(io.LimitReader(f, maxHostsSize))
-	h.mtime, h.size = fi.ModTime(), fi.Size()
+	t := &hostsTable{checked: now}
+	if fi, err := os.Stat(h.path); err == nil {
+		if old != nil && old.byName != nil && fi.ModTime().Equal(old.mtime) && fi.Size() == old.size {
+			t.mtime, t.size, t.byName = old.mtime, old.size, old.byName
+		} else if f, err := os.Open(h.path); err == nil {
+			t.byName = hostsEntries(parseHosts(io.LimitReader(f, maxHostsSize)))
+			t.mtime, t.size = fi.ModTime(), fi.Size()
+			f.Close()
+		}
+	}
+	h.table.Store(t)
+	return t
+}
+
+// hostsEntries builds the records of each name once.
+func hostsEntries(m map[string][]netip.Addr) map[string]hostsEntry {
+	out := make(map[string]hostsEntry, len(m))
+	for name, addrs := range m {
+		var e hostsEntry
+		for _, a := range addrs {
+			if a.Is4() {
+				e.a = append(e.a, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: a.AsSlice()})
+			} else {
+				e.aaaa = append(e.aaaa, &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET}, AAAA: a.AsSlice()})
+			}
+		}
+		out[name] = e
+	}
+	return out
 }
 
 // parseHosts reads hosts(5) lines: an address, then names, "#" starting a
