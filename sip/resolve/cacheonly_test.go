@@ -72,3 +72,32 @@ func TestCacheOnlyENUM(t *testing.T) {
 		t.Errorf("warm cache: %v %v, want %v", cached, err, full)
 	}
 }
+
+// CacheOnly with only some answers cached (NAPTR, SRV and sip1's
+// addresses, not sip2's or ws's): no partial target list, ErrNotCached.
+func TestCacheOnlyPartial(t *testing.T) {
+	srv := startZones(t, "rfc3263.zone")
+	r, _ := newResolver(t, srv, Config{})
+	ctx := context.Background()
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"example.test.", dns.TypeNAPTR},
+		{"_sip._udp.example.test.", dns.TypeSRV}, {"_sip._tcp.example.test.", dns.TypeSRV},
+		{"_sips._tcp.example.test.", dns.TypeSRV}, {"_sip._ws.example.test.", dns.TypeSRV},
+		{"sip1.example.test.", dns.TypeA}, {"sip1.example.test.", dns.TypeAAAA},
+	} {
+		if _, err := r.lookup(ctx, q.name, q.qtype); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queries := r.Stats().Queries
+	ts, err := r.Resolve(CacheOnly(ctx), mustURI(t, "sip:alice@example.test"))
+	if !errors.Is(err, ErrNotCached) {
+		t.Fatalf("partly cached: %v, %v; want ErrNotCached, not a partial list", err, ts)
+	}
+	if r.Stats().Queries != queries {
+		t.Error("a cache-only lookup asked a server")
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/miekg/dns"
@@ -43,9 +42,7 @@ func (r *Resolver) ENUM(ctx context.Context, number string) ([]sip.URI, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Value(cacheOnlyKey{}) != nil {
-		ctx = context.WithValue(ctx, missKey{}, new(atomic.Bool))
-	}
+	ctx, _ = cacheOnly(ctx)
 	var lastErr error
 	for _, suffix := range r.cfg.ENUMSuffixes {
 		domain, _ := ENUMDomain(aus, suffix)

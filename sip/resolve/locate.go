@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/miekg/dns"
@@ -186,11 +185,7 @@ func (r *Resolver) Resolve(ctx context.Context, u sip.URI) (*Targets, error) {
 	if !u.IsSIP() {
 		return nil, fmt.Errorf("resolve: %s: %w", u.String(), ErrScheme)
 	}
-	var miss *atomic.Bool
-	if ctx.Value(cacheOnlyKey{}) != nil {
-		miss = new(atomic.Bool)
-		ctx = context.WithValue(ctx, missKey{}, miss)
-	}
+	ctx, miss := cacheOnly(ctx)
 	secure := u.Scheme == sip.SchemeSIPS
 	host, port := u.Hostname(), u.Port
 	if maddr, ok := u.Params.Get("maddr"); ok && maddr != "" {

@@ -55,6 +55,16 @@ func CacheOnly(ctx context.Context) context.Context {
 	return context.WithValue(ctx, cacheOnlyKey{}, true)
 }
 
+// cacheOnly gives a lookup under CacheOnly its miss flag, which lookup
+// sets instead of asking a server; nil and ctx unchanged otherwise.
+func cacheOnly(ctx context.Context) (context.Context, *atomic.Bool) {
+	if ctx.Value(cacheOnlyKey{}) == nil {
+		return ctx, nil
+	}
+	miss := new(atomic.Bool)
+	return context.WithValue(ctx, missKey{}, miss), miss
+}
+
 // RcodeError is a DNS answer with an error code other than NXDOMAIN, such
 // as SERVFAIL or REFUSED, from every server asked.
 type RcodeError struct {
