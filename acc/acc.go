@@ -401,11 +401,19 @@ func (a *Accounting) afterEndLocked(c *call, send func()) {
 	a.w.barrier(send)
 }
 
-// challenge reports whether a final response is a digest challenge (RFC
+// Challenge reports whether a final response is a digest challenge (RFC
 // 3261 §22.2, §22.3): not the end of a call attempt but a request for the
 // retry with credentials, which is the attempt.
-func challenge(res *sip.Response) bool {
+func Challenge(res *sip.Response) bool {
 	return res.StatusCode == 401 || res.StatusCode == 407
+}
+
+// SetFinal copies what a record keeps of the final response that refused
+// its request: code, reason, the refuser's To tag and the Q.850 cause.
+func SetFinal(r *store.CDR, res *sip.Response) {
+	r.Code, r.Reason = res.StatusCode, strings.Clone(res.Reason)
+	r.ToTag = strings.Clone(res.To.Tag())
+	r.Q850, r.Q850Text = Q850(&res.Header)
 }
 
 // maxSessionExpires caps a Session-Expires interval, in seconds: beyond
@@ -520,7 +528,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		send()
 		return
 	}
-	if challenge(res) && !up.Cancelled {
+	if Challenge(res) && !up.Cancelled {
 		// Challenged downstream (a gateway's 401/407): as for the
 		// server's own challenges (Refused), no record; the retry with
 		// credentials (same Call-ID and From tag, a new CSeq) is the call
@@ -553,8 +561,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		send()
 		return
 	}
-	c.rec.Q850, c.rec.Q850Text = Q850(&res.Header)
-	c.rec.ToTag = strings.Clone(res.To.Tag()) // the tag of whoever refused
+	SetFinal(&c.rec, res) // the To tag is whoever refused
 	c.rec.End = now
 	switch {
 	case up.Cancelled:
@@ -636,7 +643,7 @@ type messageObs struct {
 
 func (o *messageObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	o.mu.Lock()
-	if o.done || challenge(res) {
+	if o.done || Challenge(res) {
 		o.done = true
 		o.mu.Unlock()
 		send()

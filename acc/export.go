@@ -34,7 +34,7 @@ func fields(r *store.CDR) []string {
 	}
 	return []string{r.ID, r.Kind, r.Status, r.CallID, r.FromURI, r.FromTag, r.ToURI, r.ToTag, r.RequestURI,
 		r.Caller, r.Callee, r.User, r.Source, r.UserAgent, timeText(r.Start), timeText(r.Answer), timeText(r.End),
-		strconv.FormatFloat(r.Duration.Seconds(), 'f', 3, 64), strconv.Itoa(r.Code), r.Reason, q850, r.Q850Text,
+		durationText(r.Duration), strconv.Itoa(r.Code), r.Reason, q850, r.Q850Text,
 		r.EndedBy, r.EndReason, r.Branch, r.BranchAddr}
 }
 
@@ -87,7 +87,7 @@ type JSONRecord struct {
 
 // ToJSON converts a record for export.
 func ToJSON(r *store.CDR) JSONRecord {
-	d, _ := strconv.ParseFloat(strconv.FormatFloat(r.Duration.Seconds(), 'f', 3, 64), 64)
+	d, _ := strconv.ParseFloat(durationText(r.Duration), 64)
 	return JSONRecord{ID: r.ID, Kind: r.Kind, Status: r.Status, CallID: r.CallID, FromURI: r.FromURI, FromTag: r.FromTag,
 		ToURI: r.ToURI, ToTag: r.ToTag, RequestURI: r.RequestURI, Caller: r.Caller, Callee: r.Callee, User: r.User,
 		Source: r.Source, UserAgent: r.UserAgent, Start: timeText(r.Start), Answer: timeText(r.Answer), End: timeText(r.End),
@@ -104,4 +104,10 @@ func WriteJSON(w io.Writer, recs []store.CDR) error {
 		}
 	}
 	return nil
+}
+
+// durationText is a duration in seconds to the millisecond, as both
+// exports write it.
+func durationText(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
 }

@@ -38,8 +38,7 @@ type refusalKey struct {
 // recorded. source is "transport:ip:port", user the authenticated user
 // ("user@domain") or "".
 func (a *Accounting) Refused(req *sip.Request, res *sip.Response, source, user string, send func()) {
-	if req.Method != sip.INVITE || req.To.Tag() != "" || res.StatusCode < 300 ||
-		res.StatusCode == 401 || res.StatusCode == 407 {
+	if req.Method != sip.INVITE || req.To.Tag() != "" || res.StatusCode < 300 || Challenge(res) {
 		send()
 		return
 	}
@@ -65,9 +64,7 @@ func (a *Accounting) Refused(req *sip.Request, res *sip.Response, source, user s
 	a.mu.Unlock()
 	r := a.NewRecord(KindCall, req, source, user)
 	r.Start, r.End = now, now
-	r.Code, r.Reason = res.StatusCode, strings.Clone(res.Reason)
-	r.ToTag = strings.Clone(res.To.Tag())
-	r.Q850, r.Q850Text = Q850(&res.Header)
+	SetFinal(&r, res)
 	r.Status, r.EndedBy, r.EndReason = StatusFailed, ByProxy, EndRejected
 	if res.StatusCode < 400 {
 		r.EndReason = EndRedirected

@@ -98,12 +98,10 @@ func (t *accRegisterTx) observe(res *sip.Response, send func()) {
 	recorded := false
 	t.once.Do(func() {
 		recorded = true
-		rec := t.s.acc.NewRecord(acc.KindRegister, t.req, strings.ToLower(t.Transport())+":"+t.Source().String(), "")
+		rec := t.s.acc.NewRecord(acc.KindRegister, t.req, t.sourceText(), "")
 		rec.End = rec.Start
-		rec.Code, rec.Reason = res.StatusCode, strings.Clone(res.Reason)
+		acc.SetFinal(&rec, res)
 		rec.Status = acc.StatusFailed
-		rec.ToTag = strings.Clone(res.To.Tag())
-		rec.Q850, rec.Q850Text = acc.Q850(&res.Header)
 		t.s.acc.Record(rec, send)
 	})
 	if !recorded {
@@ -114,7 +112,7 @@ func (t *accRegisterTx) observe(res *sip.Response, send func()) {
 // registerFailed tells a failure from the challenges of a normal
 // registration.
 func registerFailed(req *sip.Request, res *sip.Response) bool {
-	if res.StatusCode != 401 && res.StatusCode != 407 {
+	if !acc.Challenge(res) {
 		return true
 	}
 	if req.Get("Authorization") == "" && req.Get("Proxy-Authorization") == "" {
@@ -179,14 +177,20 @@ type accCallTx struct {
 }
 
 func (t *accCallTx) RespondStateless(res *sip.Response) error {
-	if res.StatusCode < 300 {
+	if res.StatusCode < 300 || acc.Challenge(res) {
+		// Nothing to record: no need to build the user and source.
 		return t.serverTx.RespondStateless(res)
 	}
 	user := ""
 	if u, ok := auth.URIFromContext(t.ctx); ok {
 		user = acc.AOR(u)
 	}
-	source := strings.ToLower(t.Transport()) + ":" + t.Source().String()
-	t.s.acc.Refused(t.req, res, source, user, func() { _ = t.serverTx.RespondStateless(res) })
+	t.s.acc.Refused(t.req, res, t.sourceText(), user, func() { _ = t.serverTx.RespondStateless(res) })
 	return nil
+}
+
+// sourceText is where the request came from as a record keeps it,
+// "transport:ip:port".
+func (t *serverTx) sourceText() string {
+	return strings.ToLower(t.Transport()) + ":" + t.Source().String()
 }

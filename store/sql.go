@@ -72,7 +72,7 @@ const (
 // sqlStore implements Store over database/sql for both back ends.
 type sqlStore struct {
 	db     *sql.DB
-	name   string // "sqlite" or "postgres", for errors
+	name   string // "sqlite" or "postgres": for errors, and PurgeCDRs pauses on SQLite
 	rebind func(string) string
 	user   *sql.Stmt // the hot query: one per authenticated request
 }
