@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,7 +40,9 @@ func testCDRs(t *testing.T, s Store) {
 	if err := s.WriteCDRs(ctx, []CDR{busy, cancelled, reg}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WriteCDRs(ctx, []CDR{{CallID: "x"}}); err == nil {
+	// A batch that fails leaves none of its rows: the valid record
+	// ahead of the bad one is not written either.
+	if err := s.WriteCDRs(ctx, []CDR{{ID: "r5", Kind: "call", CallID: "c5", Start: t0}, {CallID: "x"}}); err == nil {
 		t.Fatal("a record without an ID was written")
 	}
 	all, err := s.CDRs(ctx, CDRFilter{})
@@ -225,6 +228,29 @@ func testPurgeChunks(t *testing.T, s Store) {
 	}
 	if got := cdrIDs(t, s); !slices.Equal(got, keep) {
 		t.Fatalf("left %v, want %v", got, keep)
+	}
+
+	// Cancelled while it pauses between chunks: the chunk already
+	// deleted stays deleted and is counted, with the context's error.
+	clearCDRs(t, s)
+	keep = write(6, 2)
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { // cancel once the first chunk is gone, during the pause
+		defer cancel()
+		for cctx.Err() == nil {
+			var left int
+			if err := s.(*sqlStore).db.QueryRowContext(cctx, "SELECT count(*) FROM hlas_cdrs").Scan(&left); err == nil && left == 5 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	n, err = s.(*sqlStore).purgeCDRs(cctx, purgeCut, 3, time.Hour)
+	if !errors.Is(err, context.Canceled) || n != 3 {
+		t.Fatalf("purge cancelled in its pause = %d, %v; want 3 and context.Canceled", n, err)
+	}
+	if got := cdrIDs(t, s); len(got) != 5 {
+		t.Fatalf("left %v, want the 3 old records of the second chunk and the 2 young ones", got)
 	}
 }
 

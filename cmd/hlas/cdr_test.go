@@ -44,6 +44,9 @@ func TestCDRCommand(t *testing.T) {
 		{[]string{"cdr", "list", "--status", "busy", "--data", dir}, 2, nil, 0},
 		{[]string{"cdr", "list", "--since", "yesterday", "--data", dir}, 2, nil, 0},
 		{[]string{"cdr"}, 2, nil, 0},
+		// A store that cannot be opened: a data directory that is a file.
+		{[]string{"cdr", "list", "--data", filepath.Join(dir, "hlas.db")}, 1, nil, 0},
+		{[]string{"cdr", "purge", "--older-than", "1h", "--data", filepath.Join(dir, "hlas.db")}, 1, nil, 0},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != tc.code {
