@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,4 +154,46 @@ func TestDNSFailover(t *testing.T) {
 			t.Errorf("alice saw %v, want the 503 of the first target", r)
 		}
 	})
+}
+
+// fakeAddrs is a system resolver that knows one name.
+type fakeAddrs struct {
+	name string
+	addr netip.Addr
+}
+
+func (f fakeAddrs) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if host == f.name {
+		return []netip.Addr{f.addr}, nil
+	}
+	return nil, errors.New("no such host")
+}
+
+// A DNS server that does not answer: the lookup gives up after
+// ResolveTimeout and the system resolver (here a fake one) still finds the
+// host, so the request goes out.
+func TestDNSServerDeadFallsBackToSystemResolver(t *testing.T) {
+	deadDNS, asked := deadUDP(t)
+	bob := newPeer(t, "udp", "bob", nil, nil)
+	defer bob.Close()
+	alice := newPeer(t, "udp", "alice", nil, func(c *Config) {
+		r, err := resolve.New(resolve.Config{Servers: []string{fmt.Sprintf("127.0.0.1:%d", deadDNS)}, HostsFile: resolve.HostsNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.DNS = r
+		c.ResolveTimeout = 300 * time.Millisecond
+		c.Resolver = fakeAddrs{name: "bob.far.test", addr: netip.MustParseAddr("127.0.0.1")}
+	})
+	defer alice.Close()
+	uri := fmt.Sprintf("sip:bob@bob.far.test:%d", bob.Addr().Port())
+	if _, err := alice.Message(context.Background(), uri, "text/plain", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Load() == 0 {
+		t.Error("the DNS server was never asked")
+	}
+	if m := bob.seen(&bob.messages); len(m) != 1 || m[0] != "hi" {
+		t.Errorf("bob got %q", m)
+	}
 }
