@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -514,25 +513,45 @@ func randomUint64() uint64 {
 // module filters the ACKs of its own replies).
 func (s *Server) ackOfStateless(ack *sip.Request) bool {
 	tag := ack.To.Tag()
-	return tag != "" && tag == s.statelessTag(ack)
+	if tag == "" {
+		return false
+	}
+	n, err := strconv.ParseUint(tag, 36, 64)
+	return err == nil && n == s.statelessHash(ack)
 }
 
 // statelessTag derives the To tag of a response from the request, keyed
 // with a random secret, so that retransmissions get the same tag without
 // any state and tags cannot be predicted (RFC 3261 §19.3).
 func (s *Server) statelessTag(req *sip.Request) string {
-	h := fnv.New64a()
-	var salt [8]byte
-	for i := range salt {
-		salt[i] = byte(s.secret >> (8 * i))
+	return strconv.FormatUint(s.statelessHash(req), 36)
+}
+
+// statelessHash is FNV-1a (64 bits, as hash/fnv's New64a) of the secret,
+// the Call-ID, the From tag and the top Via branch, computed without
+// allocating: every ACK a 2xx gets is checked against it.
+func (s *Server) statelessHash(req *sip.Request) uint64 {
+	h := uint64(14695981039346656037)
+	add := func(b byte) {
+		h ^= uint64(b)
+		h *= 1099511628211
 	}
-	h.Write(salt[:])
-	h.Write([]byte(req.CallID))
-	h.Write([]byte(req.From.Tag()))
+	for i := range 8 {
+		add(byte(s.secret >> (8 * i)))
+	}
+	for _, str := range [...]string{req.CallID, req.From.Tag(), branchOf(req)} {
+		for i := 0; i < len(str); i++ {
+			add(str[i])
+		}
+	}
+	return h
+}
+
+func branchOf(req *sip.Request) string {
 	if len(req.Via) > 0 {
-		h.Write([]byte(req.Via[0].Branch()))
+		return req.Via[0].Branch()
 	}
-	return strconv.FormatUint(h.Sum64(), 36)
+	return ""
 }
 
 // reply sends a response with the default reason phrase.
