@@ -41,6 +41,8 @@ type Config struct {
 	// MetricsListen is host:port for the Prometheus /metrics endpoint;
 	// empty disables it.
 	MetricsListen string `yaml:"metrics_listen"`
+	// Debug holds switches for diagnosing a running server.
+	Debug Debug `yaml:"debug"`
 
 	// MaxMessageSize bounds a message on any transport; larger requests get
 	// 513 where a reply is possible. Default 65536.
@@ -99,6 +101,16 @@ type Config struct {
 	// max_calls, queue_size, retention (default 0: kept forever),
 	// purge_interval; see acc.Config. Records go to Store.
 	Accounting acc.Config `yaml:"accounting"`
+}
+
+// Debug holds diagnostics that are off by default because they expose
+// internals or cost CPU when used.
+type Debug struct {
+	// PProf serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the metrics listener, so an operator can take a CPU or allocation
+	// profile of a loaded server. Needs metrics_listen. Default off: a
+	// profile reveals internals and costs CPU while it runs.
+	PProf bool `yaml:"pprof"`
 }
 
 // Listener is one parsed Listen entry.
@@ -249,6 +261,9 @@ func (c Config) Validate() error {
 	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&
 		!strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
 		return errors.New("config store: want sqlite, sqlite:PATH or a postgres:// URL")
+	}
+	if c.Debug.PProf && c.MetricsListen == "" {
+		return errors.New("config debug.pprof: needs metrics_listen")
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := splitHostPort(c.MetricsListen); err != nil {

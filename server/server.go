@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hlas-voip/hlas/acc"
@@ -115,6 +117,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	s.met = newMetrics(s.reg, s.queued, s.txl)
+	// The Go runtime's and the process's own figures (go_*, process_*),
+	// which operators' dashboards expect beside ours.
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	tcfg := transport.Config{
 		MaxMessageSize:    cfg.MaxMessageSize,
@@ -230,6 +235,13 @@ func (s *Server) Start() error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+		if s.cfg.Debug.PProf {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		s.httpLn = ln
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = s.http.Serve(ln) }()
