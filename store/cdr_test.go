@@ -129,7 +129,7 @@ func cdrIDs(t *testing.T, s Store) []string {
 
 func clearCDRs(t *testing.T, s Store) {
 	t.Helper()
-	if _, err := s.(*sqlStore).db.Exec(`DELETE FROM hlas_cdrs`); err != nil {
+	if _, err := sqlOf(s).db.Exec(`DELETE FROM hlas_cdrs`); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -141,7 +141,7 @@ func checkPurge(t *testing.T, s Store, cut time.Time, want int64, keep []string)
 	ctx := context.Background()
 	count := func() (n int) {
 		t.Helper()
-		if err := s.(*sqlStore).db.QueryRow(`SELECT count(*) FROM hlas_cdrs`).Scan(&n); err != nil {
+		if err := sqlOf(s).db.QueryRow(`SELECT count(*) FROM hlas_cdrs`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -222,7 +222,7 @@ func testPurgeChunks(t *testing.T, s Store) {
 
 	clearCDRs(t, s)
 	keep = write(6, 2)
-	n, err := s.(*sqlStore).purgeCDRs(ctx, purgeCut, 3, 0)
+	n, err := sqlOf(s).purgeCDRs(ctx, purgeCut, 3, 0)
 	if err != nil || n != 6 {
 		t.Fatalf("purge in chunks of 3 = %d, %v; want 6", n, err)
 	}
@@ -239,13 +239,13 @@ func testPurgeChunks(t *testing.T, s Store) {
 		defer cancel()
 		for cctx.Err() == nil {
 			var left int
-			if err := s.(*sqlStore).db.QueryRowContext(cctx, "SELECT count(*) FROM hlas_cdrs").Scan(&left); err == nil && left == 5 {
+			if err := sqlOf(s).db.QueryRowContext(cctx, "SELECT count(*) FROM hlas_cdrs").Scan(&left); err == nil && left == 5 {
 				return
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	n, err = s.(*sqlStore).purgeCDRs(cctx, purgeCut, 3, time.Hour)
+	n, err = sqlOf(s).purgeCDRs(cctx, purgeCut, 3, time.Hour)
 	if !errors.Is(err, context.Canceled) || n != 3 {
 		t.Fatalf("purge cancelled in its pause = %d, %v; want 3 and context.Canceled", n, err)
 	}
@@ -260,7 +260,7 @@ func testPurgeChunks(t *testing.T, s Store) {
 // would rightly prefer one).
 func testPurgeUsesIndex(t *testing.T, s Store) {
 	ctx := context.Background()
-	ss := s.(*sqlStore)
+	ss := sqlOf(s)
 	conn, err := ss.db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +320,7 @@ func TestPurgeIndexAddedToOldDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := s.(*sqlStore).db
+	db := sqlOf(s).db
 	if _, err := db.Exec(`DROP INDEX hlas_cdrs_completed`); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestPurgeIndexAddedToOldDatabase(t *testing.T) {
 	}
 	defer s.Close()
 	var n int
-	if err := s.(*sqlStore).db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'hlas_cdrs_completed'`).Scan(&n); err != nil || n != 1 {
+	if err := sqlOf(s).db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'hlas_cdrs_completed'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("index after reopening: %d, %v", n, err)
 	}
 }

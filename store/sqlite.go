@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -22,7 +23,11 @@ const sqliteBusyTimeout = 5000
 // process; only a power loss can take the last ones), a busy timeout for
 // concurrent writers, and BEGIN IMMEDIATE for write transactions so two
 // writers queue instead of deadlocking.
-func OpenSQLite(ctx context.Context, path string) (Store, error) {
+//
+// Binding changes are committed to a journal beside the file and moved into
+// the database in batches (see journal.go); checkpoint sets how often, 0
+// for DefaultCheckpointInterval.
+func OpenSQLite(ctx context.Context, path string, checkpoint time.Duration) (Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("store sqlite: %w", err)
 	}
@@ -52,5 +57,10 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return s, nil
+	j, err := openJournal(ctx, s, path, checkpoint, 0)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return j, nil
 }

@@ -86,6 +86,14 @@ type Users interface {
 	// ListUsers returns every subscriber, ordered by domain then username;
 	// with a non-empty domain only that domain's.
 	ListUsers(ctx context.Context, domain string) ([]User, error)
+	// UsersVersion returns a number that changes whenever a subscriber is
+	// added, changed or removed, by this process or any other sharing the
+	// database, and never returns to an earlier value; writes that touch
+	// no subscriber (bindings, CDRs, a failed AddUser) leave it alone. It
+	// changes in the transaction that changes the subscriber, so a reader
+	// that sees the new version sees the change. A cache of subscribers
+	// polls it to know when to forget what it holds.
+	UsersVersion(ctx context.Context) (int64, error)
 }
 
 // Binding is one stored registration: a contact bound to an
@@ -161,6 +169,10 @@ type Config struct {
 	URL string
 	// Dir is the data directory holding the embedded database (hlas.db).
 	Dir string
+	// Checkpoint is how often the embedded database moves the bindings
+	// journal into its table (see OpenSQLite). Default
+	// DefaultCheckpointInterval.
+	Checkpoint time.Duration
 }
 
 // SQLiteFile is the embedded database's file name inside the data directory.
@@ -174,9 +186,9 @@ func Open(ctx context.Context, cfg Config) (Store, error) {
 		if cfg.Dir == "" {
 			return nil, errors.New("store: no data directory for the embedded database")
 		}
-		return OpenSQLite(ctx, filepath.Join(cfg.Dir, SQLiteFile))
+		return OpenSQLite(ctx, filepath.Join(cfg.Dir, SQLiteFile), cfg.Checkpoint)
 	case strings.HasPrefix(u, "sqlite:"):
-		return OpenSQLite(ctx, strings.TrimPrefix(u, "sqlite:"))
+		return OpenSQLite(ctx, strings.TrimPrefix(u, "sqlite:"), cfg.Checkpoint)
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
 		return OpenPostgres(ctx, u)
 	}

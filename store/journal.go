@@ -1,0 +1,550 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The embedded database commits binding changes to an append-only journal
+// beside it, and moves them into its hlas_bindings table in large batches
+// (a checkpoint). Why: a REGISTER's 200 waits for its commit, and an
+// SQLite transaction costs tens of microseconds of CPU per changed row
+// (B-tree pages rewritten into the WAL) while an append costs about one;
+// refreshes of the same binding between two checkpoints reach the table
+// once. The guarantee is SQLite's own with synchronous=NORMAL: a write
+// that returned survives a crash of the process (it is in the kernel's
+// page cache), not a power loss.
+//
+// Files, next to the database file PATH:
+//
+//	PATH.bindings-log     the journal being appended to
+//	PATH.bindings-log.1   the previous journal, being checkpointed
+//	PATH.bindings-lock    flock(2)ed by the process that owns the journal
+//
+// The first process to open the store owns the journal (the server, or a
+// command run while the server is stopped): it replays what a crash left
+// into the table, then appends. Other processes (`hlas reg list` while the
+// server runs) read the table with both journals laid over it.
+const (
+	journalSuffix = ".bindings-log"
+	lockSuffix    = ".bindings-lock"
+
+	// DefaultCheckpointInterval is how often the journal is moved into the
+	// table.
+	DefaultCheckpointInterval = 10 * time.Second
+	// DefaultCheckpointBytes starts a checkpoint early when the journal
+	// grows past it, which bounds replay time after a crash.
+	DefaultCheckpointBytes = 64 << 20
+)
+
+// journalOp kinds.
+const (
+	opPut byte = 1
+	opDel byte = 2
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// change is the latest change of one binding not yet in the table: a put,
+// or a delete when put is nil.
+type change struct {
+	put *Binding
+}
+
+// journaled is the SQLite store with its binding journal. Users and CDRs
+// pass through to the database.
+type journaled struct {
+	*sqlStore
+	path     string // the journal; path+".1" the one being checkpointed
+	lockPath string
+	lock     *os.File
+	gen      uint64 // checkpoints started, kept in the lock file
+	owner    bool
+	every    time.Duration
+	limit    int64
+	log      *slog.Logger
+
+	ck sync.Mutex // one checkpoint at a time
+
+	mu       sync.Mutex
+	f        *os.File
+	size     int64
+	buf      []byte
+	pending  map[BindingKey]change // in the journal at path
+	flushing map[BindingKey]change // in path.1, not yet committed to the table
+	closed   bool
+
+	stop chan struct{}
+	kick chan struct{}
+	wg   sync.WaitGroup
+}
+
+// openJournal lays the journal over the SQLite store at dbPath. The first
+// opener takes the lock and replays any journal a crash left; later
+// openers read through.
+func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Duration, limit int64) (*journaled, error) {
+	j := &journaled{
+		sqlStore: s, path: dbPath + journalSuffix, lockPath: dbPath + lockSuffix, every: every, limit: limit,
+		log:     slog.New(slog.DiscardHandler),
+		pending: make(map[BindingKey]change), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+	}
+	if j.every <= 0 {
+		j.every = DefaultCheckpointInterval
+	}
+	if j.limit <= 0 {
+		j.limit = DefaultCheckpointBytes
+	}
+	lock, err := os.OpenFile(j.lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store sqlite: journal lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return j, nil // another process owns the journal: read through it
+		}
+		return nil, fmt.Errorf("store sqlite: journal lock: %w", err)
+	}
+	j.lock, j.owner = lock, true
+	j.gen = j.generation()
+	if err := j.recover(ctx); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("store sqlite: journal: %w", err)
+	}
+	j.wg.Add(1)
+	go j.run()
+	return j, nil
+}
+
+// recover moves what a previous owner left in the journals into the table
+// and removes them: the older journal first, so later changes win.
+func (j *journaled) recover(ctx context.Context) error {
+	merged := make(map[BindingKey]change)
+	found := false
+	for _, p := range []string{j.path + ".1", j.path} {
+		ok, err := readJournal(p, merged)
+		if err != nil {
+			return err
+		}
+		found = found || ok
+	}
+	if !found {
+		return nil
+	}
+	if err := j.apply(ctx, merged); err != nil {
+		return fmt.Errorf("store sqlite: replay journal: %w", err)
+	}
+	for _, p := range []string{j.path + ".1", j.path} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store sqlite: journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// readJournal folds the whole batches of the journal at p into m (later
+// changes replace earlier ones). A batch cut short or damaged — the tail
+// of a write a crash interrupted, which was never acknowledged — ends
+// the reading. ok is false when there is no such file.
+func readJournal(p string, m map[BindingKey]change) (ok bool, err error) {
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store sqlite: journal: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var hdr [8]byte
+	var payload []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return true, nil
+		}
+		n := binary.LittleEndian.Uint32(hdr[:4])
+		if n > 1<<30 {
+			return true, nil
+		}
+		payload = slices.Grow(payload[:0], int(n))[:n]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return true, nil
+		}
+		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+			return true, nil
+		}
+		if err := decodeBatch(payload, m); err != nil {
+			return true, nil
+		}
+	}
+}
+
+// WriteBindings commits the changes by appending one batch to the journal
+// (one write: all or none, RFC 3261 §10.3).
+func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []BindingKey) error {
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	if !j.owner {
+		return j.sqlStore.WriteBindings(ctx, put, del)
+	}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return errors.New("store sqlite: closed")
+	}
+	b := append(j.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
+	b = binary.AppendUvarint(b, uint64(len(put)+len(del)))
+	for i := range del {
+		b = append(b, opDel)
+		b = appendString(b, del[i].AOR)
+		b = appendString(b, del[i].ID)
+	}
+	for i := range put {
+		b = encodePut(b, &put[i])
+	}
+	payload := b[8:]
+	binary.LittleEndian.PutUint32(b[:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, crcTable))
+	j.buf = b
+	if _, err := j.f.Write(b); err != nil {
+		j.mu.Unlock()
+		return fmt.Errorf("store sqlite: journal: %w", err)
+	}
+	j.size += int64(len(b))
+	for i := range del {
+		j.pending[del[i]] = change{}
+	}
+	for i := range put {
+		p := put[i]
+		p.Expires, p.Updated = time.Unix(p.Expires.Unix(), 0), time.Unix(p.Updated.Unix(), 0)
+		j.pending[BindingKey{AOR: p.AOR, ID: p.ID}] = change{put: &p}
+	}
+	big := j.size >= j.limit
+	j.mu.Unlock()
+	if big {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// run checkpoints every interval, when the journal grows past its limit,
+// and once more at Close.
+func (j *journaled) run() {
+	defer j.wg.Done()
+	t := time.NewTicker(j.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.stop:
+			return
+		case <-t.C:
+		case <-j.kick:
+		}
+		if err := j.checkpoint(context.Background()); err != nil {
+			j.log.Error("checkpoint bindings journal", "err", err)
+		}
+	}
+}
+
+// checkpoint moves the journal's changes into the table: the journal is
+// renamed aside and a fresh one started (appends go on meanwhile), the
+// changes are written in one transaction, then the old file is removed.
+// A failure leaves the old file and its changes to be retried first next
+// time.
+func (j *journaled) checkpoint(ctx context.Context) error {
+	j.ck.Lock()
+	defer j.ck.Unlock()
+	j.mu.Lock()
+	if j.flushing == nil {
+		if len(j.pending) == 0 || j.closed && j.f == nil {
+			j.mu.Unlock()
+			return nil
+		}
+		j.gen++
+		var g [8]byte
+		binary.LittleEndian.PutUint64(g[:], j.gen)
+		if _, err := j.lock.WriteAt(g[:], 0); err != nil {
+			j.mu.Unlock()
+			return fmt.Errorf("store sqlite: journal lock: %w", err)
+		}
+		if err := os.Rename(j.path, j.path+".1"); err != nil {
+			j.mu.Unlock()
+			return fmt.Errorf("store sqlite: journal: %w", err)
+		}
+		nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+		if err != nil {
+			// Keep appending to the file we have, under its name.
+			_ = os.Rename(j.path+".1", j.path)
+			j.mu.Unlock()
+			return fmt.Errorf("store sqlite: journal: %w", err)
+		}
+		j.f.Close()
+		j.f, j.size = nf, 0
+		j.flushing, j.pending = j.pending, make(map[BindingKey]change, len(j.pending))
+	}
+	snap := j.flushing
+	j.mu.Unlock()
+
+	if err := j.apply(ctx, snap); err != nil {
+		return err
+	}
+	if err := os.Remove(j.path + ".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("store sqlite: journal: %w", err)
+	}
+	j.mu.Lock()
+	j.flushing = nil
+	j.mu.Unlock()
+	return nil
+}
+
+// apply writes changes to the table in one transaction.
+func (j *journaled) apply(ctx context.Context, m map[BindingKey]change) error {
+	if len(m) == 0 {
+		return nil
+	}
+	var put []Binding
+	var del []BindingKey
+	for k, c := range m {
+		if c.put != nil {
+			put = append(put, *c.put)
+		} else {
+			del = append(del, k)
+		}
+	}
+	return j.sqlStore.WriteBindings(ctx, put, del)
+}
+
+// Bindings implements Bindings: the table with the journals laid over it.
+func (j *journaled) Bindings(ctx context.Context, aor string, now time.Time) ([]Binding, error) {
+	if j.owner {
+		over := make(map[BindingKey]change)
+		j.mu.Lock()
+		for k, c := range j.flushing {
+			over[k] = c
+		}
+		for k, c := range j.pending {
+			over[k] = c
+		}
+		j.mu.Unlock()
+		return j.overlay(ctx, aor, now, over)
+	}
+	// Another process owns the journal. Its checkpoints rename the
+	// journal aside between our reads of the files at times; the
+	// generation it writes into the lock file first tells us to read again.
+	for try := 0; ; try++ {
+		gen := j.generation()
+		over := make(map[BindingKey]change)
+		for _, p := range []string{j.path + ".1", j.path} {
+			if _, err := readJournal(p, over); err != nil {
+				return nil, err
+			}
+		}
+		out, err := j.overlay(ctx, aor, now, over)
+		if err != nil || j.generation() == gen || try == 9 {
+			return out, err
+		}
+	}
+}
+
+// generation reads the checkpoint count the owner keeps in the lock file.
+func (j *journaled) generation() uint64 {
+	b, err := os.ReadFile(j.lockPath)
+	if err != nil || len(b) < 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+// overlay reads the table's bindings and lays the changes over them.
+func (j *journaled) overlay(ctx context.Context, aor string, now time.Time, over map[BindingKey]change) ([]Binding, error) {
+	rows, err := j.sqlStore.Bindings(ctx, aor, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(over) == 0 {
+		return rows, nil
+	}
+	out := rows[:0]
+	for _, b := range rows {
+		if _, changed := over[BindingKey{AOR: b.AOR, ID: b.ID}]; !changed {
+			out = append(out, b)
+		}
+	}
+	for _, c := range over {
+		if c.put != nil && (aor == "" || c.put.AOR == aor) && c.put.Expires.Unix() > now.Unix() {
+			out = append(out, *c.put)
+		}
+	}
+	slices.SortFunc(out, func(a, b Binding) int {
+		if c := strings.Compare(a.AOR, b.AOR); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// PurgeBindings implements Bindings. The owner checkpoints first, so the
+// count covers every binding that lapsed.
+func (j *journaled) PurgeBindings(ctx context.Context, now time.Time) (int64, error) {
+	if j.owner {
+		if err := j.checkpoint(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return j.sqlStore.PurgeBindings(ctx, now)
+}
+
+// Close checkpoints what is left, so a clean stop leaves no journal, and
+// closes the database.
+func (j *journaled) Close() error {
+	var err error
+	if j.owner {
+		j.mu.Lock()
+		already := j.closed
+		j.closed = true
+		j.mu.Unlock()
+		if !already {
+			close(j.stop)
+			j.wg.Wait()
+			err = j.checkpoint(context.Background())
+			j.mu.Lock()
+			j.f.Close()
+			j.mu.Unlock()
+			if err == nil {
+				_ = os.Remove(j.path)
+			}
+			j.lock.Close()
+		}
+	}
+	return errors.Join(err, j.sqlStore.Close())
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func encodePut(b []byte, p *Binding) []byte {
+	b = append(b, opPut)
+	for _, s := range [...]string{p.AOR, p.ID, p.Contact, p.CallID, p.Path, p.Instance, p.Source, p.Local, p.Transport, p.UserAgent} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendVarint(b, int64(p.Q))
+	b = binary.AppendVarint(b, p.Expires.Unix())
+	b = binary.AppendUvarint(b, uint64(p.CSeq))
+	b = binary.AppendVarint(b, int64(p.RegID))
+	return binary.AppendVarint(b, p.Updated.Unix())
+}
+
+var errBadJournal = errors.New("store sqlite: damaged journal batch")
+
+// decodeBatch folds one batch into m. The whole batch is decoded before
+// any of it is applied, so a damaged one changes nothing.
+func decodeBatch(p []byte, m map[BindingKey]change) error {
+	d := decoder{b: p}
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(p)) {
+		return errBadJournal
+	}
+	keys := make([]BindingKey, 0, n)
+	chs := make([]change, 0, n)
+	for range n {
+		switch d.byte() {
+		case opDel:
+			k := BindingKey{AOR: d.string(), ID: d.string()}
+			keys, chs = append(keys, k), append(chs, change{})
+		case opPut:
+			var b Binding
+			var str [10]*string
+			str = [10]*string{&b.AOR, &b.ID, &b.Contact, &b.CallID, &b.Path, &b.Instance, &b.Source, &b.Local, &b.Transport, &b.UserAgent}
+			for _, s := range str {
+				*s = d.string()
+			}
+			b.Q = int(d.varint())
+			b.Expires = time.Unix(d.varint(), 0)
+			b.CSeq = uint32(d.uvarint())
+			b.RegID = int(d.varint())
+			b.Updated = time.Unix(d.varint(), 0)
+			keys, chs = append(keys, BindingKey{AOR: b.AOR, ID: b.ID}), append(chs, change{put: &b})
+		default:
+			return errBadJournal
+		}
+		if d.err != nil {
+			return errBadJournal
+		}
+	}
+	if len(d.b) != 0 {
+		return errBadJournal
+	}
+	for i, k := range keys {
+		m[k] = chs[i]
+	}
+	return nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.err = errBadJournal
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errBadJournal
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errBadJournal
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errBadJournal
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
