@@ -28,7 +28,6 @@ type rctx struct {
 	mu         sync.Mutex
 	group      int
 	branches   []*branch
-	attempts   int
 	best       *sip.Response // best final non-2xx response received, our Via still on top
 	bestCode   int
 	bestRank   int
@@ -207,11 +206,14 @@ func (b *branch) next() bool {
 			c.branchDone(b, 487, nil)
 			return true
 		}
-		c.attempts++
 		b.attempt++
 		attempt := b.attempt
 		r.snd.onError = func(err error) { b.handle(attempt, nil, fmt.Errorf("%w: %v", transaction.ErrTransport, err)) }
-		b.id = branchPrefix + c.hash + "." + strconv.Itoa(c.attempts)
+		// The request hash, then a number of its own (see branchPrefix):
+		// formatted on the stack, so the concatenation is the only
+		// allocation.
+		var seq [13]byte // a uint64 in base 36
+		b.id = branchPrefix + c.hash + "." + string(strconv.AppendUint(seq[:0], p.branchSeq.Add(1), 36))
 		msg := *b.out
 		p.stamp(&msg, c.in, r.out, r.flow, b.id)
 		b.req, b.r, b.tx = &msg, r, nil
@@ -361,10 +363,12 @@ func (b *branch) failed(err error) {
 		c.mu.Unlock()
 		return
 	}
-	if why == FailTimeout && c.invite && b.provisional {
+	if why == FailTimeout && c.invite && b.provisional && !b.cancelling {
 		// The transaction layer ran Timer B in Proceeding, where RFC 3261
 		// §17.1.1.2 has none: the branch lives on under Timer C, its
-		// responses come in as strays.
+		// responses come in as strays. A cancelled branch's transaction
+		// that times out has waited 64*T1 after its CANCEL (§9.1): that
+		// branch is over, as the guard of cancel would also decide.
 		b.orphan = true
 		id := b.id
 		c.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,6 +125,13 @@ type Proxy struct {
 	// than hold the shutdown for up to resolveTimeout.
 	stop       context.Context
 	cancelStop context.CancelFunc
+
+	// branchSeq numbers the client transactions of stateful forwarding,
+	// after the request hash in their branch: a request resent as the
+	// same bytes after its server transaction ended hashes the same, and
+	// its new branch must not be that of the old client transaction,
+	// which may still wait in Completed (Timer D).
+	branchSeq atomic.Uint64
 }
 
 // New checks cfg and builds a proxy.
@@ -329,7 +337,10 @@ func (p *Proxy) reply(tx handler.ServerTx, req *sip.Request, code int, reason st
 // --- branch identifiers and loop detection ---
 
 // branchPrefix starts every branch this proxy writes: the magic cookie
-// and "hlp".
+// and "hlp". The rest is the request's hash (requestHash, what loop
+// detection compares), a dot, and 0 for a stateless forward (the same
+// for every retransmission, §16.11) or the number of the client
+// transaction for a stateful one (Proxy.branchSeq).
 const branchPrefix = sip.MagicCookie + "hlp"
 
 // requestHash hashes what identifies a request as received (RFC 3261

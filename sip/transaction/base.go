@@ -37,9 +37,10 @@ func (b *base) State() State {
 // Done is closed when the transaction terminates.
 func (b *base) Done() <-chan struct{} { return b.done }
 
-// Err says why the transaction ended badly: ErrTimeout (Timer B or F on a
-// client transaction; Timer H, or no answer from the TU, on a server one)
-// or ErrTransport. Nil otherwise.
+// Err says why the transaction ended badly: ErrTimeout (Timer B or F, or
+// no final response 64*T1 after a CANCEL, on a client transaction; Timer
+// H, or no answer from the TU, on a server one) or ErrTransport. Nil
+// otherwise.
 func (b *base) Err() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

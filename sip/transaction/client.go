@@ -31,7 +31,7 @@ type ClientTx struct {
 
 const (
 	slotResend = 0 // Timer A / E, then D / K
-	slotGiveUp = 1 // Timer B / F, then M
+	slotGiveUp = 1 // Timer B / F (or §9.1's wait after CANCEL), then M
 )
 
 // ErrNoBranch is a request without an RFC 3261 branch in its top Via.
@@ -105,18 +105,20 @@ func (tx *ClientTx) receive(res *sip.Response) {
 	case Calling, Trying, Proceeding:
 		switch {
 		case code < 200:
-			tx.state = Proceeding
 			if !tx.invite && tx.timers[slotResend] != nil {
 				// Proceeding: Timer E keeps firing at T2 (§17.1.2.2).
 				tx.interval = cfg.T2
 			}
-			if tx.invite {
+			if tx.invite && tx.state == Calling {
 				// Proceeding: Timer A stops, and so does Timer B, which only
 				// bounds Calling (§17.1.1.2, Figure 5); a ringing INVITE waits
-				// for the TU (a UA's own timeout, a proxy's Timer C).
+				// for the TU (a UA's own timeout, a proxy's Timer C). Later
+				// provisional responses leave slotGiveUp alone: it may hold
+				// the wait after a CANCEL (sendCancel).
 				stop(&tx.timers[slotResend])
 				stop(&tx.timers[slotGiveUp])
 			}
+			tx.state = Proceeding
 			sendCancel, tx.cancelPending = tx.cancelPending, false
 			pass = true
 		case tx.invite && code < 300:
@@ -169,8 +171,10 @@ func (tx *ClientTx) receive(res *sip.Response) {
 
 // Cancel asks the server to stop processing the INVITE (RFC 3261 §9.1): a
 // CANCEL is sent, in its own transaction, once a provisional response has
-// arrived (at once if one already has). It does nothing for a transaction
-// that has a final response or is not an INVITE.
+// arrived (at once if one already has). If no final response follows
+// within 64*T1 of the CANCEL, the transaction ends and its handler gets
+// ErrTimeout. It does nothing for a transaction that has a final response
+// or is not an INVITE.
 func (tx *ClientTx) Cancel() {
 	tx.mu.Lock()
 	if !tx.invite || tx.cancelled || (tx.state != Calling && tx.state != Proceeding) {
@@ -187,10 +191,20 @@ func (tx *ClientTx) Cancel() {
 	tx.sendCancel()
 }
 
+// sendCancel sends the CANCEL and bounds the wait for the INVITE's final
+// response (§9.1): with none 64*T1 later the transaction is destroyed as
+// cancelled. Nothing else would end it, since Timer B does not run in
+// Proceeding, and a callee that answers the CANCEL but never the INVITE
+// would otherwise pin it (and its TU's state) for good.
 func (tx *ClientTx) sendCancel() {
-	if tx.State() != Proceeding {
+	tx.mu.Lock()
+	if tx.state != Proceeding {
+		tx.mu.Unlock()
 		return
 	}
+	stop(&tx.timers[slotGiveUp])
+	tx.timers[slotGiveUp] = tx.l.cfg.Clock.AfterFunc(64*tx.l.cfg.T1, tx.timerGiveUp)
+	tx.mu.Unlock()
 	_, _ = tx.l.Request(NewCANCEL(tx.req), tx.sender, nil)
 }
 
@@ -221,7 +235,8 @@ func (tx *ClientTx) timerResend() {
 	tx.timers[slotResend] = tx.l.cfg.Clock.AfterFunc(tx.interval, tx.timerResend)
 }
 
-// timerGiveUp is Timer B or F: no final response in 64*T1.
+// timerGiveUp is Timer B or F: no final response in 64*T1; for an INVITE
+// in Proceeding, the same wait after its CANCEL (§9.1, see sendCancel).
 func (tx *ClientTx) timerGiveUp() {
 	tx.mu.Lock()
 	if tx.state != Calling && tx.state != Trying && tx.state != Proceeding {

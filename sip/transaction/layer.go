@@ -90,8 +90,8 @@ func (c Config) withDefaults() Config {
 // Errors reported to the transaction user (RFC 3261 §8.1.3.1, §17).
 var (
 	// ErrTimeout is a client transaction that got no final response (Timer
-	// B or F), or a server transaction whose final response was never
-	// acknowledged (Timer H).
+	// B or F, or 64*T1 after the CANCEL of an INVITE, §9.1), or a server
+	// transaction whose final response was never acknowledged (Timer H).
 	ErrTimeout = errors.New("transaction: timeout")
 	// ErrTransport is a send failure of the transport.
 	ErrTransport = errors.New("transaction: transport error")

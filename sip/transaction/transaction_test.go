@@ -834,3 +834,56 @@ func TestOnCancelAfterCancel(t *testing.T) {
 		t.Error("reaction ran without a CANCEL")
 	}
 }
+
+// TestCancelledInviteEnds: a callee that rings, answers the CANCEL with
+// 200 and never sends a final response does not pin the INVITE client
+// transaction (RFC 3261 §9.1): 64*T1 after the CANCEL went out it is
+// destroyed and its TU hears ErrTimeout, as after Timer B.
+func TestCancelledInviteEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		calling bool // Cancel in Calling: the CANCEL waits for the 180
+		late1xx bool // a 183 after the CANCEL
+	}{
+		{"RFC3261 9.1 CANCEL in Proceeding", false, false},
+		{"RFC3261 9.1 CANCEL held until the provisional response", true, false},
+		{"RFC3261 9.1 a provisional response after the CANCEL keeps the wait", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clock, rec := newTestLayer(false)
+			var got collected
+			inv := mustRequest(t, sip.INVITE, "z9hG4bKx1")
+			tx, _ := l.Request(inv, rec, got.handler)
+			if tc.calling {
+				tx.Cancel()
+				l.HandleResponse(responseTo(inv, 180))
+			} else {
+				l.HandleResponse(responseTo(inv, 180))
+				clock.Advance(time.Minute) // ringing: no Timer B in Proceeding
+				tx.Cancel()
+			}
+			c, ok := rec.last().(*sip.Request)
+			if !ok || c.Method != sip.CANCEL {
+				t.Fatalf("sent %v, want CANCEL", rec.last())
+			}
+			l.HandleResponse(responseTo(c, 200))
+			if tc.late1xx {
+				l.HandleResponse(responseTo(inv, 183))
+			}
+			clock.Advance(64*l.Config().T1 - time.Millisecond)
+			if tx.State() != Proceeding || len(got.errs) != 0 {
+				t.Fatalf("ended before 64*T1 after the CANCEL: %v %v", tx.State(), got.errs)
+			}
+			clock.Advance(time.Millisecond)
+			if tx.State() != Terminated || len(got.errs) != 1 || !errors.Is(got.errs[0], ErrTimeout) {
+				t.Fatalf("state %v, TU errors %v", tx.State(), got.errs)
+			}
+			if s := l.Stats(); s.ClientActive != 0 {
+				t.Errorf("ClientActive = %d after the cancelled INVITE gave up", s.ClientActive)
+			}
+			if l.HandleResponse(responseTo(inv, 487)) {
+				t.Error("a late 487 matched the destroyed transaction")
+			}
+		})
+	}
+}
