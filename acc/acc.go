@@ -1,6 +1,7 @@
 package acc
 
 import (
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +51,10 @@ const (
 	EndSessionExpired = "session-expired"
 	EndShutdown       = "shutdown"
 	EndUntracked      = "untracked"
+	// EndMediaTimeout: the media stopped flowing and the call was ended
+	// by the proxy's decision (a media relay's inactivity timeout, see
+	// EndCall).
+	EndMediaTimeout = "media-timeout"
 )
 
 // Env is what Accounting needs from the server.
@@ -77,29 +82,22 @@ type Accounting struct {
 	// purger deletes expired records; nil when Retention is 0.
 	purger *purger
 
-	mu     sync.Mutex
-	calls  map[dialogKey]*call // by the caller's tag, answered ones by the callee's too
-	n      int                 // calls tracked
+	mu sync.Mutex
+	// calls holds the tracked calls by Call-ID, those sharing one chained
+	// (call.next).
+	calls  map[string]*call
+	n      int // calls tracked
 	closed bool
+	// expiring holds the answered calls by deadline; one timer, sweep,
+	// fires at the earliest (sweepAt) and ends those due. sweepGen tells
+	// a stale firing from the current one.
+	expiring expiryQueue
+	sweep    transaction.Timer // nil when not armed
+	sweepAt  time.Time
+	sweepGen uint64
 	// INVITEs refused lately, oldest first in refusedQ (see Refused).
 	refused  map[refusalKey]time.Time
 	refusedQ []refusalKey
-}
-
-// dialogKey finds a call by Call-ID and the tag of either side: the
-// caller's from the start, the callee's once answered.
-type dialogKey struct{ callID, tag string }
-
-// call is one tracked INVITE and, once answered, its dialog.
-type call struct {
-	rec         store.CDR
-	recordRoute bool
-	answered    bool
-	done        bool
-	timer       transaction.Timer
-	gen         int       // the timer's generation: a stale firing is ignored
-	maxEnd      time.Time // answer + MaxDuration
-	sessionEnd  time.Time // last refresh + Session-Expires; zero without session timer
 }
 
 // New builds an Accounting and starts its writer and, with a Retention,
@@ -118,7 +116,7 @@ func New(cfg Config, env Env) (*Accounting, error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Accounting{cfg: cfg, env: env, clock: env.Clock, log: env.Logger.With("feature", "acc"), calls: map[dialogKey]*call{}}
+	a := &Accounting{cfg: cfg, env: env, clock: env.Clock, log: env.Logger.With("feature", "acc"), calls: map[string]*call{}}
 	// The writer exists before the metrics are registered: the
 	// queue_length gauge reads it as soon as a scrape comes.
 	a.w = newWriter(a, cfg.QueueSize)
@@ -158,25 +156,54 @@ func (a *Accounting) Close() error {
 	}
 	a.closed = true
 	now := a.clock.Now()
-	var recs []store.CDR
+	open := make([]*call, 0, a.n)
 	for _, c := range a.calls {
-		if c.done {
+		for ; c != nil; c = c.next {
+			open = append(open, c)
+		}
+	}
+	recs := make([]store.CDR, 0, len(open))
+	for _, c := range open {
+		c.shutdown = true
+		if c.answered {
+			recs = append(recs, a.endLocked(c, now, ByProxy, EndShutdown))
 			continue
 		}
-		if c.answered {
-			a.endLocked(c, now, ByProxy, EndShutdown)
-		} else {
-			c.rec.Status, c.rec.EndedBy, c.rec.EndReason, c.rec.End = StatusFailed, ByProxy, EndShutdown, now
-			a.removeLocked(c)
-		}
-		recs = append(recs, c.rec)
+		r := c.record()
+		r.Status, r.EndedBy, r.EndReason, r.End = StatusFailed, ByProxy, EndShutdown, now
+		a.removeLocked(c)
+		recs = append(recs, r)
 	}
+	a.stopSweepLocked()
 	a.mu.Unlock()
 	if a.purger != nil {
 		a.purger.stop()
 	}
 	a.w.close(recs)
 	return nil
+}
+
+// EndCall ends the answered call of the dialog callID, callerTag (the
+// INVITE's From tag), calleeTag (its 2xx's To tag) as the proxy's
+// decision, now: ended_by proxy, end_reason why (EndMediaTimeout when a
+// media relay saw no media for too long; written as given). Its record
+// is queued, and a BYE that comes later finds no call. It is for what
+// learns that a call is dead when the signalling does not say so, as
+// Config.MaxDuration and the session timer do. It reports whether a call
+// ended: false when no answered call of that dialog is tracked (never
+// answered, ended already, answered without the proxy's Record-Route, or
+// beyond Config.MaxCalls) or after Close.
+func (a *Accounting) EndCall(callID, callerTag, calleeTag, why string) bool {
+	end := a.clock.Now()
+	a.mu.Lock()
+	c, side := a.dialogLocked(callID, callerTag, calleeTag)
+	if a.closed || c == nil || side != ByCaller {
+		a.mu.Unlock()
+		return false
+	}
+	a.recordUnlock(a.endLocked(c, end, ByProxy, why), nil)
+	a.log.Debug("call ended", "call-id", callID, "why", why)
+	return true
 }
 
 // Record writes a record made elsewhere (the server's failed REGISTERs);
@@ -258,13 +285,12 @@ func AOR(u sip.URI) string {
 
 // startCall begins tracking an INVITE.
 func (a *Accounting) startCall(req *sip.Request, info proxy.Forwarded) proxy.RequestObserver {
-	k := dialogKey{req.CallID, req.From.Tag()}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return nil
 	}
-	if _, ok := a.calls[k]; ok {
+	if a.lookupLocked(req.CallID, req.From.Tag()) != nil {
 		// A spiral (the request came back through the proxy, maybe after
 		// another branch answered) or a retransmission: the outer
 		// response context sees the outcome, and an answered call keeps
@@ -275,10 +301,42 @@ func (a *Accounting) startCall(req *sip.Request, info proxy.Forwarded) proxy.Req
 		a.met.dropped.WithLabelValues("limit").Inc()
 		return nil
 	}
-	c := &call{rec: a.newRecord(KindCall, req, info), recordRoute: info.RecordRoute}
-	a.calls[dialogKey{c.rec.CallID, c.rec.FromTag}] = c
+	r := a.newRecord(KindCall, req, info)
+	c := newCall(&r, info.RecordRoute)
+	c.next = a.calls[c.callID]
+	a.calls[c.callID] = c
 	a.n++
 	return &inviteObs{a: a, c: c}
+}
+
+// lookupLocked returns the call tracked under callID that an INVITE
+// outside a dialog with From tag tag would repeat: the caller's tag is
+// tag, or the callee's of an answered call.
+func (a *Accounting) lookupLocked(callID, tag string) *call {
+	for c := a.calls[callID]; c != nil; c = c.next {
+		if from, to := c.tags(); from == tag || c.answered && to == tag {
+			return c
+		}
+	}
+	return nil
+}
+
+// dialogLocked returns the answered call of the dialog callID with tags
+// from and to (RFC 3261 §12), and the side the From tag is: ByCaller
+// when it is the caller's, ByCallee when the callee's.
+func (a *Accounting) dialogLocked(callID, from, to string) (*call, string) {
+	for _, side := range [...]string{ByCaller, ByCallee} {
+		for c := a.calls[callID]; c != nil; c = c.next {
+			if !c.answered {
+				continue
+			}
+			ft, tt := c.tags()
+			if side == ByCaller && ft == from && tt == to || side == ByCallee && ft == to && tt == from {
+				return c, side
+			}
+		}
+	}
+	return nil, ""
 }
 
 // inDialog finds the answered call an in-dialog request belongs to: its
@@ -290,15 +348,8 @@ func (a *Accounting) inDialog(req *sip.Request) proxy.RequestObserver {
 	from, to := req.From.Tag(), req.To.Tag()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	c := a.calls[dialogKey{req.CallID, from}]
-	side := ByCaller
-	if c == nil || !c.answered || c.rec.ToTag != to {
-		c, side = a.calls[dialogKey{req.CallID, to}], ByCallee
-		if c == nil || c.rec.ToTag != from {
-			return nil
-		}
-	}
-	if !c.answered || c.done {
+	c, side := a.dialogLocked(req.CallID, from, to)
+	if c == nil || c.done {
 		return nil
 	}
 	if req.Method != sip.BYE {
@@ -315,70 +366,124 @@ func (a *Accounting) removeLocked(c *call) {
 	}
 	c.done = true
 	a.n--
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
-	k := dialogKey{c.rec.CallID, c.rec.FromTag}
-	if a.calls[k] == c {
-		delete(a.calls, k)
-	}
-	if c.rec.ToTag != "" {
-		k.tag = c.rec.ToTag
-		if a.calls[k] == c {
-			delete(a.calls, k)
+	if c.idx >= 0 {
+		heap.Remove(&a.expiring, int(c.idx))
+		if len(a.expiring) == 0 {
+			a.stopSweepLocked()
 		}
 	}
+	switch head := a.calls[c.callID]; {
+	case head == c && c.next == nil:
+		delete(a.calls, c.callID)
+	case head == c:
+		// The key is the next call's copy of the Call-ID from now on.
+		delete(a.calls, c.callID)
+		a.calls[c.next.callID] = c.next
+	default:
+		for p := head; p != nil; p = p.next {
+			if p.next == c {
+				p.next = c.next
+				break
+			}
+		}
+	}
+	c.next = nil
 }
 
-// endLocked ends an answered call at end.
-func (a *Accounting) endLocked(c *call, end time.Time, by, why string) {
-	c.rec.End, c.rec.EndedBy, c.rec.EndReason = end, by, why
-	if d := end.Sub(c.rec.Answer); d > 0 {
-		c.rec.Duration = d
+// endLocked ends an answered call at end, and returns its record.
+func (a *Accounting) endLocked(c *call, end time.Time, by, why string) store.CDR {
+	r := c.record()
+	r.End, r.EndedBy, r.EndReason = end, by, why
+	if d := end.Sub(r.Answer); d > 0 {
+		r.Duration = d
 	}
 	a.removeLocked(c)
+	return r
 }
 
-// armLocked (re)starts the call's timer for the earlier of its maximum
-// duration and its session expiry.
-func (a *Accounting) armLocked(c *call) {
-	if c.timer != nil {
-		c.timer.Stop()
+// expireAtLocked sets the deadline of the answered call c to the earlier
+// of its maximum duration and its session's expiry (sessionEnd; zero
+// without a session timer), and keeps it in a.expiring.
+func (a *Accounting) expireAtLocked(c *call, sessionEnd time.Time) {
+	maxEnd := c.answer.Add(a.cfg.MaxDuration)
+	c.deadline, c.sessionTimer = maxEnd, false
+	if !sessionEnd.IsZero() && !sessionEnd.After(maxEnd) {
+		c.deadline, c.sessionTimer = sessionEnd, true
 	}
-	c.gen++
-	gen := c.gen
-	deadline := c.maxEnd
-	if !c.sessionEnd.IsZero() && c.sessionEnd.Before(deadline) {
-		deadline = c.sessionEnd
+	if c.idx < 0 {
+		heap.Push(&a.expiring, c)
+	} else {
+		heap.Fix(&a.expiring, int(c.idx))
 	}
-	c.timer = a.clock.AfterFunc(max(deadline.Sub(a.clock.Now()), 0), func() { a.expire(c, gen) })
+	a.armLocked()
 }
 
-// expire ends a call whose BYE did not come in time.
-func (a *Accounting) expire(c *call, gen int) {
+// armLocked makes sure the sweep runs by the earliest deadline. A sweep
+// armed for an earlier time stays: it finds nothing due and arms anew.
+func (a *Accounting) armLocked() {
+	if len(a.expiring) == 0 || a.closed {
+		return
+	}
+	next := a.expiring[0].deadline
+	if a.sweep != nil && !next.Before(a.sweepAt) {
+		return
+	}
+	a.stopSweepLocked()
+	gen := a.sweepGen
+	a.sweepAt = next
+	a.sweep = a.clock.AfterFunc(max(next.Sub(a.clock.Now()), 0), func() { a.expire(gen) })
+}
+
+// stopSweepLocked stops the sweep timer; a firing under way is ignored.
+func (a *Accounting) stopSweepLocked() {
+	a.sweepGen++
+	if a.sweep != nil {
+		a.sweep.Stop()
+		a.sweep = nil
+	}
+}
+
+// expire ends the calls whose BYE did not come in time, then arms the
+// sweep for the next deadline. A call ends at its deadline, whenever the
+// sweep runs.
+func (a *Accounting) expire(gen uint64) {
 	a.mu.Lock()
-	if c.done || c.gen != gen {
+	if gen != a.sweepGen {
 		a.mu.Unlock()
 		return
 	}
-	c.timer = nil
-	end, why := c.maxEnd, EndMaxDuration
-	if !c.sessionEnd.IsZero() && !c.sessionEnd.After(c.maxEnd) {
-		end, why = c.sessionEnd, EndSessionExpired
+	a.sweep = nil
+	now := a.clock.Now()
+	var ended, lost []store.CDR
+	for len(a.expiring) > 0 && !a.expiring[0].deadline.After(now) {
+		c := a.expiring[0]
+		why := EndMaxDuration
+		if c.sessionTimer {
+			why = EndSessionExpired
+		}
+		// Queued under the lock that marks the call done, the record
+		// comes before any barrier for that call (afterEndLocked).
+		r := a.endLocked(c, c.deadline, ByProxy, why)
+		if !a.w.tryEnqueue(r, nil) {
+			lost = append(lost, r)
+		}
+		ended = append(ended, r)
 	}
-	a.endLocked(c, end, ByProxy, why)
-	callID := c.rec.CallID
-	a.recordUnlock(c, nil)
-	a.log.Debug("call timed out", "call-id", callID, "why", why)
+	a.armLocked()
+	a.mu.Unlock()
+	for _, r := range lost {
+		a.w.dropped(r, nil)
+	}
+	for _, r := range ended {
+		a.log.Debug("call timed out", "call-id", r.CallID, "why", r.EndReason)
+	}
 }
 
-// recordUnlock queues the record of the call c, which has just ended,
+// recordUnlock queues rec, the record of a call that has just ended,
 // then releases a.mu: queued under the lock that marked the call done, the
 // record comes before any barrier for that call (afterEndLocked). A record
 // the queue refuses is counted, and send run, once the lock is released.
-func (a *Accounting) recordUnlock(c *call, send func()) {
-	rec := c.rec
+func (a *Accounting) recordUnlock(rec store.CDR, send func()) {
 	ok := a.w.tryEnqueue(rec, send)
 	a.mu.Unlock()
 	if !ok {
@@ -394,7 +499,7 @@ func (a *Accounting) recordUnlock(c *call, send func()) {
 // after it; the records of calls Close ended bypass the queue, so for
 // those send waits for the writer to finish.
 func (a *Accounting) afterEndLocked(c *call, send func()) {
-	if c.rec.EndReason == EndShutdown {
+	if c.shutdown {
 		a.w.afterFinish(send)
 		return
 	}
@@ -539,42 +644,42 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		send()
 		return
 	}
-	c.rec.Code, c.rec.Reason = res.StatusCode, strings.Clone(res.Reason)
+	r := c.record()
+	r.Code, r.Reason = res.StatusCode, strings.Clone(res.Reason)
 	if res.StatusCode/100 == 2 {
-		c.answered = true
-		c.rec.Status, c.rec.Answer = StatusAnswered, now
-		c.rec.ToTag = strings.Clone(res.To.Tag())
-		setBranch(&c.rec, up)
-		if !c.recordRoute || c.rec.ToTag == "" {
+		r.Status, r.Answer = StatusAnswered, now
+		r.ToTag = strings.Clone(res.To.Tag())
+		setBranch(&r, up)
+		// The call keeps copies of the strings, none of res's.
+		c.answered, c.answer, c.code, c.text = true, now, int32(r.Code), packRecord(&r)
+		if !c.recordRoute || r.ToTag == "" {
 			// The BYE will not pass here: record what is known now.
-			a.endLocked(c, now, "", EndUntracked)
-			a.recordUnlock(c, send)
+			a.recordUnlock(a.endLocked(c, now, "", EndUntracked), send)
 			return
 		}
-		a.calls[dialogKey{c.rec.CallID, c.rec.ToTag}] = c
-		c.maxEnd = now.Add(a.cfg.MaxDuration)
+		var sessionEnd time.Time
 		if s := sessionExpires(res); s > 0 {
-			c.sessionEnd = now.Add(s)
+			sessionEnd = now.Add(s)
 		}
-		a.armLocked(c)
+		a.expireAtLocked(c, sessionEnd)
 		a.mu.Unlock()
 		send()
 		return
 	}
-	SetFinal(&c.rec, res) // the To tag is whoever refused
-	c.rec.End = now
+	SetFinal(&r, res) // the To tag is whoever refused
+	r.End = now
 	switch {
 	case up.Cancelled:
-		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusCancelled, ByCaller, EndCancel
+		r.Status, r.EndedBy, r.EndReason = StatusCancelled, ByCaller, EndCancel
 	case up.Local && res.StatusCode == 408:
-		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByProxy, EndTimeout
+		r.Status, r.EndedBy, r.EndReason = StatusFailed, ByProxy, EndTimeout
 	case up.Local:
-		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByProxy, EndRejected
+		r.Status, r.EndedBy, r.EndReason = StatusFailed, ByProxy, EndRejected
 	default:
-		c.rec.Status, c.rec.EndedBy, c.rec.EndReason = StatusFailed, ByCallee, EndRejected
+		r.Status, r.EndedBy, r.EndReason = StatusFailed, ByCallee, EndRejected
 	}
 	a.removeLocked(c)
-	a.recordUnlock(c, send)
+	a.recordUnlock(r, send)
 }
 
 // byeObs follows a BYE: any final response ends the call (RFC 3261
@@ -598,9 +703,9 @@ func (o *byeObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		a.mu.Unlock()
 		return
 	}
-	c.rec.Q850, c.rec.Q850Text = o.cause, o.text
-	a.endLocked(c, o.at, o.side, EndBye)
-	a.recordUnlock(c, send)
+	r := a.endLocked(c, o.at, o.side, EndBye)
+	r.Q850, r.Q850Text = o.cause, o.text
+	a.recordUnlock(r, send)
 }
 
 // refreshObs follows a re-INVITE or UPDATE: its 2xx refreshes the
@@ -621,11 +726,11 @@ func (o *refreshObs) Respond(res *sip.Response, up proxy.Upstream, send func()) 
 		return
 	}
 	if res.StatusCode/100 == 2 {
-		c.sessionEnd = time.Time{}
+		var sessionEnd time.Time
 		if s := sessionExpires(res); s > 0 {
-			c.sessionEnd = a.clock.Now().Add(s)
+			sessionEnd = a.clock.Now().Add(s)
 		}
-		a.armLocked(c)
+		a.expireAtLocked(c, sessionEnd)
 	}
 	a.mu.Unlock()
 	send()

@@ -49,7 +49,7 @@ func (a *Accounting) Refused(req *sip.Request, res *sip.Response, source, user s
 		send()
 		return
 	}
-	if _, ok := a.calls[dialogKey{req.CallID, req.From.Tag()}]; ok {
+	if a.lookupLocked(req.CallID, req.From.Tag()) != nil {
 		// A spiral (or a loop: 482) inside a call being forwarded or
 		// already answered.
 		a.mu.Unlock()
