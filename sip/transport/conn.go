@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -49,8 +50,12 @@ type Conn struct {
 
 	keys []connKey // table entries pointing here; guarded by m.mu
 
-	outq   chan []byte  // messages queued by Send for the writer goroutine
-	queued atomic.Int64 // bytes in outq
+	// Send's queue. A writer goroutine runs only while it is not empty,
+	// so an idle connection costs no goroutine and no channel buffer.
+	qmu     sync.Mutex // also held while closing, see Send
+	queue   [][]byte   // oldest first
+	qbytes  int        // bytes in queue
+	writing bool       // a drain goroutine is running
 }
 
 // sendQueueLen and sendQueueBytes bound what Send may queue on one
@@ -70,7 +75,6 @@ func newConn(m *Manager, proto string, nc net.Conn, local, remote netip.AddrPort
 	c := &Conn{
 		m: m, proto: proto, nc: nc, raw: nc, local: local, remote: remote, inbound: inbound,
 		done: make(chan struct{}), replied: make(chan struct{}, 1),
-		outq: make(chan []byte, sendQueueLen),
 	}
 	switch tc := nc.(type) {
 	case *tls.Conn:
@@ -118,7 +122,10 @@ func (c *Conn) Close() error {
 
 func (c *Conn) closeWith(reason string) {
 	c.closeOnce.Do(func() {
+		c.qmu.Lock()
 		c.closed.Store(true)
+		c.queue, c.qbytes = nil, 0
+		c.qmu.Unlock()
 		if err := c.raw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			c.closeErr = err
 		}
@@ -136,44 +143,59 @@ func (c *Conn) Write(data []byte) error {
 	return c.write(data, true)
 }
 
-// Send queues one whole message for the connection's writer goroutine and
-// returns at once, so that a worker never waits on a peer that does not
-// read: the write deadline then costs the writer, not the caller. data is
-// copied. Messages sent on one connection keep their order. When the queue
-// is full the peer is too slow: the connection is closed and Send fails
-// with ErrSendQueueFull; on a closed connection it fails with
-// ErrConnClosed.
+// Send queues one whole message for a writer goroutine, which runs only
+// while the queue is not empty, and returns at once, so that a worker
+// never waits on a peer that does not read: the write deadline then costs
+// the writer, not the caller. data is copied. Messages sent on one
+// connection keep their order. When the queue is full the peer is too
+// slow: the connection is closed and Send fails with ErrSendQueueFull; on
+// a closed connection it fails with ErrConnClosed.
 func (c *Conn) Send(data []byte) error {
+	c.qmu.Lock()
+	// Checked under qmu, which closeWith takes too: while c is open its
+	// reader goroutine is still counted in m.wg, so adding the drain
+	// goroutine to it cannot race with Manager.Close's Wait.
 	if c.isClosed() {
+		c.qmu.Unlock()
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrConnClosed)
 	}
-	b := append([]byte(nil), data...)
-	if c.queued.Add(int64(len(b))) <= sendQueueBytes {
-		select {
-		case c.outq <- b:
-			return nil
-		default:
-		}
+	if len(c.queue) >= sendQueueLen || c.qbytes+len(data) > sendQueueBytes {
+		c.qmu.Unlock()
+		c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
+		c.closeWith("send queue full: peer not reading")
+		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
 	}
-	c.queued.Add(-int64(len(b)))
-	c.m.stats[protoIndex(c.proto)].writeErrors.Add(1)
-	c.closeWith("send queue full: peer not reading")
-	return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, ErrSendQueueFull)
+	c.queue = append(c.queue, bytes.Clone(data))
+	c.qbytes += len(data)
+	start := !c.writing
+	if start {
+		c.writing = true
+		c.m.wg.Add(1)
+	}
+	c.qmu.Unlock()
+	if start {
+		go c.drain()
+	}
+	return nil
 }
 
-// writeLoop writes what Send queued until the connection closes.
-func (m *Manager) writeLoop(c *Conn) {
-	defer m.wg.Done()
+// drain writes what Send queued, oldest first, and returns once the queue
+// is empty or the connection closed.
+func (c *Conn) drain() {
+	defer c.m.wg.Done()
 	for {
-		select {
-		case b := <-c.outq:
-			c.queued.Add(-int64(len(b)))
-			if c.write(b, true) != nil {
-				return
-			}
-		case <-c.done:
+		c.qmu.Lock()
+		if len(c.queue) == 0 || c.isClosed() {
+			c.queue, c.qbytes, c.writing = nil, 0, false
+			c.qmu.Unlock()
 			return
 		}
+		b := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.qbytes -= len(b)
+		c.qmu.Unlock()
+		_ = c.write(b, true) // an error closes c, which ends the loop
 	}
 }
 
@@ -210,12 +232,37 @@ func (c *Conn) write(data []byte, message bool) error {
 	return nil
 }
 
-// connReader reads a Conn, renewing the idle deadline before each read.
-type connReader struct{ c *Conn }
+// connReader reads a Conn for its framer f. Before each read it sets the
+// read deadline to IdleTimeout from now or, once a message has begun to
+// arrive, to MessageTimeout after its first byte if that is sooner: the
+// idle timeout alone would let a peer dribbling a message that never ends
+// (slowloris) hold the connection and its buffer for ever. Keep-alives
+// between messages do not start the message clock.
+type connReader struct {
+	c *Conn
+	f *framer
 
-func (r connReader) Read(p []byte) (int, error) {
+	msgOff   int64     // stream offset of the message being timed
+	msgStart time.Time // when it was first seen; zero between messages
+	overdue  bool      // the deadline set is the message's, not the idle one
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
 	c := r.c
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.m.cfg.IdleTimeout)); err != nil {
+	now := time.Now()
+	deadline := now.Add(c.m.cfg.IdleTimeout)
+	r.overdue = false
+	if off, ok := r.f.pending(); !ok {
+		r.msgStart = time.Time{}
+	} else {
+		if r.msgStart.IsZero() || off != r.msgOff {
+			r.msgOff, r.msgStart = off, now
+		}
+		if d := r.msgStart.Add(c.m.cfg.MessageTimeout); d.Before(deadline) {
+			deadline, r.overdue = d, true
+		}
+	}
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
 		return 0, err
 	}
 	n, err := c.nc.Read(p)
@@ -223,11 +270,10 @@ func (r connReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// serveConn reads one connection until it closes.
+// serveConn reads one connection until it closes. It is the connection's
+// only goroutine while nothing is being sent (see Send).
 func (m *Manager) serveConn(c *Conn) {
 	defer m.wg.Done()
-	m.wg.Add(1) // this goroutine is counted, so Close has not returned yet
-	go m.writeLoop(c)
 	why := m.readConn(c)
 	if strings.HasPrefix(why, closedByPeer) {
 		m.halfClosed(c)
@@ -271,11 +317,15 @@ func (m *Manager) readConn(c *Conn) string {
 			return "closed during tls handshake"
 		}
 	}
-	f := newFramer(connReader{c}, m.cfg.MaxMessageSize)
+	r := &connReader{c: c}
+	f := newFramer(r, m.cfg.MaxMessageSize)
+	f.pool = &m.bufs
+	r.f = f
+	defer f.release()
 	for {
 		fr, err := f.next()
 		if err != nil {
-			return m.readError(c, err, f.buffered())
+			return m.readError(c, err, f.buffered(), r.overdue)
 		}
 		switch fr.kind {
 		case framePing: // RFC 5626 §3.5.1: answer CRLFCRLF with CRLF
@@ -333,11 +383,17 @@ func (m *Manager) linger(c *Conn, p *Packet) {
 	}
 }
 
-// readError classifies why reading stopped.
-func (m *Manager) readError(c *Conn, err error, pending int) string {
+// readError classifies why reading stopped; overdue says the read deadline
+// was a message's (see connReader).
+func (m *Manager) readError(c *Conn, err error, pending int, overdue bool) string {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Counted with the idle timeouts: both close a peer that stopped
+		// making progress.
 		m.stats[protoIndex(c.proto)].connsIdleClosed.Add(1)
+		if overdue {
+			return fmt.Sprintf("message timeout with %d bytes of an incomplete message", pending)
+		}
 		return "idle timeout"
 	case errors.Is(err, io.EOF) && pending == 0:
 		return closedByPeer

@@ -37,9 +37,13 @@
 // a peer reuses the connection it opened (RFC 3261 §18.2.2). Alias adds
 // further keys, for instance a Via sent-by (RFC 5923). Entries go when the
 // connection closes. A connection closes after Config.IdleTimeout without
-// input, on any write error, and on a write that takes longer than
+// input, when a message takes longer than Config.MessageTimeout from its
+// first byte to its last (a slowloris peer), on any write error, and on a write that takes longer than
 // Config.WriteTimeout. Accepted sockets beyond Config.MaxConns in total or
-// Config.MaxConnsPerSource from one IP address are closed at once.
+// Config.MaxConnsPerSource from one IP address are closed at once. An idle
+// connection holds one goroutine (its reader) and a 1 KiB read buffer:
+// larger buffers come from the Manager's pool while a message arrives, and
+// the writer goroutine runs only while something is queued.
 //
 // # Metrics
 //
@@ -58,7 +62,7 @@
 //	hlas_transport_connections_accepted_total      inbound connections admitted (TCP, TLS)
 //	hlas_transport_connections_dialed_total        outbound connections made (TCP, TLS)
 //	hlas_transport_connections_rejected_total      inbound connections refused by a limit (TCP, TLS)
-//	hlas_transport_connections_idle_closed_total   connections closed by the idle timeout (TCP, TLS)
+//	hlas_transport_connections_idle_closed_total   connections closed by the idle or the message timeout (TCP, TLS)
 //	hlas_transport_dial_errors_total               failed dials (TCP, TLS)
 //	hlas_transport_tls_handshake_errors_total      failed inbound TLS handshakes (TCP, TLS)
 //

@@ -32,9 +32,17 @@ const (
 	reasonMissing     = "Content-Length missing on a stream with a Content-Type"
 )
 
-// initialBufSize is the read buffer a connection starts with; it grows up
-// to the message size limit only while a large message is being framed.
-const initialBufSize = 4096
+// Read buffer sizes. Between messages a framer reads into its own small
+// buffer, which holds keep-alives and most single messages whole. A
+// message that does not fit moves to a readBufSize buffer from the pool,
+// and one larger still to a buffer grown for it up to the message size
+// limit. Once everything buffered is consumed the buffer goes back (to the
+// pool, or to the garbage collector if it was grown), so an idle
+// connection holds idleBufSize bytes, not readBufSize or more.
+const (
+	idleBufSize = 1024
+	readBufSize = 4096
+)
 
 // maxEmptyReads bounds how often a Reader may return 0, nil in a row.
 const maxEmptyReads = 100
@@ -47,18 +55,22 @@ var errFramerStopped = errors.New("transport: framing stopped after an unusable 
 // header section ends at an empty line, the body is Content-Length bytes.
 // It never holds more than max+1 bytes.
 type framer struct {
-	r   io.Reader
-	max int // largest message (header section + body) delivered whole
+	r    io.Reader
+	max  int         // largest message (header section + body) delivered whole
+	pool *streamBufs // where readBufSize buffers come from; nil allocates them
 
-	buf        []byte
-	start, end int   // unconsumed bytes are buf[start:end]
-	off        int64 // stream offset of buf[start]
+	buf        []byte             // small, pooled, a grown allocation, or nil
+	pooled     *[readBufSize]byte // the pool buffer buf is on, if it is
+	start, end int                // unconsumed bytes are buf[start:end]
+	off        int64              // stream offset of buf[start]
 
 	inMsg bool // a message's first byte is at buf[start]
 	scan  int  // where the header terminator search resumes, relative to start
 	total int  // header section + body once the header section is found, else 0
 
 	err error // sticky: read error or errFramerStopped
+
+	small [idleBufSize]byte
 }
 
 func newFramer(r io.Reader, max int) *framer {
@@ -81,6 +93,27 @@ func (f *framer) next() (frame, error) {
 
 // buffered reports how many unconsumed bytes the framer holds.
 func (f *framer) buffered() int { return f.end - f.start }
+
+// pending reports whether the first byte of a message has been read while
+// the message is not complete yet, and the stream offset of that byte,
+// which tells one pending message from the next.
+func (f *framer) pending() (off int64, ok bool) { return f.off, f.inMsg }
+
+// release gives the buffer back and drops what it held; the framer is not
+// used afterwards.
+func (f *framer) release() {
+	f.drop()
+	f.start, f.end = 0, 0
+}
+
+// drop lets go of the buffer, back to the pool if it came from there.
+func (f *framer) drop() {
+	if f.pooled != nil {
+		f.pool.put(f.pooled)
+		f.pooled = nil
+	}
+	f.buf = nil
+}
 
 // cut tries to cut one frame from the buffered bytes.
 func (f *framer) cut() (frame, bool) {
@@ -151,7 +184,7 @@ func (f *framer) cut() (frame, bool) {
 func (f *framer) stop(kind frameKind, n int, reason string) frame {
 	fr := frame{kind: kind, data: bytes.Clone(f.buf[f.start : f.start+n]), off: f.off, reason: reason}
 	f.err = errFramerStopped
-	f.buf, f.start, f.end = nil, 0, 0
+	f.release()
 	return fr
 }
 
@@ -160,26 +193,33 @@ func (f *framer) consume(n int) {
 	f.off += int64(n)
 	if f.start == f.end {
 		f.start, f.end = 0, 0
-		if len(f.buf) > initialBufSize {
-			f.buf = nil // give a grown buffer back once it is empty
-		}
+		f.drop() // nothing pending: the next read goes to the small buffer
 	}
 }
 
 // fill makes room and reads once.
 func (f *framer) fill() {
 	limit := f.max + 1
+	onSmall := f.buf != nil && &f.buf[0] == &f.small[0]
 	switch {
 	case f.buf == nil:
-		f.buf = make([]byte, min(initialBufSize, limit))
-	case f.end == len(f.buf) && f.start > 0:
+		f.buf = f.small[:min(idleBufSize, limit)]
+	case !f.inMsg && !onSmall:
+		// Between messages only a keep-alive's first line ends (under 4
+		// bytes) can be pending: wait for the rest in the small buffer.
+		n := copy(f.small[:], f.buf[f.start:f.end])
+		f.drop()
+		f.buf, f.start, f.end = f.small[:min(idleBufSize, limit)], 0, n
+	case f.end < len(f.buf):
+		// Room to read into.
+	case f.start > 0 && (!onSmall || len(f.buf) == limit):
 		f.end = copy(f.buf, f.buf[f.start:f.end])
 		f.start = 0
-	case f.end == len(f.buf) && len(f.buf) < limit:
-		nb := make([]byte, min(2*len(f.buf), limit))
-		copy(nb, f.buf[:f.end])
-		f.buf = nb
-	case f.end == len(f.buf):
+	case len(f.buf) < limit:
+		// A full small buffer means traffic: move to a larger one rather
+		// than go on reading a small buffer's worth at a time.
+		f.grow(limit)
+	default:
 		// Unreachable: a full buffer of max+1 bytes is always cut as oversize.
 		f.err = errors.New("transport: framer buffer full")
 		return
@@ -196,6 +236,24 @@ func (f *framer) fill() {
 		}
 	}
 	f.err = io.ErrNoProgress
+}
+
+// grow moves the buffered bytes to the start of a larger buffer: a pooled
+// one after the small buffer, then twice the size, never more than limit.
+func (f *framer) grow(limit int) {
+	var (
+		nb     []byte
+		pooled *[readBufSize]byte
+	)
+	if len(f.buf) < readBufSize {
+		pooled = f.pool.get()
+		nb = pooled[:min(readBufSize, limit)]
+	} else {
+		nb = make([]byte, min(2*len(f.buf), limit))
+	}
+	n := copy(nb, f.buf[f.start:f.end])
+	f.drop()
+	f.buf, f.pooled, f.start, f.end = nb, pooled, 0, n
 }
 
 // findHeaderEnd looks for the empty line ending a header section in b,

@@ -263,7 +263,12 @@ var framingTests = []struct {
 // stream as it goes.
 func collect(t testing.TB, in []byte, r io.Reader, max int) ([]got, error) {
 	t.Helper()
-	f := newFramer(r, max)
+	return collectFrom(t, in, newFramer(r, max), max)
+}
+
+// collectFrom is collect with a framer of the caller's.
+func collectFrom(t testing.TB, in []byte, f *framer, max int) ([]got, error) {
+	t.Helper()
 	var out []got
 	pos := int64(0)
 	for {
@@ -401,6 +406,64 @@ func TestFramingReusesBuffer(t *testing.T) {
 	if err != io.EOF || fmt.Sprint(frames) != fmt.Sprint([]got{msg(big), msg(options0), msg(big)}) {
 		t.Fatalf("got %d frames, %v", len(frames), err)
 	}
+}
+
+// TestFramingIdleHoldsNoBuffer: between messages a framer reads into its
+// small buffer and holds no pooled or grown one, whatever came before
+// (messages on either side of each buffer size, trailing line ends, pings)
+// and however the stream is split; messages move between the buffers
+// intact; and whatever it holds goes back on release.
+func TestFramingIdleHoldsNoBuffer(t *testing.T) {
+	const max = 65536
+	var (
+		in   string
+		want []got
+	)
+	for _, n := range []int{200, idleBufSize - 1, idleBufSize, idleBufSize + 1,
+		readBufSize - 1, readBufSize, readBufSize + 1, 3 * readBufSize} {
+		m := exactly(n)
+		in += m + "\r\n\r\n" + m + "\r\n"
+		want = append(want, msg(m), ping, msg(m))
+	}
+	pool := new(streamBufs)
+	for _, step := range []int{1, 3, 100, idleBufSize - 1, idleBufSize + 1, readBufSize + 1, len(in)} {
+		r := &probeReader{stepReader: stepReader{b: []byte(in), step: step}}
+		f := newFramer(r, max)
+		f.pool, r.f = pool, f
+		frames, err := collectFrom(t, []byte(in), f, max)
+		if err != io.EOF || fmt.Sprint(frames) != fmt.Sprint(want) {
+			t.Fatalf("step %d: %d frames, %v", step, len(frames), err)
+		}
+		if r.heldIdle > 0 {
+			t.Fatalf("step %d: %d reads between messages with a pooled or grown buffer held", step, r.heldIdle)
+		}
+		if r.pooled == 0 {
+			t.Fatalf("step %d: no read into a pooled buffer", step)
+		}
+		f.release()
+		if f.pooled != nil || f.buf != nil {
+			t.Fatalf("step %d: buffer held after release", step)
+		}
+	}
+}
+
+// probeReader is a stepReader that checks, at each read, which buffer its
+// framer reads into.
+type probeReader struct {
+	stepReader
+	f        *framer
+	heldIdle int // reads with no message pending and more than the small buffer held
+	pooled   int // reads into a pooled buffer
+}
+
+func (r *probeReader) Read(p []byte) (int, error) {
+	if _, ok := r.f.pending(); !ok && (r.f.pooled != nil || len(r.f.buf) > idleBufSize) {
+		r.heldIdle++
+	}
+	if r.f.pooled != nil {
+		r.pooled++
+	}
+	return r.stepReader.Read(p)
 }
 
 func TestFramingNoProgress(t *testing.T) {

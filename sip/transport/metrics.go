@@ -116,7 +116,7 @@ func newMetricDefs() []metricDef {
 		def("connections_accepted_total", "Inbound stream connections admitted.", c, true, func(s ProtoStats) float64 { return float64(s.ConnsAccepted) }),
 		def("connections_dialed_total", "Outbound stream connections established.", c, true, func(s ProtoStats) float64 { return float64(s.ConnsDialed) }),
 		def("connections_rejected_total", "Inbound stream connections refused by a connection limit.", c, true, func(s ProtoStats) float64 { return float64(s.ConnsRejected) }),
-		def("connections_idle_closed_total", "Stream connections closed by the idle timeout.", c, true, func(s ProtoStats) float64 { return float64(s.ConnsIdleClosed) }),
+		def("connections_idle_closed_total", "Stream connections closed by the idle timeout or the message timeout (a message that took too long to arrive).", c, true, func(s ProtoStats) float64 { return float64(s.ConnsIdleClosed) }),
 		def("dial_errors_total", "Outbound stream connections that failed.", c, true, func(s ProtoStats) float64 { return float64(s.DialErrors) }),
 		def("tls_handshake_errors_total", "Inbound TLS handshakes that failed.", c, true, func(s ProtoStats) float64 { return float64(s.HandshakeErrors) }),
 	}

@@ -25,6 +25,7 @@ const (
 const (
 	DefaultMaxMessageSize    = 65536
 	DefaultIdleTimeout       = 5 * time.Minute
+	DefaultMessageTimeout    = 30 * time.Second
 	DefaultMaxConns          = 10000
 	DefaultMaxConnsPerSource = 64
 	DefaultWriteTimeout      = 5 * time.Second
@@ -58,6 +59,11 @@ type Config struct {
 	// IdleTimeout closes a stream connection that has received nothing for
 	// this long. Default 5m.
 	IdleTimeout time.Duration
+	// MessageTimeout closes a stream connection on which a message (header
+	// section and body) has not arrived whole this long after its first
+	// byte, so a peer sending slowly but never finishing (slowloris) cannot
+	// keep it open. Keep-alives between messages do not count. Default 30s.
+	MessageTimeout time.Duration
 	// MaxConns caps open stream connections, inbound and outbound together.
 	// An accepted socket beyond it is closed at once; a dial beyond it
 	// fails with ErrTooManyConns. Default 10000.
@@ -90,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("transport: MaxMessageSize %d is negative", c.MaxMessageSize)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("transport: IdleTimeout %s is negative", c.IdleTimeout)
+	case c.MessageTimeout < 0:
+		return fmt.Errorf("transport: MessageTimeout %s is negative", c.MessageTimeout)
 	case c.MaxConns < 0:
 		return fmt.Errorf("transport: MaxConns %d is negative", c.MaxConns)
 	case c.MaxConnsPerSource < 0:
@@ -109,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MessageTimeout <= 0 {
+		c.MessageTimeout = DefaultMessageTimeout
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
@@ -206,6 +217,7 @@ type Manager struct {
 	log     *slog.Logger
 	stats   [numProtos]protoCounters
 	metrics []metricDef
+	bufs    streamBufs // read buffers lent to stream connections while a message arrives
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
