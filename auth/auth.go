@@ -11,6 +11,12 @@
 // nonce-count is checked against a bounded in-memory table so a captured
 // request cannot be replayed (RFC 7616 §3.4, §5.12).
 //
+// Subscribers read from the store are kept in memory until the store says
+// its subscribers changed, which is asked at most once per
+// Config.UserCacheCheck (see usercache.go): a user added, removed or given
+// a new password by `hlas user` while the server runs counts within that
+// time.
+//
 // The Authenticator is used as a handler-chain middleware by the server
 // (see Authenticate): 401 with WWW-Authenticate when the server is the UAS
 // (a registrar, RFC 3261 §22.2), 407 with Proxy-Authenticate when it
@@ -40,8 +46,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultNonceTTL  = 5 * time.Minute
-	DefaultMaxNonces = 200000
+	DefaultNonceTTL       = 5 * time.Minute
+	DefaultMaxNonces      = 200000
+	DefaultUserCacheSize  = 100000
+	DefaultUserCacheCheck = time.Second
 )
 
 // DefaultAlgorithms are offered when Config.Algorithms is empty: SHA-256
@@ -88,9 +96,11 @@ func (k Kind) CredentialsHeader() string {
 	return "Authorization"
 }
 
-// Users is what the Authenticator needs from the subscriber store. It is
-// read on every authenticated request, so users added, changed or removed
-// by `hlas user` while the server runs take effect at once.
+// Users is what the Authenticator needs from the subscriber store. A store
+// that is also a VersionedUsers (store.Users is) is read once per
+// subscriber and then only after its subscribers change
+// (Config.UserCacheSize); any other is read on every authenticated
+// request.
 type Users interface {
 	User(ctx context.Context, username, domain string) (store.User, error)
 }
@@ -132,6 +142,26 @@ type Config struct {
 	// nonces. Default auth.secret in the data directory (the server reads
 	// it; see LoadOrCreateSecret).
 	SecretFile string `yaml:"secret_file"`
+	// UserCacheSize bounds the subscribers kept in memory, so that an
+	// authenticated request does not read the store; as many names the
+	// store did not know are kept beside them (password guessing against
+	// a user that does not exist reads the store once), in a table of
+	// their own so a scan of many names cannot push subscribers out. When
+	// a table is full a random entry makes room. The whole cache is
+	// emptied when the store's subscribers change (any process: `hlas
+	// user add/passwd/del` while the server runs), seen within
+	// UserCacheCheck, and when the store cannot be read. It needs a store
+	// that reports changes (VersionedUsers; both of package store's do).
+	// A subscriber costs about 250 bytes (25 MB for 100000), an unknown
+	// name about 100. Default 100000; negative turns the cache off (every
+	// authenticated request reads the store).
+	UserCacheSize int `yaml:"user_cache_size"`
+	// UserCacheCheck is how often the store is asked whether subscribers
+	// have changed: a password changed, a user added or removed takes
+	// effect for authentication within this time. The question is asked
+	// by the first request after the interval, not by a timer, so an idle
+	// server asks nothing. Default 1s.
+	UserCacheCheck time.Duration `yaml:"user_cache_check"`
 }
 
 // Validate checks the configuration and names the offending field.
@@ -144,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if c.NonceTTL < 0 || c.MaxNonces < 0 {
 		return errors.New("auth nonce_ttl and max_nonces must not be negative")
+	}
+	if c.UserCacheCheck < 0 {
+		return errors.New("auth user_cache_check must not be negative")
 	}
 	for _, d := range c.OpenDomains {
 		if d == "" || strings.ContainsAny(d, " :;@<>") {
@@ -180,6 +213,7 @@ type Authenticator struct {
 	legacy []string           // lower-case User-Agent substrings offered MD5 alone
 	nonces nonces
 	nc     *ncTable
+	users  *userCache // nil: every lookup reads env.Users
 	open   map[string]bool
 	log    *slog.Logger
 	met    *metrics
@@ -213,6 +247,12 @@ func New(cfg Config, env Env) (*Authenticator, error) {
 	if cfg.MD5OnlyUserAgents == nil {
 		cfg.MD5OnlyUserAgents = DefaultMD5OnlyUserAgents
 	}
+	if cfg.UserCacheSize == 0 {
+		cfg.UserCacheSize = DefaultUserCacheSize
+	}
+	if cfg.UserCacheCheck == 0 {
+		cfg.UserCacheCheck = DefaultUserCacheCheck
+	}
 	if env.Now == nil {
 		env.Now = time.Now
 	}
@@ -239,7 +279,20 @@ func New(cfg Config, env Env) (*Authenticator, error) {
 	for _, d := range cfg.OpenDomains {
 		a.open[strings.ToLower(d)] = true
 	}
-	a.met = newMetrics(env.Registerer, a.nc.len)
+	if vu, ok := env.Users.(VersionedUsers); ok && cfg.UserCacheSize > 0 {
+		a.users = newUserCache(vu, cfg.UserCacheSize, cfg.UserCacheCheck, a.log)
+	} else if cfg.UserCacheSize > 0 {
+		a.log.Info("subscriber cache off: the store cannot tell when subscribers change")
+	}
+	a.met = newMetrics(env.Registerer, a.nc.len, func() int {
+		if a.users == nil {
+			return 0
+		}
+		return a.users.len()
+	})
+	if a.users != nil {
+		a.users.met = a.met.cache
+	}
 	return a, nil
 }
 
@@ -367,7 +420,7 @@ func (a *Authenticator) verify(ctx context.Context, c *digest.Credentials, metho
 	}
 	now := a.env.Now()
 	issued, ns := a.nonces.check(c.Nonce, domain, now)
-	u, err := a.env.Users.User(ctx, c.Username, domain)
+	h, err := a.user(ctx, now, c.Username, domain)
 	if errors.Is(err, store.ErrNotFound) {
 		return Result{Outcome: Challenged, Reason: reasonUnknownUser}
 	}
@@ -375,9 +428,9 @@ func (a *Authenticator) verify(ctx context.Context, c *digest.Credentials, metho
 		a.log.Error("user lookup", "user", c.Username, "domain", domain, "err", err)
 		return Result{Outcome: Failed, Reason: "subscriber store unavailable"}
 	}
-	ha1 := u.HA1MD5
+	ha1 := h.md5
 	if alg == digest.SHA256 {
-		ha1 = u.HA1SHA256
+		ha1 = h.sha256
 	}
 	if !c.Verify(method, body, ha1) {
 		return Result{Outcome: Challenged, Reason: reasonWrongPassword}
@@ -396,6 +449,19 @@ func (a *Authenticator) verify(ctx context.Context, c *digest.Credentials, metho
 		return Result{Outcome: Forbidden, Reason: fmt.Sprintf("%s@%s may not act for %s@%s", c.Username, domain, username, domain)}
 	}
 	return Result{Outcome: Accepted, Identity: Identity{Username: username, Domain: domain, Authenticated: true, Algorithm: alg}}
+}
+
+// user returns the digest hashes of a subscriber, from the cache when
+// there is one.
+func (a *Authenticator) user(ctx context.Context, now time.Time, username, domain string) (hashes, error) {
+	if a.users != nil {
+		return a.users.user(ctx, now, username, domain)
+	}
+	u, err := a.env.Users.User(ctx, username, domain)
+	if err != nil {
+		return hashes{}, err
+	}
+	return hashes{u.HA1MD5, u.HA1SHA256}, nil
 }
 
 // credentials finds the Digest credentials for realm among the request's

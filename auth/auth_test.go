@@ -18,11 +18,20 @@ import (
 	"github.com/hlas-voip/hlas/store"
 )
 
-// memUsers is an in-memory subscriber store.
+// memUsers is an in-memory subscriber store that reports changes, as
+// store.Users does, and counts its reads.
 type memUsers struct {
-	mu    sync.Mutex
-	users map[string]store.User
-	err   error
+	mu       sync.Mutex
+	users    map[string]store.User
+	err      error
+	version  int64
+	reads    int // User calls
+	versions int // UsersVersion calls
+	// afterRead, when set, runs after User has read the map and before
+	// it returns, without the lock: a lookup caught in flight.
+	afterRead func()
+	// inVersion, when set, runs inside UsersVersion, without the lock.
+	inVersion func()
 }
 
 func newMemUsers(us ...store.User) *memUsers {
@@ -35,15 +44,66 @@ func newMemUsers(us ...store.User) *memUsers {
 
 func (m *memUsers) User(_ context.Context, username, domain string) (store.User, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.err != nil {
-		return store.User{}, m.err
-	}
+	m.reads++
 	u, ok := m.users[username+"@"+domain]
+	err, after := m.err, m.afterRead
+	m.mu.Unlock()
+	if after != nil {
+		after()
+	}
+	if err != nil {
+		return store.User{}, err
+	}
 	if !ok {
 		return store.User{}, store.ErrNotFound
 	}
 	return u, nil
+}
+
+func (m *memUsers) UsersVersion(ctx context.Context) (int64, error) {
+	m.mu.Lock()
+	in := m.inVersion
+	m.mu.Unlock()
+	if in != nil {
+		in()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.versions++
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return m.version, m.err
+}
+
+// put adds or replaces a subscriber, as `hlas user add/passwd` would.
+func (m *memUsers) put(u store.User) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[u.AOR()] = u
+	m.version++
+}
+
+// del removes a subscriber, as `hlas user del` would.
+func (m *memUsers) del(aor string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.users, aor)
+	m.version++
+}
+
+// setErr makes every call fail with err (nil: work again).
+func (m *memUsers) setErr(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.err = err
+}
+
+// counts returns how many times User and UsersVersion were called.
+func (m *memUsers) counts() (reads, versions int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reads, m.versions
 }
 
 // clock is a settable test clock.
@@ -104,7 +164,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 }
 
 // register builds a REGISTER for aor to the registrar of its domain.
-func register(t *testing.T, aor string, extra ...string) *sip.Request {
+func register(t testing.TB, aor string, extra ...string) *sip.Request {
 	t.Helper()
 	_, domain, _ := strings.Cut(aor, "@")
 	text := "REGISTER sip:" + domain + " SIP/2.0\r\n" +
@@ -127,7 +187,7 @@ func register(t *testing.T, aor string, extra ...string) *sip.Request {
 
 // answer computes credentials for the challenge header of res whose
 // algorithm is alg, as a client would.
-func answer(t *testing.T, res *sip.Response, kind Kind, alg, user, password string, req *sip.Request, nc uint32) string {
+func answer(t testing.TB, res *sip.Response, kind Kind, alg, user, password string, req *sip.Request, nc uint32) string {
 	t.Helper()
 	for _, v := range headerRows(res, kind.ChallengeHeader()) {
 		ch, err := digest.ParseChallenge(v)
@@ -319,7 +379,7 @@ func TestCheck(t *testing.T) {
 			req := register(t, "alice@example.test")
 			res := f.challenge(t, req, Origin, "alice", "example.test")
 			h := answer(t, res, Origin, "SHA-256", "alice", "secret", req, 1)
-			f.users.err = errors.New("disk on fire")
+			f.users.setErr(errors.New("disk on fire"))
 			return f.a.Check(ctx, register(t, "alice@example.test", "Authorization: "+h+"\r\n"), Origin, "alice", "example.test")
 		}, Failed, false, ""},
 	}
@@ -436,11 +496,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		cfg Config
 		env Env
 	}{
-		"short secret":      {Config{}, Env{Secret: []byte("short"), Users: users}},
-		"no store":          {Config{}, Env{Secret: secret}},
-		"sess algorithm":    {Config{Algorithms: []string{"MD5-sess"}}, Env{Secret: secret, Users: users}},
-		"unknown algorithm": {Config{Algorithms: []string{"SHA-1"}}, Env{Secret: secret, Users: users}},
-		"bad open domain":   {Config{OpenDomains: []string{"a b"}}, Env{Secret: secret, Users: users}},
+		"short secret":              {Config{}, Env{Secret: []byte("short"), Users: users}},
+		"no store":                  {Config{}, Env{Secret: secret}},
+		"sess algorithm":            {Config{Algorithms: []string{"MD5-sess"}}, Env{Secret: secret, Users: users}},
+		"unknown algorithm":         {Config{Algorithms: []string{"SHA-1"}}, Env{Secret: secret, Users: users}},
+		"bad open domain":           {Config{OpenDomains: []string{"a b"}}, Env{Secret: secret, Users: users}},
+		"negative user_cache_check": {Config{UserCacheCheck: -time.Second}, Env{Secret: secret, Users: users}},
 	} {
 		if _, err := New(tc.cfg, tc.env); err == nil {
 			t.Errorf("%s: New succeeded", name)

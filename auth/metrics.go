@@ -6,11 +6,20 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	results    *prometheus.CounterVec
 	challenges *prometheus.CounterVec
+	cache      cacheMetrics
 }
 
 var outcomeLabels = [...]string{Accepted: "accepted", Challenged: "challenged", Malformed: "malformed", Forbidden: "forbidden", Failed: "error"}
 
-func newMetrics(reg prometheus.Registerer, nonces func() int) *metrics {
+func newMetrics(reg prometheus.Registerer, nonces, cached func() int) *metrics {
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "hlas", Subsystem: "auth", Name: "user_cache_lookups_total",
+		Help: "Subscriber lookups of the cache: hit (answered from memory, unknown names included), miss (read from the store).",
+	}, []string{"result"})
+	flushes := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "hlas", Subsystem: "auth", Name: "user_cache_flushes_total",
+		Help: "Times the subscriber cache was emptied: the store's subscribers changed, or it could not be asked.",
+	})
 	m := &metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "hlas", Subsystem: "auth", Name: "results_total",
@@ -20,6 +29,7 @@ func newMetrics(reg prometheus.Registerer, nonces func() int) *metrics {
 			Namespace: "hlas", Subsystem: "auth", Name: "challenges_total",
 			Help: "Challenges sent, by reason: no_credentials, unknown_user, wrong_password, unsupported_parameters, stale_nonce, replay.",
 		}, []string{"reason"}),
+		cache: cacheMetrics{hits: lookups.WithLabelValues("hit"), misses: lookups.WithLabelValues("miss"), flushes: flushes},
 	}
 	for _, r := range []string{reasonNoCredentials, reasonUnknownUser, reasonWrongPassword, reasonUnsupported, reasonStale, reasonReplay} {
 		m.challenges.WithLabelValues(r)
@@ -28,7 +38,10 @@ func newMetrics(reg prometheus.Registerer, nonces func() int) *metrics {
 		reg.MustRegister(m.results, m.challenges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "hlas", Subsystem: "auth", Name: "nonces_tracked",
 			Help: "Nonces in the nonce-count replay table.",
-		}, func() float64 { return float64(nonces()) }))
+		}, func() float64 { return float64(nonces()) }), lookups, flushes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "user_cache_entries",
+			Help: "Subscribers and unknown names in the subscriber cache.",
+		}, func() float64 { return float64(cached()) }))
 	}
 	return m
 }

@@ -81,4 +81,3 @@ func BenchmarkWriteBindings(b *testing.B) {
 		})
 	}
 }
-

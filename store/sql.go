@@ -72,9 +72,11 @@ const (
 // sqlStore implements Store over database/sql for both back ends.
 type sqlStore struct {
 	db     *sql.DB
-	name   string // "sqlite" or "postgres": for errors, and PurgeCDRs pauses on SQLite
+	name   string // "sqlite" or "postgres": for errors, the users version triggers, and PurgeCDRs pauses on SQLite
 	rebind func(string) string
 	user   *sql.Stmt // the hot query: one per authenticated request
+
+	usersVersion *sql.Stmt // see users_version.go
 }
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {
@@ -88,12 +90,17 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 	if s.user, err = db.PrepareContext(ctx, rebind(qUser)); err != nil {
 		return nil, fmt.Errorf("store %s: prepare: %w", name, err)
 	}
+	if err := s.createUsersVersion(ctx); err != nil {
+		s.user.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close implements Store.
 func (s *sqlStore) Close() error {
 	s.user.Close()
+	s.usersVersion.Close()
 	return s.db.Close()
 }
 

@@ -310,7 +310,7 @@ func TestSQLiteSharedFile(t *testing.T) {
 		t.Fatalf("the server does not see a user added by another handle: %v", err)
 	}
 	var mode string
-	if err := server.(*sqlStore).db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := sqlOf(server).db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
 	}
 }
