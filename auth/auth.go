@@ -464,6 +464,17 @@ func (a *Authenticator) user(ctx context.Context, now time.Time, username, domai
 	return hashes{u.HA1MD5, u.HA1SHA256}, nil
 }
 
+// IsSubscriber reports whether username@domain is a subscriber, from the
+// subscriber cache when there is one: the location service asks it for
+// every request to a user with no registration (480 or 404).
+func (a *Authenticator) IsSubscriber(ctx context.Context, username, domain string) (bool, error) {
+	_, err := a.user(ctx, a.env.Now(), username, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // credentials finds the Digest credentials for realm among the request's
 // credentials headers (there may be several, for several realms, RFC 3261
 // §22.3). It returns nil and the result to give when there are none usable.

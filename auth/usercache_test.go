@@ -65,6 +65,18 @@ func TestUserCache(t *testing.T) {
 				t.Errorf("user_cache_entries gauge: %d, %v", n, err)
 			}
 		}},
+		{"IsSubscriber answers from the cache", nil, func(t *testing.T, f *fixture) {
+			ctx := context.Background()
+			for range 3 {
+				if ok, err := f.a.IsSubscriber(ctx, "alice", "example.test"); !ok || err != nil {
+					t.Fatalf("IsSubscriber(alice) = %v, %v", ok, err)
+				}
+				if ok, err := f.a.IsSubscriber(ctx, "mallory", "example.test"); ok || err != nil {
+					t.Fatalf("IsSubscriber(mallory) = %v, %v", ok, err)
+				}
+			}
+			f.expectReads(t, "three rounds", 2)
+		}},
 		{"an unchanged version keeps the cache after the interval", nil, func(t *testing.T, f *fixture) {
 			expect(t, "login", f.login(t, "alice", "secret"), Accepted, "")
 			f.clock.Add(DefaultUserCacheCheck)
