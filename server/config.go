@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"runtime"
@@ -43,6 +44,9 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// Debug holds switches for diagnosing a running server.
 	Debug Debug `yaml:"debug"`
+	// Runtime tunes the Go garbage collector: gc_percent, memory_limit.
+	// Unset by default; see Runtime.
+	Runtime Runtime `yaml:"runtime"`
 
 	// MaxMessageSize bounds a message on any transport; larger requests get
 	// 513 where a reply is possible. Default 65536.
@@ -56,9 +60,21 @@ type Config struct {
 	// Workers is the number of goroutines processing messages. Default
 	// 4 per CPU.
 	Workers int `yaml:"workers"`
-	// QueueSize bounds messages waiting for a worker; beyond it requests get
-	// 503 with Retry-After. Default 4096.
+	// QueueSize bounds messages waiting for a worker (split evenly among
+	// the workers); beyond it requests get 503 with Retry-After. Default
+	// 4096. MaxQueueDelay, not this bound, keeps the wait short: a request
+	// that waited too long is refused cheaply when its turn comes.
 	QueueSize int `yaml:"queue_size"`
+	// MaxQueueDelay bounds how long a new request may wait for a worker:
+	// one that waited longer is answered 503 with Retry-After, statelessly,
+	// instead of being processed, so that under overload the excess is
+	// refused within milliseconds and the requests accepted are answered
+	// promptly. ACK, CANCEL, BYE, in-dialog requests (a To tag) and
+	// responses are processed however late: they end or belong to what
+	// was already accepted. Retransmissions of requests whose transaction
+	// exists are absorbed as usual. Default 20ms; a large value (1h)
+	// turns shedding off.
+	MaxQueueDelay time.Duration `yaml:"max_queue_delay"`
 	// MaxTransactions bounds the server transactions alive at once (each
 	// waits up to 32 s after its final response to absorb retransmissions,
 	// about 1 KiB apiece); beyond it new requests get 503 with Retry-After.
@@ -113,11 +129,33 @@ type Debug struct {
 	PProf bool `yaml:"pprof"`
 }
 
+// Runtime tunes the Go runtime's garbage collector for the whole process
+// (runtime/debug). Start applies a knob only when it is set and the
+// matching environment variable (GOGC, GOMEMLIMIT) is not: the environment
+// wins. Close restores what Start changed.
+type Runtime struct {
+	// GCPercent is the collector's target heap growth in percent, as GOGC:
+	// a higher value trades memory for less GC CPU. -1 turns the collector
+	// off except under MemoryLimit, which it then requires. Default 0: not
+	// set (the Go default, 100).
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is the soft memory limit, as GOMEMLIMIT: a byte count
+	// with an optional unit B, KiB, MiB, GiB or TiB ("2GiB", "1500MiB",
+	// "1073741824"). The collector works harder as the heap nears it.
+	// Default "": not set (no limit).
+	MemoryLimit string `yaml:"memory_limit"`
+}
+
 // Listener is one parsed Listen entry.
 type Listener struct {
 	Proto string // "udp", "tcp" or "tls"
 	Addr  string // host:port as given to net.Listen
 }
+
+// DefaultMaxQueueDelay is used when Config.MaxQueueDelay is zero. It
+// leaves room, within 50 ms, for the work after the wait (a REGISTER's
+// store commit, say).
+const DefaultMaxQueueDelay = 20 * time.Millisecond
 
 // DefaultListen is used when Config.Listen is empty.
 var DefaultListen = []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"}
@@ -166,6 +204,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 4096
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = DefaultMaxQueueDelay
 	}
 	if c.Workers == 0 {
 		c.Workers = 4 * runtime.GOMAXPROCS(0)
@@ -238,6 +279,12 @@ func (c Config) Validate() error {
 	if c.Workers < 0 || c.QueueSize < 0 || c.MaxConns < 0 || c.MaxConnsPerSource < 0 || c.MaxTransactions < 0 {
 		return errors.New("config: workers, queue_size, max_conns, max_conns_per_source and max_transactions must not be negative")
 	}
+	if c.MaxQueueDelay < time.Millisecond {
+		return fmt.Errorf("config max_queue_delay %s: want at least 1ms", c.MaxQueueDelay)
+	}
+	if err := c.Runtime.validate(); err != nil {
+		return err
+	}
 	for _, d := range c.Domains {
 		if d == "" || strings.ContainsAny(d, " :;@<>") {
 			return fmt.Errorf("config domain %q: not a host name", d)
@@ -283,4 +330,43 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, errors.New("bad port")
 	}
 	return strings.Trim(s[:i], "[]"), p, nil
+}
+
+func (r Runtime) validate() error {
+	if r.GCPercent < -1 {
+		return fmt.Errorf("config runtime.gc_percent %d: want -1 (off), 0 (not set) or more", r.GCPercent)
+	}
+	if r.MemoryLimit != "" {
+		if _, err := parseBytes(r.MemoryLimit); err != nil {
+			return fmt.Errorf("config runtime.memory_limit %q: %w", r.MemoryLimit, err)
+		}
+	}
+	if r.GCPercent == -1 && r.MemoryLimit == "" {
+		return errors.New("config runtime.gc_percent -1: turning the collector off needs runtime.memory_limit")
+	}
+	return nil
+}
+
+// parseBytes parses a byte count with an optional unit, as GOMEMLIMIT
+// does: B, KiB, MiB, GiB or TiB (powers of 1024). It must be positive.
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimSpace(s)
+	unit := int64(1)
+	for _, u := range [...]struct {
+		suffix string
+		n      int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, unit = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive byte count with an optional unit B, KiB, MiB, GiB or TiB")
+	}
+	if n > math.MaxInt64/unit {
+		return 0, errors.New("too large")
+	}
+	return n * unit, nil
 }

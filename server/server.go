@@ -61,6 +61,17 @@ type Server struct {
 	bufs    sync.Pool
 	secret  uint64 // salts stateless To tags
 	flowKey []byte // signs the proxy's flow tokens; derived from the auth secret
+
+	// now reads the monotonic clock that stamps messages as they arrive
+	// (work.at), for MaxQueueDelay; tests replace it before Start.
+	now func() time.Duration
+	// writeTo sends an encoded message without a connection: the
+	// transport's WriteTo, or a recorder in tests that run without sockets.
+	writeTo func(proto string, local, remote netip.AddrPort, b []byte) error
+	// gcPercent and memLimit are what Start replaced (Config.Runtime), so
+	// that Close can put them back.
+	gcPercent, memLimit *int64
+
 	// supported lists the option tags hlas implements (Supported header);
 	// a Require or Proxy-Require naming anything else gets 420: path
 	// (RFC 3327) and outbound (RFC 5626), which the registrar implements.
@@ -109,6 +120,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			Logger: log.With("feature", "transaction"),
 		}),
 	}
+	epoch := time.Now()
+	s.now = func() time.Duration { return time.Since(epoch) } // monotonic: one nanotime read
 	s.redials = make(chan struct{}, maxRedials)
 	per := max(cfg.QueueSize/cfg.Workers, 1)
 	s.queues = make([]chan work, cfg.Workers)
@@ -136,6 +149,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
+	s.writeTo = s.tm.WriteTo
 	s.reg.MustRegister(s.tm)
 
 	s.supported = []string{"path", "outbound"}
@@ -201,6 +215,7 @@ func (s *Server) Start() error {
 		return errors.New("server: already started")
 	}
 	s.started = true
+	s.applyRuntime()
 	ls, err := s.cfg.Listeners()
 	if err != nil {
 		return err
@@ -304,6 +319,7 @@ func (s *Server) shutdownLocked() error {
 	s.async.Wait()
 	s.proxy.Close()
 	s.closeRegistrar()
+	s.restoreRuntime()
 	s.log.Info("stopped")
 	return err
 }
@@ -325,34 +341,61 @@ type work struct {
 	p   *transport.Packet
 	msg sip.Message
 	err error
+	at  time.Duration // when it arrived, on Server.now's clock
 }
 
 // enqueue is the transport's handler: it never blocks. It parses the
 // message (cheap next to queueing) and queues it for the worker chosen by
 // its Call-ID, so the messages of one call are processed in arrival order
-// (a CANCEL never overtakes its INVITE). When that queue is full a request
-// is answered 503 with Retry-After right here, and anything else is
-// dropped and counted.
+// (a CANCEL never overtakes its INVITE). It stamps the arrival time, with
+// which the worker refuses what waited longer than MaxQueueDelay. When the
+// queue is full a request is answered 503 with Retry-After right here, and
+// anything else is dropped and counted.
 func (s *Server) enqueue(p *transport.Packet) {
+	at := s.now()
 	msg, err := sip.Parse(p.Data)
 	q := s.queues[0]
 	if msg != nil {
 		q = s.queues[shard.Of(msg.Head().CallID, len(s.queues))]
 	}
 	select {
-	case q <- work{p, msg, err}:
+	case q <- work{p, msg, err, at}:
 		return
 	default:
 	}
-	s.met.dropped.WithLabelValues("overload").Inc()
+	s.met.overload.Inc()
 	req, ok := msg.(*sip.Request)
 	if err != nil || !ok || req.Method == sip.ACK || len(req.Via) == 0 {
 		return
 	}
 	s.stampVia(req, p)
+	_ = s.send(p, s.unavailable(req))
+}
+
+// retryAfter is the Retry-After of the server's 503s, in seconds (RFC 3261
+// §21.5.4, §20.33).
+const retryAfter = "5"
+
+// unavailable builds the 503 with Retry-After that refuses a request when
+// the server is overloaded.
+func (s *Server) unavailable(req *sip.Request) *sip.Response {
 	res := s.response(req, 503, "")
-	res.Add("Retry-After", "5")
-	_ = s.send(p, res)
+	res.Add("Retry-After", retryAfter)
+	return res
+}
+
+// sheddable reports whether a request that waited longer than
+// MaxQueueDelay is refused with 503 rather than processed: a request that
+// starts something new, outside a dialog. ACK and CANCEL end
+// transactions, BYE ends a call, and in-dialog requests (a To tag) belong
+// to calls and subscriptions already accepted; refusing them would waste
+// the work done for those (RFC 6357 §4 prefers them under overload).
+func sheddable(req *sip.Request) bool {
+	switch req.Method {
+	case sip.ACK, sip.CANCEL, sip.BYE:
+		return false
+	}
+	return req.To.Tag() == ""
 }
 
 func (s *Server) queued() float64 {
@@ -372,16 +415,21 @@ func (s *Server) work(q chan work) {
 }
 
 // process runs one message: requests through the transaction layer and the
-// handler chain, responses to their client transaction.
+// handler chain, responses to their client transaction. A new request that
+// waited longer than MaxQueueDelay for its worker is refused with 503
+// (sheddable); so are all new requests while the transaction table is full.
 func (s *Server) process(ctx context.Context, w work) {
 	p, msg, err := w.p, w.msg, w.err
+	waited := s.now() - w.at
+	s.met.queueDelay.Observe(waited.Seconds())
 	if err != nil || p.Oversize || p.BadFraming != "" {
 		s.reject(p, msg, err)
 		return
 	}
 	switch m := msg.(type) {
 	case *sip.Response:
-		s.met.received.WithLabelValues("response", "").Inc()
+		// Never shed: a response completes a transaction.
+		s.met.responsesIn.Inc()
 		if !s.txl.HandleResponse(m) && !s.proxy.HandleResponse(m, packetFlow(p)) {
 			// A response matching no client transaction and not the
 			// proxy's to forward statelessly (RFC 3261 §16.7, §16.11) is
@@ -389,12 +437,13 @@ func (s *Server) process(ctx context.Context, w work) {
 			s.met.dropped.WithLabelValues("stray_response").Inc()
 		}
 	case *sip.Request:
-		s.met.received.WithLabelValues("request", methodLabel(m.Method)).Inc()
+		s.met.requestReceived(m.Method)
 		s.stampVia(m, p)
 		if p.Proto == transport.UDP && len(p.Data) > s.cfg.MaxMessageSize {
 			s.reply(p, m, 513, "")
 			return
 		}
+		late := waited > s.cfg.MaxQueueDelay && sheddable(m)
 		if s.proxy.Mode() == proxy.Stateless {
 			// RFC 3261 §16.11: no transaction state at all.
 			if m.Method == sip.ACK {
@@ -403,20 +452,34 @@ func (s *Server) process(ctx context.Context, w work) {
 				}
 				return
 			}
+			if late {
+				s.met.queueDelayed.Inc()
+				_ = s.send(p, s.unavailable(m))
+				return
+			}
 			s.serve(ctx, &statelessTx{srv: s, p: p}, m)
 			return
 		}
+		// A late request still goes through the transaction layer: a
+		// retransmission of one being processed (or answered) is absorbed
+		// as usual, and must not get a 503 contradicting its answer.
 		tx, disp := s.txl.HandleRequest(m, s.senderFor(p, m.Via))
 		switch disp {
 		case transaction.NewRequest:
+			if late {
+				// Refused statelessly: the transaction leaves the table
+				// with the 503, so the table does not fill with refusals
+				// (RespondStateless).
+				s.met.queueDelayed.Inc()
+				_ = tx.RespondStateless(s.unavailable(m))
+				return
+			}
 			s.serve(ctx, &serverTx{srv: s, tx: tx, p: p}, m)
 		case transaction.Overloaded:
 			// max_transactions reached (retransmissions of live ones
 			// still match): 503, statelessly.
-			s.met.dropped.WithLabelValues("overload").Inc()
-			res := s.response(m, 503, "")
-			res.Add("Retry-After", "5")
-			_ = s.send(p, res)
+			s.met.overload.Inc()
+			_ = s.send(p, s.unavailable(m))
 		case transaction.PassACK:
 			// The ACK to a 2xx belongs to no transaction: the proxy
 			// forwards it along the route set (RFC 3261 §16.7 step 10).
@@ -459,7 +522,7 @@ func (s *Server) reject(p *transport.Packet, msg sip.Message, err error) {
 		s.log.Debug("dropped", "from", p.Remote, "proto", p.Proto, "why", errText(err, p))
 		return
 	}
-	s.met.received.WithLabelValues("request", methodLabel(req.Method)).Inc()
+	s.met.requestReceived(req.Method)
 	s.stampVia(req, p)
 	if p.Oversize {
 		s.reply(p, req, 513, "")
@@ -632,9 +695,7 @@ func (ps *packetSender) Send(m sip.Message) error {
 // request's connection has closed, the new connection of §18.2.2 is dialed
 // by a bounded set of goroutines, not by the worker.
 func (ps *packetSender) SendWire(b []byte) error {
-	if len(b) >= 12 {
-		ps.s.met.responses.WithLabelValues(string(b[8:11])).Inc()
-	}
+	ps.s.met.responseSent(b)
 	var err error
 	if ps.conn != nil {
 		if err = ps.conn.Send(b); err == nil {
@@ -644,10 +705,10 @@ func (ps *packetSender) SendWire(b []byte) error {
 			return ps.s.redial(ps.proto, ps.dst, b)
 		}
 	} else {
-		err = ps.s.tm.WriteTo(transport.UDP, ps.local, ps.dst, b)
+		err = ps.s.writeTo(transport.UDP, ps.local, ps.dst, b)
 	}
 	if err != nil {
-		ps.s.met.dropped.WithLabelValues("send_error").Inc()
+		ps.s.met.sendError.Inc()
 		ps.s.log.Debug("send response", "to", ps.dst, "err", err)
 	}
 	return err
@@ -664,7 +725,7 @@ func (s *Server) redial(proto string, dst netip.AddrPort, b []byte) error {
 	select {
 	case s.redials <- struct{}{}:
 	default:
-		s.met.dropped.WithLabelValues("send_error").Inc()
+		s.met.sendError.Inc()
 		return errors.New("server: too many connections being reopened")
 	}
 	b = append([]byte(nil), b...)
@@ -672,8 +733,8 @@ func (s *Server) redial(proto string, dst netip.AddrPort, b []byte) error {
 	go func() {
 		defer s.async.Done()
 		defer func() { <-s.redials }()
-		if err := s.tm.WriteTo(proto, netip.AddrPort{}, dst, b); err != nil {
-			s.met.dropped.WithLabelValues("send_error").Inc()
+		if err := s.writeTo(proto, netip.AddrPort{}, dst, b); err != nil {
+			s.met.sendError.Inc()
 			s.log.Debug("send response on a new connection", "to", dst, "err", err)
 		}
 	}()
@@ -722,14 +783,6 @@ func (t *statelessTx) RespondStateless(res *sip.Response) error { return t.srv.s
 func (t *statelessTx) Source() netip.AddrPort                   { return t.p.Remote }
 func (t *statelessTx) Transport() string                        { return t.p.Proto }
 func (t *statelessTx) Flow() proxy.Flow                         { return packetFlow(t.p) }
-
-// methodLabel bounds the method label of metrics: unknown methods share one.
-func methodLabel(m string) string {
-	if sip.IsKnownMethod(m) {
-		return m
-	}
-	return "other"
-}
 
 // selfAddrs answers "is this host:port me?" for Request-URIs.
 type selfAddrs struct {

@@ -58,7 +58,7 @@ func startServer(t *testing.T, cfg Config) *Server {
 // testDNS points the resolver at an in-process DNS server that knows no
 // names (NXDOMAIN at once) and reads no hosts file, so that a foreign
 // domain's lookup does not depend on the machine's resolver.
-func testDNS(t *testing.T) resolve.Config {
+func testDNS(t testing.TB) resolve.Config {
 	srv := resolvetest.Start(t, "invalid. 3600 IN SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 300")
 	return resolve.Config{Servers: []string{srv.Addr}, HostsFile: resolve.HostsNone}
 }
