@@ -53,6 +53,10 @@ type Config struct {
 	MaxMessageSize int `yaml:"max_message_size"`
 	// IdleTimeout closes stream connections without traffic. Default 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MessageTimeout bounds the time a message may take to arrive on a
+	// stream connection, from its first byte to its last; a connection
+	// dribbling one (slowloris) is closed. Default 30s.
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 	// MaxConnsPerSource bounds stream connections from one IP. Default 64.
 	MaxConnsPerSource int `yaml:"max_conns_per_source"`
 	// MaxConns bounds all stream connections. Default 10000.
@@ -137,7 +141,10 @@ type Runtime struct {
 	// GCPercent is the collector's target heap growth in percent, as GOGC:
 	// a higher value trades memory for less GC CPU. -1 turns the collector
 	// off except under MemoryLimit, which it then requires. Default 0: not
-	// set (the Go default, 100).
+	// set; `hlas serve` then lets it follow the live heap (internal/gctune:
+	// 400 while the live heap is under 64 MiB, falling to Go's 100 at 256
+	// MiB), which cuts the collector's CPU under load without doubling the
+	// memory of a large registrar.
 	GCPercent int `yaml:"gc_percent"`
 	// MemoryLimit is the soft memory limit, as GOMEMLIMIT: a byte count
 	// with an optional unit B, KiB, MiB, GiB or TiB ("2GiB", "1500MiB",
@@ -278,6 +285,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 || c.QueueSize < 0 || c.MaxConns < 0 || c.MaxConnsPerSource < 0 || c.MaxTransactions < 0 {
 		return errors.New("config: workers, queue_size, max_conns, max_conns_per_source and max_transactions must not be negative")
+	}
+	if c.MessageTimeout < 0 {
+		return errors.New("config message_timeout: must not be negative")
 	}
 	if c.MaxQueueDelay < time.Millisecond {
 		return fmt.Errorf("config max_queue_delay %s: want at least 1ms", c.MaxQueueDelay)

@@ -139,6 +139,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxConns:          cfg.MaxConns,
 		MaxConnsPerSource: cfg.MaxConnsPerSource,
+		MessageTimeout:    cfg.MessageTimeout,
 		Logger:            log,
 	}
 	if cfg.TLSCert != "" {
@@ -953,11 +954,14 @@ func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error
 	user := sip.Unescape(aor.User)
 	bs := l.s.registrar.Lookup(user + "@" + domain)
 	if len(bs) == 0 {
-		if _, err := l.s.store.User(ctx, user, domain); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, proxy.ErrNotFound
-			}
+		// From the subscriber cache: calls to users who are offline (and
+		// scanners' guesses) do not each read the store.
+		ok, err := l.s.auth.IsSubscriber(ctx, user, domain)
+		if err != nil {
 			return nil, err
+		}
+		if !ok {
+			return nil, proxy.ErrNotFound
 		}
 		return nil, nil
 	}
