@@ -322,7 +322,7 @@ func (j *journaled) apply(ctx context.Context, m map[BindingKey]change) error {
 	if len(m) == 0 {
 		return nil
 	}
-	var put []Binding
+	put := make([]Binding, 0, len(m))
 	var del []BindingKey
 	for k, c := range m {
 		if c.put != nil {
