@@ -1,7 +1,9 @@
 package registrar
 
 import (
+	"cmp"
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -15,111 +17,173 @@ import (
 const wheelSize = 4096
 
 // location is the in-memory location service: the bindings of every AOR,
-// and an expiry wheel — one-second slots holding the AORs whose earliest
-// binding lapses in that second — turned by one ticker for all bindings.
+// and an expiry wheel — one-second slots holding the records whose
+// earliest binding lapses in that second — turned by one ticker for all
+// bindings. A record knows its place in its slot, so moving it is O(1)
+// and a slot holds each record once.
 type location struct {
 	mu       sync.RWMutex
 	records  map[string]*record
-	wheel    [wheelSize]map[string]struct{}
+	wheel    [wheelSize][]*record
 	lastTick int64 // the last second the wheel processed
 	count    int   // bindings in all records
 }
 
-// record is one AOR's bindings.
+// record is one AOR's bindings: 112 bytes, the first binding inline
+// since most AORs have one. Its key in location.records is the AOR in the
+// first binding's data, so the AOR costs no allocation of its own. A
+// record taken out of the map is never reused.
 type record struct {
-	bindings []*Binding
-	due      int64 // Unix second its earliest binding lapses; 0: not scheduled
+	due  uint32     // Unix second its earliest binding lapses; 0: not scheduled
+	pos  uint32     // its index in wheel[due%wheelSize]
+	more *[]binding // the bindings after one; nil when there are none
+	one  binding    // the first binding; its data is "" when there is none
+}
+
+// len returns the number of bindings.
+func (rec *record) len() int {
+	switch {
+	case rec.one.data == "":
+		return 0
+	case rec.more == nil:
+		return 1
+	}
+	return 1 + len(*rec.more)
+}
+
+// at returns the i-th binding.
+func (rec *record) at(i int) *binding {
+	if i == 0 {
+		return &rec.one
+	}
+	return &(*rec.more)[i-1]
+}
+
+// appendLive appends copies of the bindings that have not lapsed at now
+// (Unix ns) to dst.
+func (rec *record) appendLive(dst []binding, now int64) []binding {
+	for i, n := 0, rec.len(); i < n; i++ {
+		if b := rec.at(i); b.live(now) {
+			dst = append(dst, *b)
+		}
+	}
+	return dst
 }
 
 func newLocation(now time.Time) *location {
 	return &location{records: make(map[string]*record), lastTick: now.Unix()}
 }
 
-// dueSecond is the first whole second at or after t.
-func dueSecond(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
+// dueSecond is the first whole second at or after the Unix nanoseconds
+// t, within the range of record.due.
+func dueSecond(t int64) uint32 {
+	s := t / 1e9
+	if t%1e9 > 0 {
 		s++
 	}
-	return s
+	return uint32(min(max(s, 1), math.MaxUint32))
 }
 
-// setLocked replaces an AOR's bindings and reschedules it; nil removes it.
-func (l *location) setLocked(aor string, bs []*Binding) {
-	rec := l.records[aor]
-	if rec == nil {
-		if len(bs) == 0 {
-			return
-		}
-		rec = &record{}
-		l.records[aor] = rec
-	}
-	l.count += len(bs) - len(rec.bindings)
-	rec.bindings = bs
-	due := int64(0)
-	for _, b := range bs {
-		if d := dueSecond(b.Expires); due == 0 || d < due {
+// setRecordLocked replaces rec's bindings with copies of bs, whose AOR
+// must be rec's, and reschedules it. A new record (&record{}) goes into
+// the map when bs has bindings; a record left without any leaves it.
+func (l *location) setRecordLocked(rec *record, bs []binding) {
+	l.count += len(bs) - rec.len()
+	old := rec.one.data
+	due := uint32(0)
+	for i := range bs {
+		bs[i].flags &^= flagFresh
+		if d := dueSecond(bs[i].expires); due == 0 || d < due {
 			due = d
 		}
 	}
-	if due != rec.due {
-		if rec.due != 0 {
-			delete(l.wheel[rec.due%wheelSize], aor)
+	switch len(bs) {
+	case 0:
+		rec.one, rec.more = binding{}, nil
+	case 1:
+		rec.one, rec.more = bs[0], nil
+	default:
+		rec.one = bs[0]
+		if rec.more != nil && cap(*rec.more) >= len(bs)-1 {
+			*rec.more = append((*rec.more)[:0], bs[1:]...)
+		} else {
+			more := slices.Clone(bs[1:])
+			rec.more = &more
 		}
-		if due != 0 {
-			slot := &l.wheel[due%wheelSize]
-			if *slot == nil {
-				*slot = make(map[string]struct{})
-			}
-			(*slot)[aor] = struct{}{}
-		}
-		rec.due = due
 	}
-	if len(bs) == 0 {
-		delete(l.records, aor)
+	l.scheduleLocked(rec, due)
+	switch {
+	case len(bs) == 0:
+		if old != "" {
+			delete(l.records, fieldOf(old, fieldAOR))
+		}
+	case rec.one.data != old:
+		// A new first binding's data: the key moves into them, so the
+		// old data are not kept alive by it (an assignment replaces the
+		// key of an existing entry).
+		l.records[rec.one.field(fieldAOR)] = rec
 	}
 }
 
-// currentLocked returns an AOR's bindings that have not lapsed at now.
-func (l *location) currentLocked(aor string, now time.Time) []*Binding {
-	rec := l.records[aor]
-	if rec == nil {
-		return nil
+// scheduleLocked moves rec to the slot of due (0: out of the wheel).
+func (l *location) scheduleLocked(rec *record, due uint32) {
+	if due == rec.due {
+		return
 	}
-	out := make([]*Binding, 0, len(rec.bindings))
-	for _, b := range rec.bindings {
-		if b.Expires.After(now) {
-			out = append(out, b)
+	if rec.due != 0 && due != 0 && rec.due%wheelSize == due%wheelSize {
+		rec.due = due // same slot, a different turn
+		return
+	}
+	if rec.due != 0 {
+		slot := &l.wheel[rec.due%wheelSize]
+		last := len(*slot) - 1
+		moved := (*slot)[last]
+		(*slot)[rec.pos], moved.pos = moved, rec.pos
+		(*slot)[last] = nil
+		*slot = (*slot)[:last]
+		if c := cap(*slot); c > 64 && len(*slot) < c/4 {
+			// Give back what a burst took.
+			*slot = append(make([]*record, 0, 2*len(*slot)), *slot...)
 		}
 	}
-	return out
+	if due != 0 {
+		slot := &l.wheel[due%wheelSize]
+		rec.pos = uint32(len(*slot))
+		*slot = append(*slot, rec)
+	}
+	rec.due = due
 }
 
 // lookup returns copies of an AOR's current bindings, highest q first,
 // then the most recently refreshed (RFC 3261 §16.6, the proxy's order).
+// The lock is held only to copy the compact form out.
 func (l *location) lookup(aor string, now time.Time) []Binding {
+	var buf [4]binding
 	l.mu.RLock()
-	rec := l.records[aor]
-	var out []Binding
-	if rec != nil {
-		out = make([]Binding, 0, len(rec.bindings))
-		for _, b := range rec.bindings {
-			if b.Expires.After(now) {
-				out = append(out, *b)
-			}
-		}
+	var bs []binding
+	if rec := l.records[aor]; rec != nil {
+		bs = rec.appendLive(buf[:0], now.UnixNano())
 	}
 	l.mu.RUnlock()
-	sortBindings(out)
+	if len(bs) == 0 {
+		return nil
+	}
+	sortBindings(bs)
+	out := make([]Binding, len(bs))
+	for i := range bs {
+		out[i] = bs[i].export()
+	}
 	return out
 }
 
-func sortBindings(bs []Binding) {
-	slices.SortStableFunc(bs, func(a, b Binding) int {
-		if a.Q != b.Q {
-			return b.Q - a.Q
+// sortBindings orders bindings by q-value, highest first, then the most
+// recently refreshed first.
+func sortBindings(bs []binding) {
+	slices.SortStableFunc(bs, func(a, b binding) int {
+		if a.q != b.q {
+			return int(b.q) - int(a.q)
 		}
-		return b.Updated.Compare(a.Updated)
+		return cmp.Compare(b.updated, a.updated)
 	})
 }
 
@@ -136,26 +200,21 @@ func (l *location) expire(now time.Time) int {
 	if end-from >= wheelSize { // asleep for a whole turn: every slot is due
 		from = end - wheelSize + 1
 	}
+	nowNs := now.UnixNano()
 	expired := 0
+	var keep []binding
 	for sec := from; sec <= end; sec++ {
-		slot := l.wheel[sec%wheelSize]
-		for aor := range slot {
-			rec := l.records[aor]
-			if rec == nil {
-				delete(slot, aor)
-				continue
-			}
-			if rec.due > end {
+		slot := &l.wheel[sec%wheelSize]
+		// Backwards: a record taken out of the slot is replaced by the
+		// last one, already seen; one rescheduled into it goes last.
+		for i := len(*slot) - 1; i >= 0; i-- {
+			rec := (*slot)[i]
+			if int64(rec.due) > end {
 				continue // due in a later turn of the wheel
 			}
-			keep := make([]*Binding, 0, len(rec.bindings))
-			for _, b := range rec.bindings {
-				if b.Expires.After(now) {
-					keep = append(keep, b)
-				}
-			}
-			expired += len(rec.bindings) - len(keep)
-			l.setLocked(aor, keep)
+			keep = rec.appendLive(keep[:0], nowNs)
+			expired += rec.len() - len(keep)
+			l.setRecordLocked(rec, keep)
 		}
 	}
 	l.lastTick = end
@@ -175,8 +234,8 @@ func (l *location) all() []Binding {
 	defer l.mu.RUnlock()
 	var out []Binding
 	for _, rec := range l.records {
-		for _, b := range rec.bindings {
-			out = append(out, *b)
+		for i, n := 0, rec.len(); i < n; i++ {
+			out = append(out, rec.at(i).export())
 		}
 	}
 	return out

@@ -26,10 +26,11 @@ package registrar
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -222,11 +223,11 @@ func defaultResponse(req *sip.Request, code int, reason string) *sip.Response {
 	return res
 }
 
-// newID returns 16 random hex digits.
-func newID() string {
+// newID returns a random binding ID (16 hex digits in its text form).
+func newID() uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // load reads the stored bindings into memory after purging lapsed ones.
@@ -239,21 +240,42 @@ func (r *Registrar) load(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
 	}
-	byAOR := make(map[string][]*Binding)
-	for _, sb := range stored {
-		b, err := fromStore(sb)
-		if err != nil {
-			r.log.Warn("stored binding does not parse; skipped", "aor", sb.AOR, "contact", sb.Contact, "err", err)
+	l := r.loc
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = make(map[string]*record, len(stored))
+	var bs []binding
+	// The store returns the rows ordered by AOR: one AOR's are together,
+	// and an AOR after the previous one is new to the map (one map
+	// operation per AOR). Rows out of order are merged all the same.
+	prev := ""
+	for i := 0; i < len(stored); {
+		aor := stored[i].AOR
+		bs = bs[:0]
+		for ; i < len(stored) && stored[i].AOR == aor; i++ {
+			b, err := fromStore(&stored[i])
+			if err != nil {
+				r.log.Warn("stored binding does not parse; skipped", "aor", aor, "contact", stored[i].Contact, "err", err)
+				continue
+			}
+			bs = append(bs, b)
+		}
+		if len(bs) == 0 {
 			continue
 		}
-		byAOR[b.AOR] = append(byAOR[b.AOR], b)
+		var rec *record
+		if aor <= prev {
+			rec = l.records[aor]
+		}
+		if rec != nil {
+			bs = rec.appendLive(bs, math.MinInt64)
+		} else {
+			rec = &record{}
+		}
+		l.setRecordLocked(rec, bs)
+		prev = max(prev, aor)
 	}
-	r.loc.mu.Lock()
-	for aor, bs := range byAOR {
-		r.loc.setLocked(aor, bs)
-	}
-	r.loc.mu.Unlock()
-	r.log.Info("bindings loaded", "aors", len(byAOR), "bindings", len(stored), "purged", purged)
+	r.log.Info("bindings loaded", "aors", len(l.records), "bindings", l.count, "purged", purged)
 	return nil
 }
 
@@ -404,7 +426,8 @@ func (r *Registrar) aor(req *sip.Request) (user, domain string, code int, why st
 
 // contact is one parsed Contact of a REGISTER.
 type contact struct {
-	addr     sip.Address // without expires
+	addr     sip.Address // as in the request (refers into it)
+	text     string      // as registered: without expires
 	expires  int
 	q        int
 	instance string
@@ -471,7 +494,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	if rerr != nil {
 		return rerr
 	}
-	path := strings.Clone(strings.Join(req.Values("Path"), ", "))
+	path := strings.Join(req.Values("Path"), ", ")
 	outbound := false
 	for i := range contacts {
 		c := &contacts[i]
@@ -490,20 +513,25 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		c.regID = 0 // ignored (RFC 5626 §6)
 	}
 
-	src := Binding{
-		AOR: aor, CallID: strings.Clone(req.CallID), CSeq: req.CSeq.Seq, Path: path,
-		Source: tx.Source(), Transport: tx.Transport(),
-		UserAgent: strings.Clone(req.Get("User-Agent")), Updated: now,
+	// Copied into each binding's data: nothing here needs a copy.
+	src := flow{
+		aor: aor, callID: req.CallID, cseq: req.CSeq.Seq, path: path, source: tx.Source(), transport: tx.Transport(),
+		userAgent: req.Get("User-Agent"), updated: now.UnixNano(),
 	}
 	if la, ok := tx.(interface{ LocalAddr() netip.AddrPort }); ok {
-		src.Local = la.LocalAddr()
+		src.local = la.LocalAddr()
 	}
 	if cn, ok := tx.(interface{ Conn() *transport.Conn }); ok {
-		src.Conn = cn.Conn()
+		src.conn = cn.Conn()
 	}
 
+	var buf [4]binding
 	r.loc.mu.Lock()
-	cur := r.loc.currentLocked(aor, now)
+	rec := r.loc.records[aor]
+	cur := buf[:0]
+	if rec != nil {
+		cur = rec.appendLive(cur, now.UnixNano())
+	}
 	if len(req.Contact) == 0 {
 		// A query (RFC 3261 §10.2.3): list the bindings, change nothing.
 		res := r.okResponse(req, cur, now, false, "")
@@ -512,7 +540,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		_ = tx.Respond(res)
 		return nil
 	}
-	next, put, del, rerr := r.apply(cur, contacts, wildcard, &src, now)
+	next, del, rerr := r.apply(aor, cur, contacts, wildcard, &src, now)
 	if rerr != nil {
 		r.loc.mu.Unlock()
 		return rerr
@@ -521,8 +549,19 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		r.loc.mu.Unlock()
 		return refuse(503, "registration store busy")
 	}
-	r.loc.setLocked(aor, next)
 	res := r.okResponse(req, next, now, outbound, path)
+	var put []store.Binding
+	if r.w != nil {
+		for i := range next {
+			if next[i].flags&flagFresh != 0 {
+				put = append(put, next[i].toStore())
+			}
+		}
+	}
+	if rec == nil {
+		rec = &record{} // into the map if next has bindings
+	}
+	r.loc.setRecordLocked(rec, next)
 	if r.w == nil {
 		r.loc.mu.Unlock()
 		r.done(tx, req, res, aor, len(next), nil)
@@ -530,7 +569,8 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	}
 	// Queued under the location lock, so the store sees the changes of
 	// one AOR in the order memory did.
-	ok := r.w.enqueue(writeOp{put: put, del: del, done: func(err error) { r.done(tx, req, res, aor, len(next), err) }})
+	n := len(next)
+	ok := r.w.enqueue(writeOp{put: put, del: del, done: func(err error) { r.done(tx, req, res, aor, n, err) }})
 	r.loc.mu.Unlock()
 	if !ok {
 		// Closed between the check and now: the server is stopping.
@@ -586,7 +626,7 @@ func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader
 			c.q = q
 		}
 		if v, ok := a.Params.Get("+sip.instance"); ok {
-			c.instance = strings.Clone(v)
+			c.instance = v
 		}
 		if v, ok := a.Params.Get("reg-id"); ok {
 			n, err := strconv.Atoi(v)
@@ -595,14 +635,12 @@ func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader
 			}
 			c.regID = n
 		}
+		c.addr = a
 		a.Params = a.Params.Del("expires")
-		// A copy of our own: the request's buffer is not kept alive by
-		// a binding.
-		addr, err := sip.ParseAddress(strings.Clone(a.String()))
-		if err != nil {
+		c.text = a.String()
+		if _, err := sip.ParseAddress(c.text); err != nil {
 			return nil, refuse(400, "invalid Contact")
 		}
-		c.addr = addr
 		out = append(out, c)
 	}
 	return out, nil
@@ -610,56 +648,47 @@ func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader
 
 // apply computes an AOR's new bindings from its current ones and the
 // request's contacts (RFC 3261 §10.3 steps 6-7, RFC 5626 §6), with the
-// rows to write and delete. Nothing changes unless every contact is
-// accepted.
-func (r *Registrar) apply(cur []*Binding, contacts []contact, wildcard bool, src *Binding, now time.Time) (next []*Binding, put []store.Binding, del []store.BindingKey, err *registerError) {
+// rows to delete; the new and changed bindings are flagged fresh. Nothing
+// changes unless every contact is accepted. cur may be reused.
+func (r *Registrar) apply(aor string, cur []binding, contacts []contact, wildcard bool, src *flow, now time.Time) (next []binding, del []store.BindingKey, err *registerError) {
 	if wildcard {
-		for _, b := range cur {
-			if b.CallID == src.CallID && src.CSeq <= b.CSeq {
-				return nil, nil, nil, outOfOrder()
+		for i := range cur {
+			b := &cur[i]
+			if b.field(fieldCallID) == src.callID && src.cseq <= b.cseq {
+				return nil, nil, outOfOrder()
 			}
-			del = append(del, store.BindingKey{AOR: b.AOR, ID: b.ID})
+			del = append(del, store.BindingKey{AOR: aor, ID: b.idString()})
 		}
-		return nil, nil, del, nil
+		return nil, del, nil
 	}
-	next = slices.Clone(cur)
-	fresh := make(map[*Binding]bool) // made by this request
-	for _, c := range contacts {
-		i := match(next, &c)
-		if i >= 0 && !fresh[next[i]] && next[i].CallID == src.CallID && src.CSeq <= next[i].CSeq {
-			return nil, nil, nil, outOfOrder()
+	n := len(cur)
+	next = cur
+	for ci := range contacts {
+		c := &contacts[ci]
+		i := match(next, c)
+		if i >= 0 && next[i].flags&flagFresh == 0 && next[i].cseq >= src.cseq && next[i].field(fieldCallID) == src.callID {
+			return nil, nil, outOfOrder()
 		}
 		if c.expires == 0 {
 			if i >= 0 {
-				del = append(del, store.BindingKey{AOR: next[i].AOR, ID: next[i].ID})
+				del = append(del, store.BindingKey{AOR: aor, ID: next[i].idString()})
 				next = slices.Delete(next, i, i+1)
 			}
 			continue
 		}
-		// Bindings are never changed in place (Lookup hands out copies
-		// made under the read lock): an update is a new Binding.
-		nb := *src
-		nb.Contact, nb.Q, nb.Instance, nb.RegID = c.addr, c.q, c.instance, c.regID
-		nb.Expires = now.Add(time.Duration(c.expires) * time.Second)
-		if i >= 0 {
-			nb.ID = next[i].ID
-			next[i] = &nb
-		} else {
-			nb.ID = newID()
-			next = append(next, &nb)
+		if i < 0 {
+			next = append(next, binding{id: newID()})
+			i = len(next) - 1
 		}
-		fresh[&nb] = true
+		b := &next[i]
+		b.set(src, c, now.UnixNano()+int64(c.expires)*int64(time.Second))
+		b.flags |= flagFresh
 	}
-	if len(next) > r.cfg.MaxContacts && len(next) > len(cur) {
-		return nil, nil, nil, &registerError{code: 403, reason: "Too Many Contacts",
+	if len(next) > r.cfg.MaxContacts && len(next) > n {
+		return nil, nil, &registerError{code: 403, reason: "Too Many Contacts",
 			why: fmt.Sprintf("at most %d contacts per address-of-record", r.cfg.MaxContacts)}
 	}
-	for _, b := range next {
-		if fresh[b] {
-			put = append(put, b.toStore())
-		}
-	}
-	return next, put, del, nil
+	return next, del, nil
 }
 
 func outOfOrder() *registerError {
@@ -672,17 +701,19 @@ func outOfOrder() *registerError {
 // an instance ID the binding of the same +sip.instance and reg-id, however
 // its URI changed (RFC 5626 §6); otherwise the binding whose URI is equal
 // by RFC 3261 §19.1.4 (§10.3 step 7). -1 when none.
-func match(bs []*Binding, c *contact) int {
+func match(bs []binding, c *contact) int {
 	if c.instance != "" {
-		for i, b := range bs {
-			if b.Instance == c.instance && b.RegID == c.regID {
+		for i := range bs {
+			if bs[i].field(fieldInstance) == c.instance && int(bs[i].regID) == c.regID {
 				return i
 			}
 		}
 	}
-	for i, b := range bs {
-		if (c.instance == "" || b.Instance == "") && b.Contact.URI.Equal(&c.addr.URI) {
-			return i
+	for i := range bs {
+		if c.instance == "" || bs[i].field(fieldInstance) == "" {
+			if a := bs[i].contact(); a.URI.Equal(&c.addr.URI) {
+				return i
+			}
 		}
 	}
 	return -1
@@ -692,16 +723,15 @@ func match(bs []*Binding, c *contact) int {
 // remaining expiry (RFC 3261 §10.3 step 8), the Path of the request for a
 // UA that supports it (RFC 3327 §5.3), and Require: outbound when SIP
 // Outbound applied (RFC 5626 §6).
-func (r *Registrar) okResponse(req *sip.Request, bs []*Binding, now time.Time, outbound bool, path string) *sip.Response {
+func (r *Registrar) okResponse(req *sip.Request, bs []binding, now time.Time, outbound bool, path string) *sip.Response {
 	res := r.env.NewResponse(req, 200, "")
-	sorted := make([]Binding, len(bs))
-	for i, b := range bs {
-		sorted[i] = *b
-	}
+	var buf [4]binding
+	sorted := append(buf[:0], bs...)
 	sortBindings(sorted)
-	for _, b := range sorted {
-		left := int((b.Expires.Sub(now) + time.Second - 1) / time.Second)
-		a := b.Contact
+	for i := range sorted {
+		b := &sorted[i]
+		left := int((time.Duration(b.expires-now.UnixNano()) + time.Second - 1) / time.Second)
+		a := b.contact()
 		a.Params = a.Params.Set("expires", strconv.Itoa(max(left, 1)))
 		res.Contact = append(res.Contact, a)
 	}
