@@ -366,25 +366,39 @@ func TestAuthSvcrackFindsNothing(t *testing.T) {
 }
 
 // TestUserCommands drives `hlas user` end to end, including while the
-// server runs: a user added, re-keyed or deleted takes effect at once.
+// server runs: a user added, re-keyed or deleted takes effect within
+// auth.user_cache_check (1 s: the server caches subscribers and asks the
+// store every second whether they changed).
 func TestUserCommands(t *testing.T) {
 	dataDir := t.TempDir()
 	srv := regServer(t, dataDir, "", false)
+	// eventually repeats a REGISTER until it gets want, for a little longer
+	// than user_cache_check.
+	eventually := func(what, user, password string, want int) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			res := digestQuery(t, srv.UDP4, user, password)
+			if res.StatusCode == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d, want %d within user_cache_check", what, res.StatusCode, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	if res := digestQuery(t, srv.UDP4, "erin", "pw1"); res.StatusCode != 401 {
 		t.Fatalf("unknown user: %d, want 401", res.StatusCode)
 	}
 	if out, err := hlasCmd(t, "pw1\n", "user", "add", "erin@example.test", "--data", dataDir); err != nil {
 		t.Fatalf("user add (password on stdin): %v\n%s", err, out)
 	}
-	if res := digestQuery(t, srv.UDP4, "erin", "pw1"); res.StatusCode != 200 {
-		t.Fatalf("a user added while the server runs: %d, want 200", res.StatusCode)
-	}
+	eventually("a user added while the server runs", "erin", "pw1", 200)
 	if out, err := hlasCmd(t, "", "user", "passwd", "erin@example.test", "--password", "pw2", "--data", dataDir); err != nil {
 		t.Fatalf("user passwd: %v\n%s", err, out)
 	}
-	if res := digestQuery(t, srv.UDP4, "erin", "pw1"); res.StatusCode != 401 {
-		t.Errorf("the old password still works: %d", res.StatusCode)
-	}
+	eventually("the old password after passwd", "erin", "pw1", 401)
 	if res := digestQuery(t, srv.UDP4, "erin", "pw2"); res.StatusCode != 200 {
 		t.Errorf("the new password: %d", res.StatusCode)
 	}
@@ -395,9 +409,7 @@ func TestUserCommands(t *testing.T) {
 	if out, err := hlasCmd(t, "", "user", "del", "erin@example.test", "--data", dataDir); err != nil {
 		t.Fatalf("user del: %v\n%s", err, out)
 	}
-	if res := digestQuery(t, srv.UDP4, "erin", "pw2"); res.StatusCode != 401 {
-		t.Errorf("a deleted user: %d, want 401", res.StatusCode)
-	}
+	eventually("a deleted user", "erin", "pw2", 401)
 	if out, err := hlasCmd(t, "", "user", "del", "erin@example.test", "--data", dataDir); err == nil {
 		t.Errorf("deleting a missing user succeeded:\n%s", out)
 	}
