@@ -13,20 +13,23 @@ import (
 // retransmissions in the Accepted state), and at most once a nil response
 // with ErrTimeout or ErrTransport (RFC 3261 §8.1.3.1: treat them as 408 and
 // 503). Calls for one transaction never overlap and keep arrival order.
+// A timeout comes from the Layer's timer goroutine: the handler must not
+// block.
 type ResponseHandler func(res *sip.Response, err error)
 
 // ClientTx is a client transaction: INVITE (RFC 3261 §17.1.1, RFC 6026
 // §7.2) or non-INVITE (§17.1.2).
 type ClientTx struct {
-	base    // timers: A/E then D/K, B/F then M
+	base // timers: A/E then D/K, B/F then M
+
+	key     clientKey // in Layer.client; refers into req, which the transaction keeps
 	handler ResponseHandler
+	cb      sync.Mutex // serializes handler calls
 
-	cb sync.Mutex // serializes handler calls
-
-	interval      time.Duration
-	cancelPending bool
-	cancelled     bool
-	ack           *sip.Request // ACK sent for a non-2xx final response
+	// The ACK sent for a non-2xx final response, for retransmissions of
+	// that response: its bytes when the sender is a WireSender.
+	ack     *sip.Request
+	ackWire []byte
 }
 
 const (
@@ -46,12 +49,13 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 		return nil, ErrNoBranch
 	}
 	if h == nil {
-		h = func(*sip.Response, error) {}
+		h = ignoreResponse
 	}
 	tx := &ClientTx{
-		base:    newBase(l, clientKey(req.Via[0].Branch(), req.Method), req, s, false),
+		key:     newClientKey(req.Via[0].Branch(), req.Method),
 		handler: h,
 	}
+	tx.init(l, req, s, tx)
 	l.mu.Lock()
 	if _, dup := l.client[tx.key]; dup {
 		l.mu.Unlock()
@@ -75,12 +79,23 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 		return tx, err
 	}
 	if !s.Reliable() {
-		tx.interval = cfg.T1
-		tx.timers[slotResend] = cfg.Clock.AfterFunc(cfg.T1, tx.timerResend)
+		tx.arm(slotResend, timerResend, cfg.T1)
 	}
-	tx.timers[slotGiveUp] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerGiveUp)
+	tx.arm(slotGiveUp, timerGiveUp, 64*cfg.T1)
 	tx.mu.Unlock()
 	return tx, nil
+}
+
+func ignoreResponse(*sip.Response, error) {}
+
+// unlink takes tx out of the table.
+func (tx *ClientTx) unlink() {
+	l := tx.l
+	l.mu.Lock()
+	if l.client[tx.key] == tx {
+		delete(l.client, tx.key)
+	}
+	l.mu.Unlock()
 }
 
 // Request returns the request the transaction sent.
@@ -105,49 +120,53 @@ func (tx *ClientTx) receive(res *sip.Response) {
 	case Calling, Trying, Proceeding:
 		switch {
 		case code < 200:
-			if !tx.invite && tx.timers[slotResend] != nil {
-				// Proceeding: Timer E keeps firing at T2 (§17.1.2.2).
-				tx.interval = cfg.T2
-			}
+			// Proceeding: a non-INVITE's Timer E keeps firing, at T2
+			// (§17.1.2.2; see timerResend).
 			if tx.invite && tx.state == Calling {
 				// Proceeding: Timer A stops, and so does Timer B, which only
 				// bounds Calling (§17.1.1.2, Figure 5); a ringing INVITE waits
 				// for the TU (a UA's own timeout, a proxy's Timer C). Later
 				// provisional responses leave slotGiveUp alone: it may hold
 				// the wait after a CANCEL (sendCancel).
-				stop(&tx.timers[slotResend])
-				stop(&tx.timers[slotGiveUp])
+				tx.stop(slotResend)
+				tx.stop(slotGiveUp)
 			}
 			tx.state = Proceeding
 			sendCancel, tx.cancelPending = tx.cancelPending, false
 			pass = true
 		case tx.invite && code < 300:
 			tx.state = Accepted
-			stop(&tx.timers[slotResend])
-			stop(&tx.timers[slotGiveUp])
-			tx.timers[slotGiveUp] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerM)
+			tx.stop(slotResend)
+			tx.arm(slotGiveUp, timerM, 64*cfg.T1)
 			pass = true
 		case tx.invite:
 			tx.state = Completed
-			stop(&tx.timers[slotResend])
-			stop(&tx.timers[slotGiveUp])
-			tx.ack = NewACK(tx.req, res)
-			if err := tx.sender.Send(tx.ack); err != nil {
+			tx.stop(slotResend)
+			tx.stop(slotGiveUp)
+			var err error
+			if ws, ok := tx.sender.(WireSender); ok {
+				tx.ackWire = encodeACK(tx.req, res)
+				err = ws.SendWire(tx.ackWire)
+			} else {
+				tx.ack = NewACK(tx.req, res)
+				err = tx.sender.Send(tx.ack)
+			}
+			if err != nil {
 				tx.terminateLocked(ErrTransport)
 			} else if tx.sender.Reliable() {
 				tx.terminateLocked(nil)
 			} else {
-				tx.timers[slotResend] = cfg.Clock.AfterFunc(cfg.TimerD, tx.timerD)
+				tx.arm(slotResend, timerD, cfg.TimerD)
 			}
 			pass = true
 		default:
 			tx.state = Completed
-			stop(&tx.timers[slotResend])
-			stop(&tx.timers[slotGiveUp])
+			tx.stop(slotResend)
+			tx.stop(slotGiveUp)
 			if tx.sender.Reliable() {
 				tx.terminateLocked(nil)
 			} else {
-				tx.timers[slotResend] = cfg.Clock.AfterFunc(cfg.T4, tx.timerK)
+				tx.arm(slotResend, timerK, cfg.T4)
 			}
 			pass = true
 		}
@@ -156,8 +175,12 @@ func (tx *ClientTx) receive(res *sip.Response) {
 		pass = code/100 == 2
 	case Completed:
 		// Retransmitted final response: re-ACK (INVITE), else absorb.
-		if tx.invite && code >= 300 && tx.ack != nil {
-			_ = tx.sender.Send(tx.ack)
+		if tx.invite && code >= 300 {
+			if tx.ackWire != nil {
+				_ = tx.sender.(WireSender).SendWire(tx.ackWire)
+			} else if tx.ack != nil {
+				_ = tx.sender.Send(tx.ack)
+			}
 		}
 	}
 	tx.mu.Unlock()
@@ -202,17 +225,44 @@ func (tx *ClientTx) sendCancel() {
 		tx.mu.Unlock()
 		return
 	}
-	stop(&tx.timers[slotGiveUp])
-	tx.timers[slotGiveUp] = tx.l.cfg.Clock.AfterFunc(64*tx.l.cfg.T1, tx.timerGiveUp)
+	tx.arm(slotGiveUp, timerGiveUp, 64*tx.l.cfg.T1)
 	tx.mu.Unlock()
 	_, _ = tx.l.Request(NewCANCEL(tx.req), tx.sender, nil)
 }
 
-// timerResend is Timer A (INVITE: doubling, §17.1.1.2) or Timer E
-// (non-INVITE: doubling up to T2, §17.1.2.2).
-func (tx *ClientTx) timerResend() {
+// fire runs a timer of the transaction (see timerQueue).
+func (tx *ClientTx) fire(s *timerSlot, seq uint32) {
 	tx.mu.Lock()
-	defer tx.mu.Unlock()
+	kind, ok := tx.due(s, seq)
+	if !ok {
+		tx.mu.Unlock()
+		return
+	}
+	switch kind {
+	case timerResend:
+		tx.timerResend()
+	case timerGiveUp:
+		// Timer B or F: no final response in 64*T1; for an INVITE in
+		// Proceeding, the same wait after its CANCEL (§9.1, see
+		// sendCancel).
+		if tx.state == Calling || tx.state == Trying || tx.state == Proceeding {
+			tx.l.timeouts.Add(1)
+			tx.terminateLocked(ErrTimeout)
+			tx.mu.Unlock()
+			tx.deliver(nil, ErrTimeout)
+			return
+		}
+	case timerD, timerK:
+		tx.terminateIf(Completed)
+	case timerM:
+		tx.terminateIf(Accepted) // RFC 6026
+	}
+	tx.mu.Unlock()
+}
+
+// timerResend is Timer A (INVITE: doubling, §17.1.1.2) or Timer E
+// (non-INVITE: doubling up to T2, §17.1.2.2, and T2 in Proceeding).
+func (tx *ClientTx) timerResend() {
 	if tx.state != Calling && tx.state != Trying && tx.state != Proceeding {
 		return
 	}
@@ -225,33 +275,21 @@ func (tx *ClientTx) timerResend() {
 		go tx.deliver(nil, ErrTransport)
 		return
 	}
-	if tx.invite {
-		tx.interval *= 2
-	} else if tx.state == Proceeding {
-		tx.interval = tx.l.cfg.T2
-	} else {
-		tx.interval = min(2*tx.interval, tx.l.cfg.T2)
+	cfg := &tx.l.cfg
+	var d time.Duration
+	switch {
+	case tx.invite:
+		d = backoff(cfg.T1, tx.n+1)
+	case tx.state == Proceeding:
+		d = cfg.T2
+	default:
+		d = min(backoff(cfg.T1, tx.n+1), cfg.T2)
 	}
-	tx.timers[slotResend] = tx.l.cfg.Clock.AfterFunc(tx.interval, tx.timerResend)
-}
-
-// timerGiveUp is Timer B or F: no final response in 64*T1; for an INVITE
-// in Proceeding, the same wait after its CANCEL (§9.1, see sendCancel).
-func (tx *ClientTx) timerGiveUp() {
-	tx.mu.Lock()
-	if tx.state != Calling && tx.state != Trying && tx.state != Proceeding {
-		tx.mu.Unlock()
-		return
+	if tx.n < 255 {
+		tx.n++
 	}
-	tx.l.timeouts.Add(1)
-	tx.terminateLocked(ErrTimeout)
-	tx.mu.Unlock()
-	tx.deliver(nil, ErrTimeout)
+	tx.arm(slotResend, timerResend, d)
 }
-
-func (tx *ClientTx) timerD() { tx.terminateIf(Completed) }
-func (tx *ClientTx) timerK() { tx.terminateIf(Completed) }
-func (tx *ClientTx) timerM() { tx.terminateIf(Accepted) }
 
 // NewACK builds the ACK for a non-2xx final response to an INVITE
 // (RFC 3261 §17.1.1.3): the INVITE's Request-URI, Call-ID, From, CSeq
@@ -267,15 +305,35 @@ func NewCANCEL(req *sip.Request) *sip.Request {
 	return sameTransaction(req, sip.CANCEL, req.To)
 }
 
+// encodeACK returns the bytes of NewACK(invite, res). The ACK is built on
+// the stack and shares the INVITE's top Via, which encoding only reads.
+func encodeACK(invite *sip.Request, res *sip.Response) []byte {
+	var ack sip.Request
+	fillSameTransaction(&ack, invite.Via[:1:1], invite, sip.ACK, res.To)
+	var buf [1024]byte
+	b := ack.AppendTo(buf[:0])
+	return append(make([]byte, 0, len(b)), b...)
+}
+
 // sameTransaction builds a method request with req's Request-URI, top Via,
 // From, Call-ID, CSeq number and Route set, Max-Forwards 70, and the given
 // To: the shape shared by the ACK and the CANCEL for req.
 func sameTransaction(req *sip.Request, method string, to sip.Address) *sip.Request {
-	r := &sip.Request{Method: method, URI: req.URI, Version: "SIP/2.0"}
-	r.Via = []sip.Via{req.Via[0]}
+	r := &sip.Request{}
+	fillSameTransaction(r, make([]sip.Via, 1), req, method, to)
+	return r
+}
+
+// fillSameTransaction is sameTransaction into r, with via (of length 1,
+// set to req's top Via) as r's Via list.
+func fillSameTransaction(r *sip.Request, via []sip.Via, req *sip.Request, method string, to sip.Address) {
+	r.Method, r.URI, r.Version = method, req.URI, "SIP/2.0"
+	if &via[0] != &req.Via[0] {
+		via[0] = req.Via[0]
+	}
+	r.Via = via
 	r.MaxForwards = 70
 	r.From, r.To, r.CallID = req.From, to, req.CallID
 	r.CSeq = sip.CSeq{Seq: req.CSeq.Seq, Method: method}
 	r.Route = req.Route
-	return r
 }

@@ -46,6 +46,7 @@ type fakeTimer struct {
 	seq  int
 	f    func()
 	done bool
+	idx  int // in c.timers while not done
 }
 
 // timerHeap orders timers by due time, then by creation.
@@ -58,12 +59,21 @@ func (h timerHeap) Less(i, j int) bool {
 	}
 	return h[i].when.Before(h[j].when)
 }
-func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)   { *h = append(*h, x.(*fakeTimer)) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*fakeTimer)
+	t.idx = len(*h)
+	*h = append(*h, t)
+}
 func (h *timerHeap) Pop() any {
 	old := *h
 	t := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
+	t.idx = -1
 	return t
 }
 
@@ -77,7 +87,8 @@ func (c *FakeClock) Now() time.Time {
 	return c.now
 }
 
-// AfterFunc schedules f at Now()+d.
+// AfterFunc schedules f at Now()+d. The Timer also has a Reset method,
+// like time.Timer's, which the Layer uses to re-arm its one timer.
 func (c *FakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -98,6 +109,31 @@ func (t *fakeTimer) Stop() bool {
 	t.done = true
 	t.c.live--
 	return true
+}
+
+// Reset makes the timer fire d after the clock's current time, as
+// time.Timer's Reset does for an AfterFunc timer: whether it was pending
+// (reported), had fired or was stopped.
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wasPending := !t.done
+	c.seq++
+	t.when, t.seq = c.now.Add(d), c.seq
+	if wasPending && t.idx >= 0 {
+		heap.Fix(&c.timers, t.idx)
+		return true
+	}
+	if t.idx >= 0 {
+		// Stopped but still in the heap: take it out before it goes in
+		// again.
+		heap.Remove(&c.timers, t.idx)
+	}
+	t.done = false
+	c.live++
+	heap.Push(&c.timers, t)
+	return wasPending
 }
 
 // Advance moves time forward by d, firing every timer that falls due, in

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hlas-voip/hlas/sip"
 )
@@ -104,9 +105,11 @@ var (
 type Layer struct {
 	cfg Config
 
+	timers timerQueue
+
 	mu     sync.Mutex
 	server map[string]*ServerTx
-	client map[string]*ClientTx
+	client map[clientKey]*ClientTx
 
 	serverCreated, clientCreated, timeouts, transportErrors, retransmissions atomic.Uint64
 }
@@ -120,11 +123,13 @@ type Stats struct {
 
 // New returns a Layer with the given configuration.
 func New(cfg Config) *Layer {
-	return &Layer{
+	l := &Layer{
 		cfg:    cfg.withDefaults(),
 		server: map[string]*ServerTx{},
-		client: map[string]*ClientTx{},
+		client: map[clientKey]*ClientTx{},
 	}
+	l.timers.init(l.cfg.Clock)
+	return l
 }
 
 // Config returns the layer's effective configuration.
@@ -154,40 +159,76 @@ func isRFC3261Branch(b string) bool {
 	return len(b) > len(sip.MagicCookie) && strings.HasPrefix(b, sip.MagicCookie)
 }
 
-// serverKey identifies the server transaction a request belongs to
-// (RFC 3261 §17.2.3). ACK belongs to the INVITE's transaction; method is
-// the one to match (INVITE for an ACK or for the INVITE a CANCEL targets).
-func serverKey(req *sip.Request, method string) string {
+// keyRoom is the stack room for building a server transaction key; a
+// longer one goes to the heap.
+const keyRoom = 128
+
+// appendServerKey appends the key of the server transaction req belongs
+// to (RFC 3261 §17.2.3): branch, sent-by and the method to match (INVITE
+// for an ACK or for the INVITE a CANCEL targets). It is built in the
+// caller's buffer, so that a lookup allocates nothing, and copied into
+// the transaction's own string only for a new one: a transaction waiting
+// 32 s in Completed keeps no substring of the datagram it came in.
+func appendServerKey(b []byte, req *sip.Request, method string) []byte {
 	if len(req.Via) == 0 {
-		return ""
+		return b
 	}
 	top := &req.Via[0]
-	if b := top.Branch(); isRFC3261Branch(b) {
-		var sb strings.Builder
-		sb.Grow(len(b) + len(top.Host) + len(method) + 10)
-		sb.WriteString(b)
-		sb.WriteByte('|')
-		sb.WriteString(strings.ToLower(top.Host))
-		sb.WriteByte(':')
-		sb.WriteString(strconv.Itoa(top.Port))
-		sb.WriteByte('|')
-		sb.WriteString(method)
-		return sb.String()
+	if br := top.Branch(); isRFC3261Branch(br) {
+		b = append(b, br...)
+		b = append(b, '|')
+		b = appendLower(b, top.Host)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(top.Port), 10)
+		b = append(b, '|')
+		return append(b, method...)
 	}
 	// RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number and
 	// the top Via identify the transaction (the To tag of an ACK is ours
 	// and absent from the INVITE, so it is left out).
-	return "2543|" + req.URI.String() + "|" + req.From.Tag() + "|" + req.CallID + "|" +
-		strconv.FormatUint(uint64(req.CSeq.Seq), 10) + "|" + top.String() + "|" + method
+	b = append(b, "2543|"...)
+	b = req.URI.AppendTo(b)
+	b = append(b, '|')
+	b = append(b, req.From.Tag()...)
+	b = append(b, '|')
+	b = append(b, req.CallID...)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(req.CSeq.Seq), 10)
+	b = append(b, '|')
+	b = top.AppendTo(b)
+	b = append(b, '|')
+	return append(b, method...)
+}
+
+// appendLower appends s in lower case, as strings.ToLower would.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(b, strings.ToLower(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // clientKey identifies a client transaction: the branch of the top Via we
-// sent and the CSeq method (§17.1.3).
-func clientKey(branch, method string) string {
+// sent and the CSeq method (§17.1.3). The strings of a stored key are the
+// request's, which the transaction keeps anyway.
+type clientKey struct {
+	branch, method string
+}
+
+func newClientKey(branch, method string) clientKey {
 	if method == sip.ACK {
 		method = sip.INVITE
 	}
-	return branch + "|" + method
+	return clientKey{branch, method}
 }
 
 // Disposition says what HandleRequest did with a request.
@@ -213,19 +254,26 @@ const (
 // CANCEL matching an INVITE transaction gets 200 and cancels it (§9.2); a
 // CANCEL matching nothing gets 481.
 func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Disposition) {
+	var buf [keyRoom]byte
 	switch req.Method {
 	case sip.ACK:
-		if tx := l.lookupServer(serverKey(req, sip.INVITE)); tx != nil && tx.ack(req) {
+		if tx, _ := l.lookupServer(appendServerKey(buf[:0], req, sip.INVITE)); tx != nil && tx.ack(req) {
 			return nil, Absorbed
 		}
 		return nil, PassACK
 	case sip.CANCEL:
-		if tx := l.lookupServer(serverKey(req, sip.CANCEL)); tx != nil {
+		key := appendServerKey(buf[:0], req, sip.CANCEL)
+		tx, full := l.lookupServer(key)
+		if tx != nil {
 			tx.receive(req)
 			return nil, Absorbed
 		}
-		invite := l.lookupServer(serverKey(req, sip.INVITE))
-		ctx, created := l.newServer(req, s)
+		if full {
+			return nil, Overloaded
+		}
+		var ibuf [keyRoom]byte
+		invite, _ := l.lookupServer(appendServerKey(ibuf[:0], req, sip.INVITE))
+		ctx, created := l.newServer(req, s, key)
 		if ctx == nil {
 			return nil, Overloaded
 		}
@@ -241,11 +289,16 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 		invite.cancel()
 		return nil, Absorbed
 	}
-	if tx := l.lookupServer(serverKey(req, req.Method)); tx != nil {
+	key := appendServerKey(buf[:0], req, req.Method)
+	tx, full := l.lookupServer(key)
+	if tx != nil {
 		tx.receive(req)
 		return nil, Absorbed
 	}
-	tx, created := l.newServer(req, s)
+	if full {
+		return nil, Overloaded
+	}
+	tx, created := l.newServer(req, s, key)
 	if tx == nil {
 		return nil, Overloaded
 	}
@@ -256,10 +309,12 @@ func (l *Layer) HandleRequest(req *sip.Request, s Sender) (*ServerTx, Dispositio
 	return tx, NewRequest
 }
 
-func (l *Layer) lookupServer(key string) *ServerTx {
+// lookupServer returns the server transaction under key, and whether the
+// table is full (MaxServer).
+func (l *Layer) lookupServer(key []byte) (tx *ServerTx, full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.server[key]
+	return l.server[string(key)], l.cfg.MaxServer > 0 && len(l.server) >= l.cfg.MaxServer
 }
 
 // reply builds a response the layer sends on its own behalf. toTag is the
@@ -283,27 +338,11 @@ func (l *Layer) HandleResponse(res *sip.Response) bool {
 		return false
 	}
 	l.mu.Lock()
-	tx := l.client[clientKey(res.Via[0].Branch(), res.CSeq.Method)]
+	tx := l.client[newClientKey(res.Via[0].Branch(), res.CSeq.Method)]
 	l.mu.Unlock()
 	if tx == nil {
 		return false
 	}
 	tx.receive(res)
 	return true
-}
-
-// remove takes b's transaction out of the table unless another one has
-// taken its key since (a retransmission after RespondStateless).
-func (l *Layer) remove(b *base) {
-	l.mu.Lock()
-	if b.server {
-		if tx := l.server[b.key]; tx != nil && &tx.base == b {
-			delete(l.server, b.key)
-		}
-	} else {
-		if tx := l.client[b.key]; tx != nil && &tx.base == b {
-			delete(l.client, b.key)
-		}
-	}
-	l.mu.Unlock()
 }

@@ -1,13 +1,11 @@
 package transaction
 
 import (
-	"time"
-
 	"github.com/hlas-voip/hlas/sip"
 )
 
 // State is a transaction state (RFC 3261 Figures 5-8, RFC 6026 Figures 5-6).
-type State int
+type State uint8
 
 // Transaction states.
 const (
@@ -27,28 +25,31 @@ func (s State) String() string { return stateNames[s] }
 // ServerTx is a server transaction: INVITE (RFC 3261 §17.2.1, RFC 6026
 // §7.1) or non-INVITE (§17.2.2). The transaction user answers through
 // Respond; the transaction retransmits and absorbs as the RFC says.
+//
+// One waiting in Completed over UDP with a WireSender holds this struct,
+// its key and its final response's bytes, and nothing of the request.
 type ServerTx struct {
-	base // timers: G/J (I reuses it), H/L, trying
+	base // timers: slotRetransmit (100 Trying, G, I or J), slotTimeout (H, L, or the TU's deadline)
 
+	key       string        // in Layer.server; owns its bytes (see appendServerKey)
 	last      *sip.Response // last response sent, for retransmission
 	wire      []byte        // or its bytes, when the sender is a WireSender
-	gInterval time.Duration // current Timer G interval
 	onCancel  func()
-	cancelled chan struct{}
 	onACK     func(*sip.Request)
+	cancelled chan struct{} // made by Cancelled
 }
 
 const (
-	slotRetransmit = 0 // Timer G, then I / Timer J
-	slotTimeout    = 1 // Timer H / L
-	slotTrying     = 2 // the 200 ms 100 Trying timer
+	slotRetransmit = 0 // the 200 ms 100 Trying timer, then Timer G, then I; Timer J
+	slotTimeout    = 1 // Timer H / L; the TU's deadline of a non-INVITE request
 )
 
-func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
-	tx := &ServerTx{
-		base:      newBase(l, serverKey(req, req.Method), req, s, true),
-		cancelled: make(chan struct{}),
-	}
+// newServer makes the transaction of req and puts it in the table under
+// key, unless one is there already (returned with false) or the table is
+// full (nil).
+func (l *Layer) newServer(req *sip.Request, s Sender, key []byte) (*ServerTx, bool) {
+	tx := &ServerTx{key: string(key)}
+	tx.init(l, req, s, tx)
 	l.mu.Lock()
 	if old, ok := l.server[tx.key]; ok {
 		l.mu.Unlock()
@@ -66,14 +67,25 @@ func (l *Layer) newServer(req *sip.Request, s Sender) (*ServerTx, bool) {
 	defer tx.mu.Unlock()
 	if tx.invite {
 		tx.state = Proceeding
-		tx.timers[slotTrying] = l.cfg.Clock.AfterFunc(l.cfg.TryingDelay, tx.timerTrying)
+		tx.arm(slotRetransmit, timerTrying, l.cfg.TryingDelay)
 	} else {
 		tx.state = Trying
 		// A TU that never answers must not pin the transaction: after
 		// 64*T1 the client has given up (Timer F) and so does this.
-		tx.timers[slotTimeout] = l.cfg.Clock.AfterFunc(64*l.cfg.T1, tx.timerUnanswered)
+		tx.arm(slotTimeout, timerUnanswered, 64*l.cfg.T1)
 	}
 	return tx, true
+}
+
+// unlink takes tx out of the table unless another transaction has taken
+// its key since (a retransmission after RespondStateless).
+func (tx *ServerTx) unlink() {
+	l := tx.l
+	l.mu.Lock()
+	if l.server[tx.key] == tx {
+		delete(l.server, tx.key)
+	}
+	l.mu.Unlock()
 }
 
 // Request returns the request that created the transaction. Once a
@@ -87,7 +99,17 @@ func (tx *ServerTx) Request() *sip.Request {
 }
 
 // Cancelled is closed when a CANCEL for this INVITE arrives (§9.2).
-func (tx *ServerTx) Cancelled() <-chan struct{} { return tx.cancelled }
+func (tx *ServerTx) Cancelled() <-chan struct{} {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.cancelled == nil {
+		tx.cancelled = make(chan struct{})
+		if tx.base.cancelled {
+			close(tx.cancelled)
+		}
+	}
+	return tx.cancelled
+}
 
 // OnCancel replaces the default reaction to a CANCEL, which is to answer
 // the INVITE 487 Request Terminated when it has no final response yet.
@@ -99,12 +121,7 @@ func (tx *ServerTx) OnCancel(f func()) {
 	tx.onCancel = f
 	// Under the lock cancel() reads onCancel with: either it runs f, or
 	// the CANCEL came before and f runs here, never both.
-	var already bool
-	select {
-	case <-tx.cancelled:
-		already = true
-	default:
-	}
+	already := tx.base.cancelled
 	tx.mu.Unlock()
 	if already && f != nil {
 		f()
@@ -143,16 +160,18 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 		tx.mu.Unlock()
 		return ErrTerminated
 	}
-	stop(&tx.timers[slotTrying])
+	if tx.invite {
+		tx.stop(slotRetransmit) // the 100 Trying timer
+	}
 	if code >= 200 {
-		stop(&tx.timers[slotTimeout])
+		tx.stop(slotTimeout)
 	}
 	tx.last = res
 	var err error
 	if ws, ok := tx.sender.(WireSender); ok && code >= 200 && !(tx.invite && code < 300) {
 		// Final response that the transaction itself may retransmit:
 		// keep its bytes only.
-		tx.wire, tx.last, tx.req = res.AppendTo(nil), nil, nil
+		tx.wire, tx.last, tx.req = encodeResponse(res), nil, nil
 		err = ws.SendWire(tx.wire)
 	} else {
 		err = tx.send(res)
@@ -168,24 +187,33 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 		tx.state = Proceeding
 	case tx.invite && code < 300:
 		tx.state = Accepted
-		tx.timers[slotTimeout] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerL)
+		tx.arm(slotTimeout, timerL, 64*cfg.T1)
 	case tx.invite:
 		tx.state = Completed
 		if !tx.sender.Reliable() {
-			tx.gInterval = cfg.T1
-			tx.timers[slotRetransmit] = cfg.Clock.AfterFunc(cfg.T1, tx.timerG)
+			tx.n = 0
+			tx.arm(slotRetransmit, timerG, cfg.T1)
 		}
-		tx.timers[slotTimeout] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerH)
+		tx.arm(slotTimeout, timerH, 64*cfg.T1)
 	default:
 		tx.state = Completed
 		if tx.sender.Reliable() {
 			tx.terminateLocked(nil)
 		} else {
-			tx.timers[slotRetransmit] = cfg.Clock.AfterFunc(64*cfg.T1, tx.timerJ)
+			tx.arm(slotRetransmit, timerJ, 64*cfg.T1)
 		}
 	}
 	tx.mu.Unlock()
 	return nil
+}
+
+// encodeResponse returns the bytes of res in a slice of their exact size:
+// they are kept for the 32 s of the Completed state. The encoding happens
+// on the stack (when it fits), so the only allocation is the one kept.
+func encodeResponse(res *sip.Response) []byte {
+	var buf [1024]byte
+	b := res.AppendTo(buf[:0])
+	return append(make([]byte, 0, len(b)), b...)
 }
 
 func (tx *ServerTx) send(res *sip.Response) error {
@@ -228,12 +256,12 @@ func (tx *ServerTx) ack(req *sip.Request) bool {
 	switch tx.state {
 	case Completed:
 		tx.state = Confirmed
-		stop(&tx.timers[slotRetransmit])
-		stop(&tx.timers[slotTimeout])
+		tx.stop(slotRetransmit)
+		tx.stop(slotTimeout)
 		if tx.sender.Reliable() {
 			tx.terminateLocked(nil)
 		} else {
-			tx.timers[slotRetransmit] = tx.l.cfg.Clock.AfterFunc(tx.l.cfg.T4, tx.timerI)
+			tx.arm(slotRetransmit, timerI, tx.l.cfg.T4)
 		}
 		tx.mu.Unlock()
 		return true
@@ -256,11 +284,12 @@ func (tx *ServerTx) ack(req *sip.Request) bool {
 // cancel is called for a CANCEL matching this INVITE transaction.
 func (tx *ServerTx) cancel() {
 	tx.mu.Lock()
-	select {
-	case <-tx.cancelled:
+	if tx.base.cancelled {
 		tx.mu.Unlock()
 		return
-	default:
+	}
+	tx.base.cancelled = true
+	if tx.cancelled != nil {
 		close(tx.cancelled)
 	}
 	f, pending, req := tx.onCancel, tx.state == Proceeding, tx.req
@@ -277,9 +306,42 @@ func (tx *ServerTx) cancel() {
 	}
 }
 
-func (tx *ServerTx) timerTrying() {
+// fire runs a timer of the transaction (see timerQueue).
+func (tx *ServerTx) fire(s *timerSlot, seq uint32) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
+	kind, ok := tx.due(s, seq)
+	if !ok {
+		return
+	}
+	switch kind {
+	case timerTrying:
+		tx.timerTrying()
+	case timerG:
+		tx.timerG()
+	case timerH:
+		// The ACK never came (§17.2.1).
+		if tx.state == Completed {
+			tx.l.timeouts.Add(1)
+			tx.terminateLocked(ErrTimeout)
+		}
+	case timerUnanswered:
+		// A non-INVITE transaction the TU never answered.
+		if tx.state == Trying || tx.state == Proceeding {
+			tx.l.timeouts.Add(1)
+			tx.terminateLocked(ErrTimeout)
+		}
+	case timerI:
+		tx.terminateIf(Confirmed)
+	case timerJ:
+		tx.terminateIf(Completed)
+	case timerL:
+		tx.terminateIf(Accepted) // RFC 6026
+	}
+}
+
+// timerTrying sends 100 Trying for a TU silent for 200 ms (§17.2.1).
+func (tx *ServerTx) timerTrying() {
 	if tx.state != Proceeding || tx.last != nil || tx.req == nil {
 		return
 	}
@@ -290,8 +352,6 @@ func (tx *ServerTx) timerTrying() {
 // timerG retransmits the final non-2xx response of an INVITE, doubling
 // the interval up to T2 (§17.2.1).
 func (tx *ServerTx) timerG() {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
 	if tx.state != Completed {
 		return
 	}
@@ -300,28 +360,12 @@ func (tx *ServerTx) timerG() {
 		tx.terminateLocked(ErrTransport)
 		return
 	}
-	tx.gInterval = min(2*tx.gInterval, tx.l.cfg.T2)
-	tx.timers[slotRetransmit] = tx.l.cfg.Clock.AfterFunc(tx.gInterval, tx.timerG)
-}
-
-// timerH: the ACK never came (§17.2.1).
-func (tx *ServerTx) timerH() {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.state == Completed {
-		tx.l.timeouts.Add(1)
-		tx.terminateLocked(ErrTimeout)
+	cfg := &tx.l.cfg
+	d := min(backoff(cfg.T1, tx.n+1), cfg.T2)
+	if d < cfg.T2 {
+		tx.n++
 	}
-}
-
-// timerUnanswered ends a non-INVITE transaction the TU never answered.
-func (tx *ServerTx) timerUnanswered() {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.state == Trying || tx.state == Proceeding {
-		tx.l.timeouts.Add(1)
-		tx.terminateLocked(ErrTimeout)
-	}
+	tx.arm(slotRetransmit, timerG, d)
 }
 
 // RespondStateless sends a final response once and ends the transaction
@@ -343,7 +387,7 @@ func (tx *ServerTx) RespondStateless(res *sip.Response) error {
 	// Out of the table before the response leaves: a retransmission sent
 	// the moment the client has it must start a new transaction, not be
 	// absorbed by this one as it ends.
-	tx.l.remove(&tx.base)
+	tx.unlink()
 	err := tx.send(res)
 	if err != nil {
 		tx.terminateLocked(ErrTransport)
@@ -351,17 +395,4 @@ func (tx *ServerTx) RespondStateless(res *sip.Response) error {
 	}
 	tx.terminateLocked(nil)
 	return nil
-}
-
-// timerI ends the Confirmed state, timerJ the Completed state of a
-// non-INVITE transaction, timerL the Accepted state (RFC 6026).
-func (tx *ServerTx) timerI() { tx.terminateIf(Confirmed) }
-func (tx *ServerTx) timerJ() { tx.terminateIf(Completed) }
-func (tx *ServerTx) timerL() { tx.terminateIf(Accepted) }
-
-func stop(t *Timer) {
-	if *t != nil {
-		(*t).Stop()
-		*t = nil
-	}
 }
