@@ -28,6 +28,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -324,16 +326,34 @@ func (id Identity) AOR() string { return id.Username + "@" + id.Domain }
 
 type ctxKey struct{}
 
+// idContext is a context carrying an Identity, as context.WithValue would
+// but in one allocation instead of two (the context and the boxed
+// Identity): its Value answers ctxKey with a pointer to its own copy.
+type idContext struct {
+	context.Context
+	id Identity
+}
+
+func (c *idContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &c.id
+	}
+	return c.Context.Value(key)
+}
+
 // NewContext returns ctx carrying id, for the handlers after the auth
 // middleware.
 func NewContext(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &idContext{Context: ctx, id: id}
 }
 
 // FromContext returns the identity the auth middleware established.
 func FromContext(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(ctxKey{}).(Identity)
-	return id, ok
+	id, ok := ctx.Value(ctxKey{}).(*Identity)
+	if !ok {
+		return Identity{}, false
+	}
+	return *id, true
 }
 
 // URIFromContext returns the authenticated identity as sip:user@domain;
@@ -398,11 +418,11 @@ func (a *Authenticator) Check(ctx context.Context, req *sip.Request, kind Kind, 
 	if a.IsOpen(domain) {
 		return Result{Outcome: Accepted, Identity: Identity{Username: username, Domain: domain}}
 	}
-	c, res := a.credentials(req, kind, domain)
-	if c == nil {
+	var c digest.Credentials
+	if res, ok := a.credentials(&c, req, kind, domain); !ok {
 		return res
 	}
-	return a.verify(ctx, c, req.Method, req.Body, username, domain)
+	return a.verify(ctx, &c, req.Method, req.Body, username, domain)
 }
 
 // verify checks credentials already chosen for domain against the store,
@@ -477,17 +497,17 @@ func (a *Authenticator) IsSubscriber(ctx context.Context, username, domain strin
 
 // credentials finds the Digest credentials for realm among the request's
 // credentials headers (there may be several, for several realms, RFC 3261
-// §22.3). It returns nil and the result to give when there are none usable.
-func (a *Authenticator) credentials(req *sip.Request, kind Kind, realm string) (*digest.Credentials, Result) {
+// §22.3) and parses them into c. It returns false and the result to give
+// when there are none usable.
+func (a *Authenticator) credentials(c *digest.Credentials, req *sip.Request, kind Kind, realm string) (Result, bool) {
 	name := kind.CredentialsHeader()
 	for i := range req.Fields {
 		f := &req.Fields[i]
 		if !strings.EqualFold(f.Name, name) {
 			continue
 		}
-		c, err := digest.ParseCredentials(f.Value)
-		if err != nil {
-			return nil, Result{Outcome: Malformed, Reason: "malformed " + name + " header"}
+		if err := c.Parse(f.Value); err != nil {
+			return Result{Outcome: Malformed, Reason: "malformed " + name + " header"}, false
 		}
 		if !strings.EqualFold(c.Scheme, "Digest") || !strings.EqualFold(c.Realm, realm) {
 			// Another scheme (RFC 4475 §3.3.7: treat as absent) or
@@ -495,11 +515,11 @@ func (a *Authenticator) credentials(req *sip.Request, kind Kind, realm string) (
 			continue
 		}
 		if why := checkParams(c); why != "" {
-			return nil, Result{Outcome: Malformed, Reason: why}
+			return Result{Outcome: Malformed, Reason: why}, false
 		}
-		return c, Result{}
+		return Result{}, true
 	}
-	return nil, Result{Outcome: Challenged, Reason: reasonNoCredentials}
+	return Result{Outcome: Challenged, Reason: reasonNoCredentials}, false
 }
 
 // checkParams checks what the credentials must carry (RFC 3261 §25.1
@@ -529,24 +549,62 @@ func checkParams(c *digest.Credentials) string {
 // configured algorithm, in order, sharing one new nonce for realm (RFC
 // 3261 §22.1, RFC 8760 §2.4) — or the MD5 one alone for a client listed
 // in Config.MD5OnlyUserAgents.
+//
+// The header values are written into one buffer on the stack and become
+// one string: a challenge costs one allocation besides the room for the
+// headers in res.
 func (a *Authenticator) Challenge(res *sip.Response, req *sip.Request, kind Kind, realm string, stale bool) {
-	nonce := a.nonces.mint(realm, a.env.Now())
+	var nb [nonceLen]byte
+	nonce := a.nonces.appendNonce(nb[:0], realm, a.env.Now())
 	algs := a.algs
 	if a.legacyClient(req) {
-		algs = []digest.Algorithm{digest.MD5}
+		algs = md5Only
 	}
+	var buf [challengeLen]byte
+	var endBuf [4]int
+	b, ends := buf[:0], endBuf[:0]
 	for _, alg := range algs {
+		start := len(b)
 		ch := digest.Challenge{
 			Scheme:    "Digest",
 			Realm:     realm,
-			Nonce:     nonce,
+			Nonce:     noncePlaceholder,
 			Stale:     stale,
 			Algorithm: alg.String(),
-			QOP:       []string{"auth"},
+			QOP:       qopAuth,
 		}
-		res.Add(kind.ChallengeHeader(), ch.String())
+		b = ch.AppendTo(b)
+		// Only parameters of ours, with constant values, follow the
+		// nonce: the last nonce=" is the placeholder's.
+		i := start + bytes.LastIndex(b[start:], []byte(`nonce="`)) + len(`nonce="`)
+		copy(b[i:i+nonceLen], nonce)
+		ends = append(ends, len(b))
+	}
+	values := string(b)
+	res.Fields = slices.Grow(res.Fields, len(ends))
+	start := 0
+	for _, end := range ends {
+		res.Add(kind.ChallengeHeader(), values[start:end])
+		start = end
 	}
 }
+
+// challengeLen is the room on the stack for the challenge headers of one
+// response (about 90 bytes each and the realm); more costs one more
+// allocation.
+const challengeLen = 512
+
+// noncePlaceholder holds the place of the nonce while Challenge writes
+// the header values: a nonce's length, and like a nonce (base64url)
+// nothing to escape in a quoted-string.
+const noncePlaceholder = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+
+// md5Only and qopAuth are read-only: the algorithms offered to a client
+// of Config.MD5OnlyUserAgents, and the qop-options of every challenge.
+var (
+	md5Only = []digest.Algorithm{digest.MD5}
+	qopAuth = []string{"auth"}
+)
 
 // Respond sends the response a non-Accepted result calls for.
 func (a *Authenticator) Respond(tx Responder, req *sip.Request, kind Kind, domain string, r Result) {
@@ -582,18 +640,25 @@ func (a *Authenticator) Respond(tx Responder, req *sip.Request, kind Kind, domai
 func (a *Authenticator) Authenticate(ctx context.Context, tx Responder, req *sip.Request, kind Kind, username, domain string) (Identity, bool) {
 	r := a.Check(ctx, req, kind, username, domain)
 	a.met.observe(r)
+	// The arguments of a debug record cost allocations even when the
+	// record is dropped: they are built only when it is not.
+	debug := a.log.Enabled(ctx, slog.LevelDebug)
 	switch r.Outcome {
 	case Accepted:
-		if r.Identity.Authenticated {
+		if r.Identity.Authenticated && debug {
 			a.log.Debug("authenticated", "method", req.Method, "aor", r.Identity.AOR(), "algorithm", r.Identity.Algorithm.String())
 		}
 		return r.Identity, true
 	case Forbidden:
 		a.log.Info("forbidden", "method", req.Method, "why", r.Reason, "call_id", req.CallID)
 	case Malformed:
-		a.log.Debug("malformed credentials", "method", req.Method, "why", r.Reason, "call_id", req.CallID)
+		if debug {
+			a.log.Debug("malformed credentials", "method", req.Method, "why", r.Reason, "call_id", req.CallID)
+		}
 	case Challenged:
-		a.log.Debug("challenge", "method", req.Method, "aor", username+"@"+domain, "why", r.Reason, "stale", r.Stale)
+		if debug {
+			a.log.Debug("challenge", "method", req.Method, "aor", username+"@"+domain, "why", r.Reason, "stale", r.Stale)
+		}
 	}
 	a.Respond(tx, req, kind, domain, r)
 	return Identity{}, false
@@ -666,9 +731,37 @@ func (a *Authenticator) legacyClient(req *sip.Request) bool {
 	if len(a.legacy) == 0 {
 		return false
 	}
-	ua := strings.ToLower(req.Get("User-Agent"))
+	ua := req.Get("User-Agent")
 	for _, l := range a.legacy {
-		if l == "" && ua == "" || l != "" && strings.Contains(ua, l) {
+		if l == "" && ua == "" || l != "" && containsLower(ua, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsLower reports whether strings.ToLower(s) contains lower, a
+// lower-case string, without building the lower-case copy when s is ASCII
+// (as User-Agent values are).
+func containsLower(s, lower string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return strings.Contains(strings.ToLower(s), lower)
+		}
+	}
+	for i := 0; i+len(lower) <= len(s); i++ {
+		j := 0
+		for j < len(lower) {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+			j++
+		}
+		if j == len(lower) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"sync"
 	"time"
 )
@@ -40,22 +41,49 @@ type nonces struct {
 	// skew is how far in the future an issue time may lie (clocks of
 	// nodes sharing the secret differ a little).
 	skew time.Duration
+	// macs holds *macState: an HMAC keyed with secret and room for its
+	// input, reused so that a nonce costs no allocation. The zero Pool
+	// works (a test's nonces{...}): Get then returns nil and a state is
+	// made.
+	macs sync.Pool
+}
+
+// macState is one reusable HMAC-SHA-256 with the secret, and its input
+// and output buffer.
+type macState struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // mint returns a new nonce for realm issued at now.
 func (n *nonces) mint(realm string, now time.Time) string {
+	var b [nonceLen]byte
+	return string(n.appendNonce(b[:0], realm, now))
+}
+
+// appendNonce appends a new nonce for realm issued at now: nonceLen
+// bytes.
+func (n *nonces) appendNonce(b []byte, realm string, now time.Time) []byte {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
 	_, _ = rand.Read(raw[8:16])
-	copy(raw[16:], n.mac(raw[:16], realm))
-	return base64.RawURLEncoding.EncodeToString(raw[:])
+	n.mac((*[16]byte)(raw[16:]), raw[:16], realm)
+	return base64.RawURLEncoding.AppendEncode(b, raw[:])
 }
 
-func (n *nonces) mac(head []byte, realm string) []byte {
-	m := hmac.New(sha256.New, n.secret)
-	m.Write(head)
-	m.Write([]byte(realm))
-	return m.Sum(nil)[:16]
+// mac sets out to the truncated HMAC of head and realm.
+func (n *nonces) mac(out *[16]byte, head []byte, realm string) {
+	m, _ := n.macs.Get().(*macState)
+	if m == nil {
+		m = &macState{h: hmac.New(sha256.New, n.secret)}
+	} else {
+		m.h.Reset()
+	}
+	m.buf = append(append(m.buf[:0], head...), realm...)
+	m.h.Write(m.buf)
+	m.buf = m.h.Sum(m.buf[:0])
+	copy(out[:], m.buf)
+	n.macs.Put(m)
 }
 
 // check verifies a nonce for realm at now and returns its issue time.
@@ -63,11 +91,15 @@ func (n *nonces) check(nonce, realm string, now time.Time) (time.Time, nonceStat
 	if len(nonce) != nonceLen {
 		return time.Time{}, nonceInvalid
 	}
+	var enc [nonceLen]byte
 	var raw [nonceRawLen]byte
-	if k, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil || k != nonceRawLen {
+	copy(enc[:], nonce)
+	if k, err := base64.RawURLEncoding.Decode(raw[:], enc[:]); err != nil || k != nonceRawLen {
 		return time.Time{}, nonceInvalid
 	}
-	if !hmac.Equal(raw[16:], n.mac(raw[:16], realm)) {
+	var mac [16]byte
+	n.mac(&mac, raw[:16], realm)
+	if !hmac.Equal(raw[16:], mac[:]) {
 		return time.Time{}, nonceInvalid
 	}
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
@@ -84,25 +116,35 @@ func (n *nonces) check(nonce, realm string, now time.Time) (time.Time, nonceStat
 // the table is full the oldest ones are evicted and every nonce issued no
 // later than the newest evicted one is treated as stale from then on (the
 // client simply gets a fresh nonce), so an eviction never opens a replay.
+//
+// Nonces are kept as fixed-size keys, not strings: a new nonce costs no
+// allocation (the queue and the map grow in steps), and the table holds
+// no reference into the request it came with.
 type ncTable struct {
 	mu      sync.Mutex
 	max     int
 	ttl     time.Duration
-	entries map[string]*ncEntry
-	order   []*ncEntry // insertion order, a queue (head at start)
-	start   int
-	floor   time.Time // nonces issued at or before it are stale unless tracked
+	entries map[nonceKey]uint32 // highest nonce-count per tracked nonce
+	// order is the queue of tracked nonces in insertion order (head at
+	// start): each tracked nonce appears in it once, and leaves the map
+	// when it leaves the queue.
+	order []ncRef
+	start int
+	floor time.Time // nonces issued at or before it are stale unless tracked
 }
 
-type ncEntry struct {
-	nonce  string
+// nonceKey is a nonce as the ncTable keeps it: the nonceLen characters of
+// a checked nonce.
+type nonceKey [nonceLen]byte
+
+// ncRef is a tracked nonce in the queue.
+type ncRef struct {
+	nonce  nonceKey
 	issued time.Time
-	nc     uint32
-	gone   bool // removed from entries; skipped when it reaches the head
 }
 
 func newNCTable(maxEntries int, ttl time.Duration) *ncTable {
-	return &ncTable{max: maxEntries, ttl: ttl, entries: make(map[string]*ncEntry)}
+	return &ncTable{max: maxEntries, ttl: ttl, entries: make(map[nonceKey]uint32)}
 }
 
 // ncResult is the verdict on one nonce-count.
@@ -114,16 +156,20 @@ const (
 	ncForgotten // the nonce fell out of a full table: stale
 )
 
-// use records nc for a nonce issued at issued, at now.
+// use records nc for a nonce issued at issued, at now. The nonce is one
+// that check found good, of nonceLen bytes (a longer string counts by its
+// first nonceLen bytes).
 func (t *ncTable) use(nonce string, issued time.Time, nc uint32, now time.Time) ncResult {
+	var k nonceKey
+	copy(k[:], nonce)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.expireLocked(now)
-	if e, ok := t.entries[nonce]; ok {
-		if nc <= e.nc {
+	if seen, ok := t.entries[k]; ok {
+		if nc <= seen {
 			return ncReplay
 		}
-		e.nc = nc
+		t.entries[k] = nc
 		return ncOK
 	}
 	if !issued.After(t.floor) {
@@ -132,9 +178,8 @@ func (t *ncTable) use(nonce string, issued time.Time, nc uint32, now time.Time) 
 	for len(t.entries) >= t.max {
 		t.evictLocked()
 	}
-	e := &ncEntry{nonce: nonce, issued: issued, nc: nc}
-	t.entries[nonce] = e
-	t.order = append(t.order, e)
+	t.entries[k] = nc
+	t.order = append(t.order, ncRef{nonce: k, issued: issued})
 	return ncOK
 }
 
@@ -142,44 +187,35 @@ func (t *ncTable) use(nonce string, issued time.Time, nc uint32, now time.Time) 
 // queue (insertion order follows issue order closely: a nonce is used
 // within its TTL of being issued).
 func (t *ncTable) expireLocked(now time.Time) {
-	for t.start < len(t.order) {
-		e := t.order[t.start]
-		if !e.gone && now.Sub(e.issued) <= t.ttl {
-			break
-		}
+	for t.start < len(t.order) && now.Sub(t.order[t.start].issued) > t.ttl {
 		t.popLocked()
 	}
 }
 
+// evictLocked drops the oldest entry and raises the floor to its issue
+// time.
 func (t *ncTable) evictLocked() {
-	for t.start < len(t.order) {
-		e := t.order[t.start]
-		live := !e.gone
-		t.popLocked()
-		if live {
-			if e.issued.After(t.floor) {
-				t.floor = e.issued
-			}
-			return
+	if t.start < len(t.order) {
+		if issued := t.popLocked(); issued.After(t.floor) {
+			t.floor = issued
 		}
 	}
 }
 
-func (t *ncTable) popLocked() {
-	e := t.order[t.start]
-	t.order[t.start] = nil
+// popLocked drops the head of the queue and its entry, and returns its
+// issue time.
+func (t *ncTable) popLocked() time.Time {
+	r := &t.order[t.start]
+	issued := r.issued
+	delete(t.entries, r.nonce)
 	t.start++
-	if !e.gone {
-		delete(t.entries, e.nonce)
-		e.gone = true
-	}
 	// Compact the queue once its dead head is at least half of it.
 	if t.start > 1024 && t.start*2 >= len(t.order) {
 		n := copy(t.order, t.order[t.start:])
-		clear(t.order[n:])
 		t.order = t.order[:n]
 		t.start = 0
 	}
+	return issued
 }
 
 // len returns the number of tracked nonces.

@@ -70,67 +70,161 @@ var ErrAlgorithm = errors.New("digest: unsupported algorithm")
 // ParseAlgorithm maps an algorithm parameter (any case) to an Algorithm;
 // "" is MD5 (RFC 7616 §3.3).
 func ParseAlgorithm(s string) (Algorithm, error) {
+	if alg, ok := lookupAlgorithm(s); ok {
+		return alg, nil
+	}
+	return 0, fmt.Errorf("%w %q", ErrAlgorithm, s)
+}
+
+// lookupAlgorithm is ParseAlgorithm without the error value.
+func lookupAlgorithm(s string) (Algorithm, bool) {
 	if s == "" {
-		return MD5, nil
+		return MD5, true
 	}
 	for i, n := range algorithmNames {
 		if strings.EqualFold(n, s) {
-			return Algorithm(i), nil
+			return Algorithm(i), true
 		}
 	}
-	return 0, fmt.Errorf("%w %q", ErrAlgorithm, s)
+	return 0, false
+}
+
+// maxHex is the length of the longest hex digest, SHA-256's and
+// SHA-512/256's.
+const maxHex = 2 * sha256.Size
+
+// scratchLen is the room on the stack for what one digest hashes (user,
+// realm and password; method and uri; HA1, nonce, cnonce and HA2): longer
+// input is hashed all the same, from the heap.
+const scratchLen = 384
+
+// appendSum appends the lower-case hex digest of data: H(data) of RFC 7616
+// §3.4. One-shot sums on the stack, no hash.Hash: a digest costs no
+// allocation.
+func (a Algorithm) appendSum(dst, data []byte) []byte {
+	switch a {
+	case SHA256, SHA256Sess:
+		s := sha256.Sum256(data)
+		return hex.AppendEncode(dst, s[:])
+	case SHA512_256, SHA512_256Sess:
+		s := sha512.Sum512_256(data)
+		return hex.AppendEncode(dst, s[:])
+	}
+	s := md5.Sum(data)
+	return hex.AppendEncode(dst, s[:])
+}
+
+// appendHash appends the hex digest of the parts joined by ":".
+func (a Algorithm) appendHash(dst []byte, parts ...string) []byte {
+	var scratch [scratchLen]byte
+	b := scratch[:0]
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, p...)
+	}
+	return a.appendSum(dst, b)
 }
 
 // Hash returns the lower-case hex digest of the parts joined by ":", the
 // H(data) and KD(secret, data) of RFC 7616 §3.4.
 func (a Algorithm) Hash(parts ...string) string {
-	h := a.New()
-	h.Write([]byte(strings.Join(parts, ":")))
-	return hex.EncodeToString(h.Sum(nil))
+	var sum [maxHex]byte
+	return string(a.appendHash(sum[:0], parts...))
 }
 
 // HA1 computes A1's hash (RFC 7616 §3.4.2): H(username:realm:password), and
 // for a -sess algorithm H(H(username:realm:password):nonce:cnonce).
 func HA1(alg Algorithm, username, realm, password, nonce, cnonce string) string {
-	ha1 := alg.Hash(username, realm, password)
+	var sum [maxHex]byte
+	ha1 := alg.appendHash(sum[:0], username, realm, password)
 	if alg.Sess() {
-		return SessHA1(alg, ha1, nonce, cnonce)
+		var sess [maxHex]byte
+		ha1 = appendSessHA1(sess[:0], alg, ha1, nonce, cnonce)
 	}
-	return ha1
+	return string(ha1)
 }
 
 // SessHA1 turns a stored H(username:realm:password) into the HA1 of a -sess
 // algorithm (RFC 7616 §3.4.2), so that a server keeping only hashes can
 // check -sess answers.
 func SessHA1(alg Algorithm, ha1, nonce, cnonce string) string {
-	return alg.Hash(ha1, nonce, cnonce)
+	var sum [maxHex]byte
+	return string(alg.appendHash(sum[:0], ha1, nonce, cnonce))
+}
+
+// appendSessHA1 is SessHA1 for an HA1 held in bytes.
+func appendSessHA1(dst []byte, alg Algorithm, ha1 []byte, nonce, cnonce string) []byte {
+	var scratch [scratchLen]byte
+	b := append(scratch[:0], ha1...)
+	b = append(b, ':')
+	b = append(b, nonce...)
+	b = append(b, ':')
+	b = append(b, cnonce...)
+	return alg.appendSum(dst, b)
 }
 
 // HA2 computes A2's hash (RFC 7616 §3.4.3): H(method:uri), and for
 // qop=auth-int H(method:uri:H(body)).
 func HA2(alg Algorithm, qop, method, uri string, body []byte) string {
+	var sum [maxHex]byte
+	return string(appendHA2(sum[:0], alg, qop, method, uri, body))
+}
+
+// appendHA2 appends HA2 (see HA2).
+func appendHA2(dst []byte, alg Algorithm, qop, method, uri string, body []byte) []byte {
+	var scratch [scratchLen]byte
+	b := append(scratch[:0], method...)
+	b = append(b, ':')
+	b = append(b, uri...)
 	if strings.EqualFold(qop, "auth-int") {
-		h := alg.New()
-		h.Write(body)
-		return alg.Hash(method, uri, hex.EncodeToString(h.Sum(nil)))
+		b = append(b, ':')
+		b = alg.appendSum(b, body)
 	}
-	return alg.Hash(method, uri)
+	return alg.appendSum(dst, b)
 }
 
 // Response computes the request-digest (RFC 7616 §3.4.1):
 // KD(HA1, nonce:nc:cnonce:qop:HA2), or KD(HA1, nonce:HA2) when qop is empty
 // (RFC 2069 compatibility, RFC 2617 §3.2.2.1).
 func Response(alg Algorithm, ha1, nonce string, nc uint32, cnonce, qop, ha2 string) string {
-	if qop == "" {
-		return alg.Hash(ha1, nonce, ha2)
+	var h1, h2, sum [maxHex]byte
+	return string(appendResponse(sum[:0], alg, append(h1[:0], ha1...), nonce, nc, cnonce, qop, append(h2[:0], ha2...)))
+}
+
+// appendResponse appends the request-digest (see Response).
+func appendResponse(dst []byte, alg Algorithm, ha1 []byte, nonce string, nc uint32, cnonce, qop string, ha2 []byte) []byte {
+	var scratch [scratchLen]byte
+	b := append(scratch[:0], ha1...)
+	b = append(b, ':')
+	b = append(b, nonce...)
+	b = append(b, ':')
+	if qop != "" {
+		b = appendNC(b, nc)
+		b = append(b, ':')
+		b = append(b, cnonce...)
+		b = append(b, ':')
+		b = append(b, qop...)
+		b = append(b, ':')
 	}
-	return alg.Hash(ha1, nonce, FormatNC(nc), cnonce, qop, ha2)
+	b = append(b, ha2...)
+	return alg.appendSum(dst, b)
 }
 
 // FormatNC writes a nonce count as 8 hex digits (RFC 7616 §3.4).
 func FormatNC(nc uint32) string {
-	s := strconv.FormatUint(uint64(nc), 16)
-	return strings.Repeat("0", 8-len(s)) + s
+	var b [8]byte
+	return string(appendNC(b[:0], nc))
+}
+
+// appendNC appends a nonce count as 8 lower-case hex digits.
+func appendNC(b []byte, nc uint32) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, digits[nc>>uint(shift)&0xf])
+	}
+	return b
 }
 
 // Param is an auth-param that has no field of its own in Challenge or
@@ -190,16 +284,24 @@ var ErrSyntax = errors.New("digest: malformed header")
 // kept in Other; a scheme other than Digest parses with all its parameters
 // in Other.
 func ParseChallenge(s string) (*Challenge, error) {
-	scheme, params, err := parseAuth(s)
+	scheme, rest, err := parseScheme(s)
 	if err != nil {
 		return nil, err
 	}
 	c := &Challenge{Scheme: scheme}
-	if !strings.EqualFold(scheme, "Digest") {
-		c.Other = params
-		return c, nil
-	}
-	for _, p := range params {
+	isDigest := strings.EqualFold(scheme, "Digest")
+	for {
+		var p Param
+		var ok bool
+		if p, rest, ok, err = nextParam(rest); err != nil {
+			return nil, err
+		} else if !ok {
+			return c, nil
+		}
+		if !isDigest {
+			c.Other = append(c.Other, p)
+			continue
+		}
 		switch strings.ToLower(p.Name) {
 		case "realm":
 			c.Realm = p.Value
@@ -214,9 +316,11 @@ func ParseChallenge(s string) (*Challenge, error) {
 		case "algorithm":
 			c.Algorithm = p.Value
 		case "qop":
-			for _, q := range strings.Split(p.Value, ",") {
-				if q = strings.TrimSpace(q); q != "" {
-					c.QOP = append(c.QOP, q)
+			for q, more := p.Value, true; more; {
+				var opt string
+				opt, q, more = strings.Cut(q, ",")
+				if opt = strings.TrimSpace(opt); opt != "" {
+					c.QOP = append(c.QOP, opt)
 				}
 			}
 		case "charset":
@@ -227,119 +331,144 @@ func ParseChallenge(s string) (*Challenge, error) {
 			c.Other = append(c.Other, p)
 		}
 	}
-	return c, nil
 }
 
 // ParseCredentials parses the value of an Authorization or
 // Proxy-Authorization header (RFC 3261 §25.1 credentials).
 func ParseCredentials(s string) (*Credentials, error) {
-	scheme, params, err := parseAuth(s)
-	if err != nil {
+	c := new(Credentials)
+	if err := c.Parse(s); err != nil {
 		return nil, err
-	}
-	c := &Credentials{Scheme: scheme}
-	if !strings.EqualFold(scheme, "Digest") {
-		c.Other = params
-		return c, nil
-	}
-	for _, p := range params {
-		switch strings.ToLower(p.Name) {
-		case "username":
-			c.Username = p.Value
-		case "realm":
-			c.Realm = p.Value
-		case "nonce":
-			c.Nonce = p.Value
-		case "uri":
-			c.URI = p.Value
-		case "response":
-			c.Response = p.Value
-		case "algorithm":
-			c.Algorithm = p.Value
-		case "cnonce":
-			c.CNonce = p.Value
-		case "opaque":
-			c.Opaque = p.Value
-		case "qop":
-			c.QOP = p.Value
-		case "nc":
-			n, err := strconv.ParseUint(p.Value, 16, 32)
-			if err != nil || len(p.Value) != 8 {
-				return nil, fmt.Errorf("%w: nonce-count %q is not 8 hex digits", ErrSyntax, p.Value)
-			}
-			c.NC = uint32(n)
-		case "userhash":
-			c.Userhash = strings.EqualFold(p.Value, "true")
-		default:
-			c.Other = append(c.Other, p)
-		}
 	}
 	return c, nil
 }
 
-// parseAuth splits "scheme param=value, param="quoted", ..." into the scheme
-// and its parameters. Line folds count as white space.
-func parseAuth(s string) (string, []Param, error) {
+// Parse sets c to the credentials in s, the value of an Authorization or
+// Proxy-Authorization header, as ParseCredentials does; on error c is left
+// as it was. The fields are substrings of s: a server checking credentials
+// in a variable of its own parses them without allocating, unless a value
+// holds a quoted-pair, a parameter name is not in lower case or there are
+// unknown parameters.
+func (c *Credentials) Parse(s string) error {
+	scheme, rest, err := parseScheme(s)
+	if err != nil {
+		return err
+	}
+	n := Credentials{Scheme: scheme}
+	isDigest := strings.EqualFold(scheme, "Digest")
+	for {
+		var p Param
+		var ok bool
+		if p, rest, ok, err = nextParam(rest); err != nil {
+			return err
+		} else if !ok {
+			*c = n
+			return nil
+		}
+		if !isDigest {
+			n.Other = append(n.Other, p)
+			continue
+		}
+		switch strings.ToLower(p.Name) {
+		case "username":
+			n.Username = p.Value
+		case "realm":
+			n.Realm = p.Value
+		case "nonce":
+			n.Nonce = p.Value
+		case "uri":
+			n.URI = p.Value
+		case "response":
+			n.Response = p.Value
+		case "algorithm":
+			n.Algorithm = p.Value
+		case "cnonce":
+			n.CNonce = p.Value
+		case "opaque":
+			n.Opaque = p.Value
+		case "qop":
+			n.QOP = p.Value
+		case "nc":
+			v, err := strconv.ParseUint(p.Value, 16, 32)
+			if err != nil || len(p.Value) != 8 {
+				return fmt.Errorf("%w: nonce-count %q is not 8 hex digits", ErrSyntax, p.Value)
+			}
+			n.NC = uint32(v)
+		case "userhash":
+			n.Userhash = strings.EqualFold(p.Value, "true")
+		default:
+			n.Other = append(n.Other, p)
+		}
+	}
+}
+
+// parseScheme reads the auth-scheme at the start of s and returns it and
+// the auth-params after it, white space trimmed. Line folds count as
+// white space.
+func parseScheme(s string) (scheme, rest string, err error) {
 	s = trimLWS(s)
 	i := 0
 	for i < len(s) && isTokenChar(s[i]) {
 		i++
 	}
 	if i == 0 {
-		return "", nil, fmt.Errorf("%w: no auth-scheme", ErrSyntax)
+		return "", "", fmt.Errorf("%w: no auth-scheme", ErrSyntax)
 	}
-	scheme, rest := s[:i], s[i:]
+	scheme, rest = s[:i], s[i:]
 	if rest != "" && !isLWS(rest[0]) {
-		return "", nil, fmt.Errorf("%w: bad character after auth-scheme", ErrSyntax)
+		return "", "", fmt.Errorf("%w: bad character after auth-scheme", ErrSyntax)
 	}
-	var params []Param
-	rest = trimLWS(rest)
-	for rest != "" {
-		if rest[0] == ',' { // empty list elements are allowed (RFC 7230 §7)
-			rest = trimLWS(rest[1:])
-			continue
+	return scheme, trimLWS(rest), nil
+}
+
+// nextParam reads the next auth-param of rest, a comma-separated list
+// ("param=value, param="quoted", ...") with white space trimmed, and
+// returns it and the rest of the list; ok is false at the end of the
+// list. Values are substrings of rest unless a quoted-pair must be
+// resolved.
+func nextParam(rest string) (p Param, tail string, ok bool, err error) {
+	for rest != "" && rest[0] == ',' { // empty list elements are allowed (RFC 7230 §7)
+		rest = trimLWS(rest[1:])
+	}
+	if rest == "" {
+		return Param{}, "", false, nil
+	}
+	j := 0
+	for j < len(rest) && isTokenChar(rest[j]) {
+		j++
+	}
+	if j == 0 {
+		return Param{}, "", false, fmt.Errorf("%w: bad auth-param name", ErrSyntax)
+	}
+	p.Name = rest[:j]
+	rest = trimLWS(rest[j:])
+	if rest == "" || rest[0] != '=' {
+		return Param{}, "", false, fmt.Errorf("%w: auth-param %q has no value", ErrSyntax, p.Name)
+	}
+	rest = trimLWS(rest[1:])
+	if rest != "" && rest[0] == '"' {
+		v, n, ok := unquote(rest)
+		if !ok {
+			return Param{}, "", false, fmt.Errorf("%w: unterminated quoted-string in %q", ErrSyntax, p.Name)
 		}
-		j := 0
+		p.Value, p.Quoted = v, true
+		rest = rest[n:]
+	} else {
+		j = 0
 		for j < len(rest) && isTokenChar(rest[j]) {
 			j++
 		}
 		if j == 0 {
-			return "", nil, fmt.Errorf("%w: bad auth-param name", ErrSyntax)
+			return Param{}, "", false, fmt.Errorf("%w: auth-param %q has an empty value", ErrSyntax, p.Name)
 		}
-		p := Param{Name: rest[:j]}
-		rest = trimLWS(rest[j:])
-		if rest == "" || rest[0] != '=' {
-			return "", nil, fmt.Errorf("%w: auth-param %q has no value", ErrSyntax, p.Name)
-		}
-		rest = trimLWS(rest[1:])
-		if rest != "" && rest[0] == '"' {
-			v, n, ok := unquote(rest)
-			if !ok {
-				return "", nil, fmt.Errorf("%w: unterminated quoted-string in %q", ErrSyntax, p.Name)
-			}
-			p.Value, p.Quoted = v, true
-			rest = rest[n:]
-		} else {
-			j = 0
-			for j < len(rest) && isTokenChar(rest[j]) {
-				j++
-			}
-			if j == 0 {
-				return "", nil, fmt.Errorf("%w: auth-param %q has an empty value", ErrSyntax, p.Name)
-			}
-			p.Value = rest[:j]
-			rest = rest[j:]
-		}
-		params = append(params, p)
-		rest = trimLWS(rest)
-		if rest == "" {
-			break
-		}
-		if rest[0] != ',' {
-			return "", nil, fmt.Errorf("%w: expected a comma after %q", ErrSyntax, p.Name)
-		}
+		p.Value = rest[:j]
+		rest = rest[j:]
 	}
-	return scheme, params, nil
+	rest = trimLWS(rest)
+	if rest != "" && rest[0] != ',' {
+		return Param{}, "", false, fmt.Errorf("%w: expected a comma after %q", ErrSyntax, p.Name)
+	}
+	return p, rest, true, nil
 }
 
 // unquote reads the quoted-string at the start of s and returns its
@@ -390,7 +519,11 @@ func isTokenChar(c byte) bool {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		return true
 	}
-	return strings.IndexByte("-.!%*_+`'~", c) >= 0
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
 }
 
 func isToken(s string) bool {
@@ -405,136 +538,174 @@ func isToken(s string) bool {
 	return true
 }
 
-// quote writes s as a quoted-string.
-func quote(b *strings.Builder, s string) {
-	b.WriteByte('"')
+// appendQuoted appends s as a quoted-string.
+func appendQuoted(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = appendQuotedContent(b, s)
+	return append(b, '"')
+}
+
+// appendQuotedContent appends s with '"' and '\\' escaped as quoted-pairs,
+// the inside of a quoted-string.
+func appendQuotedContent(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '"' || s[i] == '\\' {
-			b.WriteByte('\\')
+			b = append(b, '\\')
 		}
-		b.WriteByte(s[i])
+		b = append(b, s[i])
 	}
-	b.WriteByte('"')
+	return b
 }
 
+// writer appends a header value: the scheme, then auth-params. Its
+// methods return the writer they have written with (w = w.token(...)), so
+// that the buffer of String stays on the stack.
 type writer struct {
-	b     strings.Builder
-	first bool
+	b     []byte
+	first bool // no auth-param written yet
 }
 
-func (w *writer) sep(name string) {
+func (w writer) sep(name string) writer {
 	if w.first {
-		w.b.WriteByte(' ')
+		w.b = append(w.b, ' ')
 		w.first = false
 	} else {
-		w.b.WriteString(", ")
+		w.b = append(w.b, ", "...)
 	}
-	w.b.WriteString(name)
-	w.b.WriteByte('=')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '=')
+	return w
 }
 
-func (w *writer) quoted(name, v string) {
-	w.sep(name)
-	quote(&w.b, v)
+func (w writer) quoted(name, v string) writer {
+	w = w.sep(name)
+	w.b = appendQuoted(w.b, v)
+	return w
 }
 
-func (w *writer) token(name, v string) {
-	w.sep(name)
-	w.b.WriteString(v)
+func (w writer) token(name, v string) writer {
+	w = w.sep(name)
+	w.b = append(w.b, v...)
+	return w
 }
 
-func (w *writer) tokenOrQuoted(name, v string) {
+func (w writer) tokenOrQuoted(name, v string) writer {
 	if isToken(v) {
-		w.token(name, v)
-	} else {
-		w.quoted(name, v)
+		return w.token(name, v)
 	}
+	return w.quoted(name, v)
 }
 
-func (w *writer) other(ps []Param) {
+func (w writer) other(ps []Param) writer {
 	for _, p := range ps {
 		if p.Quoted || !isToken(p.Value) {
-			w.quoted(p.Name, p.Value)
+			w = w.quoted(p.Name, p.Value)
 		} else {
-			w.token(p.Name, p.Value)
+			w = w.token(p.Name, p.Value)
 		}
 	}
+	return w
 }
+
+// stringLen is the room on the stack for a header value that String
+// writes; a longer one costs one more allocation.
+const stringLen = 512
 
 // String writes the challenge as a header value. qop-options, realm,
 // nonce, opaque and domain are quoted-strings, algorithm and stale tokens
 // (RFC 3261 §25.1).
 func (c *Challenge) String() string {
-	w := writer{first: true}
+	var buf [stringLen]byte
+	return string(c.AppendTo(buf[:0]))
+}
+
+// AppendTo appends the challenge as String writes it.
+func (c *Challenge) AppendTo(b []byte) []byte {
+	w := writer{b: b, first: true}
 	scheme := c.Scheme
 	if scheme == "" {
 		scheme = "Digest"
 	}
-	w.b.WriteString(scheme)
+	w.b = append(w.b, scheme...)
 	if c.Realm != "" || strings.EqualFold(scheme, "Digest") {
-		w.quoted("realm", c.Realm)
+		w = w.quoted("realm", c.Realm)
 	}
 	if c.Domain != "" {
-		w.quoted("domain", c.Domain)
+		w = w.quoted("domain", c.Domain)
 	}
 	if c.Nonce != "" {
-		w.quoted("nonce", c.Nonce)
+		w = w.quoted("nonce", c.Nonce)
 	}
 	if c.Opaque != "" {
-		w.quoted("opaque", c.Opaque)
+		w = w.quoted("opaque", c.Opaque)
 	}
 	if c.Stale {
-		w.token("stale", "true")
+		w = w.token("stale", "true")
 	}
 	if c.Algorithm != "" {
-		w.tokenOrQuoted("algorithm", c.Algorithm)
+		w = w.tokenOrQuoted("algorithm", c.Algorithm)
 	}
 	if len(c.QOP) > 0 {
-		w.quoted("qop", strings.Join(c.QOP, ","))
+		w = w.sep("qop")
+		w.b = append(w.b, '"')
+		for i, q := range c.QOP {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = appendQuotedContent(w.b, q)
+		}
+		w.b = append(w.b, '"')
 	}
 	if c.Charset != "" {
-		w.tokenOrQuoted("charset", c.Charset)
+		w = w.tokenOrQuoted("charset", c.Charset)
 	}
 	if c.Userhash {
-		w.token("userhash", "true")
+		w = w.token("userhash", "true")
 	}
-	w.other(c.Other)
-	return w.b.String()
+	w = w.other(c.Other)
+	return w.b
 }
 
 // String writes the credentials as a header value: username, realm,
 // nonce, uri, response, cnonce and opaque quoted; algorithm, qop and nc
 // tokens (RFC 3261 §25.1; qop unquoted as RFC 7616 §3.4 says).
 func (c *Credentials) String() string {
-	w := writer{first: true}
+	var buf [stringLen]byte
+	return string(c.AppendTo(buf[:0]))
+}
+
+// AppendTo appends the credentials as String writes them.
+func (c *Credentials) AppendTo(b []byte) []byte {
+	w := writer{b: b, first: true}
 	scheme := c.Scheme
 	if scheme == "" {
 		scheme = "Digest"
 	}
-	w.b.WriteString(scheme)
-	w.quoted("username", c.Username)
-	w.quoted("realm", c.Realm)
-	w.quoted("nonce", c.Nonce)
-	w.quoted("uri", c.URI)
-	w.quoted("response", c.Response)
+	w.b = append(w.b, scheme...)
+	w = w.quoted("username", c.Username)
+	w = w.quoted("realm", c.Realm)
+	w = w.quoted("nonce", c.Nonce)
+	w = w.quoted("uri", c.URI)
+	w = w.quoted("response", c.Response)
 	if c.Algorithm != "" {
-		w.tokenOrQuoted("algorithm", c.Algorithm)
+		w = w.tokenOrQuoted("algorithm", c.Algorithm)
 	}
 	if c.CNonce != "" {
-		w.quoted("cnonce", c.CNonce)
+		w = w.quoted("cnonce", c.CNonce)
 	}
 	if c.Opaque != "" {
-		w.quoted("opaque", c.Opaque)
+		w = w.quoted("opaque", c.Opaque)
 	}
 	if c.QOP != "" {
-		w.tokenOrQuoted("qop", c.QOP)
-		w.token("nc", FormatNC(c.NC))
+		w = w.tokenOrQuoted("qop", c.QOP)
+		w = w.sep("nc")
+		w.b = appendNC(w.b, c.NC)
 	}
 	if c.Userhash {
-		w.token("userhash", "true")
+		w = w.token("userhash", "true")
 	}
-	w.other(c.Other)
-	return w.b.String()
+	w = w.other(c.Other)
+	return w.b
 }
 
 // Answer is what Challenge.Authorize needs to know about the request and
@@ -612,8 +783,12 @@ func (c *Challenge) Authorize(a Answer) (*Credentials, error) {
 	if qop != "" {
 		cr.NC = nc
 	}
-	ha1 := HA1(alg, a.Username, c.Realm, a.Password, c.Nonce, cr.CNonce)
-	cr.Response = Response(alg, ha1, c.Nonce, cr.NC, cr.CNonce, qop, HA2(alg, qop, a.Method, a.URI, a.Body))
+	var h1, sess, h2, sum [maxHex]byte
+	ha1 := alg.appendHash(h1[:0], a.Username, c.Realm, a.Password)
+	if alg.Sess() {
+		ha1 = appendSessHA1(sess[:0], alg, ha1, c.Nonce, cr.CNonce)
+	}
+	cr.Response = string(appendResponse(sum[:0], alg, ha1, c.Nonce, cr.NC, cr.CNonce, qop, appendHA2(h2[:0], alg, qop, a.Method, a.URI, a.Body)))
 	if c.Userhash {
 		cr.Username = alg.Hash(a.Username, c.Realm)
 	}
@@ -624,15 +799,30 @@ func (c *Challenge) Authorize(a Answer) (*Credentials, error) {
 // given method and body, given the stored H(username:realm:password) of
 // their algorithm (RFC 7616 §3.4, §3.9.1). The comparison takes constant
 // time. Checking the nonce, its count and the uri against the request is
-// the caller's business.
+// the caller's business. It allocates nothing.
 func (c *Credentials) Verify(method string, body []byte, ha1 string) bool {
-	alg, err := ParseAlgorithm(c.Algorithm)
-	if err != nil {
+	alg, ok := lookupAlgorithm(c.Algorithm)
+	if !ok {
 		return false
 	}
+	var h1, sess, h2, want [maxHex]byte
+	ha1b := append(h1[:0], ha1...)
 	if alg.Sess() {
-		ha1 = SessHA1(alg, ha1, c.Nonce, c.CNonce)
+		ha1b = appendSessHA1(sess[:0], alg, ha1b, c.Nonce, c.CNonce)
 	}
-	want := Response(alg, ha1, c.Nonce, c.NC, c.CNonce, c.QOP, HA2(alg, c.QOP, method, c.URI, body))
-	return subtle.ConstantTimeCompare([]byte(strings.ToLower(c.Response)), []byte(want)) == 1
+	wantb := appendResponse(want[:0], alg, ha1b, c.Nonce, c.NC, c.CNonce, c.QOP, appendHA2(h2[:0], alg, c.QOP, method, c.URI, body))
+	// The response is hex: compared without regard to case (a response
+	// with any other byte cannot match). Its length is no secret.
+	if len(c.Response) != len(wantb) {
+		return false
+	}
+	var got [maxHex]byte
+	for i := 0; i < len(c.Response); i++ {
+		b := c.Response[i]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		got[i] = b
+	}
+	return subtle.ConstantTimeCompare(got[:len(wantb)], wantb) == 1
 }
