@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlas-voip/hlas/internal/batch"
@@ -255,17 +257,66 @@ type writeOp struct {
 // the store's per-transaction cost is shared by many REGISTERs. The queue
 // is bounded; a full queue refuses new changes (the registrar then answers
 // 503) instead of growing.
+//
+// When the store's writes are quick local appends (store.QuickWriter: the
+// embedded database's journal), the worker that queued a change writes
+// the batch itself if no one else is writing: waking the writer goroutine
+// would cost more than the write. The writer goroutine then takes over
+// only what queued meanwhile. busy keeps the batches in queue order.
 type writer struct {
-	st store.Bindings
-	q  *batch.Queue[writeOp]
+	st    store.Bindings
+	q     *batch.Queue[writeOp]
+	quick bool
+	busy  atomic.Bool // a batch is being written
 }
 
 func newWriter(st store.Bindings, maxQueue int) *writer {
-	return &writer{st: st, q: batch.New[writeOp](maxQueue, 1024)}
+	w := &writer{st: st, q: batch.New[writeOp](maxQueue, 1024)}
+	if qw, ok := st.(store.QuickWriter); ok {
+		w.quick = qw.QuickWrites()
+	}
+	return w
 }
 
-// enqueue queues op; false when the queue is full or closed.
-func (w *writer) enqueue(op writeOp) bool { return w.q.Push(op) }
+// enqueue queues op; false when the queue is full or closed. With a
+// quick store the caller then calls settle, outside its locks.
+func (w *writer) enqueue(op writeOp) bool {
+	if w.quick {
+		return w.q.PushQuiet(op)
+	}
+	return w.q.Push(op)
+}
+
+// settle writes one batch on the caller's goroutine when the store is
+// quick and no batch is being written; what is left then goes to the
+// writer goroutine. A change queued while another goroutine writes is
+// written by that goroutine: it looks at the queue again after letting go
+// of busy, and a change queued after that look finds busy free.
+func (w *writer) settle(ctx context.Context, observe func(n int, d time.Duration, err error)) {
+	if !w.quick || !w.busy.CompareAndSwap(false, true) {
+		return
+	}
+	w.writeBatch(ctx, observe)
+	w.busy.Store(false)
+	if w.q.Len() > 0 {
+		w.q.Signal()
+	}
+}
+
+// flushAll is the writer goroutine's flush: everything queued, holding
+// busy so that batches written by workers keep their order.
+func (w *writer) flushAll(ctx context.Context, observe func(n int, d time.Duration, err error)) {
+	for {
+		for !w.busy.CompareAndSwap(false, true) {
+			runtime.Gosched() // a worker is writing one batch
+		}
+		w.flush(ctx, observe)
+		w.busy.Store(false)
+		if w.q.Len() == 0 {
+			return
+		}
+	}
+}
 
 // full reports whether enqueue would fail now.
 func (w *writer) full() bool { return w.q.Full() }
@@ -275,26 +326,35 @@ func (w *writer) queued() int { return w.q.Len() }
 // flush writes everything queued, batch by batch; observe gets each
 // batch's size, duration and error.
 func (w *writer) flush(ctx context.Context, observe func(n int, d time.Duration, err error)) {
-	for {
-		ops := w.q.Take()
-		if ops == nil {
-			return
-		}
-		put, del := merge(ops)
-		start := time.Now()
-		err := w.st.WriteBindings(ctx, put, del)
-		observe(len(ops), time.Since(start), err)
-		for _, op := range ops {
-			if op.done != nil {
-				op.done(err)
-			}
+	for w.writeBatch(ctx, observe) {
+	}
+}
+
+// writeBatch writes one batch; false when the queue was empty.
+func (w *writer) writeBatch(ctx context.Context, observe func(n int, d time.Duration, err error)) bool {
+	ops := w.q.Take()
+	if ops == nil {
+		return false
+	}
+	put, del := merge(ops)
+	start := time.Now()
+	err := w.st.WriteBindings(ctx, put, del)
+	observe(len(ops), time.Since(start), err)
+	for _, op := range ops {
+		if op.done != nil {
+			op.done(err)
 		}
 	}
+	return true
 }
 
 // merge folds a batch of ops into one set of writes: the last change to a
 // binding wins.
 func merge(batch []writeOp) ([]store.Binding, []store.BindingKey) {
+	if len(batch) == 1 {
+		// One REGISTER's changes name each binding once.
+		return batch[0].put, batch[0].del
+	}
 	type change struct {
 		put *store.Binding
 		seq int

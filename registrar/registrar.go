@@ -345,10 +345,10 @@ func (r *Registrar) write() {
 	for {
 		select {
 		case <-r.stop:
-			r.w.flush(ctx, r.met.observeWrite)
+			r.w.flushAll(ctx, r.met.observeWrite)
 			return
 		case <-r.w.q.Wake():
-			r.w.flush(ctx, r.met.observeWrite)
+			r.w.flushAll(ctx, r.met.observeWrite)
 		case <-purge.C:
 			if _, err := r.env.Store.PurgeBindings(ctx, r.env.Now()); err != nil {
 				r.met.storeErrors.Inc()
@@ -576,6 +576,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		// Closed between the check and now: the server is stopping.
 		return refuse(503, "registrar stopping")
 	}
+	r.w.settle(context.Background(), r.met.observeWrite)
 	return nil
 }
 

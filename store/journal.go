@@ -247,6 +247,9 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 	return nil
 }
 
+// QuickWrites implements QuickWriter: the owner's writes are appends.
+func (j *journaled) QuickWrites() bool { return j.owner }
+
 // run checkpoints every interval, when the journal grows past its limit,
 // and once more at Close.
 func (j *journaled) run() {

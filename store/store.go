@@ -153,6 +153,14 @@ type Bindings interface {
 	PurgeBindings(ctx context.Context, now time.Time) (int64, error)
 }
 
+// QuickWriter is implemented by a back end whose WriteBindings only
+// appends to a local file (the embedded database's journal, in the
+// process that owns it): a caller may then commit on its own goroutine
+// rather than hand the write to another.
+type QuickWriter interface {
+	QuickWrites() bool
+}
+
 // Store is a complete back end.
 type Store interface {
 	Users

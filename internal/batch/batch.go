@@ -30,6 +30,27 @@ func New[T any](limit, maxBatch int) *Queue[T] {
 // closed.
 func (q *Queue[T]) Push(v T) bool { return q.push(v, true) }
 
+// PushQuiet queues v without waking the writer: for a producer that writes
+// the batch itself when no one else is (see Signal). False when the queue
+// is full or closed.
+func (q *Queue[T]) PushQuiet(v T) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.pending) >= q.max {
+		return false
+	}
+	q.pending = append(q.pending, v)
+	return true
+}
+
+// Signal wakes the writer, as a Push does.
+func (q *Queue[T]) Signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
 // PushUnbounded queues v even when the queue is full, and wakes the
 // writer; false only when the queue is closed. It is for markers that
 // must keep their place in the order (a barrier whose callback runs once
