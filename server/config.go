@@ -76,7 +76,7 @@ type Config struct {
 	// promptly. ACK, CANCEL, BYE, in-dialog requests (a To tag) and
 	// responses are processed however late: they end or belong to what
 	// was already accepted. Retransmissions of requests whose transaction
-	// exists are absorbed as usual. Default 20ms; a large value (1h)
+	// exists are absorbed as usual. Default 40ms; a large value (1h)
 	// turns shedding off.
 	MaxQueueDelay time.Duration `yaml:"max_queue_delay"`
 	// MaxTransactions bounds the server transactions alive at once (each
@@ -162,7 +162,7 @@ type Listener struct {
 // DefaultMaxQueueDelay is used when Config.MaxQueueDelay is zero. It
 // leaves room, within 50 ms, for the work after the wait (a REGISTER's
 // store commit, say).
-const DefaultMaxQueueDelay = 20 * time.Millisecond
+const DefaultMaxQueueDelay = 40 * time.Millisecond
 
 // DefaultListen is used when Config.Listen is empty.
 var DefaultListen = []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"}
