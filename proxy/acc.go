@@ -74,17 +74,11 @@ func (p *Proxy) observe(ctx context.Context, req *sip.Request, in Flow) RequestO
 // observer when there is one. b is the branch res came from, nil for a
 // response of the proxy's own.
 func (c *rctx) upstream(res *sip.Response, b *branch) {
-	send := func() {
-		if err := c.tx.Respond(res); err != nil && res.StatusCode/100 == 2 {
-			// The server transaction is over (Timer L, or a final
-			// response already sent): forward by the Via.
-			_ = c.p.sendResponse(res)
-		}
-	}
 	if c.acct == nil {
-		send()
+		c.respond(res)
 		return
 	}
+	send := func() { c.respond(res) }
 	c.mu.Lock()
 	up := Upstream{Cancelled: c.cancelled, Local: b == nil && c.finalLocal}
 	if b != nil {
@@ -92,4 +86,13 @@ func (c *rctx) upstream(res *sip.Response, b *branch) {
 	}
 	c.mu.Unlock()
 	c.acct.Respond(res, up, send)
+}
+
+// respond sends res upstream through the server transaction.
+func (c *rctx) respond(res *sip.Response) {
+	if err := c.tx.Respond(res); err != nil && res.StatusCode/100 == 2 {
+		// The server transaction is over (Timer L, or a final
+		// response already sent): forward by the Via.
+		_ = c.p.sendResponse(res)
+	}
 }

@@ -21,11 +21,40 @@ type dnsHops struct {
 	ts *resolve.Targets
 
 	mu   sync.Mutex
-	seen map[Hop]resolve.Target
+	seen []resolve.Target // the targets Next returned as hops
+	buf  [2]resolve.Target
 }
 
 func newDNSHops(ts *resolve.Targets) *dnsHops {
-	return &dnsHops{ts: ts, seen: make(map[Hop]resolve.Target, ts.Len())}
+	d := &dnsHops{ts: ts}
+	d.seen = d.buf[:0]
+	return d
+}
+
+// remember records t as the target of h (the latest one, when two
+// targets make the same hop).
+func (d *dnsHops) remember(h Hop, t resolve.Target) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range d.seen {
+		if s := &d.seen[i]; s.Transport == h.Proto && s.Addr == h.Addr && s.Host == h.Host {
+			*s = t
+			return
+		}
+	}
+	d.seen = append(d.seen, t)
+}
+
+// target returns the target Next returned as h.
+func (d *dnsHops) target(h Hop) (resolve.Target, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range d.seen {
+		if t.Transport == h.Proto && t.Addr == h.Addr && t.Host == h.Host {
+			return t, true
+		}
+	}
+	return resolve.Target{}, false
 }
 
 // Next implements Hops.
@@ -41,18 +70,14 @@ func (d *dnsHops) Next() (Hop, bool) {
 			continue
 		}
 		h := Hop{Proto: t.Transport, Addr: t.Addr, Host: t.Host}
-		d.mu.Lock()
-		d.seen[h] = t
-		d.mu.Unlock()
+		d.remember(h, t)
 		return h, true
 	}
 }
 
 // Fail implements Hops: the target goes on the resolver's blocklist.
 func (d *dnsHops) Fail(h Hop, why Failure) {
-	d.mu.Lock()
-	t, ok := d.seen[h]
-	d.mu.Unlock()
+	t, ok := d.target(h)
 	if !ok {
 		return
 	}
@@ -71,9 +96,7 @@ func reasonOf(why Failure) resolve.Reason {
 
 // FailFor is Fail with the time to avoid the hop: a 503's Retry-After.
 func (d *dnsHops) FailFor(h Hop, why Failure, dur time.Duration) {
-	d.mu.Lock()
-	t, ok := d.seen[h]
-	d.mu.Unlock()
+	t, ok := d.target(h)
 	if !ok {
 		return
 	}
@@ -83,9 +106,7 @@ func (d *dnsHops) FailFor(h Hop, why Failure, dur time.Duration) {
 // Succeed takes a hop that answered off the blocklist: it may have been
 // tried although blocked, because every other target was.
 func (d *dnsHops) Succeed(h Hop) {
-	d.mu.Lock()
-	t, ok := d.seen[h]
-	d.mu.Unlock()
+	t, ok := d.target(h)
 	if ok {
 		d.ts.Succeed(t)
 	}
@@ -158,22 +179,25 @@ func (p *Proxy) routeENUM(ctx context.Context, tx handler.ServerTx, req *sip.Req
 	p.met.enum.WithLabelValues("hit").Inc()
 	var pl plan
 	pl.kind = "enum"
-	for _, u := range uris {
+	for i := range uris {
+		u := &uris[i]
 		// Ours: one of our domains, or our own address with our
 		// port (the host alone may be a phone on this machine).
-		if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(&u)) {
-			ts, err := p.locator.Lookup(ctx, u)
+		if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(u)) {
+			ts, err := p.locator.Lookup(ctx, *u)
 			if err == nil && len(ts) > 0 {
 				pl.groups = append(pl.groups, byQ(ts)...)
 			}
 			continue
 		}
-		pl.groups = append(pl.groups, []Target{{URI: u, Q: 1}})
+		pl.groups = append(pl.groups, []Target{{URI: *u, Q: 1}})
 	}
 	if len(pl.groups) == 0 {
 		p.reply(tx, req, 480, "")
 		return
 	}
-	p.log.Debug("enum", "number", number, "uri", uris[0].String())
+	if p.debugging() {
+		p.log.Debug("enum", "number", number, "uri", uris[0].String())
+	}
 	p.dispatch(ctx, tx, req, pl)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"hash/fnv"
 	"net/netip"
 	"strings"
@@ -72,10 +73,9 @@ func (p *Proxy) flowUser(req *sip.Request, in, to Flow) string {
 	}
 	t.tag = tagHash(req.From.Tag())
 	t.callID = req.CallID
-	return flowTokenPrefix + b64(p.encodeToken(t))
+	var raw, text [128]byte // on the stack: the string is the one allocation
+	return string(base64.RawURLEncoding.AppendEncode(append(text[:0], flowTokenPrefix...), p.appendToken(raw[:0], t)))
 }
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // needsFlow reports whether requests to a peer must use the flow f rather
 // than the address in its contact: f is a stream (the peer may not accept
@@ -92,8 +92,8 @@ func needsFlow(f Flow, contact []sip.Address) bool {
 		return true
 	}
 	u := contact[0].URI
-	a, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil {
+	a, ok := parseIP(strings.Trim(u.Host, "[]"))
+	if !ok {
 		return true
 	}
 	port := u.Port
@@ -132,8 +132,11 @@ const flowMACLen = 8
 
 // encodeToken lays out: flags (bit 0 caller, bit 1 callee), the tag hash,
 // each flow present as proto, address length, address, port; then the MAC.
-func (p *Proxy) encodeToken(t flowToken) []byte {
-	b := make([]byte, 0, 48)
+func (p *Proxy) encodeToken(t flowToken) []byte { return p.appendToken(make([]byte, 0, 48), t) }
+
+// appendToken appends the token's bytes (encodeToken) to b.
+func (p *Proxy) appendToken(b []byte, t flowToken) []byte {
+	start := len(b)
 	var flags byte
 	if !t.caller.IsZero() {
 		flags |= 1
@@ -152,16 +155,34 @@ func (p *Proxy) encodeToken(t flowToken) []byte {
 		b = append(b, ip...)
 		b = binary.BigEndian.AppendUint16(b, f.Remote.Port())
 	}
-	return append(b, p.flowMAC(b, t.callID)...)
+	return p.appendMAC(b, b[start:], t.callID)
 }
 
-// flowMAC signs a token's bytes with the dialog's Call-ID.
-func (p *Proxy) flowMAC(b []byte, callID string) []byte {
-	m := hmac.New(sha256.New, p.flowKey)
-	m.Write(b)
-	m.Write([]byte{0})
-	m.Write([]byte(callID))
-	return m.Sum(nil)[:flowMACLen]
+// macState is an HMAC-SHA-256 keyed with the flow key, kept for reuse
+// (Proxy.macs): every in-dialog request with a token checks one, and
+// hmac.New costs a handful of allocations.
+type macState struct {
+	h   hash.Hash
+	in  []byte // the MAC's input, token ‖ 0 ‖ Call-ID
+	sum [sha256.Size]byte
+}
+
+// appendMAC appends to dst the MAC (flowMACLen bytes) that signs a
+// token's bytes b with the dialog's Call-ID.
+func (p *Proxy) appendMAC(dst, b []byte, callID string) []byte {
+	m, _ := p.macs.Get().(*macState)
+	if m == nil {
+		m = &macState{h: hmac.New(sha256.New, p.flowKey)}
+	} else {
+		m.h.Reset()
+	}
+	m.in = append(append(append(m.in[:0], b...), 0), callID...)
+	m.h.Write(m.in)
+	dst = append(dst, m.h.Sum(m.sum[:0])[:flowMACLen]...)
+	if cap(m.in) <= 1024 {
+		p.macs.Put(m)
+	}
+	return dst
 }
 
 // decodeToken reads the token of a Record-Route user part in a request of
@@ -178,12 +199,14 @@ func (p *Proxy) decodeToken(user, callID string) (flowToken, bool) {
 			return flowToken{}, false
 		}
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	var raw [96]byte // what 128 characters decode to, on the stack
+	b, err := base64.RawURLEncoding.Strict().AppendDecode(raw[:0], []byte(s))
 	if err != nil || len(b) < 5+flowMACLen {
 		return flowToken{}, false
 	}
 	body, mac := b[:len(b)-flowMACLen], b[len(b)-flowMACLen:]
-	if !hmac.Equal(mac, p.flowMAC(body, callID)) {
+	var want [flowMACLen]byte
+	if !hmac.Equal(mac, p.appendMAC(want[:0], body, callID)) {
 		return flowToken{}, false
 	}
 	t := flowToken{callID: callID}

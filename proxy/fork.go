@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,13 +20,16 @@ type rctx struct {
 	tx     handler.ServerTx
 	req    *sip.Request
 	in     Flow
-	hash   string
+	hash   uint64 // requestHash of req
 	invite bool
 	pl     plan
 
 	mu         sync.Mutex
 	group      int
-	branches   []*branch
+	branches   []*branch // of the groups started so far, in slab
+	slab       []branch  // every branch of pl (addGroupLocked)
+	one        [1]branch // slab of a single target
+	onePtr     [1]*branch
 	best       *sip.Response // best final non-2xx response received, our Via still on top
 	bestCode   int
 	bestRank   int
@@ -46,8 +48,12 @@ type rctx struct {
 type branch struct {
 	c      *rctx
 	target Target
-	out    *sip.Request // the prepared copy, without our Via
+	out    *sip.Request  // the prepared copy, stamped by the first attempt
+	outVia []sip.Via     // out's Via before stamp
+	outRR  []sip.Address // out's Record-Route before stamp
+	room   *stampRoom    // out's room for the first attempt's stamp
 	hops   Hops
+	first  hopSender // the first attempt's (route.sender)
 
 	// guarded by c.mu
 	attempt     int
@@ -106,9 +112,19 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	}
 }
 
-// limit trims the target set to Config.MaxBranches targets.
+// limit trims the target set to Config.MaxBranches targets, without
+// empty groups.
 func (p *Proxy) limit(pl plan) plan {
 	n := 0
+	trim := false
+	for _, g := range pl.groups {
+		n += len(g)
+		trim = trim || len(g) == 0
+	}
+	if !trim && n <= p.cfg.MaxBranches {
+		return pl
+	}
+	n = 0
 	var groups [][]Target
 	for _, g := range pl.groups {
 		if n+len(g) > p.cfg.MaxBranches {
@@ -123,16 +139,31 @@ func (p *Proxy) limit(pl plan) plan {
 	return pl
 }
 
-// addGroupLocked creates the branches of group g.
+// addGroupLocked creates the branches of group g. The branches of every
+// group are made at the first call, in one array (in the rctx itself for
+// a single target, the common case), with c.branches at its final
+// capacity, so a group costs no allocation.
 func (c *rctx) addGroupLocked(g int) []*branch {
 	c.group = g
-	var bs []*branch
-	for _, t := range c.pl.groups[g] {
-		b := &branch{c: c, target: t}
-		c.branches = append(c.branches, b)
-		bs = append(bs, b)
+	if c.branches == nil {
+		n := 0
+		for _, ts := range c.pl.groups {
+			n += len(ts)
+		}
+		if n == 1 {
+			c.slab, c.branches = c.one[:], c.onePtr[:0]
+		} else {
+			c.slab, c.branches = make([]branch, n), make([]*branch, 0, n)
+		}
 	}
-	return bs
+	start := len(c.branches)
+	for _, t := range c.pl.groups[g] {
+		b := &c.slab[len(c.branches)]
+		*b = branch{c: c, target: t}
+		c.branches = append(c.branches, b)
+	}
+	// Clipped: the next group's appends never reach into it.
+	return c.branches[start:len(c.branches):len(c.branches)]
 }
 
 // start prepares the branch's request and sends it to the first hop.
@@ -144,7 +175,8 @@ func (c *rctx) addGroupLocked(g int) []*branch {
 func (b *branch) start() {
 	c, p := b.c, b.c.p
 	var next sip.URI
-	b.out, next = p.prepare(c.req, b.target)
+	b.out, b.room, next = p.prepare(c.req, b.target)
+	b.outVia, b.outRR = b.out.Via, b.out.RecordRoute
 	if p.mayWait(c.req, next, b.target) {
 		if hops, ok := p.cachedHops(next); ok {
 			b.send(hops)
@@ -208,27 +240,36 @@ func (b *branch) next() bool {
 		}
 		b.attempt++
 		attempt := b.attempt
-		r.snd.onError = func(err error) { b.handle(attempt, nil, fmt.Errorf("%w: %v", transaction.ErrTransport, err)) }
-		// The request hash, then a number of its own (see branchPrefix):
-		// formatted on the stack, so the concatenation is the only
-		// allocation.
-		var seq [13]byte // a uint64 in base 36
-		b.id = branchPrefix + c.hash + "." + string(strconv.AppendUint(seq[:0], p.branchSeq.Add(1), 36))
-		msg := *b.out
-		p.stamp(&msg, c.in, r.out, r.flow, b.id)
-		b.req, b.r, b.tx = &msg, r, nil
+		snd := r.sender(p, b, attempt)
+		r.snd = snd
+		// The request hash, then a number of its own (see branchPrefix).
+		params, id := viaBranch(c.hash, p.branchSeq.Add(1))
+		b.id = id
+		// The first attempt sends the prepared request itself; a later one
+		// a copy (the earlier client transaction keeps its own), with
+		// the Via and Record-Route it had before stamp.
+		msg, room := b.out, b.room
+		if b.req != nil {
+			msg, room = new(sip.Request), nil
+			*msg = *b.out
+			msg.Via, msg.RecordRoute = b.outVia, b.outRR
+		}
+		p.stamp(msg, c.in, r.out, r.flow, params, room)
+		b.req, b.r, b.tx = msg, r, nil
 		b.responded, b.provisional = false, false // not cancelling: checked above
 		b.stopTimersLocked()
 		if c.invite {
-			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, func() { b.onTimerC(attempt) })
+			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, snd.timerC())
 		}
 		if c.pl.timeout > 0 {
-			b.silence = p.clock.AfterFunc(c.pl.timeout, func() { b.onSilence(attempt) })
+			b.silence = p.clock.AfterFunc(c.pl.timeout, snd.onSilence)
 		}
 		c.mu.Unlock()
 		p.met.branches.Inc()
-		p.log.Debug("forwarding", "method", msg.Method, "uri", msg.URI.String(), "hop", h.String(), "branch", b.id)
-		tx, err := p.env.Transactions.Request(&msg, r.snd, func(res *sip.Response, err error) { b.handle(attempt, res, err) })
+		if p.debugging() {
+			p.log.Debug("forwarding", "method", msg.Method, "uri", msg.URI.String(), "hop", h.String(), "branch", b.id)
+		}
+		tx, err := p.env.Transactions.Request(msg, snd, snd.onResponse)
 		c.mu.Lock()
 		cancel := false
 		if b.attempt == attempt {
@@ -248,6 +289,12 @@ func (b *branch) next() bool {
 		}
 		return true
 	}
+}
+
+// resetter is a Timer that can be re-armed, as time.Timer can: Timer C
+// restarts with every provisional response (RFC 3261 §16.7 step 2).
+type resetter interface {
+	Reset(d time.Duration) bool
 }
 
 func (b *branch) stopTimersLocked() {
@@ -397,9 +444,12 @@ func (c *rctx) provisional(b *branch, res *sip.Response) {
 	if res.StatusCode > 100 && !b.done {
 		b.provisional = true
 		if c.invite && b.timerC != nil {
-			b.timerC.Stop()
-			attempt := b.attempt
-			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, func() { b.onTimerC(attempt) })
+			if r, ok := b.timerC.(resetter); ok {
+				r.Reset(p.cfg.TimerC) // time.Timer's: no new timer per 18x
+			} else {
+				b.timerC.Stop()
+				b.timerC = p.clock.AfterFunc(p.cfg.TimerC, b.r.snd.timerC())
+			}
 		}
 		forward = !c.answered
 	}
@@ -596,8 +646,10 @@ func (c *rctx) finalLocked() *sip.Response {
 
 func (c *rctx) sendFinal(res *sip.Response) {
 	p := c.p
-	p.met.responses.WithLabelValues(strconv.Itoa(res.StatusCode/100) + "xx").Inc()
-	p.log.Debug("final response", "call-id", c.req.CallID, "method", c.req.Method, "code", res.StatusCode)
+	p.met.responses.WithLabelValues(classLabel(res.StatusCode)).Inc()
+	if p.debugging() {
+		p.log.Debug("final response", "call-id", c.req.CallID, "method", c.req.Method, "code", res.StatusCode)
+	}
 	c.upstream(res, nil)
 }
 
@@ -730,21 +782,27 @@ func (c *rctx) maybeRelease() {
 		return
 	}
 	c.released = true
+	// The targets are done with; the context itself lives on while its
+	// client transactions wait in Accepted or Completed (64*T1, 32 s):
+	// they hold no more than they need.
+	c.pl.groups = nil
 	c.mu.Unlock()
 	c.p.mu.Lock()
 	c.p.pending--
 	c.p.mu.Unlock()
 }
 
-// stripVia returns a copy of res without its top Via (§16.7 step 3), or
-// nil when no Via would be left.
+// stripVia removes the top Via of res (§16.7 step 3) and returns res, or
+// nil, leaving res alone, when no Via would be left. It changes res in
+// place rather than copying the message: a response the transaction layer
+// passed up (or the server handed over as stray) is the proxy's, nothing
+// else reads it afterwards, and this one goes upstream.
 func stripVia(res *sip.Response) *sip.Response {
 	if res == nil || len(res.Via) < 2 {
 		return nil
 	}
-	fwd := *res
-	fwd.Via = res.Via[1:]
-	return &fwd
+	res.Via = res.Via[1:]
+	return res
 }
 
 // --- branches whose client transaction ended under them ---

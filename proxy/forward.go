@@ -14,6 +14,7 @@ import (
 	"github.com/hlas-voip/hlas/handler"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/resolve"
+	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 )
 
@@ -24,11 +25,12 @@ const resolveTimeout = 5 * time.Second
 // steps 1-3 and 6): the new Request-URI, Max-Forwards decremented (70 when
 // absent), the registration's Path ahead of the Route set, and the strict
 // router fix-up when the next Route entry lacks lr. Via and Record-Route
-// are added per hop by stamp. next is the URI the next hop is found from
-// (§16.6 step 7): the first Route entry, or the Request-URI when there is
-// none or the next hop is a strict router.
-func (p *Proxy) prepare(req *sip.Request, t Target) (out *sip.Request, next sip.URI) {
-	out = new(sip.Request)
+// are added per hop by stamp, in room when they fit. next is the URI the
+// next hop is found from (§16.6 step 7): the first Route entry, or the
+// Request-URI when there is none or the next hop is a strict router.
+func (p *Proxy) prepare(req *sip.Request, t Target) (out *sip.Request, room *stampRoom, next sip.URI) {
+	pr := new(prepared)
+	out, room = &pr.req, &pr.room
 	*out = *req
 	out.URI = t.URI
 	out.Fields = slices.Clip(req.Fields)
@@ -39,25 +41,42 @@ func (p *Proxy) prepare(req *sip.Request, t Target) (out *sip.Request, next sip.
 	} else if out.MaxForwards > 0 {
 		out.MaxForwards--
 	}
-	var routes []sip.Address
-	for _, a := range t.Path {
-		if len(routes) == 0 && p.isSelf(&a.URI) {
-			continue // our own Path entry
-		}
-		routes = append(routes, a)
+	path := t.Path
+	for len(path) > 0 && p.isSelf(&path[0].URI) {
+		path = path[1:] // our own Path entry
 	}
-	out.Route = append(routes, req.Route...)
+	if len(path) == 0 {
+		out.Route = slices.Clip(req.Route) // shared: nothing changes it in place
+	} else {
+		out.Route = append(append(make([]sip.Address, 0, len(path)+len(req.Route)), path...), req.Route...)
+	}
 	if len(out.Route) > 0 && !out.Route[0].URI.Params.Has("lr") {
 		// §16.6 step 6: the next hop is a strict router.
 		first := out.Route[0]
 		out.Route = append(out.Route[1:len(out.Route):len(out.Route)], sip.Address{URI: out.URI})
 		out.URI = first.URI
-		return out, out.URI
+		return out, room, out.URI
 	}
 	if len(out.Route) > 0 {
-		return out, out.Route[0].URI
+		return out, room, out.Route[0].URI
 	}
-	return out, out.URI
+	return out, room, out.URI
+}
+
+// prepared is what prepare allocates: the copy of the request, and room
+// for the Via and Record-Route lists stamp gives it, so that forwarding a
+// typical request (from its user agent, one Via; outside a dialog, no
+// Record-Route yet) costs one allocation for the three.
+type prepared struct {
+	req  sip.Request
+	room stampRoom
+}
+
+// stampRoom is where stamp puts a request's new Via and Record-Route
+// lists when they fit.
+type stampRoom struct {
+	via [2]sip.Via
+	rr  [1]sip.Address
 }
 
 // recordsRoute reports whether the proxy inserts Record-Route into out:
@@ -78,10 +97,17 @@ func (p *Proxy) recordsRoute(out *sip.Request) bool {
 // prepared request about to leave through out, to the target's flow when
 // it has one. The Record-Route carries a flow token when the caller or the
 // callee can only be reached over its flow (flowtoken.go).
-func (p *Proxy) stamp(req *sip.Request, in Flow, out side, to Flow, branch string) {
-	v := sip.Via{Transport: out.proto, Host: out.host, Port: out.port, Params: sip.Params(";branch=" + branch)}
+func (p *Proxy) stamp(req *sip.Request, in Flow, out side, to Flow, viaParams sip.Params, room *stampRoom) {
+	v := sip.Via{Transport: out.proto, Host: out.host, Port: out.port, Params: viaParams}
 	direct := len(req.Via) == 1 // the caller is the UA itself, not a proxy before us
-	req.Via = append([]sip.Via{v}, req.Via...)
+	var vias []sip.Via
+	if n := 1 + len(req.Via); room != nil && n <= len(room.via) {
+		vias = room.via[:1:n]
+	} else {
+		vias = make([]sip.Via, 1, n)
+	}
+	vias[0] = v
+	req.Via = append(vias, req.Via...)
 	if !p.recordsRoute(req) {
 		return
 	}
@@ -89,12 +115,22 @@ func (p *Proxy) stamp(req *sip.Request, in Flow, out side, to Flow, branch strin
 		in = Flow{} // its flow leads to that proxy, which routes by itself
 	}
 	user := p.flowUser(req, in, to)
-	rr := []sip.Address{{URI: out.uri(false)}}
+	var own [2]sip.Address
+	n := 1
+	own[0].URI = out.uri(false)
 	if is, ok := p.inSide(in); ok && (is.proto != out.proto || is.host != out.host || is.port != out.port) {
-		rr = []sip.Address{{URI: out.uri(true)}, {URI: is.uri(true)}}
+		own[0].URI, own[1].URI = out.uri(true), is.uri(true)
+		n = 2
 	}
-	for i := range rr {
-		rr[i].URI.User = user
+	var rr []sip.Address
+	if m := n + len(req.RecordRoute); room != nil && m <= len(room.rr) {
+		rr = room.rr[:0:m]
+	} else {
+		rr = make([]sip.Address, 0, m)
+	}
+	for i := range n {
+		own[i].URI.User = user
+		rr = append(rr, own[i])
 	}
 	req.RecordRoute = append(rr, req.RecordRoute...)
 }
@@ -103,27 +139,93 @@ func (p *Proxy) stamp(req *sip.Request, in Flow, out side, to Flow, branch strin
 // it has one (RFC 5626 §5.3: back where the REGISTER came from), else to
 // the resolved hop. It never waits on a peer: stream messages are queued
 // on the connection, and a connection that must be opened first is dialed
-// in the background (onError hears of a failed dial).
+// in the background (dialFailed hears of a failed dial).
 type hopSender struct {
-	p       *Proxy
-	proto   string
-	local   netip.AddrPort
-	remote  netip.AddrPort
-	conn    *transport.Conn
-	onError func(error)
+	p      *Proxy
+	proto  string
+	local  netip.AddrPort
+	remote netip.AddrPort
+	conn   *transport.Conn
+
+	// The attempt of a stateful branch the sender serves (nil, 0 for
+	// stateless forwarding): its client transaction's responses, a dial
+	// failure and its timers go there, so that one object per attempt
+	// carries them all.
+	b       *branch
+	attempt int
+	fireC   func() // onTimerC as a func, made once per attempt (timerC)
 }
 
-// Send implements transaction.Sender.
+// onResponse is the client transaction's ResponseHandler.
+func (s *hopSender) onResponse(res *sip.Response, err error) { s.b.handle(s.attempt, res, err) }
+
+// dialFailed hears of a connection that could not be opened in the
+// background.
+func (s *hopSender) dialFailed(err error) {
+	if s.b != nil {
+		s.b.handle(s.attempt, nil, fmt.Errorf("%w: %v", transaction.ErrTransport, err))
+	}
+}
+
+// timerC returns the attempt's Timer C function; the branch's c.mu is
+// held (Timer C restarts with every provisional response).
+func (s *hopSender) timerC() func() {
+	if s.fireC == nil {
+		s.fireC = s.onTimerC
+	}
+	return s.fireC
+}
+
+func (s *hopSender) onTimerC()  { s.b.onTimerC(s.attempt) }
+func (s *hopSender) onSilence() { s.b.onSilence(s.attempt) }
+
+// Send implements transaction.Sender: m is encoded into a pooled buffer,
+// which the Network does not keep (a client transaction keeps its request,
+// not the bytes, and encodes it again to retransmit).
 func (s *hopSender) Send(m sip.Message) error {
-	return s.SendWire(m.AppendTo(make([]byte, 0, 1536)))
+	bp := s.p.getBuf()
+	b := m.AppendTo((*bp)[:0])
+	err := s.SendWire(b)
+	s.p.putBuf(bp, b)
+	return err
+}
+
+// maxPooledBuf bounds the buffers kept for reuse: a rare huge message
+// must not pin its buffer in the pool.
+const maxPooledBuf = 64 << 10
+
+// getBuf returns an empty encoding buffer from the Proxy's pool.
+func (p *Proxy) getBuf() *[]byte {
+	if bp, ok := p.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 2048)
+	return &b
+}
+
+// putBuf gives bp back to the pool with b, what was encoded into it (maybe
+// grown), once nothing refers to the bytes any more.
+func (p *Proxy) putBuf(bp *[]byte, b []byte) {
+	if cap(b) > maxPooledBuf {
+		return
+	}
+	*bp = b[:0]
+	p.bufs.Put(bp)
 }
 
 // SendWire sends encoded bytes.
 func (s *hopSender) SendWire(b []byte) error {
-	if s.proto == transport.UDP {
-		return s.p.env.Network.WriteTo(transport.UDP, s.local, s.remote, b)
+	return s.p.sendWire(s.proto, s.local, s.remote, s.conn, b, s)
+}
+
+// sendWire sends b over proto to remote: over UDP from the socket bound to
+// local, over a stream on conn (see sendStream; from hears of a failed
+// dial). b is not kept.
+func (p *Proxy) sendWire(proto string, local, remote netip.AddrPort, conn *transport.Conn, b []byte, from *hopSender) error {
+	if proto == transport.UDP {
+		return p.env.Network.WriteTo(transport.UDP, local, remote, b)
 	}
-	return s.p.sendStream(s.proto, s.remote, s.conn, b, s.onError)
+	return p.sendStream(proto, remote, conn, b, from)
 }
 
 // Reliable implements transaction.Sender.
@@ -135,8 +237,8 @@ const maxDials = 64
 // sendStream sends b over a stream: on conn while open, else on the
 // connection the table has for remote, else over a new connection dialed
 // by a bounded background goroutine (the caller learns of a failed dial
-// through onError, when not nil).
-func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.Conn, b []byte, onError func(error)) error {
+// through from.dialFailed, when from is not nil). b is not kept.
+func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.Conn, b []byte, from *hopSender) error {
 	for _, c := range []*transport.Conn{conn, p.env.Network.Lookup(proto, remote)} {
 		if c == nil {
 			continue
@@ -156,8 +258,8 @@ func (p *Proxy) sendStream(proto string, remote netip.AddrPort, conn *transport.
 		defer func() { <-p.dials }()
 		if err := p.env.Network.WriteTo(proto, netip.AddrPort{}, remote, b); err != nil {
 			p.log.Debug("send on a new connection", "proto", proto, "to", remote.String(), "err", err)
-			if onError != nil {
-				onError(err)
+			if from != nil {
+				from.dialFailed(err)
 			}
 		}
 	})
@@ -198,7 +300,7 @@ type route struct {
 	hop  Hop
 	flow Flow
 	out  side
-	snd  *hopSender
+	snd  *hopSender // a stateful attempt's (route.sender)
 }
 
 // hopsFor returns the hops for out, the prepared copy of req for t: the
@@ -208,7 +310,12 @@ type route struct {
 func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) {
 	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
 		f := t.Flow
-		return NewHopList(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
+		return singleHop(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
+	}
+	if sr, ok := p.resolver.(*StaticResolver); ok && !sr.lookup(next) {
+		// A configured route or an IP literal: nothing to wait for, so
+		// no deadline (a context and a timer) to make.
+		return sr.Resolve(p.stop, next)
 	}
 	ctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
 	defer cancel()
@@ -285,7 +392,7 @@ func (p *Proxy) cachedHops(next sip.URI) (Hops, bool) {
 	if !ok || sr.DNS == nil {
 		return nil, false
 	}
-	ts, err := sr.DNS.Resolve(resolve.CacheOnly(context.Background()), next)
+	ts, err := sr.DNS.Resolve(p.cacheOnly, next)
 	if err != nil {
 		return nil, false
 	}
@@ -303,8 +410,18 @@ func (p *Proxy) routeTo(h Hop, t Target) (route, error) {
 	if err != nil {
 		return route{}, err
 	}
-	snd := &hopSender{p: p, proto: h.Proto, local: out.local, remote: h.Addr, conn: flow.Conn}
-	return route{hop: h, flow: flow, out: out, snd: snd}, nil
+	return route{hop: h, flow: flow, out: out}, nil
+}
+
+// sender returns the sender for a stateful branch's attempt over r: the
+// branch's own for its first attempt, a new one for a failover.
+func (r *route) sender(p *Proxy, b *branch, attempt int) *hopSender {
+	s := &b.first
+	if attempt != 1 {
+		s = new(hopSender)
+	}
+	*s = hopSender{p: p, proto: r.hop.Proto, local: r.out.local, remote: r.hop.Addr, conn: r.flow.Conn, b: b, attempt: attempt}
+	return s
 }
 
 // stateless forwards req to the first target of pl without keeping any
@@ -314,38 +431,42 @@ func (p *Proxy) routeTo(h Hop, t Target) (route, error) {
 // DNS must find and the resolver's cache cannot give at once is looked up
 // on the lookup pool, as a stateful branch's is, not on the worker.
 func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Request, pl plan) {
-	ts := pl.all()
-	if len(ts) == 0 {
+	t, ok := pl.first()
+	if !ok {
 		p.reply(tx, req, 480, "")
 		return
 	}
-	t := ts[0]
-	out, next := p.prepare(req, t)
+	out, room, next := p.prepare(req, t)
 	if p.mayWait(req, next, t) {
 		if hops, ok := p.cachedHops(next); ok {
-			p.statelessSend(tx, req, pl, t, out, next, hops, nil)
+			p.statelessSend(tx, req, pl, t, out, room, next, hops, nil)
 			return
 		}
+		t, next := t, next // only this path keeps them, on the heap
 		p.onLookupPool(func() {
 			hops, err := p.hopsFor(req, next, t)
-			p.statelessSend(tx, req, pl, t, out, next, hops, err)
+			p.statelessSend(tx, req, pl, t, out, room, next, hops, err)
 		})
 		return
 	}
 	hops, err := p.hopsFor(req, next, t)
-	p.statelessSend(tx, req, pl, t, out, next, hops, err)
+	p.statelessSend(tx, req, pl, t, out, room, next, hops, err)
 }
 
 // statelessSend sends out (req prepared for t) to the first of hops that
 // takes it, or answers the lookup's error.
-func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t Target, out *sip.Request, next sip.URI, hops Hops, err error) {
+func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t Target, out *sip.Request, room *stampRoom, next sip.URI, hops Hops, err error) {
 	if err != nil {
 		p.log.Debug("no route", "uri", next.String(), "err", err)
 		p.reply(tx, req, noRouteCode(err), "")
 		return
 	}
 	in := flowOf(tx)
-	branch := branchPrefix + p.hashOf(req) + ".0"
+	params, _ := viaBranch(p.hashOf(req), 0)
+	// out is stamped in place for each hop, from its own Via and
+	// Record-Route, in the same room: nothing keeps it, it is encoded
+	// and sent at once.
+	via, rr := out.Via, out.RecordRoute
 	for {
 		h, ok := hops.Next()
 		if !ok {
@@ -354,9 +475,13 @@ func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t 
 		}
 		r, err := p.routeTo(h, t)
 		if err == nil {
-			msg := *out
-			p.stamp(&msg, in, r.out, r.flow, branch)
-			if err = r.snd.Send(&msg); err == nil {
+			out.Via, out.RecordRoute = via, rr
+			p.stamp(out, in, r.out, r.flow, params, room)
+			bp := p.getBuf()
+			b := out.AppendTo((*bp)[:0])
+			err = p.sendWire(h.Proto, r.out.local, h.Addr, r.flow.Conn, b, nil)
+			p.putBuf(bp, b)
+			if err == nil {
 				p.met.stateless.WithLabelValues("request").Inc()
 				p.met.requests.WithLabelValues(pl.kind).Inc()
 				return
@@ -377,8 +502,7 @@ func (p *Proxy) HandleACK(ctx context.Context, ack *sip.Request, in Flow) {
 	if ack.MaxForwards == 0 {
 		return
 	}
-	p.Route(handler.HandlerFunc(func(context.Context, handler.ServerTx, *sip.Request) {})).
-		ServeSIP(ctx, ackTx{in}, ack)
+	p.ackRoute.ServeSIP(ctx, ackTx{in}, ack)
 }
 
 // ackTx stands for the transaction an ACK does not have.
@@ -406,12 +530,11 @@ func (p *Proxy) HandleResponse(res *sip.Response, in Flow) bool {
 		b.orphanResponse(res)
 		return true
 	}
-	if len(res.Via) < 2 {
+	fwd := stripVia(res)
+	if fwd == nil {
 		return false
 	}
-	fwd := *res
-	fwd.Via = res.Via[1:]
-	if err := p.sendResponse(&fwd); err != nil {
+	if err := p.sendResponse(fwd); err != nil {
 		p.log.Debug("stateless response not sent", "code", res.StatusCode, "err", err)
 		return true
 	}
@@ -438,11 +561,16 @@ func (p *Proxy) sendResponse(res *sip.Response) error {
 	default:
 		return fmt.Errorf("proxy: response Via transport %q not supported", v.Transport)
 	}
-	b := res.AppendTo(make([]byte, 0, 1536))
+	bp := p.getBuf()
+	b := res.AppendTo((*bp)[:0])
+	var err error
 	if proto == transport.UDP {
-		return p.env.Network.WriteTo(proto, netip.AddrPort{}, dst, b)
+		err = p.env.Network.WriteTo(proto, netip.AddrPort{}, dst, b)
+	} else {
+		err = p.sendStream(proto, dst, nil, b, nil)
 	}
-	return p.sendStream(proto, dst, nil, b, nil)
+	p.putBuf(bp, b)
+	return err
 }
 
 // redirect answers with the targets as Contacts (RFC 3261 §8.3, §21.3):
@@ -476,6 +604,6 @@ func (p *Proxy) redirect(tx handler.ServerTx, req *sip.Request, ts []Target, cod
 		res.Contact = append(res.Contact, a)
 	}
 	p.met.requests.WithLabelValues("redirected").Inc()
-	p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
+	p.met.replies.WithLabelValues(codeLabel(code)).Inc()
 	_ = tx.RespondStateless(res)
 }

@@ -154,6 +154,7 @@ type testEnv struct {
 	clock *transaction.FakeClock
 	net   *fakeNet
 	reg   *prometheus.Registry
+	h     handler.Handler // chain, for serve
 }
 
 func newTestEnv(t testing.TB, cfg Config, mod func(*Env)) *testEnv {
@@ -181,6 +182,7 @@ func newTestEnv(t testing.TB, cfg Config, mod func(*Env)) *testEnv {
 	}
 	p.SetListeners([]Listener{{transport.UDP, proxyUDP}, {transport.TCP, proxyUDP}})
 	e.p = p
+	e.h = e.chain()
 	return e
 }
 
@@ -193,11 +195,12 @@ func (e *testEnv) chain() handler.Handler {
 	return e.p.Preprocess(e.p.Route(notFound))
 }
 
-// serve runs req (as received from the caller over UDP) through the chain.
+// serve runs req (as received from the caller over UDP) through the chain,
+// built once as the server builds its own.
 func (e *testEnv) serve(req *sip.Request) *fakeTx {
 	tx := &fakeTx{flow: Flow{Proto: transport.UDP, Local: proxyUDP, Remote: callerIn}}
 	req.StampVia(callerIn)
-	e.chain().ServeSIP(context.Background(), tx, req)
+	e.h.ServeSIP(context.Background(), tx, req)
 	return tx
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,14 +73,27 @@ func (f LocatorFunc) Lookup(ctx context.Context, aor sip.URI) ([]Target, error) 
 // for sips, RFC 3261 §10.3 step 5), the unescaped user part, "@" and the
 // lower-case host; port, parameters and headers dropped.
 func AOR(u sip.URI) string {
+	user, host := sip.Unescape(u.User), strings.ToLower(u.Host)
 	var b strings.Builder
+	b.Grow(len("sip:") + len(user) + 1 + len(host))
 	b.WriteString("sip:")
-	if u.User != "" {
-		b.WriteString(sip.Unescape(u.User))
+	if user != "" {
+		b.WriteString(user)
 		b.WriteByte('@')
 	}
-	b.WriteString(strings.ToLower(u.Host))
+	b.WriteString(host)
 	return b.String()
+}
+
+// appendAOR appends AOR(*u), for looking it up in a map without making
+// the string.
+func appendAOR(b []byte, u *sip.URI) []byte {
+	b = append(b, "sip:"...)
+	if u.User != "" {
+		b = append(b, sip.Unescape(u.User)...)
+		b = append(b, '@')
+	}
+	return append(b, strings.ToLower(u.Host)...)
 }
 
 // StaticLocator is a fixed table of bindings, keyed by AOR.
@@ -88,7 +101,8 @@ type StaticLocator map[string][]Target
 
 // Lookup returns the bindings of aor, or ErrNotFound.
 func (s StaticLocator) Lookup(_ context.Context, aor sip.URI) ([]Target, error) {
-	ts, ok := s[AOR(aor)]
+	var buf [128]byte
+	ts, ok := s[string(appendAOR(buf[:0], &aor))]
 	if !ok {
 		return nil, ErrNotFound
 	}
@@ -114,15 +128,40 @@ func (c chainLocator) Lookup(ctx context.Context, aor sip.URI) ([]Target, error)
 
 // byQ groups targets by q-value, highest first (RFC 3261 §16.6: equal q in
 // parallel, lower q after higher ones failed); order within a group is kept.
+// The groups are windows of ts when it is in that order already (one
+// contact, or contacts listed highest q first, as Locators return them),
+// else of a sorted copy; ts is never changed.
 func byQ(ts []Target) [][]Target {
-	sorted := append([]Target(nil), ts...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Q > sorted[j].Q })
-	var groups [][]Target
-	for i, t := range sorted {
-		if i == 0 || t.Q != sorted[i-1].Q {
-			groups = append(groups, nil)
+	higherQ := func(a, b Target) int {
+		switch {
+		case a.Q > b.Q:
+			return -1
+		case a.Q < b.Q:
+			return 1
 		}
-		groups[len(groups)-1] = append(groups[len(groups)-1], t)
+		return 0
+	}
+	if len(ts) == 0 {
+		return nil
+	}
+	sorted := ts
+	if !slices.IsSortedFunc(ts, higherQ) {
+		sorted = slices.Clone(ts)
+		slices.SortStableFunc(sorted, higherQ)
+	}
+	n := 0
+	for i := range sorted {
+		if i == 0 || sorted[i].Q != sorted[i-1].Q {
+			n++
+		}
+	}
+	groups := make([][]Target, 0, n)
+	start := 0
+	for i := 1; i <= len(sorted); i++ {
+		if i == len(sorted) || sorted[i].Q != sorted[i-1].Q {
+			groups = append(groups, sorted[start:i:i])
+			start = i
+		}
 	}
 	return groups
 }

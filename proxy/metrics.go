@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,4 +54,57 @@ func (m *metrics) register(r prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// classLabel is the class label of a status code, "4xx": a constant, not
+// a string built per response.
+func classLabel(code int) string {
+	switch code / 100 {
+	case 1:
+		return "1xx"
+	case 2:
+		return "2xx"
+	case 3:
+		return "3xx"
+	case 4:
+		return "4xx"
+	case 5:
+		return "5xx"
+	case 6:
+		return "6xx"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// codeLabel is the code label of a status code: a constant for the codes
+// the proxy answers with itself (a refusal under a flood must not
+// allocate for its metric), strconv otherwise.
+func codeLabel(code int) string {
+	switch code {
+	case 300:
+		return "300"
+	case 302:
+		return "302"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 408:
+		return "408"
+	case 480:
+		return "480"
+	case 482:
+		return "482"
+	case 483:
+		return "483"
+	case 487:
+		return "487"
+	case 500:
+		return "500"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(code)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -31,6 +30,8 @@ type Network interface {
 	// WriteTo sends an encoded message: over UDP from the socket bound to
 	// local (any suitable one when local is zero), over TCP or TLS on the
 	// connection open to remote or a new one (it may wait for a dial).
+	// data is the caller's again once WriteTo returns (the proxy reuses
+	// its encoding buffers): what is queued must be a copy.
 	WriteTo(proto string, local, remote netip.AddrPort, data []byte) error
 	// Lookup returns the open connection to remote, or nil.
 	Lookup(proto string, remote netip.AddrPort) *transport.Conn
@@ -109,12 +110,17 @@ type Proxy struct {
 	resolver Resolver
 	domains  map[string]bool
 	rules    []handler.Middleware
+	ackRoute handler.Handler // Route for HandleACK, where nothing is answered
 
 	mu        sync.Mutex
 	listeners []Listener
 	pending   int
 	orphans   map[string]*branch
 	srcIP     map[netip.Addr]netip.Addr
+	hosts     map[netip.Addr]string // hostOf
+
+	bufs sync.Pool // *[]byte encoding buffers of the messages sent (getBuf)
+	macs sync.Pool // *macState of flowKey (appendMAC)
 
 	dials   chan struct{}  // semaphore of background dials
 	lookups chan struct{}  // semaphore of background Resolver calls
@@ -125,6 +131,9 @@ type Proxy struct {
 	// than hold the shutdown for up to resolveTimeout.
 	stop       context.Context
 	cancelStop context.CancelFunc
+	// cacheOnly asks the DNS resolver for cached answers only
+	// (resolve.CacheOnly), made once.
+	cacheOnly context.Context
 
 	// branchSeq numbers the client transactions of stateful forwarding,
 	// after the request hash in their branch: a request resent as the
@@ -167,10 +176,12 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		domains: map[string]bool{},
 		orphans: map[string]*branch{},
 		srcIP:   map[netip.Addr]netip.Addr{},
+		hosts:   map[netip.Addr]string{},
 		dials:   make(chan struct{}, maxDials),
 		lookups: make(chan struct{}, maxLookups),
 	}
 	p.stop, p.cancelStop = context.WithCancel(context.Background())
+	p.cacheOnly = resolve.CacheOnly(context.Background())
 	for _, d := range env.Domains {
 		p.domains[strings.ToLower(d)] = true
 	}
@@ -197,6 +208,8 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		}
 		p.rules = append(p.rules, When(r.matcher(), p.action(i, r)))
 	}
+	// The routing of ACKs outside transactions (HandleACK), built once.
+	p.ackRoute = p.Route(handler.HandlerFunc(func(context.Context, handler.ServerTx, *sip.Request) {}))
 	p.met = newMetrics(p)
 	if env.Registerer != nil {
 		if err := p.met.register(env.Registerer); err != nil {
@@ -240,12 +253,23 @@ func (p *Proxy) Trusted(ip netip.Addr) bool {
 	}
 	for _, gws := range p.c.gateways {
 		for _, g := range gws {
-			if a, err := netip.ParseAddr(g.URI.Hostname()); err == nil && a.Unmap() == ip {
+			if a, ok := parseIP(g.URI.Hostname()); ok && a.Unmap() == ip {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// parseIP is netip.ParseAddr for a host that is often a name (no
+// brackets): a name is told apart first, without the error value
+// ParseAddr allocates for it.
+func parseIP(host string) (netip.Addr, bool) {
+	if host == "" || !(host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0) {
+		return netip.Addr{}, false // an IPv4 address starts with a digit, an IPv6 one has colons
+	}
+	a, err := netip.ParseAddr(host)
+	return a, err == nil
 }
 
 // IsLocalDomain reports whether host is one of the server's domains or
@@ -264,8 +288,8 @@ func (p *Proxy) isSelf(u *sip.URI) bool {
 		return p.env.IsSelf(u)
 	}
 	host := strings.Trim(u.Host, "[]")
-	a, err := netip.ParseAddr(host)
-	if err != nil {
+	a, ok := parseIP(host)
+	if !ok {
 		return false
 	}
 	p.mu.Lock()
@@ -277,6 +301,11 @@ func (p *Proxy) isSelf(u *sip.URI) bool {
 	}
 	return false
 }
+
+// debugging reports whether debug logs are wanted. A Debug call on the
+// hot path boxes its arguments (and runs their String methods) before the
+// handler can refuse them, so such calls are guarded by it.
+func (p *Proxy) debugging() bool { return p.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // --- context values ---
 
@@ -330,7 +359,7 @@ func (p *Proxy) reply(tx handler.ServerTx, req *sip.Request, code int, reason st
 	if req.Method == sip.ACK {
 		return
 	}
-	p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
+	p.met.replies.WithLabelValues(codeLabel(code)).Inc()
 	_ = tx.RespondStateless(p.newResponse(req, code, reason))
 }
 
@@ -349,40 +378,96 @@ const branchPrefix = sip.MagicCookie + "hlp"
 // tag and CSeq number. The To tag and the Proxy-Require and
 // Proxy-Authorization fields are left out so that a CANCEL and the ACK of a
 // non-2xx response hash like their INVITE, as a stateless proxy needs
-// (§16.11); the top Via's branch tells transactions apart.
-func (p *Proxy) requestHash(req *sip.Request, top *sip.Via) string {
-	h := fnv.New64a()
+// (§16.11); the top Via's branch tells transactions apart. It is FNV-1a
+// (hash/fnv's New64a) over the per-Proxy salt and those values, computed
+// without allocating; branches carry it in base 36 (appendBranch).
+func (p *Proxy) requestHash(req *sip.Request, top *sip.Via) uint64 {
+	h := fnv64(fnvOffset64)
 	var salt [8]byte
 	binary.LittleEndian.PutUint64(salt[:], p.salt)
-	h.Write(salt[:])
-	sep := []byte{0}
+	h.write(salt[:])
+	var buf [256]byte // the Request-URI, numbers: on the stack
 	if top != nil {
 		b := top.Branch()
-		h.Write([]byte(strings.ToLower(top.Host)))
-		h.Write([]byte(strconv.Itoa(top.Port)))
-		h.Write(sep)
-		h.Write([]byte(b))
+		h.writeLower(top.Host)
+		h.write(strconv.AppendInt(buf[:0], int64(top.Port), 10))
+		h.writeByte(0)
+		h.writeString(b)
 		if !strings.HasPrefix(b, sip.MagicCookie) {
-			h.Write([]byte(top.String()))
+			h.write(top.AppendTo(buf[:0]))
 		}
 	}
-	h.Write(sep)
-	h.Write(req.URI.AppendTo(nil))
-	h.Write(sep)
-	h.Write([]byte(req.CallID))
-	h.Write(sep)
-	h.Write([]byte(req.From.Tag()))
-	h.Write(sep)
-	h.Write([]byte(strconv.FormatUint(uint64(req.CSeq.Seq), 10)))
-	return strconv.FormatUint(h.Sum64(), 36)
+	h.writeByte(0)
+	h.write(req.URI.AppendTo(buf[:0]))
+	h.writeByte(0)
+	h.writeString(req.CallID)
+	h.writeByte(0)
+	h.writeString(req.From.Tag())
+	h.writeByte(0)
+	h.write(strconv.AppendUint(buf[:0], uint64(req.CSeq.Seq), 10))
+	return uint64(h)
+}
+
+// fnv64 is a running FNV-1a hash, 64 bits (hash/fnv's New64a without the
+// interface and the allocations around it).
+type fnv64 uint64
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func (h *fnv64) writeByte(c byte) { *h = (*h ^ fnv64(c)) * fnvPrime64 }
+
+func (h *fnv64) write(b []byte) {
+	for _, c := range b {
+		h.writeByte(c)
+	}
+}
+
+func (h *fnv64) writeString(s string) {
+	for i := 0; i < len(s); i++ {
+		h.writeByte(s[i])
+	}
+}
+
+// writeLower hashes s in ASCII lower case (host names are ASCII).
+func (h *fnv64) writeLower(s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h.writeByte(c)
+	}
 }
 
 // hashOf returns the hash of the request as received: over its top Via.
-func (p *Proxy) hashOf(req *sip.Request) string {
+func (p *Proxy) hashOf(req *sip.Request) uint64 {
 	if len(req.Via) == 0 {
 		return p.requestHash(req, nil)
 	}
 	return p.requestHash(req, &req.Via[0])
+}
+
+// appendBranch appends the branch of a request with hash, numbered n (0
+// for a stateless forward): branchPrefix, the hash and n in base 36,
+// separated by a dot.
+func appendBranch(b []byte, hash, n uint64) []byte {
+	b = append(b, branchPrefix...)
+	b = strconv.AppendUint(b, hash, 36)
+	b = append(b, '.')
+	return strconv.AppendUint(b, n, 36)
+}
+
+// viaBranch returns the parameters of the proxy's Via for a request with
+// hash, numbered n, and the branch within them: one string, so one
+// allocation.
+func viaBranch(hash, n uint64) (params sip.Params, branch string) {
+	const key = ";branch="
+	var buf [64]byte
+	s := string(appendBranch(append(buf[:0], key...), hash, n))
+	return sip.Params(s), s[len(key):]
 }
 
 // ownVia reports whether v was written by this proxy, and its hash.
@@ -411,7 +496,8 @@ func (p *Proxy) looped(req *sip.Request) bool {
 		if !ok {
 			continue
 		}
-		if p.requestHash(req, &req.Via[i+1]) == hash {
+		var buf [16]byte // a uint64 in base 36
+		if string(strconv.AppendUint(buf[:0], p.requestHash(req, &req.Via[i+1]), 36)) == hash {
 			return true
 		}
 	}
@@ -482,6 +568,26 @@ func hostString(a netip.Addr) string {
 	return a.Unmap().String()
 }
 
+// maxHostCache bounds the cache of local addresses as text.
+const maxHostCache = 256
+
+// hostOf is hostString(a) for a local address (a listener's, the source
+// address towards a peer, a connection's local one), written once, not for
+// every Via and Record-Route: there are few of them.
+func (p *Proxy) hostOf(a netip.Addr) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h, ok := p.hosts[a]; ok {
+		return h
+	}
+	if len(p.hosts) >= maxHostCache {
+		clear(p.hosts)
+	}
+	h := hostString(a)
+	p.hosts[a] = h
+	return h
+}
+
 // side is one interface of the proxy: what it writes in Via and
 // Record-Route, and the socket it sends from.
 type side struct {
@@ -508,7 +614,7 @@ func (p *Proxy) outSide(proto string, remote netip.AddrPort, flow Flow) (side, e
 	if !ip.IsValid() || ip.IsUnspecified() {
 		ip = p.sourceIP(remote.Addr())
 	}
-	s.host = hostString(ip)
+	s.host = p.hostOf(ip)
 	return s, nil
 }
 
@@ -531,20 +637,28 @@ func (p *Proxy) inSide(in Flow) (side, bool) {
 	if port == 0 {
 		return side{}, false
 	}
-	return side{proto: in.Proto, host: hostString(ip), port: port}, true
+	return side{proto: in.Proto, host: p.hostOf(ip), port: port}, true
 }
 
 // uri is the SIP URI of an interface, for Record-Route.
 func (s side) uri(r2 bool) sip.URI {
-	u := sip.URI{Scheme: sip.SchemeSIP, Host: s.host, Port: s.port, Params: ";lr"}
+	var params sip.Params // constants: no concatenation per request
 	switch s.proto {
 	case transport.TCP:
-		u.Params += ";transport=tcp"
+		params = ";lr;transport=tcp"
+		if r2 {
+			params = ";lr;transport=tcp;r2=on"
+		}
 	case transport.TLS:
-		u.Params += ";transport=tls"
+		params = ";lr;transport=tls"
+		if r2 {
+			params = ";lr;transport=tls;r2=on"
+		}
+	default:
+		params = ";lr"
+		if r2 {
+			params = ";lr;r2=on"
+		}
 	}
-	if r2 {
-		u.Params += ";r2=on"
-	}
-	return u
+	return sip.URI{Scheme: sip.SchemeSIP, Host: s.host, Port: s.port, Params: params}
 }

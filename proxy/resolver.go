@@ -88,10 +88,18 @@ type HopList struct {
 	mu   sync.Mutex
 	list []Hop
 	next int
+	one  [1]Hop // list's array for a single hop (singleHop)
 }
 
 // NewHopList returns the hops in order.
 func NewHopList(hops ...Hop) *HopList { return &HopList{list: hops} }
+
+// singleHop is NewHopList(h) in one allocation.
+func singleHop(h Hop) *HopList {
+	l := &HopList{one: [1]Hop{h}}
+	l.list = l.one[:]
+	return l
+}
 
 // Next implements Hops.
 func (l *HopList) Next() (Hop, bool) {
@@ -135,7 +143,7 @@ func (r *StaticResolver) lookup(u sip.URI) bool {
 	if err != nil {
 		return false // Resolve fails at once
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if _, ok := parseIP(host); ok {
 		return false
 	}
 	_, routed := r.route(host, u.Port)
@@ -179,11 +187,20 @@ func target(u sip.URI) (host, proto string, port int, err error) {
 // route returns the configured hops of host:port (uriPort as the URI
 // gives it), or of host alone when the URI has no port.
 func (r *StaticResolver) route(host string, uriPort int) ([]Hop, bool) {
-	if r.Routes == nil {
+	if len(r.Routes) == 0 {
 		return nil, false
 	}
 	if uriPort != 0 {
-		hs, ok := r.Routes[net.JoinHostPort(host, strconv.Itoa(uriPort))]
+		// net.JoinHostPort(host, port), on the stack.
+		var buf [128]byte
+		k := buf[:0]
+		if strings.IndexByte(host, ':') >= 0 {
+			k = append(append(append(k, '['), host...), ']')
+		} else {
+			k = append(k, host...)
+		}
+		k = strconv.AppendInt(append(k, ':'), int64(uriPort), 10)
+		hs, ok := r.Routes[string(k)]
 		return hs, ok
 	}
 	hs, ok := r.Routes[host]
@@ -199,8 +216,8 @@ func (r *StaticResolver) Resolve(ctx context.Context, u sip.URI) (Hops, error) {
 	if hs, ok := r.route(host, u.Port); ok {
 		return NewHopList(hs...), nil
 	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		return NewHopList(Hop{Proto: proto, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port)), Host: host}), nil
+	if a, ok := parseIP(host); ok {
+		return singleHop(Hop{Proto: proto, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port)), Host: host}), nil
 	}
 	var dnsErr error
 	if r.DNS != nil {

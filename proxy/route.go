@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"hash/fnv"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,7 +205,7 @@ func (p *Proxy) InDialog(next handler.Handler) handler.Handler {
 			// The last hop is a phone the proxy reaches over its flow.
 			t.Flow = p.dialogFlow(req, tok)
 		}
-		pl := plan{groups: [][]Target{{t}}, kind: "in_dialog"}
+		pl := plan{groups: oneTarget(t), kind: "in_dialog"}
 		if p.cfg.Mode == Stateless || req.Method == sip.ACK {
 			p.stateless(ctx, tx, req, pl)
 			return
@@ -261,8 +261,9 @@ type ForwardOptions struct {
 // Request-URI keeps its user part and takes the gateway's host, port and
 // parameters.
 func (p *Proxy) Forward(gws []GatewayTarget, opt ForwardOptions) handler.Handler {
+	sorted := byPriority(gws) // once, not per request
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
-		if len(gws) == 0 {
+		if len(sorted) == 0 {
 			p.reply(tx, req, 503, "")
 			return
 		}
@@ -274,50 +275,65 @@ func (p *Proxy) Forward(gws []GatewayTarget, opt ForwardOptions) handler.Handler
 				user = user[opt.Strip:]
 			}
 		}
-		var groups [][]Target
-		for _, g := range orderGateways(gws, req.CallID) {
+		var buf [8]GatewayTarget
+		order := appendGatewayOrder(buf[:0], sorted, req.CallID)
+		// One group per gateway, all in two allocations.
+		ts := make([]Target, len(order))
+		groups := make([][]Target, len(order))
+		for i, g := range order {
 			u := g.URI
 			u.User = user
 			if req.URI.Scheme == sip.SchemeTel {
 				u.User = req.URI.User
 			}
-			groups = append(groups, []Target{{URI: u, Q: 1}})
+			ts[i] = Target{URI: u, Q: 1}
+			groups[i] = ts[i : i+1 : i+1]
 		}
 		p.dispatch(ctx, tx, req, plan{groups: groups, gateway: true, timeout: opt.Timeout, kind: "forward"})
 	})
 }
 
-// orderGateways sorts by priority, and within one priority by weighted
-// choice seeded with key.
-func orderGateways(gws []GatewayTarget, key string) []GatewayTarget {
-	sorted := append([]GatewayTarget(nil), gws...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Priority < sorted[j].Priority })
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	seed := h.Sum64()
-	out := make([]GatewayTarget, 0, len(sorted))
+// byPriority returns a copy of gws sorted by priority, stably.
+func byPriority(gws []GatewayTarget) []GatewayTarget {
+	sorted := slices.Clone(gws)
+	slices.SortStableFunc(sorted, func(a, b GatewayTarget) int { return cmp.Compare(a.Priority, b.Priority) })
+	return sorted
+}
+
+// appendGatewayOrder appends the gateways of sorted (by priority, as
+// byPriority returns them) in the order they are tried: by priority, and
+// within one priority by weighted choice without replacement, seeded with
+// the FNV-1a hash of key.
+func appendGatewayOrder(out, sorted []GatewayTarget, key string) []GatewayTarget {
+	h := fnv64(fnvOffset64)
+	h.writeString(key)
+	seed := uint64(h)
 	for i := 0; i < len(sorted); {
 		j := i
 		for j < len(sorted) && sorted[j].Priority == sorted[i].Priority {
 			j++
 		}
-		group := append([]GatewayTarget(nil), sorted[i:j]...)
+		var buf [16]int
+		group := buf[:0] // indices into sorted of the ones not picked yet
+		for k := i; k < j; k++ {
+			group = append(group, k)
+		}
 		for len(group) > 0 {
 			total := 0
-			for _, g := range group {
-				total += g.Weight
+			for _, k := range group {
+				total += sorted[k].Weight
 			}
 			pick := int(seed % uint64(total))
 			seed = seed*6364136223846793005 + 1442695040888963407
-			k := 0
-			for ; k < len(group); k++ {
-				if pick < group[k].Weight {
+			m := 0
+			for ; m < len(group); m++ {
+				if pick < sorted[group[m]].Weight {
 					break
 				}
-				pick -= group[k].Weight
+				pick -= sorted[group[m]].Weight
 			}
-			out = append(out, group[k])
-			group = append(group[:k], group[k+1:]...)
+			out = append(out, sorted[group[m]])
+			group = append(group[:m], group[m+1:]...)
 		}
 		i = j
 	}
@@ -334,7 +350,7 @@ func (p *Proxy) Resolve() handler.Handler { return p.resolve(0) }
 // (64*T1, 32 s); zero waits for them.
 func (p *Proxy) resolve(timeout time.Duration) handler.Handler {
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
-		p.dispatch(ctx, tx, req, plan{groups: [][]Target{{{URI: req.URI, Q: 1}}}, timeout: timeout, kind: "resolve"})
+		p.dispatch(ctx, tx, req, plan{groups: oneTarget(Target{URI: req.URI, Q: 1}), timeout: timeout, kind: "resolve"})
 	})
 }
 
@@ -379,6 +395,26 @@ type plan struct {
 	// timeout: a target silent for this long counts as timed out.
 	timeout time.Duration
 	kind    string // metric label
+}
+
+// oneTarget is the groups of a plan of one target, in one allocation.
+func oneTarget(t Target) [][]Target {
+	one := &struct {
+		groups [1][]Target
+		ts     [1]Target
+	}{ts: [1]Target{t}}
+	one.groups[0] = one.ts[:]
+	return one.groups[:]
+}
+
+// first returns the first target; false when there is none.
+func (pl plan) first() (Target, bool) {
+	for _, g := range pl.groups {
+		if len(g) > 0 {
+			return g[0], true
+		}
+	}
+	return Target{}, false
 }
 
 func (pl plan) all() []Target {

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -55,6 +56,31 @@ type parser struct {
 	err  string // first error found
 	seen uint32 // kinds seen, for single-value headers
 	clen int
+	// Room in the message's block (requestBlock, responseBlock) for the
+	// first Vias and the first address list; nil once handed out.
+	vias  []Via
+	addrs []Address
+}
+
+// requestBlock and responseBlock are what Parse allocates: the message
+// together with room for its first raw header fields, two Vias and one
+// address (the Contact, or whichever of Contact, Route and Record-Route
+// comes first), so that a typical message costs one allocation, not
+// four. A list that outgrows its room moves to the heap as append does;
+// the typed lists are clipped (len == cap) once parsed, so that appending
+// to one of them, or to a copy, never writes into the block.
+type requestBlock struct {
+	msg    Request
+	fields [8]Field
+	vias   [2]Via
+	addrs  [1]Address
+}
+
+type responseBlock struct {
+	msg    Response
+	fields [8]Field
+	vias   [2]Via
+	addrs  [1]Address
 }
 
 func (p *parser) fail(reason string) {
@@ -82,13 +108,16 @@ func (p *parser) parse() (Message, error) {
 	var msg Message
 	var body *[]byte
 	if len(line) >= 4 && strings.EqualFold(line[:4], "SIP/") {
-		r := &Response{}
+		blk := new(responseBlock)
+		r := &blk.msg
 		if reason := r.parseStatusLine(line); reason != "" {
 			return nil, &ParseError{Reason: reason}
 		}
 		msg, p.h, body = r, &r.Header, &r.Body
+		p.h.Fields, p.vias, p.addrs = blk.fields[:0], blk.vias[:0], blk.addrs[:0]
 	} else {
-		r := &Request{}
+		blk := new(requestBlock)
+		r := &blk.msg
 		if reason := r.parseRequestLine(line); reason != "" {
 			if r.Method == "" {
 				return nil, &ParseError{Reason: reason}
@@ -96,12 +125,15 @@ func (p *parser) parse() (Message, error) {
 			p.fail(reason)
 		}
 		msg, p.h, body = r, &r.Header, &r.Body
+		p.h.Fields, p.vias, p.addrs = blk.fields[:0], blk.vias[:0], blk.addrs[:0]
 	}
 	p.h.MaxForwards = -1
-	p.h.Fields = make([]Field, 0, 8)
 	p.clen = -1
 
 	bodyStart := p.headers(pos)
+	h := p.h
+	h.Via, h.Contact = slices.Clip(h.Via), slices.Clip(h.Contact)
+	h.Route, h.RecordRoute = slices.Clip(h.Route), slices.Clip(h.RecordRoute)
 
 	for _, req := range [...]struct {
 		k    kind
@@ -231,6 +263,9 @@ func (p *parser) field(name, value string, folded bool) {
 			if via.parse(e, true) != nil {
 				return false
 			}
+			if h.Via == nil {
+				h.Via, p.vias = p.vias, nil
+			}
 			h.Via = append(h.Via, via)
 			return true
 		})
@@ -290,6 +325,9 @@ func (p *parser) field(name, value string, folded bool) {
 				a.Wildcard = true
 			} else if perr = a.parse(e); perr != nil {
 				return false
+			}
+			if *list == nil {
+				*list, p.addrs = p.addrs, nil
 			}
 			*list = append(*list, a)
 			return true

@@ -19,16 +19,47 @@ func (r *Request) StampVia(src netip.AddrPort) {
 	v := &r.Via[0]
 	ip := src.Addr().Unmap()
 	_, rport := v.RPort()
-	sentBy, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
-	switch {
-	case rport || err != nil || sentBy.Unmap() != ip:
-		v.Params = v.Params.Set("received", ip.String())
-	case v.Params.Has("received"):
-		v.Params = v.Params.Del("received")
+	sentBy, isIP := parseIP(strings.Trim(v.Host, "[]"))
+	set := rport || !isIP || sentBy.Unmap() != ip
+	del := !set && v.Params.Has("received")
+	if !set && !del {
+		return
 	}
-	if rport {
-		v.Params = v.Params.Set("rport", strconv.Itoa(int(src.Port())))
+	// The parameters are rewritten once, on the stack, as
+	// Set("received", ip) (or Del("received")) then Set("rport", port)
+	// would write them: one allocation for every request received, not
+	// four.
+	var buf [160]byte
+	b := buf[:0]
+	var ipBuf [48]byte
+	ipText := ip.AppendTo(ipBuf[:0])
+	if !ip.IsValid() {
+		ipText = append(ipText, ip.String()...)
 	}
+	gotReceived, gotRPort := false, false
+	v.Params.Each(func(name, value string, hasValue bool) bool {
+		switch {
+		case strings.EqualFold(name, "received") && (del || !gotReceived):
+			if set {
+				gotReceived = true
+				b = append(append(b, ";received="...), ipText...)
+			}
+			return true // Del drops every one
+		case rport && !gotRPort && strings.EqualFold(name, "rport"):
+			gotRPort = true
+			b = strconv.AppendUint(append(b, ";rport="...), uint64(src.Port()), 10)
+			return true
+		}
+		b = append(append(b, ';'), name...)
+		if hasValue {
+			b = append(append(b, '='), value...)
+		}
+		return true
+	})
+	if set && !gotReceived {
+		b = append(append(b, ";received="...), ipText...)
+	}
+	v.Params = Params(b)
 }
 
 // ResponseTarget is where a response goes over an unreliable transport, or
@@ -44,10 +75,10 @@ func ResponseTarget(v *Via, src netip.AddrPort, forceRPort bool, defPort int) ne
 	}
 	addr := src.Addr().Unmap()
 	if r := v.Received(); r != "" {
-		if a, err := netip.ParseAddr(strings.Trim(r, "[]")); err == nil {
+		if a, ok := parseIP(strings.Trim(r, "[]")); ok {
 			addr = a.Unmap()
 		}
-	} else if a, err := netip.ParseAddr(strings.Trim(v.Host, "[]")); err == nil {
+	} else if a, ok := parseIP(strings.Trim(v.Host, "[]")); ok {
 		addr = a.Unmap()
 	}
 	port := v.Port
@@ -60,4 +91,15 @@ func ResponseTarget(v *Via, src netip.AddrPort, forceRPort bool, defPort int) ne
 		port = defPort
 	}
 	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// parseIP is netip.ParseAddr for a host that may well be a name (without
+// brackets): a name is told apart first, without the error value ParseAddr
+// allocates for it.
+func parseIP(host string) (netip.Addr, bool) {
+	if host == "" || !(host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0) {
+		return netip.Addr{}, false // an IPv4 address starts with a digit, an IPv6 one has colons
+	}
+	a, err := netip.ParseAddr(host)
+	return a, err == nil
 }
