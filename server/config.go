@@ -141,10 +141,8 @@ type Runtime struct {
 	// GCPercent is the collector's target heap growth in percent, as GOGC:
 	// a higher value trades memory for less GC CPU. -1 turns the collector
 	// off except under MemoryLimit, which it then requires. Default 0: not
-	// set; `hlas serve` then lets it follow the live heap (internal/gctune:
-	// 400 while the live heap is under 64 MiB, falling to Go's 100 at 256
-	// MiB), which cuts the collector's CPU under load without doubling the
-	// memory of a large registrar.
+	// set (Go's 100, which measured cheaper per call than 400 under a sipp
+	// load: BENCHMARKS.md).
 	GCPercent int `yaml:"gc_percent"`
 	// MemoryLimit is the soft memory limit, as GOMEMLIMIT: a byte count
 	// with an optional unit B, KiB, MiB, GiB or TiB ("2GiB", "1500MiB",

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hlas-voip/hlas/internal/gctune"
 	"github.com/hlas-voip/hlas/server"
 )
 
@@ -90,13 +89,6 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("config", "err", err)
 		return 1
-	}
-	if cfg.Runtime.GCPercent == 0 && os.Getenv("GOGC") == "" {
-		// The collector's pace follows the live heap (internal/gctune):
-		// the server's own default, set for the process here, not by the
-		// server, so that servers sharing a process (tests) do not fight.
-		t := gctune.Start(gctune.Config{})
-		defer t.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
