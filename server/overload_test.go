@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -175,37 +174,9 @@ func TestQueueDelayStatelessProxy(t *testing.T) {
 func TestQueueDelayOverUDP(t *testing.T) {
 	const bound = 20 * time.Millisecond
 	cfg := Config{Listen: []string{"udp:127.0.0.1:0"}, DataDir: t.TempDir(), DNS: testDNS(t), Workers: 1, MaxQueueDelay: bound}
-	srv, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := &fakeClock{}
-	srv.now = clock.now
-	release := make(chan struct{})
-	busy := make(chan struct{}, 1)
-	next := srv.handler
-	srv.handler = HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if req.Method == "INFO" {
-			busy <- struct{}{}
-			<-release
-		}
-		next.ServeSIP(ctx, tx, req)
-	})
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	a := srv.addr(t, "UDP", false)
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	send := func(m string) {
-		if _, err := c.WriteToUDPAddrPort([]byte(m), a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := startHeld(t, cfg, func(srv *Server) { srv.now = clock.now })
+	srv, c := h.srv, h.c
 	// optionsAnswer reads responses until the one to OPTIONS (the INFO's
 	// comes in between).
 	optionsAnswer := func() *sip.Response {
@@ -220,20 +191,20 @@ func TestQueueDelayOverUDP(t *testing.T) {
 			}
 		}
 	}
-	send(request("INFO", "sip:"+a.String(), "c.invalid", "")) // occupies the worker
-	<-busy
-	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", "")) // waits in the queue
+	h.send(t, "INFO") // occupies the worker
+	<-h.busy
+	h.send(t, "OPTIONS") // waits in the queue
 	for deadline := time.Now().Add(5 * time.Second); srv.queued() < 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the OPTIONS never reached the queue")
 		}
 	}
 	clock.advance(bound + time.Millisecond)
-	close(release)
+	close(h.release)
 	if res := optionsAnswer(); res.StatusCode != 503 || res.Get("Retry-After") == "" {
 		t.Fatalf("queued too long: got %d %q, want 503 with Retry-After", res.StatusCode, res.Get("Retry-After"))
 	}
-	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", ""))
+	h.send(t, "OPTIONS")
 	if res := optionsAnswer(); res.StatusCode != 200 {
 		t.Fatalf("after the backlog: got %d, want 200", res.StatusCode)
 	}

@@ -457,44 +457,65 @@ func TestStreamFraming(t *testing.T) {
 	})
 }
 
-// TestOverloadAnswers503 fills the queue while the only worker is busy.
-func TestOverloadAnswers503(t *testing.T) {
-	cfg := Config{Listen: []string{"udp:127.0.0.1:0"}, DataDir: t.TempDir(), Workers: 1, QueueSize: 1}
+// heldServer is a server whose handler holds every INFO until release is
+// closed (busy is signalled as one arrives), so that requests queue behind
+// it, and a UDP socket to talk to it.
+type heldServer struct {
+	srv     *Server
+	release chan struct{}
+	busy    chan struct{}
+	addr    netip.AddrPort
+	c       *net.UDPConn
+}
+
+// startHeld starts a heldServer; prepare, when set, runs before Start.
+func startHeld(t *testing.T, cfg Config, prepare func(*Server)) *heldServer {
+	t.Helper()
 	srv, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	busy := make(chan struct{}, 1)
+	h := &heldServer{srv: srv, release: make(chan struct{}), busy: make(chan struct{}, 1)}
 	next := srv.handler
 	srv.handler = HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
 		if req.Method == "INFO" {
-			busy <- struct{}{}
-			<-release
+			h.busy <- struct{}{}
+			<-h.release
 		}
 		next.ServeSIP(ctx, tx, req)
 	})
+	if prepare != nil {
+		prepare(srv)
+	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	a := srv.addr(t, "UDP", false)
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
+	t.Cleanup(func() { srv.Close() })
+	h.addr = srv.addr(t, "UDP", false)
+	if h.c, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	send := func(m string) {
-		if _, err := c.WriteToUDPAddrPort([]byte(m), a); err != nil {
-			t.Fatal(err)
-		}
+	t.Cleanup(func() { h.c.Close() })
+	return h
+}
+
+// send sends a request of method to the server itself.
+func (h *heldServer) send(t *testing.T, method string) {
+	t.Helper()
+	if _, err := h.c.WriteToUDPAddrPort([]byte(request(method, "sip:"+h.addr.String(), "c.invalid", "")), h.addr); err != nil {
+		t.Fatal(err)
 	}
-	send(request("INFO", "sip:"+a.String(), "c.invalid", "")) // occupies the worker
-	<-busy
-	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", "")) // fills the queue
-	send(request("OPTIONS", "sip:"+a.String(), "c.invalid", "")) // overflows
-	res := readResponse(t, c, 5*time.Second)
-	close(release)
+}
+
+// TestOverloadAnswers503 fills the queue while the only worker is busy.
+func TestOverloadAnswers503(t *testing.T) {
+	h := startHeld(t, Config{Listen: []string{"udp:127.0.0.1:0"}, DataDir: t.TempDir(), Workers: 1, QueueSize: 1}, nil)
+	h.send(t, "INFO") // occupies the worker
+	<-h.busy
+	h.send(t, "OPTIONS") // fills the queue
+	h.send(t, "OPTIONS") // overflows
+	res := readResponse(t, h.c, 5*time.Second)
+	close(h.release)
 	if res == nil || res.StatusCode != 503 || res.Get("Retry-After") == "" {
 		t.Fatalf("got %v, want 503 with Retry-After", res)
 	}
