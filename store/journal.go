@@ -47,6 +47,11 @@ const (
 	// DefaultCheckpointBytes starts a checkpoint early when the journal
 	// grows past it, which bounds replay time after a crash.
 	DefaultCheckpointBytes = 64 << 20
+
+	// checkpointChunk changes go into one transaction of a checkpoint,
+	// with checkpointPause between two (see apply).
+	checkpointChunk = 2000
+	checkpointPause = 5 * time.Millisecond
 )
 
 // journalOp kinds.
@@ -147,7 +152,7 @@ func (j *journaled) recover(ctx context.Context) error {
 	if !found {
 		return nil
 	}
-	if err := j.apply(ctx, merged); err != nil {
+	if err := j.apply(ctx, merged, 0); err != nil {
 		return fmt.Errorf("store sqlite: replay journal: %w", err)
 	}
 	for _, p := range []string{j.path + ".1", j.path} {
@@ -263,7 +268,7 @@ func (j *journaled) run() {
 		case <-t.C:
 		case <-j.kick:
 		}
-		if err := j.checkpoint(context.Background()); err != nil {
+		if err := j.checkpoint(context.Background(), checkpointPause); err != nil {
 			j.log.Error("checkpoint bindings journal", "err", err)
 		}
 	}
@@ -274,7 +279,7 @@ func (j *journaled) run() {
 // changes are written in one transaction, then the old file is removed.
 // A failure leaves the old file and its changes to be retried first next
 // time.
-func (j *journaled) checkpoint(ctx context.Context) error {
+func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 	j.ck.Lock()
 	defer j.ck.Unlock()
 	j.mu.Lock()
@@ -308,7 +313,7 @@ func (j *journaled) checkpoint(ctx context.Context) error {
 	snap := j.flushing
 	j.mu.Unlock()
 
-	if err := j.apply(ctx, snap); err != nil {
+	if err := j.apply(ctx, snap, pause); err != nil {
 		return err
 	}
 	if err := os.Remove(j.path + ".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -321,18 +326,47 @@ func (j *journaled) checkpoint(ctx context.Context) error {
 }
 
 // apply writes changes to the table in one transaction.
-func (j *journaled) apply(ctx context.Context, m map[BindingKey]change) error {
+//
+// A large set goes in transactions of checkpointChunk changes with a
+// pause between them, so that a checkpoint after a burst of new
+// registrations does not hold a CPU for seconds while REGISTERs wait
+// (pause 0: at start and at Close, when nothing waits). Applying a set
+// twice, or part of it and then all of it, gives the same table: a
+// failure part way is retried whole.
+func (j *journaled) apply(ctx context.Context, m map[BindingKey]change, pause time.Duration) error {
 	if len(m) == 0 {
 		return nil
 	}
-	put := make([]Binding, 0, len(m))
+	put := make([]Binding, 0, min(len(m), checkpointChunk))
 	var del []BindingKey
+	flush := func() error {
+		if err := j.sqlStore.WriteBindings(ctx, put, del); err != nil {
+			return err
+		}
+		put, del = put[:0], del[:0]
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+		}
+		return nil
+	}
 	for k, c := range m {
 		if c.put != nil {
 			put = append(put, *c.put)
 		} else {
 			del = append(del, k)
 		}
+		if len(put)+len(del) >= checkpointChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(put)+len(del) == 0 {
+		return nil
 	}
 	return j.sqlStore.WriteBindings(ctx, put, del)
 }
@@ -411,7 +445,7 @@ func (j *journaled) overlay(ctx context.Context, aor string, now time.Time, over
 // count covers every binding that lapsed.
 func (j *journaled) PurgeBindings(ctx context.Context, now time.Time) (int64, error) {
 	if j.owner {
-		if err := j.checkpoint(ctx); err != nil {
+		if err := j.checkpoint(ctx, checkpointPause); err != nil {
 			return 0, err
 		}
 	}
@@ -430,7 +464,7 @@ func (j *journaled) Close() error {
 		if !already {
 			close(j.stop)
 			j.wg.Wait()
-			err = j.checkpoint(context.Background())
+			err = j.checkpoint(context.Background(), 0)
 			j.mu.Lock()
 			j.f.Close()
 			j.mu.Unlock()

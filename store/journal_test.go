@@ -101,7 +101,7 @@ func TestJournalCheckpoint(t *testing.T) {
 	}
 	sameBindings(t, "through the journal", bindingsOf(t, j, "", now), []Binding{b0, b1})
 	sameBindings(t, "one AOR", bindingsOf(t, j, b1.AOR, now), []Binding{b1})
-	if err := j.checkpoint(ctx); err != nil {
+	if err := j.checkpoint(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	sameBindings(t, "table after checkpoint", tableRows(t, j, now), []Binding{b0, b1})
@@ -194,7 +194,7 @@ func TestJournalReadThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBindings(t, "reader before checkpoint", bindingsOf(t, reader, "", now), []Binding{b0, b1})
-	if err := owner.checkpoint(ctx); err != nil {
+	if err := owner.checkpoint(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := owner.WriteBindings(ctx, nil, []BindingKey{{AOR: b1.AOR, ID: b1.ID}}); err != nil {
@@ -239,4 +239,29 @@ func FuzzJournalBatch(f *testing.F) {
 			t.Fatalf("a rejected batch changed %d bindings", len(m))
 		}
 	})
+}
+
+// A checkpoint larger than one transaction's chunk lands whole.
+func TestJournalCheckpointInChunks(t *testing.T) {
+	ctx := context.Background()
+	j := openJournaled(t, t.TempDir())
+	defer j.Close()
+	now := time.Unix(time.Now().Unix(), 0)
+	n := 2*checkpointChunk + 7
+	put := make([]Binding, n)
+	for i := range put {
+		put[i] = testBinding(i, now)
+	}
+	if err := j.WriteBindings(ctx, put, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.WriteBindings(ctx, nil, []BindingKey{{AOR: put[5].AOR, ID: put[5].ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.checkpoint(ctx, time.Microsecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(tableRows(t, j, now)); got != n-1 {
+		t.Fatalf("table has %d rows after the checkpoint, want %d", got, n-1)
+	}
 }
