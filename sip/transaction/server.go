@@ -89,9 +89,9 @@ func (tx *ServerTx) unlink() {
 }
 
 // Request returns the request that created the transaction. Once a
-// transaction whose Sender is a WireSender has sent a non-2xx final
-// response it lets go of the request (to keep the 32 s wait of the
-// Completed state cheap) and Request returns nil.
+// transaction whose Sender is a WireSender has sent a final response it
+// lets go of the request (to keep the 32 s wait of the Completed and
+// Accepted states cheap) and Request returns nil.
 func (tx *ServerTx) Request() *sip.Request {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -188,6 +188,12 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 	case tx.invite && code < 300:
 		tx.state = Accepted
 		tx.arm(slotTimeout, timerL, 64*cfg.T1)
+		if _, ok := tx.sender.(WireSender); ok {
+			// Nothing in Accepted reads them: the TU retransmits its 2xx
+			// and a retransmitted INVITE is absorbed (RFC 6026 §7.1). Let
+			// them go rather than hold the INVITE's datagram for 32 s.
+			tx.last, tx.req = nil, nil
+		}
 	case tx.invite:
 		tx.state = Completed
 		if !tx.sender.Reliable() {

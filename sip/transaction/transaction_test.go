@@ -627,6 +627,26 @@ func TestCompletedKeepsOnlyBytes(t *testing.T) {
 	if len(w.wires) != 4 {
 		t.Fatalf("%d wire sends, want 4 (486 and one Timer G retransmission)", len(w.wires))
 	}
+	// A 2xx: Accepted holds neither the INVITE nor the 2xx for its 32 s,
+	// yet absorbs the INVITE's retransmissions and passes the TU's 2xx on.
+	inv2 := mustRequest(t, sip.INVITE, "z9hG4bKw3")
+	atx, _ := l.HandleRequest(inv2, w)
+	ok := responseTo(inv2, 200)
+	_ = atx.Respond(ok)
+	if atx.State() != Accepted || atx.Request() != nil || atx.last != nil {
+		t.Fatalf("Accepted: state %v, request held %v, 2xx held %v", atx.State(), atx.Request() != nil, atx.last != nil)
+	}
+	sent := w.count()
+	if _, d := l.HandleRequest(inv2, w); d != Absorbed || w.count() != sent {
+		t.Errorf("INVITE retransmission in Accepted: %v, %d sends", d, w.count()-sent)
+	}
+	if err := atx.Respond(ok); err != nil || w.count() != sent+1 {
+		t.Errorf("the TU's 2xx retransmission: %v", err)
+	}
+	atx.cancel() // a CANCEL after the 2xx changes nothing
+	if atx.State() != Accepted {
+		t.Errorf("after CANCEL: %v", atx.State())
+	}
 }
 
 // TestRemainingTransitions covers the arcs of Figures 5-8 the scenario
