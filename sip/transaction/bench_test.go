@@ -21,17 +21,25 @@ func (r *recorder) reset() {
 	r.mu.Unlock()
 }
 
-func benchRequest(b *testing.B, method, branch string) *sip.Request {
-	b.Helper()
-	text := method + " sip:bob@example.test SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=" + branch + "\r\n" +
-		"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=f1\r\nTo: <sip:bob@example.test>\r\n" +
-		"Call-ID: call-" + branch + "\r\nCSeq: 7 " + method + "\r\nContent-Length: 0\r\n\r\n"
-	m, err := sip.ParseString(text)
-	if err != nil {
-		b.Fatal(err)
+// benchSetup is a layer on a fake clock and a recorder that counts what
+// it is given; the Sender is the recorder as a WireSender ("wire", as the
+// server and the proxy send) or as a plain Sender ("message").
+func benchSetup(wire bool) (string, *Layer, *FakeClock, *wireRecorder, Sender) {
+	name := benchName(wire)
+	clock := NewFakeClock(time.Unix(1_000_000, 0))
+	l := New(Config{Clock: clock})
+	w := &wireRecorder{recorder: recorder{clock: clock, start: clock.Now()}, discard: true}
+	if wire {
+		return name, l, clock, w, w
 	}
-	return m.(*sip.Request)
+	return name, l, clock, w, &w.recorder
+}
+
+func benchName(wire bool) string {
+	if wire {
+		return "wire"
+	}
+	return "message"
 }
 
 // BenchmarkServerNonInvite is the life of a non-INVITE server transaction
@@ -41,19 +49,9 @@ func benchRequest(b *testing.B, method, branch string) *sip.Request {
 // through a plain Sender.
 func BenchmarkServerNonInvite(b *testing.B) {
 	for _, wire := range []bool{true, false} {
-		name := "message"
-		if wire {
-			name = "wire"
-		}
-		b.Run(name, func(b *testing.B) {
-			clock := NewFakeClock(time.Unix(1_000_000, 0))
-			l := New(Config{Clock: clock})
-			w := &wireRecorder{recorder: recorder{clock: clock, start: clock.Now()}, discard: true}
-			var s Sender = &w.recorder
-			if wire {
-				s = w
-			}
-			req := benchRequest(b, sip.REGISTER, "z9hG4bK-524287-1---4e5b4b3a9c1d")
+		b.Run(benchName(wire), func(b *testing.B) {
+			_, l, clock, w, s := benchSetup(wire)
+			req := mustRequest(b, sip.REGISTER, "z9hG4bK-524287-1---4e5b4b3a9c1d")
 			ok := responseTo(req, 200)
 			timerJ := 64 * l.Config().T1
 			b.ReportAllocs()
@@ -87,7 +85,7 @@ func BenchmarkServerNonInvite(b *testing.B) {
 // the transaction only lives while the TU works on the request.
 func BenchmarkServerStateless(b *testing.B) {
 	l, clock, rec := newTestLayer(false)
-	req := benchRequest(b, sip.OPTIONS, "z9hG4bK-524287-1---4e5b4b3a9c1d")
+	req := mustRequest(b, sip.OPTIONS, "z9hG4bK-524287-1---4e5b4b3a9c1d")
 	ok := responseTo(req, 200)
 	b.ReportAllocs()
 	for range b.N {
@@ -113,19 +111,9 @@ func BenchmarkServerStateless(b *testing.B) {
 // proxy's hopSender; "message" through a plain Sender.
 func BenchmarkClientInvite(b *testing.B) {
 	for _, wire := range []bool{true, false} {
-		name := "message"
-		if wire {
-			name = "wire"
-		}
-		b.Run(name, func(b *testing.B) {
-			clock := NewFakeClock(time.Unix(1_000_000, 0))
-			l := New(Config{Clock: clock})
-			w := &wireRecorder{recorder: recorder{clock: clock, start: clock.Now()}, discard: true}
-			var s Sender = &w.recorder
-			if wire {
-				s = w
-			}
-			inv := benchRequest(b, sip.INVITE, "z9hG4bK-524287-1---4e5b4b3a9c1d")
+		b.Run(benchName(wire), func(b *testing.B) {
+			_, l, clock, w, s := benchSetup(wire)
+			inv := mustRequest(b, sip.INVITE, "z9hG4bK-524287-1---4e5b4b3a9c1d")
 			trying, ringing, busy := responseTo(inv, 100), responseTo(inv, 180), responseTo(inv, 486)
 			var finals int
 			h := func(res *sip.Response, err error) {
@@ -165,12 +153,10 @@ func BenchmarkClientInvite(b *testing.B) {
 func BenchmarkCompletedHeld(b *testing.B) {
 	const n = 100_000
 	for range b.N {
-		clock := NewFakeClock(time.Unix(1_000_000, 0))
-		l := New(Config{Clock: clock})
-		w := &wireRecorder{recorder: recorder{clock: clock, start: clock.Now()}, discard: true}
+		_, l, clock, w, _ := benchSetup(true)
 		before := liveHeap()
 		for i := range n {
-			req := benchRequest(b, sip.REGISTER, fmt.Sprintf("z9hG4bK-524287-1---%012x", i))
+			req := mustRequest(b, sip.REGISTER, fmt.Sprintf("z9hG4bK-524287-1---%012x", i))
 			tx, d := l.HandleRequest(req, w)
 			if d != NewRequest {
 				b.Fatalf("disposition %v", d)

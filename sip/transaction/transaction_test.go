@@ -62,7 +62,7 @@ func newTestLayer(reliable bool) (*Layer, *FakeClock, *recorder) {
 	return l, clock, &recorder{clock: clock, reliable: reliable, start: clock.Now()}
 }
 
-func mustRequest(t *testing.T, method, branch string) *sip.Request {
+func mustRequest(t testing.TB, method, branch string) *sip.Request {
 	t.Helper()
 	text := method + " sip:bob@example.test SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=" + branch + "\r\n" +
