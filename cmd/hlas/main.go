@@ -117,6 +117,7 @@ func serveConfig(args []string, stderr io.Writer) (server.Config, error) {
 	metrics := fs.String("metrics-listen", "", "host:port for the Prometheus /metrics endpoint (off when empty)")
 	maxSize := fs.Int("max-message-size", 65536, "largest accepted message in bytes; larger requests get 513")
 	forceRPort := fs.Bool("force-rport", false, "send UDP responses to the source port even without rport (NAT)")
+	maxQueueDelay := fs.Duration("max-queue-delay", server.DefaultMaxQueueDelay, "a new request that waited longer for a worker gets 503 with Retry-After")
 	dnsServers := fs.String("dns", "", "comma-separated DNS servers host[:port] for RFC 3263 and ENUM (default: the config's dns.servers, else /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -151,6 +152,8 @@ func serveConfig(args []string, stderr io.Writer) (server.Config, error) {
 			cfg.ForceRPort = *forceRPort
 		case "dns":
 			cfg.DNS.Servers = splitList(*dnsServers)
+		case "max-queue-delay":
+			cfg.MaxQueueDelay = *maxQueueDelay
 		}
 	})
 	return cfg, cfg.Validate()

@@ -35,7 +35,7 @@ func TestServeConfigFlagsOverrideFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errb bytes.Buffer
-	cfg, err := serveConfig([]string{"--config", file, "--domain", "b.example,c.example", "--log-level", "debug", "--dns", "127.0.0.1:5353, [::1]"}, &errb)
+	cfg, err := serveConfig([]string{"--config", file, "--domain", "b.example,c.example", "--log-level", "debug", "--dns", "127.0.0.1:5353, [::1]", "--max-queue-delay", "250ms"}, &errb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestServeConfigFlagsOverrideFile(t *testing.T) {
 	if !reflect.DeepEqual(cfg.DNS.Servers, []string{"127.0.0.1:5353", "[::1]"}) || cfg.DNS.Timeout != time.Second {
 		t.Errorf("dns flag did not override the servers alone: %+v", cfg.DNS)
 	}
-	if cfg.DataDir != "/var/lib/hlas" || cfg.LogLevel != "debug" || !cfg.ForceRPort {
+	if cfg.DataDir != "/var/lib/hlas" || cfg.LogLevel != "debug" || !cfg.ForceRPort || cfg.MaxQueueDelay != 250*time.Millisecond {
 		t.Errorf("got %+v", cfg)
 	}
 }
