@@ -62,12 +62,6 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// change is the latest change of one binding not yet in the table: a put,
-// or a delete when put is nil.
-type change struct {
-	put *Binding
-}
-
 // journaled is the SQLite store with its binding journal. Users and CDRs
 // pass through to the database.
 type journaled struct {
@@ -83,12 +77,14 @@ type journaled struct {
 
 	ck sync.Mutex // one checkpoint at a time
 
-	mu       sync.Mutex
-	f        *os.File
-	size     int64
-	buf      []byte
-	pending  map[BindingKey]change // in the journal at path
-	flushing map[BindingKey]change // in path.1, not yet committed to the table
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+	buf  []byte
+	// The latest change of each binding not yet in the table: the binding
+	// put, or nil for a delete.
+	pending  map[BindingKey]*Binding // in the journal at path
+	flushing map[BindingKey]*Binding // in path.1, not yet committed to the table
 	closed   bool
 
 	stop chan struct{}
@@ -103,7 +99,7 @@ func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Dur
 	j := &journaled{
 		sqlStore: s, path: dbPath + journalSuffix, lockPath: dbPath + lockSuffix, every: every, limit: limit,
 		log:     slog.New(slog.DiscardHandler),
-		pending: make(map[BindingKey]change), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		pending: make(map[BindingKey]*Binding), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	if j.every <= 0 {
 		j.every = DefaultCheckpointInterval
@@ -140,7 +136,7 @@ func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Dur
 // recover moves what a previous owner left in the journals into the table
 // and removes them: the older journal first, so later changes win.
 func (j *journaled) recover(ctx context.Context) error {
-	merged := make(map[BindingKey]change)
+	merged := make(map[BindingKey]*Binding)
 	found := false
 	for _, p := range []string{j.path + ".1", j.path} {
 		ok, err := readJournal(p, merged)
@@ -167,7 +163,7 @@ func (j *journaled) recover(ctx context.Context) error {
 // changes replace earlier ones). A batch cut short or damaged — the tail
 // of a write a crash interrupted, which was never acknowledged — ends
 // the reading. ok is false when there is no such file.
-func readJournal(p string, m map[BindingKey]change) (ok bool, err error) {
+func readJournal(p string, m map[BindingKey]*Binding) (ok bool, err error) {
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -234,12 +230,12 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 	}
 	j.size += int64(len(b))
 	for i := range del {
-		j.pending[del[i]] = change{}
+		j.pending[del[i]] = nil
 	}
 	for i := range put {
 		p := put[i]
 		p.Expires, p.Updated = time.Unix(p.Expires.Unix(), 0), time.Unix(p.Updated.Unix(), 0)
-		j.pending[BindingKey{AOR: p.AOR, ID: p.ID}] = change{put: &p}
+		j.pending[BindingKey{AOR: p.AOR, ID: p.ID}] = &p
 	}
 	big := j.size >= j.limit
 	j.mu.Unlock()
@@ -276,7 +272,7 @@ func (j *journaled) run() {
 
 // checkpoint moves the journal's changes into the table: the journal is
 // renamed aside and a fresh one started (appends go on meanwhile), the
-// changes are written in one transaction, then the old file is removed.
+// changes are written (apply), then the old file is removed.
 // A failure leaves the old file and its changes to be retried first next
 // time.
 func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
@@ -308,7 +304,7 @@ func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 		}
 		j.f.Close()
 		j.f, j.size = nf, 0
-		j.flushing, j.pending = j.pending, make(map[BindingKey]change, len(j.pending))
+		j.flushing, j.pending = j.pending, make(map[BindingKey]*Binding, len(j.pending))
 	}
 	snap := j.flushing
 	j.mu.Unlock()
@@ -325,15 +321,13 @@ func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 	return nil
 }
 
-// apply writes changes to the table in one transaction.
-//
-// A large set goes in transactions of checkpointChunk changes with a
-// pause between them, so that a checkpoint after a burst of new
+// apply writes changes (nil: a delete) to the table. A large set goes in
+// transactions of checkpointChunk changes with a pause between them, so that a checkpoint after a burst of new
 // registrations does not hold a CPU for seconds while REGISTERs wait
 // (pause 0: at start and at Close, when nothing waits). Applying a set
 // twice, or part of it and then all of it, gives the same table: a
 // failure part way is retried whole.
-func (j *journaled) apply(ctx context.Context, m map[BindingKey]change, pause time.Duration) error {
+func (j *journaled) apply(ctx context.Context, m map[BindingKey]*Binding, pause time.Duration) error {
 	if len(m) == 0 {
 		return nil
 	}
@@ -354,8 +348,8 @@ func (j *journaled) apply(ctx context.Context, m map[BindingKey]change, pause ti
 		return nil
 	}
 	for k, c := range m {
-		if c.put != nil {
-			put = append(put, *c.put)
+		if c != nil {
+			put = append(put, *c)
 		} else {
 			del = append(del, k)
 		}
@@ -374,7 +368,7 @@ func (j *journaled) apply(ctx context.Context, m map[BindingKey]change, pause ti
 // Bindings implements Bindings: the table with the journals laid over it.
 func (j *journaled) Bindings(ctx context.Context, aor string, now time.Time) ([]Binding, error) {
 	if j.owner {
-		over := make(map[BindingKey]change)
+		over := make(map[BindingKey]*Binding)
 		j.mu.Lock()
 		for k, c := range j.flushing {
 			over[k] = c
@@ -390,7 +384,7 @@ func (j *journaled) Bindings(ctx context.Context, aor string, now time.Time) ([]
 	// generation it writes into the lock file first tells us to read again.
 	for try := 0; ; try++ {
 		gen := j.generation()
-		over := make(map[BindingKey]change)
+		over := make(map[BindingKey]*Binding)
 		for _, p := range []string{j.path + ".1", j.path} {
 			if _, err := readJournal(p, over); err != nil {
 				return nil, err
@@ -413,7 +407,7 @@ func (j *journaled) generation() uint64 {
 }
 
 // overlay reads the table's bindings and lays the changes over them.
-func (j *journaled) overlay(ctx context.Context, aor string, now time.Time, over map[BindingKey]change) ([]Binding, error) {
+func (j *journaled) overlay(ctx context.Context, aor string, now time.Time, over map[BindingKey]*Binding) ([]Binding, error) {
 	rows, err := j.sqlStore.Bindings(ctx, aor, now)
 	if err != nil {
 		return nil, err
@@ -428,8 +422,8 @@ func (j *journaled) overlay(ctx context.Context, aor string, now time.Time, over
 		}
 	}
 	for _, c := range over {
-		if c.put != nil && (aor == "" || c.put.AOR == aor) && c.put.Expires.Unix() > now.Unix() {
-			out = append(out, *c.put)
+		if c != nil && (aor == "" || c.AOR == aor) && c.Expires.Unix() > now.Unix() {
+			out = append(out, *c)
 		}
 	}
 	slices.SortFunc(out, func(a, b Binding) int {
@@ -498,24 +492,22 @@ var errBadJournal = errors.New("store sqlite: damaged journal batch")
 
 // decodeBatch folds one batch into m. The whole batch is decoded before
 // any of it is applied, so a damaged one changes nothing.
-func decodeBatch(p []byte, m map[BindingKey]change) error {
+func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
 	d := decoder{b: p}
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(p)) {
 		return errBadJournal
 	}
 	keys := make([]BindingKey, 0, n)
-	chs := make([]change, 0, n)
+	chs := make([]*Binding, 0, n)
 	for range n {
 		switch d.byte() {
 		case opDel:
 			k := BindingKey{AOR: d.string(), ID: d.string()}
-			keys, chs = append(keys, k), append(chs, change{})
+			keys, chs = append(keys, k), append(chs, nil)
 		case opPut:
 			var b Binding
-			var str [10]*string
-			str = [10]*string{&b.AOR, &b.ID, &b.Contact, &b.CallID, &b.Path, &b.Instance, &b.Source, &b.Local, &b.Transport, &b.UserAgent}
-			for _, s := range str {
+			for _, s := range [...]*string{&b.AOR, &b.ID, &b.Contact, &b.CallID, &b.Path, &b.Instance, &b.Source, &b.Local, &b.Transport, &b.UserAgent} {
 				*s = d.string()
 			}
 			b.Q = int(d.varint())
@@ -523,7 +515,7 @@ func decodeBatch(p []byte, m map[BindingKey]change) error {
 			b.CSeq = uint32(d.uvarint())
 			b.RegID = int(d.varint())
 			b.Updated = time.Unix(d.varint(), 0)
-			keys, chs = append(keys, BindingKey{AOR: b.AOR, ID: b.ID}), append(chs, change{put: &b})
+			keys, chs = append(keys, BindingKey{AOR: b.AOR, ID: b.ID}), append(chs, &b)
 		default:
 			return errBadJournal
 		}

@@ -234,7 +234,7 @@ func FuzzJournalBatch(f *testing.F) {
 	f.Add(append(append([]byte(nil), 2, opDel, 1, 'a', 1, 'b'), encodePut(nil, &b)...))
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		m := map[BindingKey]change{}
+		m := map[BindingKey]*Binding{}
 		if err := decodeBatch(p, m); err != nil && len(m) != 0 {
 			t.Fatalf("a rejected batch changed %d bindings", len(m))
 		}
@@ -263,5 +263,61 @@ func TestJournalCheckpointInChunks(t *testing.T) {
 	}
 	if got := len(tableRows(t, j, now)); got != n-1 {
 		t.Fatalf("table has %d rows after the checkpoint, want %d", got, n-1)
+	}
+}
+
+// A journal that cannot be written (a full disk, a lost file system)
+// fails the commit, so the REGISTER gets its 500, and the failed batch is
+// not shown as committed.
+func TestJournalWriteFails(t *testing.T) {
+	ctx := context.Background()
+	j := openJournaled(t, t.TempDir())
+	defer j.Close()
+	now := time.Unix(time.Now().Unix(), 0)
+	ro, err := os.Open(j.path) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	j.f.Close()
+	j.f = ro
+	j.mu.Unlock()
+	if err := j.WriteBindings(ctx, []Binding{testBinding(0, now)}, nil); err == nil {
+		t.Fatal("a failed journal write was reported committed")
+	}
+	sameBindings(t, "after the failed write", bindingsOf(t, j, "", now), nil)
+}
+
+// A checkpoint that fails keeps the renamed journal and its changes, and
+// the next checkpoint writes them before anything newer.
+func TestJournalCheckpointRetried(t *testing.T) {
+	j := openJournaled(t, t.TempDir())
+	defer j.Close()
+	now := time.Unix(time.Now().Unix(), 0)
+	b0, b1 := testBinding(0, now), testBinding(1, now)
+	if err := j.WriteBindings(context.Background(), []Binding{b0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dead, cancel := context.WithCancel(context.Background())
+	cancel() // the database cannot be reached
+	if err := j.checkpoint(dead, 0); err == nil {
+		t.Fatal("checkpoint with a dead database succeeded")
+	}
+	if _, err := os.Stat(j.path + ".1"); err != nil {
+		t.Fatalf("the journal being checkpointed is gone after a failure: %v", err)
+	}
+	b0.CSeq = 50 // a newer change of the same binding, in the new journal
+	if err := j.WriteBindings(context.Background(), []Binding{b0, b1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameBindings(t, "while the checkpoint is pending", bindingsOf(t, j, "", now), []Binding{b0, b1})
+	for range 2 { // the retry of the old journal, then the new one
+		if err := j.checkpoint(context.Background(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameBindings(t, "table after the retry", tableRows(t, j, now), []Binding{b0, b1})
+	if _, err := os.Stat(j.path + ".1"); !os.IsNotExist(err) {
+		t.Errorf("old journal left after the retry: %v", err)
 	}
 }
