@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -244,11 +243,18 @@ func (l *location) all() []Binding {
 }
 
 // writeOp is one REGISTER's worth of changes to write through to the store;
-// done, when set, runs once they are committed (or failed).
+// done, when set, is told once they are committed (or failed).
 type writeOp struct {
 	put  []store.Binding
 	del  []store.BindingKey
-	done func(error)
+	done committer
+}
+
+// committer is told the outcome of its writeOp. An interface rather than
+// a func: a pointer to the REGISTER's pending state fits in it as is,
+// where a closure would be one more allocation per REGISTER.
+type committer interface {
+	committed(err error)
 }
 
 // writer writes binding changes through to the store from one goroutine,
@@ -268,6 +274,7 @@ type writer struct {
 	q     *batch.Queue[writeOp]
 	quick bool
 	busy  atomic.Bool // a batch is being written
+	ops   []writeOp   // the array of the last batch, reused by the next; only with busy held
 }
 
 func newWriter(st store.Bindings, maxQueue int) *writer {
@@ -287,28 +294,54 @@ func (w *writer) enqueue(op writeOp) bool {
 	return w.q.Push(op)
 }
 
-// settle writes one batch on the caller's goroutine when the store is
-// quick and no batch is being written; what is left then goes to the
-// writer goroutine. A change queued while another goroutine writes is
-// written by that goroutine: it looks at the queue again after letting go
-// of busy, and a change queued after that look finds busy free.
+// settleRounds bounds the batches one settle writes: a worker that keeps
+// finding changes queued by others hands the rest to the writer goroutine
+// rather than stall its own queue of messages for long.
+const settleRounds = 8
+
+// settle writes the queue on the caller's goroutine when the store is
+// quick and no batch is being written, up to settleRounds batches; what is
+// left then goes to the writer goroutine. A change queued while another
+// goroutine writes is written by that goroutine: whoever lets go of busy
+// looks at the queue again, and a change queued after that look finds busy
+// free.
 func (w *writer) settle(ctx context.Context, observe func(n int, d time.Duration, err error)) {
-	if !w.quick || !w.busy.CompareAndSwap(false, true) {
+	if !w.quick {
 		return
 	}
-	w.writeBatch(ctx, observe)
-	w.busy.Store(false)
-	if w.q.Len() > 0 {
-		w.q.Signal()
+	for range settleRounds {
+		if !w.busy.CompareAndSwap(false, true) {
+			return // the holder looks at the queue when it lets go
+		}
+		w.writeBatch(ctx, observe)
+		w.busy.Store(false)
+		if w.q.Len() == 0 {
+			return
+		}
+	}
+	w.q.Signal()
+}
+
+// drain is the writer goroutine's answer to a wake-up: everything queued,
+// holding busy so that batches written by workers keep their order. When a
+// worker holds busy it gives up instead of waiting: that worker looks at
+// the queue again when it lets go.
+func (w *writer) drain(ctx context.Context, observe func(n int, d time.Duration, err error)) {
+	for w.busy.CompareAndSwap(false, true) {
+		w.flush(ctx, observe)
+		w.busy.Store(false)
+		if w.q.Len() == 0 {
+			return
+		}
 	}
 }
 
-// flushAll is the writer goroutine's flush: everything queued, holding
-// busy so that batches written by workers keep their order.
+// flushAll writes everything queued, waiting for a worker's batch in
+// progress: for Close, which must leave nothing behind.
 func (w *writer) flushAll(ctx context.Context, observe func(n int, d time.Duration, err error)) {
 	for {
 		for !w.busy.CompareAndSwap(false, true) {
-			runtime.Gosched() // a worker is writing one batch
+			time.Sleep(100 * time.Microsecond) // a worker is writing one batch
 		}
 		w.flush(ctx, observe)
 		w.busy.Store(false)
@@ -324,16 +357,18 @@ func (w *writer) full() bool { return w.q.Full() }
 func (w *writer) queued() int { return w.q.Len() }
 
 // flush writes everything queued, batch by batch; observe gets each
-// batch's size, duration and error.
+// batch's size, duration and error. The caller holds busy.
 func (w *writer) flush(ctx context.Context, observe func(n int, d time.Duration, err error)) {
 	for w.writeBatch(ctx, observe) {
 	}
 }
 
-// writeBatch writes one batch; false when the queue was empty.
+// writeBatch writes one batch; false when the queue was empty. The caller
+// holds busy: the batches share one array.
 func (w *writer) writeBatch(ctx context.Context, observe func(n int, d time.Duration, err error)) bool {
-	ops := w.q.Take()
-	if ops == nil {
+	ops := w.q.TakeInto(w.ops)
+	w.ops = ops
+	if len(ops) == 0 {
 		return false
 	}
 	put, del := merge(ops)
@@ -342,9 +377,12 @@ func (w *writer) writeBatch(ctx context.Context, observe func(n int, d time.Dura
 	observe(len(ops), time.Since(start), err)
 	for _, op := range ops {
 		if op.done != nil {
-			op.done(err)
+			op.done.committed(err)
 		}
 	}
+	// The REGISTERs are answered: let go of them now rather than at the
+	// next batch, which may be long in coming.
+	clear(ops)
 	return true
 }
 

@@ -1,6 +1,8 @@
 package registrar
 
 import (
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +14,12 @@ type metrics struct {
 	expired     prometheus.Counter
 	storeWrites prometheus.Histogram
 	storeErrors prometheus.Counter
+
+	// byCode caches the registers counter of each status code once it
+	// is first used: looking one up by its label costs a formatted code
+	// and a hash per REGISTER. Filled on first use rather than up front
+	// so that only codes answered appear, as with the vector alone.
+	byCode [600]atomic.Pointer[prometheus.Counter] // codes 100-699
 }
 
 func newMetrics(reg prometheus.Registerer, r *Registrar) *metrics {
@@ -56,6 +64,22 @@ func newMetrics(reg prometheus.Registerer, r *Registrar) *metrics {
 			return float64(r.w.queued())
 		}))
 	return m
+}
+
+// answered counts a REGISTER answered with code.
+func (m *metrics) answered(code int) {
+	if code < 100 || code > 699 {
+		m.registers.WithLabelValues(strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &m.byCode[code-100]
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.registers.WithLabelValues(strconv.Itoa(code))
+	slot.Store(&c)
+	c.Inc()
 }
 
 func (m *metrics) observeWrite(n int, d time.Duration, err error) {

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -171,11 +172,23 @@ type Registrar struct {
 	log *slog.Logger
 	met *metrics
 
+	// date is the Date header of the last 200 OK: it changes once a
+	// second, and formatting it for every REGISTER cost an allocation
+	// and a good part of building the response.
+	date atomic.Pointer[httpDate]
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
+}
+
+// httpDate is a Date header value (RFC 3261 §20.17) and the Unix second
+// it is of.
+type httpDate struct {
+	sec  int64
+	text string
 }
 
 // New checks cfg, loads the bindings that have not lapsed from the store
@@ -312,7 +325,9 @@ func (r *Registrar) Close() error {
 	close(r.stop)
 	r.wg.Wait()
 	if r.w != nil && !started {
-		r.w.flush(context.Background(), r.met.observeWrite)
+		// flushAll, not flush: a REGISTER still being served may be
+		// writing a batch on its own goroutine (settle).
+		r.w.flushAll(context.Background(), r.met.observeWrite)
 	}
 	return nil
 }
@@ -348,7 +363,7 @@ func (r *Registrar) write() {
 			r.w.flushAll(ctx, r.met.observeWrite)
 			return
 		case <-r.w.q.Wake():
-			r.w.flushAll(ctx, r.met.observeWrite)
+			r.w.drain(ctx, r.met.observeWrite)
 		case <-purge.C:
 			if _, err := r.env.Store.PurgeBindings(ctx, r.env.Now()); err != nil {
 				r.met.storeErrors.Inc()
@@ -383,7 +398,7 @@ func (r *Registrar) Middleware(next handler.Handler) handler.Handler {
 			}
 		}
 		if len(bad) > 0 {
-			r.met.registers.WithLabelValues("420").Inc()
+			r.met.answered(420)
 			res := r.env.NewResponse(req, 420, "")
 			res.Add("Unsupported", strings.Join(bad, ", "))
 			_ = tx.RespondStateless(res)
@@ -428,6 +443,7 @@ func (r *Registrar) aor(req *sip.Request) (user, domain string, code int, why st
 type contact struct {
 	addr     sip.Address // as in the request (refers into it)
 	text     string      // as registered: without expires
+	parsed   sip.Address // text parsed, as a binding of that text parses
 	expires  int
 	q        int
 	instance string
@@ -448,8 +464,10 @@ func refuse(code int, why string) *registerError { return &registerError{code: c
 // ours, Require is checked and the sender authenticated for the AOR).
 func (r *Registrar) ServeRegister(ctx context.Context, tx Tx, req *sip.Request) {
 	if err := r.serve(tx, req); err != nil {
-		r.met.registers.WithLabelValues(strconv.Itoa(err.code)).Inc()
-		r.log.Debug("register refused", "code", err.code, "why", err.why, "to", req.To.URI.String(), "call_id", req.CallID)
+		r.met.answered(err.code)
+		if r.debug() {
+			r.log.Debug("register refused", "code", err.code, "why", err.why, "to", req.To.URI.String(), "call_id", req.CallID)
+		}
 		res := r.env.NewResponse(req, err.code, err.reason)
 		switch err.code {
 		case 423:
@@ -476,7 +494,11 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	if code != 0 {
 		return refuse(code, why)
 	}
-	aor := user + "@" + domain
+	// The AOR as a string only when it is new: a known AOR's is its
+	// record's key, and looking the record up with the bytes allocates
+	// nothing.
+	var keyBuf [64]byte
+	key := append(append(append(keyBuf[:0], user...), '@'), domain...)
 	now := r.env.Now()
 
 	headerExpires, hasHeader := parseDelta(req.Get("Expires"))
@@ -490,7 +512,8 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		// RFC 3261 §10.3 step 6.
 		return refuse(400, "Contact: * needs Expires: 0 and no other Contact")
 	}
-	contacts, rerr := r.parseContacts(req, headerExpires, hasHeader)
+	var contactBuf [4]contact
+	contacts, rerr := r.parseContacts(contactBuf[:0], req, headerExpires, hasHeader)
 	if rerr != nil {
 		return rerr
 	}
@@ -515,7 +538,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 
 	// Copied into each binding's data: nothing here needs a copy.
 	src := flow{
-		aor: aor, callID: req.CallID, cseq: req.CSeq.Seq, path: path, source: tx.Source(), transport: tx.Transport(),
+		callID: req.CallID, cseq: req.CSeq.Seq, path: path, source: tx.Source(), transport: tx.Transport(),
 		userAgent: req.Get("User-Agent"), updated: now.UnixNano(),
 	}
 	if la, ok := tx.(interface{ LocalAddr() netip.AddrPort }); ok {
@@ -527,19 +550,26 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 
 	var buf [4]binding
 	r.loc.mu.Lock()
-	rec := r.loc.records[aor]
+	rec := r.loc.records[string(key)]
 	cur := buf[:0]
 	if rec != nil {
 		cur = rec.appendLive(cur, now.UnixNano())
 	}
 	if len(req.Contact) == 0 {
 		// A query (RFC 3261 §10.2.3): list the bindings, change nothing.
-		res := r.okResponse(req, cur, now, false, "")
+		res := r.okResponse(req, cur, nil, now, false, "")
 		r.loc.mu.Unlock()
-		r.met.registers.WithLabelValues("200").Inc()
+		r.met.answered(200)
 		_ = tx.Respond(res)
 		return nil
 	}
+	aor := ""
+	if rec != nil {
+		aor = rec.one.field(fieldAOR) // equal to key: it is the record's key
+	} else {
+		aor = string(key)
+	}
+	src.aor = aor
 	next, del, rerr := r.apply(aor, cur, contacts, wildcard, &src, now)
 	if rerr != nil {
 		r.loc.mu.Unlock()
@@ -549,11 +579,16 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 		r.loc.mu.Unlock()
 		return refuse(503, "registration store busy")
 	}
-	res := r.okResponse(req, next, now, outbound, path)
+	res := r.okResponse(req, next, contacts, now, outbound, path)
+	var p *pendingRegister
 	var put []store.Binding
 	if r.w != nil {
+		p = &pendingRegister{r: r, tx: tx, req: req, res: res, aor: aor, n: len(next)}
 		for i := range next {
 			if next[i].flags&flagFresh != 0 {
+				if put == nil {
+					put = p.one[:0]
+				}
 				put = append(put, next[i].toStore())
 			}
 		}
@@ -569,8 +604,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	}
 	// Queued under the location lock, so the store sees the changes of
 	// one AOR in the order memory did.
-	n := len(next)
-	ok := r.w.enqueue(writeOp{put: put, del: del, done: func(err error) { r.done(tx, req, res, aor, n, err) }})
+	ok := r.w.enqueue(writeOp{put: put, del: del, done: p})
 	r.loc.mu.Unlock()
 	if !ok {
 		// Closed between the check and now: the server is stopping.
@@ -578,6 +612,23 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	}
 	r.w.settle(context.Background(), r.met.observeWrite)
 	return nil
+}
+
+// pendingRegister is a REGISTER whose changes wait for the store: what
+// its answer needs, and room for the one binding most REGISTERs write,
+// in one allocation.
+type pendingRegister struct {
+	r   *Registrar
+	tx  Tx
+	req *sip.Request
+	res *sip.Response
+	aor string
+	n   int // bindings of the AOR after the change
+	one [1]store.Binding
+}
+
+func (p *pendingRegister) committed(err error) {
+	p.r.done(p.tx, p.req, p.res, p.aor, p.n, err)
 }
 
 // done answers a REGISTER whose changes were committed, or failed to be.
@@ -589,19 +640,27 @@ func (r *Registrar) done(tx Tx, req *sip.Request, res *sip.Response, aor string,
 		res = r.env.NewResponse(req, 500, "")
 		res.Add("Retry-After", "5")
 		res.Add("Warning", `399 hlas "registration store failure"`)
-	} else {
+	} else if r.debug() {
 		r.log.Debug("registered", "aor", aor, "bindings", n, "source", tx.Source(), "transport", tx.Transport())
 	}
-	r.met.registers.WithLabelValues(strconv.Itoa(res.StatusCode)).Inc()
+	r.met.answered(res.StatusCode)
 	_ = tx.Respond(res)
 }
 
+// debug reports whether debug records are wanted: the arguments of a
+// record cost allocations even when the handler drops it.
+func (r *Registrar) debug() bool {
+	return r.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
 // parseContacts reads each Contact's expiry, q-value, +sip.instance and
-// reg-id (RFC 3261 §10.3 step 7, §20.10; RFC 5626 §4.1).
-func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader bool) ([]contact, *registerError) {
-	var out []contact
+// reg-id (RFC 3261 §10.3 step 7, §20.10; RFC 5626 §4.1), appending them
+// to dst.
+func (r *Registrar) parseContacts(dst []contact, req *sip.Request, headerExpires int, hasHeader bool) ([]contact, *registerError) {
+	out := dst
+	var text [256]byte
 	for i := range req.Contact {
-		a := req.Contact[i]
+		a := &req.Contact[i]
 		if a.Wildcard {
 			continue
 		}
@@ -610,7 +669,8 @@ func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader
 		if hasHeader {
 			c.expires = headerExpires
 		}
-		if v, ok := a.Params.Get("expires"); ok {
+		v, hasExpires := a.Params.Get("expires")
+		if hasExpires {
 			if n, ok := parseDelta(v); ok {
 				c.expires = n
 			}
@@ -636,15 +696,51 @@ func (r *Registrar) parseContacts(req *sip.Request, headerExpires int, hasHeader
 			}
 			c.regID = n
 		}
-		c.addr = a
-		a.Params = a.Params.Del("expires")
-		c.text = a.String()
-		if _, err := sip.ParseAddress(c.text); err != nil {
+		c.addr = *a
+		// The contact as written without expires, as
+		// a.Params.Del("expires") and a.String() would give it, built in
+		// one allocation.
+		bare := *a
+		bare.Params = ""
+		t := bare.AppendTo(text[:0])
+		t = appendParamsWithout(t, a.Params, "expires", hasExpires)
+		c.text = string(t)
+		// The stored text must parse again: bindings are parsed from it
+		// whenever they are read, and a text that did not parse would be
+		// a binding without a URI. Writing a parsed Address round-trips
+		// (sip.FuzzParseAddress), so this guards against a bug rather
+		// than a request; it is kept because it allocates nothing and
+		// pays for itself: its result stands in for parsing the binding
+		// of the same text in match and okResponse.
+		var err error
+		if c.parsed, err = sip.ParseAddress(c.text); err != nil {
 			return nil, refuse(400, "invalid Contact")
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// appendParamsWithout appends p to dst without the parameters named
+// name, exactly as p.Del(name) writes it; has is p.Has(name), known to
+// the caller.
+func appendParamsWithout(dst []byte, p sip.Params, name string, has bool) []byte {
+	if !has {
+		return append(dst, p...)
+	}
+	p.Each(func(n, v string, hasValue bool) bool {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+		dst = append(dst, ';')
+		dst = append(dst, n...)
+		if hasValue {
+			dst = append(dst, '=')
+			dst = append(dst, v...)
+		}
+		return true
+	})
+	return dst
 }
 
 // apply computes an AOR's new bindings from its current ones and the
@@ -712,7 +808,11 @@ func match(bs []binding, c *contact) int {
 	}
 	for i := range bs {
 		if c.instance == "" || bs[i].field(fieldInstance) == "" {
-			if a := bs[i].contact(); a.URI.Equal(&c.addr.URI) {
+			a := c.parsed // what the binding's text parses to, when it is c's
+			if bs[i].field(fieldContact) != c.text {
+				a = bs[i].contact()
+			}
+			if a.URI.Equal(&c.addr.URI) {
 				return i
 			}
 		}
@@ -723,27 +823,79 @@ func match(bs []binding, c *contact) int {
 // okResponse builds the 200 OK listing every current binding with its
 // remaining expiry (RFC 3261 §10.3 step 8), the Path of the request for a
 // UA that supports it (RFC 3327 §5.3), and Require: outbound when SIP
-// Outbound applied (RFC 5626 §6).
-func (r *Registrar) okResponse(req *sip.Request, bs []binding, now time.Time, outbound bool, path string) *sip.Response {
+// Outbound applied (RFC 5626 §6). contacts are the request's, whose
+// parsed texts spare parsing the bindings made from them.
+func (r *Registrar) okResponse(req *sip.Request, bs []binding, contacts []contact, now time.Time, outbound bool, path string) *sip.Response {
 	res := r.env.NewResponse(req, 200, "")
 	var buf [4]binding
 	sorted := append(buf[:0], bs...)
 	sortBindings(sorted)
+	// The contacts' parameters with their expires go into one string, cut
+	// into each contact's once all are written: one allocation for the
+	// response rather than one per contact.
+	var paramBuf [256]byte
+	var endBuf [4]int
+	params, ends := paramBuf[:0], endBuf[:0]
+	res.Contact = slices.Grow(res.Contact, len(sorted))
+	first := len(res.Contact)
 	for i := range sorted {
 		b := &sorted[i]
 		left := int((time.Duration(b.expires-now.UnixNano()) + time.Second - 1) / time.Second)
-		a := b.contact()
-		a.Params = a.Params.Set("expires", strconv.Itoa(max(left, 1)))
+		a := b.contactFrom(contacts)
+		params = appendExpires(params, a.Params, max(left, 1))
+		ends = append(ends, len(params))
 		res.Contact = append(res.Contact, a)
 	}
-	if path != "" && hasOption(req, "Supported", "path") {
+	if len(sorted) > 0 {
+		all, start := string(params), 0
+		for i, end := range ends {
+			res.Contact[first+i].Params = sip.Params(all[start:end])
+			start = end
+		}
+	}
+	withPath := path != "" && hasOption(req, "Supported", "path")
+	// Room for the fields added below at once, not one growth each.
+	res.Fields = slices.Grow(res.Fields, 1+btoi(withPath)+btoi(outbound))
+	if withPath {
 		res.Add("Path", path)
 	}
 	if outbound {
 		res.Add("Require", "outbound")
 	}
-	res.Add("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT"))
+	res.Add("Date", r.httpDate(now))
 	return res
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// appendExpires appends the parameters p with expires set to n, as
+// p.Set("expires", strconv.Itoa(n)) writes them. A stored contact has no
+// expires (parseContacts removes it), so they are p and ";expires=n":
+// p, parsed, has the form Set writes.
+func appendExpires(dst []byte, p sip.Params, n int) []byte {
+	if p.Has("expires") {
+		return append(dst, p.Set("expires", strconv.Itoa(n))...)
+	}
+	dst = append(dst, p...)
+	dst = append(dst, ";expires="...)
+	return strconv.AppendInt(dst, int64(n), 10)
+}
+
+// httpDate returns the Date header value for now, formatted once a
+// second.
+func (r *Registrar) httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := r.date.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &httpDate{sec: sec, text: now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")}
+	r.date.Store(d)
+	return d.text
 }
 
 // parseDelta parses delta-seconds (RFC 3261 §25.1), saturating at 2^32-1

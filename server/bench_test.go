@@ -118,6 +118,46 @@ func BenchmarkRegisterDigest(b *testing.B) {
 	})
 }
 
+// BenchmarkRegisterOpen measures a registration refresh in an open domain
+// (no authentication): a REGISTER answered 200 once its binding is
+// committed, the workload of bench/compare.sh register. 8 phones per CPU
+// register at once, as many as a loaded registrar sees; ns/op is the
+// inverse of the throughput, cpu-ns/op includes the garbage collector's
+// share, with the server transactions of every op still waiting out
+// Timer J as they would under load.
+func BenchmarkRegisterOpen(b *testing.B) {
+	const perCPU = 8
+	srv := newMemServer(b, Config{Domains: []string{"example.test"}, MaxQueueDelay: time.Hour,
+		Auth: auth.Config{OpenDomains: []string{"*"}}})
+	realClock(srv.Server)
+	bs := &benchRegistrar{srv: srv, byAddr: map[netip.AddrPort]*benchPhone{}}
+	srv.writeTo = bs.deliver
+	for i := range perCPU * runtime.GOMAXPROCS(0) {
+		ph := &benchPhone{
+			user: fmt.Sprintf("u%d", i), callID: fmt.Sprintf("bench-%d@test", i),
+			src:     netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), uint16(10000+i)),
+			answers: make(chan benchAnswer, 4),
+		}
+		bs.phones = append(bs.phones, ph)
+		bs.byAddr[ph.src] = ph
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(perCPU)
+	b.ResetTimer()
+	defer reportCPU(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		ph := bs.phones[next.Add(1)-1]
+		for pb.Next() {
+			srv.receive(ph.request(""), ph.src, srv.now())
+			if a := ph.final(); a.code != 200 {
+				b.Errorf("REGISTER: got %d, want 200", a.code)
+				return
+			}
+		}
+	})
+}
+
 // benchRegistrar is a memServer with subscribers and their phones; the
 // recorder hands each phone its responses.
 type benchRegistrar struct {

@@ -5,12 +5,11 @@ package server
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,8 +58,8 @@ type Server struct {
 	redials chan struct{}  // semaphore of background redials
 	async   sync.WaitGroup // background redials
 	bufs    sync.Pool
-	secret  uint64 // salts stateless To tags
-	flowKey []byte // signs the proxy's flow tokens; derived from the auth secret
+	seed    maphash.Seed // of stateless To tags
+	flowKey []byte       // signs the proxy's flow tokens; derived from the auth secret
 
 	// now reads the monotonic clock that stamps messages as they arrive
 	// (work.at), for MaxQueueDelay; tests replace it before Start.
@@ -111,10 +110,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log.With("feature", "server"),
-		reg:    prometheus.NewRegistry(),
-		secret: randomUint64(),
+		cfg:  cfg,
+		log:  log.With("feature", "server"),
+		reg:  prometheus.NewRegistry(),
+		seed: maphash.MakeSeed(),
 		txl: transaction.New(transaction.Config{
 			T1: cfg.T1, T2: cfg.T2, T4: cfg.T4, MaxServer: cfg.MaxTransactions,
 			Logger: log.With("feature", "transaction"),
@@ -575,12 +574,6 @@ func (s *Server) response(req *sip.Request, code int, reason string) *sip.Respon
 	return res
 }
 
-func randomUint64() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])
-}
-
 // ackOfStateless reports whether ack acknowledges a non-2xx final
 // response this server sent without a transaction: it has the same
 // Call-ID, From tag and branch as the INVITE (RFC 3261 §17.1.1.3), so its
@@ -603,24 +596,19 @@ func (s *Server) statelessTag(req *sip.Request) string {
 	return strconv.FormatUint(s.statelessHash(req), 36)
 }
 
-// statelessHash is FNV-1a (64 bits, as hash/fnv's New64a) of the secret,
-// the Call-ID, the From tag and the top Via branch, computed without
-// allocating: every ACK a 2xx gets is checked against it.
+// statelessHash hashes the Call-ID, the From tag and the top Via branch
+// with the server's own random seed (hash/maphash: unpredictable without
+// the seed, and without allocating): every ACK a 2xx gets is checked
+// against it.
 func (s *Server) statelessHash(req *sip.Request) uint64 {
-	h := uint64(14695981039346656037)
-	add := func(b byte) {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	for i := range 8 {
-		add(byte(s.secret >> (8 * i)))
-	}
-	for _, str := range [...]string{req.CallID, req.From.Tag(), branchOf(req)} {
-		for i := 0; i < len(str); i++ {
-			add(str[i])
-		}
-	}
-	return h
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(req.CallID)
+	h.WriteByte(0)
+	h.WriteString(req.From.Tag())
+	h.WriteByte(0)
+	h.WriteString(branchOf(req))
+	return h.Sum64()
 }
 
 func branchOf(req *sip.Request) string {
@@ -821,15 +809,30 @@ func newSelfAddrs(domains []string, addrs []Addr) selfAddrs {
 }
 
 // isSelf reports whether a URI host (and port, when given) is this server.
+// A host as the table holds it (a domain in lower case, an IP literal in
+// canonical form) is looked up as it is; only other spellings are folded
+// or parsed, since a failed netip.ParseAddr costs an error allocation.
 func (sa selfAddrs) isSelf(u *sip.URI) bool {
-	host := strings.ToLower(u.Hostname())
-	if a, err := netip.ParseAddr(host); err == nil {
-		host = a.Unmap().String()
-	}
+	host := u.Hostname()
 	if !sa.hosts[host] {
-		return false
+		host = strings.ToLower(host)
+		if !sa.hosts[host] {
+			if !maybeIP(host) {
+				return false
+			}
+			a, err := netip.ParseAddr(host)
+			if err != nil || !sa.hosts[a.Unmap().String()] {
+				return false
+			}
+		}
 	}
 	return u.Port == 0 || sa.ports[u.Port]
+}
+
+// maybeIP reports whether host could be an IP literal: IPv6 has a colon,
+// IPv4 starts with a digit (a domain label may too; ParseAddr decides).
+func maybeIP(host string) bool {
+	return host != "" && (host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0)
 }
 
 // openRegistrar opens the store and builds the authenticator and the

@@ -49,15 +49,28 @@ func paramEnd(s string) int {
 }
 
 // Get returns the value of the named parameter and whether it is present.
+// A loop of its own rather than Each: it runs several times per message
+// (branch, tags, rport, expires), and the closure and its captures cost more
+// than the scan.
 func (p Params) Get(name string) (value string, ok bool) {
-	p.Each(func(n, v string, _ bool) bool {
-		if strings.EqualFold(n, name) {
-			value, ok = v, true
-			return false
+	s := string(p)
+	for len(s) > 0 {
+		if s[0] == ';' {
+			s = s[1:]
+			continue
 		}
-		return true
-	})
-	return value, ok
+		end := paramEnd(s)
+		elem := s[:end]
+		s = s[end:]
+		n, v := elem, ""
+		if i := strings.IndexByte(elem, '='); i >= 0 {
+			n, v = elem[:i], elem[i+1:]
+		}
+		if len(n) == len(name) && strings.EqualFold(n, name) {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // Has reports whether the named parameter is present.

@@ -65,13 +65,15 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	}
 	var r *Response
 	if len(req.Via) == 1 {
-		// The common case, a request straight from its UA: the response
-		// and its Via in one allocation (640 bytes, a size class of its
-		// own, no more than the two apart).
+		// The common case, a request straight from its UA: the response,
+		// its Via and room for the few fields a server adds (Server, Date,
+		// a challenge) in one allocation of 896 bytes, where growing
+		// Fields from nil took three more.
 		blk := &responseVia{}
 		blk.via[0] = req.Via[0]
 		r = &blk.r
 		r.Via = blk.via[:]
+		r.Fields = blk.fields[:0]
 	} else {
 		r = &Response{}
 		r.Via = append([]Via(nil), req.Via...)
@@ -94,8 +96,9 @@ func NewResponse(req *Request, code int, reason string) *Response {
 
 // responseVia is a response with the room for one Via (NewResponse).
 type responseVia struct {
-	r   Response
-	via [1]Via
+	r      Response
+	via    [1]Via
+	fields [4]Field
 }
 
 // AddToTag gives r a To tag of its own (NewTag) when it needs one: any

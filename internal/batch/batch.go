@@ -95,6 +95,34 @@ func (q *Queue[T]) Take() []T {
 	return out
 }
 
+// TakeInto is Take for a consumer that is done with one batch before it
+// takes the next: it hands out batches in buf's array (a batch TakeInto
+// returned earlier, or nil), and gives the queue's own array when the
+// whole queue is taken, so that a steady stream of batches allocates
+// nothing. The items buf still holds are cleared first, so neither side
+// keeps them alive. The result is empty when the queue is; the caller
+// must not use buf afterwards, nor share it with another consumer.
+func (q *Queue[T]) TakeInto(buf []T) []T {
+	clear(buf)
+	buf = buf[:0]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.pending), q.maxBatch)
+	switch {
+	case n == 0:
+		return buf
+	case n == len(q.pending):
+		out := q.pending
+		q.pending = buf
+		return out
+	}
+	buf = append(buf, q.pending[:n]...)
+	rest := copy(q.pending, q.pending[n:])
+	clear(q.pending[rest:])
+	q.pending = q.pending[:rest]
+	return buf
+}
+
 // Len returns the number of items queued.
 func (q *Queue[T]) Len() int {
 	q.mu.Lock()

@@ -85,3 +85,55 @@ func TestQueuePushUnbounded(t *testing.T) {
 		t.Fatal("PushUnbounded after Close: want it refused")
 	}
 }
+
+// TakeInto hands out the same batches as Take, in order, reusing the
+// arrays it is given back, and clears what they held.
+func TestQueueTakeInto(t *testing.T) {
+	q := New[*int](10, 2)
+	vals := make([]int, 5)
+	for i := range vals {
+		vals[i] = i
+		q.Push(&vals[i])
+	}
+	var got []int
+	var buf []*int
+	for {
+		prev := buf
+		buf = q.TakeInto(buf)
+		if len(buf) == 0 {
+			for _, p := range prev {
+				if p != nil {
+					t.Fatal("TakeInto left an item of the previous batch in its array")
+				}
+			}
+			break
+		}
+		if len(buf) > 2 {
+			t.Fatalf("batch of %d, want at most 2", len(buf))
+		}
+		for _, p := range buf {
+			got = append(got, *p)
+		}
+	}
+	if !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("took %v, want the items in order", got)
+	}
+	// The whole queue taken: the queue goes on in the array given back,
+	// and the batch handed out is not touched by later pushes.
+	q.Push(&vals[0])
+	b1 := q.TakeInto(buf)
+	q.Push(&vals[1])
+	if len(b1) != 1 || *b1[0] != 0 {
+		t.Fatalf("batch %v changed by a later Push", b1)
+	}
+	b2 := q.TakeInto(b1)
+	if len(b2) != 1 || *b2[0] != 1 || q.Len() != 0 {
+		t.Fatalf("second batch %v, %d left", b2, q.Len())
+	}
+	if testing.AllocsPerRun(100, func() {
+		q.Push(&vals[2])
+		b2 = q.TakeInto(b2)
+	}) != 0 {
+		t.Error("a steady stream of batches allocates")
+	}
+}
