@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/store"
 )
@@ -125,6 +127,41 @@ func TestExpiryOfManyCalls(t *testing.T) {
 	}
 	if n := f.clock.Pending(); n != 0 {
 		t.Fatalf("%d timers pending without calls", n)
+	}
+}
+
+// Calls that fall due together while the disk is slow and the queue is
+// full all end (none stays tracked): those the queue takes are written,
+// the rest dropped and counted, and the sweep still ends later calls.
+func TestExpiryWithTheQueueFull(t *testing.T) {
+	const calls, queue = 5, 2
+	f := newFixture(t, Config{QueueSize: queue, MaxDuration: time.Hour})
+	for i := range calls {
+		f.answer(t, fmt.Sprintf("qf%d", i), 0)
+	}
+	release := f.holdWriter(t)
+	f.clock.Advance(time.Hour)
+	if n := f.a.Calls(); n != 0 {
+		t.Fatalf("Calls = %d after every call fell due", n)
+	}
+	if n := testutil.ToFloat64(f.a.met.dropped.WithLabelValues("queue_full")); n != calls-queue {
+		t.Fatalf("%v records dropped as queue_full, want %d", n, calls-queue)
+	}
+	if n := f.clock.Pending(); n != 0 {
+		t.Fatalf("%d timers pending without calls", n)
+	}
+	release()
+	for _, r := range f.st.waitRecords(t, 1+queue)[1:] { // after the blocker
+		if r.EndReason != EndMaxDuration || !strings.HasPrefix(r.CallID, "qf") {
+			t.Errorf("record %+v", r)
+		}
+	}
+	// A later call ends on time, and its record is the next one (the
+	// writer is FIFO): none of the dropped ones was written meanwhile.
+	f.answer(t, "qf-late", 0)
+	f.clock.Advance(time.Hour)
+	if r := f.st.waitRecords(t, 1+queue+1)[1+queue]; r.CallID != "qf-late" || r.EndReason != EndMaxDuration {
+		t.Fatalf("last record %+v, want qf-late's", r)
 	}
 }
 

@@ -99,6 +99,23 @@ func (m *memUsers) setErr(err error) {
 	m.err = err
 }
 
+// pauseOnce makes the next call of the hook *h (&m.afterRead or
+// &m.inVersion) close entered and wait until release is closed; the calls
+// after it pass.
+func (m *memUsers) pauseOnce(h *func()) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	*h = func() {
+		m.mu.Lock()
+		*h = nil
+		m.mu.Unlock()
+		close(entered)
+		<-release
+	}
+	return entered, release
+}
+
 // counts returns how many times User and UsersVersion were called.
 func (m *memUsers) counts() (reads, versions int) {
 	m.mu.Lock()
@@ -547,6 +564,31 @@ func TestMD5OnlyUserAgents(t *testing.T) {
 	g := newFixture(t, func(c *Config) { c.MD5OnlyUserAgents = []string{} })
 	if rows := headerRows(g.challenge(t, noUA(t), Origin, "alice", "example.test"), "WWW-Authenticate"); len(rows) != 2 {
 		t.Fatalf("md5_only_user_agents [] still narrows: %q", rows)
+	}
+}
+
+// TestContainsLower: the User-Agent match ignores case as
+// strings.Contains(strings.ToLower(ua), l) does, with or without
+// non-ASCII text.
+func TestContainsLower(t *testing.T) {
+	for _, tc := range []struct {
+		s, lower string
+		want     bool
+	}{
+		{"SIPsak 0.9.8.1", "sipsak", true},
+		{"BareSIP V1.0.0 (x86_64/linux)", "baresip v1.", true},
+		{"baresip v2.0.0", "baresip v1.", false},
+		{"linphone/5.1 sipp", "sipp", true},
+		{"sip", "sipp", false},
+		{"", "sipp", false},
+		{"Zoiper", "", true},
+		{"Téléphone SIPP", "sipp", true},
+		{"Téléphone SIPsak", "sipsak", true},
+		{"Téléphone", "sipp", false},
+	} {
+		if got := containsLower(tc.s, tc.lower); got != tc.want || got != strings.Contains(strings.ToLower(tc.s), tc.lower) {
+			t.Errorf("containsLower(%q, %q) = %v, want %v", tc.s, tc.lower, got, tc.want)
+		}
 	}
 }
 

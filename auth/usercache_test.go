@@ -220,22 +220,13 @@ func TestUserCacheRacingChange(t *testing.T) {
 	if _, err := f.a.user(ctx, f.clock.Now(), "bob", "example.test"); err != nil {
 		t.Fatal(err)
 	}
-	inRead, release := make(chan struct{}), make(chan struct{})
-	f.users.mu.Lock()
-	f.users.afterRead = func() {
-		close(inRead)
-		<-release
-	}
-	f.users.mu.Unlock()
+	inRead, release := f.users.pauseOnce(&f.users.afterRead)
 	done := make(chan hashes)
 	go func() {
 		h, _ := f.a.user(ctx, f.clock.Now(), "alice", "example.test")
 		done <- h
 	}()
 	<-inRead // the lookup holds alice's old hashes
-	f.users.mu.Lock()
-	f.users.afterRead = nil
-	f.users.mu.Unlock()
 	f.users.put(NewUser("alice", "example.test", "s3cret"))
 	f.clock.Add(DefaultUserCacheCheck)
 	// This lookup sees the new version, empties the cache and reads alice anew.
@@ -328,22 +319,13 @@ func TestUserCacheOneCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Add(DefaultUserCacheCheck)
-	inVersion, release := make(chan struct{}), make(chan struct{})
-	f.users.mu.Lock()
-	f.users.inVersion = func() {
-		close(inVersion)
-		<-release
-	}
-	f.users.mu.Unlock()
+	inVersion, release := f.users.pauseOnce(&f.users.inVersion)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_, _ = f.a.user(ctx, f.clock.Now(), "alice", "example.test")
 	}()
 	<-inVersion
-	f.users.mu.Lock()
-	f.users.inVersion = nil
-	f.users.mu.Unlock()
 	for range 3 {
 		if _, err := f.a.user(ctx, f.clock.Now(), "alice", "example.test"); err != nil {
 			t.Fatal(err)

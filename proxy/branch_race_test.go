@@ -142,7 +142,7 @@ func TestCancelDuringBranchSend(t *testing.T) {
 }
 
 // A registration over TCP whose connection has closed falls back to
-// resolving the contact's host (hopsFor uses a flow only while
+// resolving the contact's host (hopsNow uses a flow only while
 // flowUsable): that lookup must not run on the caller's goroutine, a
 // server worker.
 func TestClosedStreamFlowResolvesOffWorker(t *testing.T) {

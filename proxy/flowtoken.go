@@ -92,7 +92,7 @@ func needsFlow(f Flow, contact []sip.Address) bool {
 		return true
 	}
 	u := contact[0].URI
-	a, ok := parseIP(strings.Trim(u.Host, "[]"))
+	a, ok := sip.ParseIP(strings.Trim(u.Host, "[]"))
 	if !ok {
 		return true
 	}
@@ -130,11 +130,9 @@ func byteProto(b byte) string {
 // flowMACLen is the length of the token's truncated HMAC-SHA-256.
 const flowMACLen = 8
 
-// encodeToken lays out: flags (bit 0 caller, bit 1 callee), the tag hash,
-// each flow present as proto, address length, address, port; then the MAC.
-func (p *Proxy) encodeToken(t flowToken) []byte { return p.appendToken(make([]byte, 0, 48), t) }
-
-// appendToken appends the token's bytes (encodeToken) to b.
+// appendToken appends the token's bytes to b: flags (bit 0 caller, bit 1
+// callee), the tag hash, each flow present as proto, address length,
+// address, port; then the MAC.
 func (p *Proxy) appendToken(b []byte, t flowToken) []byte {
 	start := len(b)
 	var flags byte

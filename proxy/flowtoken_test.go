@@ -53,7 +53,7 @@ func TestFlowTokenRoundTrip(t *testing.T) {
 		{tag: 2, callee: Flow{Proto: "TCP", Remote: netip.MustParseAddrPort("[2001:db8::7]:5061")}},
 		{tag: 3, caller: udpFlow("203.0.113.9:40000"), callee: Flow{Proto: "TLS", Remote: netip.MustParseAddrPort("198.51.100.2:5061")}},
 	} {
-		user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
+		user := flowTokenPrefix + b64(p.encodeToken(tok))
 		got, ok := p.decodeToken(user, "")
 		if !ok || got != tok {
 			t.Errorf("decode(encode(%+v)) = %+v, %v", tok, got, ok)
@@ -63,13 +63,13 @@ func TestFlowTokenRoundTrip(t *testing.T) {
 		}
 	}
 	tok := flowToken{tag: 9, caller: udpFlow("203.0.113.9:40000")}
-	user := flowTokenPrefix + encodeB64(p.encodeToken(tok))
+	user := flowTokenPrefix + b64(p.encodeToken(tok))
 	if _, ok := tokenProxy("another key").decodeToken(user, ""); ok {
 		t.Error("a token signed with another key was accepted")
 	}
 	// Bound to its dialog: a token of one Call-ID steers no other.
 	tok.callID = "dialog-a@example.test"
-	user = flowTokenPrefix + encodeB64(p.encodeToken(tok))
+	user = flowTokenPrefix + b64(p.encodeToken(tok))
 	if got, ok := p.decodeToken(user, "dialog-a@example.test"); !ok || got != tok {
 		t.Errorf("token of its own dialog: %+v, %v", got, ok)
 	}
@@ -79,7 +79,7 @@ func TestFlowTokenRoundTrip(t *testing.T) {
 	tok.callID = ""
 	b := p.encodeToken(tok)
 	b[7] ^= 1 // the first byte of the caller's address
-	if _, ok := p.decodeToken(flowTokenPrefix+encodeB64(b), ""); ok {
+	if _, ok := p.decodeToken(flowTokenPrefix+b64(b), ""); ok {
 		t.Error("a tampered token was accepted")
 	}
 	for _, bad := range []string{"", "ft-", "ft-!!", "alice", "ft-" + strings.Repeat("A", 200)} {
@@ -113,7 +113,8 @@ func TestDialogFlow(t *testing.T) {
 	}
 }
 
-func encodeB64(b []byte) string { return b64(b) }
+// encodeToken returns the token's bytes (appendToken).
+func (p *Proxy) encodeToken(t flowToken) []byte { return p.appendToken(nil, t) }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 

@@ -177,32 +177,26 @@ func (b *branch) start() {
 	var next sip.URI
 	b.out, b.room, next = p.prepare(c.req, b.target)
 	b.outVia, b.outRR = b.out.Via, b.out.RecordRoute
-	if p.mayWait(c.req, next, b.target) {
-		if hops, ok := p.cachedHops(next); ok {
-			b.send(hops)
-			return
-		}
-		p.onLookupPool(func() { b.route(next) })
+	hops, wait, err := p.hopsNow(c.req, next, b.target)
+	if wait {
+		p.onLookupPool(func() {
+			hops, err := p.lookupHops(next)
+			b.send(next, hops, err)
+		})
 		return
 	}
-	b.route(next)
+	b.send(next, hops, err)
 }
 
-// route finds the branch's hops and sends it to the first.
-func (b *branch) route(next sip.URI) {
+// send sends the branch to the first of hops that works, or ends it with
+// the answer to err, the error of finding the hops of next.
+func (b *branch) send(next sip.URI, hops Hops, err error) {
 	c, p := b.c, b.c.p
-	hops, err := p.hopsFor(c.req, next, b.target)
 	if err != nil {
 		p.log.Debug("no route for branch", "uri", next.String(), "err", err)
 		c.branchDone(b, noRouteCode(err), nil)
 		return
 	}
-	b.send(hops)
-}
-
-// send sends the branch to the first of hops that works.
-func (b *branch) send(hops Hops) {
-	c := b.c
 	c.mu.Lock()
 	b.hops = hops
 	c.mu.Unlock()
@@ -259,7 +253,7 @@ func (b *branch) next() bool {
 		b.responded, b.provisional = false, false // not cancelling: checked above
 		b.stopTimersLocked()
 		if c.invite {
-			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, snd.timerC())
+			b.timerC = p.clock.AfterFunc(p.cfg.TimerC, snd.onTimerC)
 		}
 		if c.pl.timeout > 0 {
 			b.silence = p.clock.AfterFunc(c.pl.timeout, snd.onSilence)
@@ -448,7 +442,7 @@ func (c *rctx) provisional(b *branch, res *sip.Response) {
 				r.Reset(p.cfg.TimerC) // time.Timer's: no new timer per 18x
 			} else {
 				b.timerC.Stop()
-				b.timerC = p.clock.AfterFunc(p.cfg.TimerC, b.r.snd.timerC())
+				b.timerC = p.clock.AfterFunc(p.cfg.TimerC, b.r.snd.onTimerC)
 			}
 		}
 		forward = !c.answered

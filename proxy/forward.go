@@ -153,7 +153,6 @@ type hopSender struct {
 	// carries them all.
 	b       *branch
 	attempt int
-	fireC   func() // onTimerC as a func, made once per attempt (timerC)
 }
 
 // onResponse is the client transaction's ResponseHandler.
@@ -167,50 +166,34 @@ func (s *hopSender) dialFailed(err error) {
 	}
 }
 
-// timerC returns the attempt's Timer C function; the branch's c.mu is
-// held (Timer C restarts with every provisional response).
-func (s *hopSender) timerC() func() {
-	if s.fireC == nil {
-		s.fireC = s.onTimerC
-	}
-	return s.fireC
-}
-
 func (s *hopSender) onTimerC()  { s.b.onTimerC(s.attempt) }
 func (s *hopSender) onSilence() { s.b.onSilence(s.attempt) }
 
-// Send implements transaction.Sender: m is encoded into a pooled buffer,
-// which the Network does not keep (a client transaction keeps its request,
-// not the bytes, and encodes it again to retransmit).
+// Send implements transaction.Sender. A client transaction keeps its
+// request, not the bytes, and encodes it again to retransmit.
 func (s *hopSender) Send(m sip.Message) error {
-	bp := s.p.getBuf()
-	b := m.AppendTo((*bp)[:0])
-	err := s.SendWire(b)
-	s.p.putBuf(bp, b)
-	return err
+	return s.p.sendMessage(m, s.proto, s.local, s.remote, s.conn, s)
 }
 
 // maxPooledBuf bounds the buffers kept for reuse: a rare huge message
 // must not pin its buffer in the pool.
 const maxPooledBuf = 64 << 10
 
-// getBuf returns an empty encoding buffer from the Proxy's pool.
-func (p *Proxy) getBuf() *[]byte {
-	if bp, ok := p.bufs.Get().(*[]byte); ok {
-		return bp
+// sendMessage encodes m into a buffer of the Proxy's pool and sends it
+// (sendWire, which does not keep it).
+func (p *Proxy) sendMessage(m sip.Message, proto string, local, remote netip.AddrPort, conn *transport.Conn, from *hopSender) error {
+	bp, ok := p.bufs.Get().(*[]byte)
+	if !ok {
+		bp = new([]byte)
+		*bp = make([]byte, 0, 2048)
 	}
-	b := make([]byte, 0, 2048)
-	return &b
-}
-
-// putBuf gives bp back to the pool with b, what was encoded into it (maybe
-// grown), once nothing refers to the bytes any more.
-func (p *Proxy) putBuf(bp *[]byte, b []byte) {
-	if cap(b) > maxPooledBuf {
-		return
+	b := m.AppendTo((*bp)[:0])
+	err := p.sendWire(proto, local, remote, conn, b, from)
+	if cap(b) <= maxPooledBuf {
+		*bp = b[:0]
+		p.bufs.Put(bp)
 	}
-	*bp = b[:0]
-	p.bufs.Put(bp)
+	return err
 }
 
 // SendWire sends encoded bytes.
@@ -303,20 +286,39 @@ type route struct {
 	snd  *hopSender // a stateful attempt's (route.sender)
 }
 
-// hopsFor returns the hops for out, the prepared copy of req for t: the
-// target's flow (the way its REGISTER came, toward the user agent or the
-// edge proxy of its Path) unless req brought a Route set of its own, else
-// what the Resolver says for the next-hop URI.
-func (p *Proxy) hopsFor(req *sip.Request, next sip.URI, t Target) (Hops, error) {
+// hopsNow returns the hops of req prepared for t, whose next-hop URI is
+// next, when finding them cannot wait on the network: the target's flow
+// (the way its REGISTER came, toward the user agent or the edge proxy of
+// its Path) unless req brought a Route set of its own; else, from the
+// StaticResolver, a configured route, an IP literal or an answer in its
+// DNS resolver's cache. wait is true when they must be looked up instead
+// (lookupHops, off the worker): a Resolver of the library user's, or a
+// host name the cache cannot answer for.
+func (p *Proxy) hopsNow(req *sip.Request, next sip.URI, t Target) (hops Hops, wait bool, err error) {
 	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
 		f := t.Flow
-		return singleHop(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), nil
+		return singleHop(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), false, nil
 	}
-	if sr, ok := p.resolver.(*StaticResolver); ok && !sr.lookup(next) {
-		// A configured route or an IP literal: nothing to wait for, so
-		// no deadline (a context and a timer) to make.
-		return sr.Resolve(p.stop, next)
+	sr, ok := p.resolver.(*StaticResolver)
+	if !ok {
+		return nil, true, nil
 	}
+	if !sr.lookup(next) {
+		// Nothing to wait for, so no deadline (a context and a timer).
+		hops, err := sr.Resolve(p.stop, next)
+		return hops, false, err
+	}
+	if sr.DNS != nil {
+		if ts, err := sr.DNS.Resolve(p.cacheOnly, next); err == nil {
+			return newDNSHops(ts), false, nil
+		}
+	}
+	return nil, true, nil
+}
+
+// lookupHops asks the Resolver for the hops of next, within
+// resolveTimeout: what hopsNow could not answer.
+func (p *Proxy) lookupHops(next sip.URI) (Hops, error) {
 	ctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
 	defer cancel()
 	return p.resolver.Resolve(ctx, next)
@@ -370,35 +372,6 @@ func (p *Proxy) onLookupPool(f func()) {
 	}
 }
 
-// mayWait reports whether hopsFor may wait on the network for this
-// target: a Resolver of the library user's, or a host name that is
-// neither a configured route nor an IP literal.
-func (p *Proxy) mayWait(req *sip.Request, next sip.URI, t Target) bool {
-	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
-		return false
-	}
-	sr, ok := p.resolver.(*StaticResolver)
-	if !ok {
-		return true
-	}
-	return sr.lookup(next)
-}
-
-// cachedHops resolves next from the DNS resolver's cache alone (see
-// mayWait for when it is asked); false when an answer is missing or the
-// cache has no usable target, and the lookup must go to the pool.
-func (p *Proxy) cachedHops(next sip.URI) (Hops, bool) {
-	sr, ok := p.resolver.(*StaticResolver)
-	if !ok || sr.DNS == nil {
-		return nil, false
-	}
-	ts, err := sr.DNS.Resolve(p.cacheOnly, next)
-	if err != nil {
-		return nil, false
-	}
-	return newDNSHops(ts), true
-}
-
 // routeTo builds the route for hop; the target's flow is used when the hop
 // is the flow's peer.
 func (p *Proxy) routeTo(h Hop, t Target) (route, error) {
@@ -437,19 +410,15 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 		return
 	}
 	out, room, next := p.prepare(req, t)
-	if p.mayWait(req, next, t) {
-		if hops, ok := p.cachedHops(next); ok {
-			p.statelessSend(tx, req, pl, t, out, room, next, hops, nil)
-			return
-		}
+	hops, wait, err := p.hopsNow(req, next, t)
+	if wait {
 		t, next := t, next // only this path keeps them, on the heap
 		p.onLookupPool(func() {
-			hops, err := p.hopsFor(req, next, t)
+			hops, err := p.lookupHops(next)
 			p.statelessSend(tx, req, pl, t, out, room, next, hops, err)
 		})
 		return
 	}
-	hops, err := p.hopsFor(req, next, t)
 	p.statelessSend(tx, req, pl, t, out, room, next, hops, err)
 }
 
@@ -477,11 +446,7 @@ func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t 
 		if err == nil {
 			out.Via, out.RecordRoute = via, rr
 			p.stamp(out, in, r.out, r.flow, params, room)
-			bp := p.getBuf()
-			b := out.AppendTo((*bp)[:0])
-			err = p.sendWire(h.Proto, r.out.local, h.Addr, r.flow.Conn, b, nil)
-			p.putBuf(bp, b)
-			if err == nil {
+			if err = p.sendMessage(out, h.Proto, r.out.local, h.Addr, r.flow.Conn, nil); err == nil {
 				p.met.stateless.WithLabelValues("request").Inc()
 				p.met.requests.WithLabelValues(pl.kind).Inc()
 				return
@@ -561,16 +526,7 @@ func (p *Proxy) sendResponse(res *sip.Response) error {
 	default:
 		return fmt.Errorf("proxy: response Via transport %q not supported", v.Transport)
 	}
-	bp := p.getBuf()
-	b := res.AppendTo((*bp)[:0])
-	var err error
-	if proto == transport.UDP {
-		err = p.env.Network.WriteTo(proto, netip.AddrPort{}, dst, b)
-	} else {
-		err = p.sendStream(proto, dst, nil, b, nil)
-	}
-	p.putBuf(bp, b)
-	return err
+	return p.sendMessage(res, proto, netip.AddrPort{}, dst, nil, nil)
 }
 
 // redirect answers with the targets as Contacts (RFC 3261 §8.3, §21.3):

@@ -73,19 +73,11 @@ func (f LocatorFunc) Lookup(ctx context.Context, aor sip.URI) ([]Target, error) 
 // for sips, RFC 3261 §10.3 step 5), the unescaped user part, "@" and the
 // lower-case host; port, parameters and headers dropped.
 func AOR(u sip.URI) string {
-	user, host := sip.Unescape(u.User), strings.ToLower(u.Host)
-	var b strings.Builder
-	b.Grow(len("sip:") + len(user) + 1 + len(host))
-	b.WriteString("sip:")
-	if user != "" {
-		b.WriteString(user)
-		b.WriteByte('@')
-	}
-	b.WriteString(host)
-	return b.String()
+	var buf [128]byte
+	return string(appendAOR(buf[:0], &u))
 }
 
-// appendAOR appends AOR(*u), for looking it up in a map without making
+// appendAOR appends AOR(*u): a map of AORs is looked up without making
 // the string.
 func appendAOR(b []byte, u *sip.URI) []byte {
 	b = append(b, "sip:"...)

@@ -119,7 +119,7 @@ type Proxy struct {
 	srcIP     map[netip.Addr]netip.Addr
 	hosts     map[netip.Addr]string // hostOf
 
-	bufs sync.Pool // *[]byte encoding buffers of the messages sent (getBuf)
+	bufs sync.Pool // *[]byte encoding buffers of the messages sent (sendMessage)
 	macs sync.Pool // *macState of flowKey (appendMAC)
 
 	dials   chan struct{}  // semaphore of background dials
@@ -253,23 +253,12 @@ func (p *Proxy) Trusted(ip netip.Addr) bool {
 	}
 	for _, gws := range p.c.gateways {
 		for _, g := range gws {
-			if a, ok := parseIP(g.URI.Hostname()); ok && a.Unmap() == ip {
+			if a, ok := sip.ParseIP(g.URI.Hostname()); ok && a.Unmap() == ip {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// parseIP is netip.ParseAddr for a host that is often a name (no
-// brackets): a name is told apart first, without the error value
-// ParseAddr allocates for it.
-func parseIP(host string) (netip.Addr, bool) {
-	if host == "" || !(host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0) {
-		return netip.Addr{}, false // an IPv4 address starts with a digit, an IPv6 one has colons
-	}
-	a, err := netip.ParseAddr(host)
-	return a, err == nil
 }
 
 // IsLocalDomain reports whether host is one of the server's domains or
@@ -288,7 +277,7 @@ func (p *Proxy) isSelf(u *sip.URI) bool {
 		return p.env.IsSelf(u)
 	}
 	host := strings.Trim(u.Host, "[]")
-	a, ok := parseIP(host)
+	a, ok := sip.ParseIP(host)
 	if !ok {
 		return false
 	}

@@ -642,3 +642,51 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("zero config: %v", err)
 	}
 }
+
+// RFC 3261 §10.3 step 5: the AOR is the To URI as "sip:" user@host, the
+// user unescaped, the host in lower case, nothing else of the URI.
+func TestAOR(t *testing.T) {
+	for _, tc := range []struct{ uri, want string }{
+		{"sip:alice@Example.TEST:5070;transport=tcp?subject=x", "sip:alice@example.test"},
+		{"sips:bob@example.test", "sip:bob@example.test"},
+		{"sip:%61lice@example.test", "sip:alice@example.test"},
+		{"sip:example.test", "sip:example.test"},
+		{"sip:carol@[2001:DB8::1]:5060", "sip:carol@[2001:db8::1]"},
+	} {
+		u, err := sip.ParseURI(tc.uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AOR(u); got != tc.want {
+			t.Errorf("AOR(%s) = %q, want %q", tc.uri, got, tc.want)
+		}
+		if got, _ := (StaticLocator{tc.want: {{URI: u}}}).Lookup(context.Background(), u); len(got) != 1 {
+			t.Errorf("StaticLocator did not find %s under %q", tc.uri, tc.want)
+		}
+	}
+}
+
+// A message to a peer without an open connection goes out on a connection
+// dialed in the background, after sendStream has returned and its caller
+// has reused the buffer (the pooled encoding buffers): the dial sends a
+// copy.
+func TestBackgroundDialSendsACopy(t *testing.T) {
+	peer := netip.MustParseAddrPort("198.51.100.30:5060")
+	var g *gatedNet
+	e := newTestEnv(t, Config{}, func(env *Env) {
+		g = &gatedNet{fakeNet: env.Network.(*fakeNet), gate: peer, entered: make(chan struct{}), open: make(chan struct{})}
+		env.Network = g
+	})
+	req := request(t, sip.OPTIONS, "sip:carol@198.51.100.30;transport=tcp")
+	b := req.AppendTo(nil)
+	if err := e.p.sendStream(transport.TCP, peer, nil, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered // the dial is under way
+	clear(b)
+	close(g.open)
+	e.p.Close()
+	if sent := e.net.requests(t); len(sent) != 1 || sent[0].CallID != req.CallID {
+		t.Errorf("the dial sent %s, want the OPTIONS", uris(sent))
+	}
+}

@@ -143,7 +143,7 @@ func (r *StaticResolver) lookup(u sip.URI) bool {
 	if err != nil {
 		return false // Resolve fails at once
 	}
-	if _, ok := parseIP(host); ok {
+	if _, ok := sip.ParseIP(host); ok {
 		return false
 	}
 	_, routed := r.route(host, u.Port)
@@ -216,7 +216,7 @@ func (r *StaticResolver) Resolve(ctx context.Context, u sip.URI) (Hops, error) {
 	if hs, ok := r.route(host, u.Port); ok {
 		return NewHopList(hs...), nil
 	}
-	if a, ok := parseIP(host); ok {
+	if a, ok := sip.ParseIP(host); ok {
 		return singleHop(Hop{Proto: proto, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port)), Host: host}), nil
 	}
 	var dnsErr error

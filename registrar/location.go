@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hlas-voip/hlas/internal/batch"
@@ -268,13 +267,16 @@ type committer interface {
 // embedded database's journal), the worker that queued a change writes
 // the batch itself if no one else is writing: waking the writer goroutine
 // would cost more than the write. The writer goroutine then takes over
-// only what queued meanwhile. busy keeps the batches in queue order.
+// only what queued meanwhile. busy keeps the batches in queue order: a
+// worker or the writer goroutine only tries it (TryLock) and leaves the
+// queue to the holder, or to a waiting flushAll, when that fails; only
+// flushAll, after the queue is closed, waits for it.
 type writer struct {
 	st    store.Bindings
 	q     *batch.Queue[writeOp]
 	quick bool
-	busy  atomic.Bool // a batch is being written
-	ops   []writeOp   // the array of the last batch, reused by the next; only with busy held
+	busy  sync.Mutex // held while batches are written
+	ops   []writeOp  // the array of the last batch, reused by the next; only with busy held
 }
 
 func newWriter(st store.Bindings, maxQueue int) *writer {
@@ -310,11 +312,11 @@ func (w *writer) settle(ctx context.Context, observe func(n int, d time.Duration
 		return
 	}
 	for range settleRounds {
-		if !w.busy.CompareAndSwap(false, true) {
+		if !w.busy.TryLock() {
 			return // the holder looks at the queue when it lets go
 		}
 		w.writeBatch(ctx, observe)
-		w.busy.Store(false)
+		w.busy.Unlock()
 		if w.q.Len() == 0 {
 			return
 		}
@@ -327,9 +329,9 @@ func (w *writer) settle(ctx context.Context, observe func(n int, d time.Duration
 // worker holds busy it gives up instead of waiting: that worker looks at
 // the queue again when it lets go.
 func (w *writer) drain(ctx context.Context, observe func(n int, d time.Duration, err error)) {
-	for w.busy.CompareAndSwap(false, true) {
+	for w.busy.TryLock() {
 		w.flush(ctx, observe)
-		w.busy.Store(false)
+		w.busy.Unlock()
 		if w.q.Len() == 0 {
 			return
 		}
@@ -337,18 +339,12 @@ func (w *writer) drain(ctx context.Context, observe func(n int, d time.Duration,
 }
 
 // flushAll writes everything queued, waiting for a worker's batch in
-// progress: for Close, which must leave nothing behind.
+// progress: for Close, which must leave nothing behind. The queue is
+// closed by then, so one pass empties it for good.
 func (w *writer) flushAll(ctx context.Context, observe func(n int, d time.Duration, err error)) {
-	for {
-		for !w.busy.CompareAndSwap(false, true) {
-			time.Sleep(100 * time.Microsecond) // a worker is writing one batch
-		}
-		w.flush(ctx, observe)
-		w.busy.Store(false)
-		if w.q.Len() == 0 {
-			return
-		}
-	}
+	w.busy.Lock()
+	defer w.busy.Unlock()
+	w.flush(ctx, observe)
 }
 
 // full reports whether enqueue would fail now.

@@ -1,11 +1,11 @@
 package registrar
 
 import (
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hlas-voip/hlas/internal/metric"
 )
 
 // metrics are the registrar's, namespace hlas, subsystem registrar.
@@ -15,11 +15,9 @@ type metrics struct {
 	storeWrites prometheus.Histogram
 	storeErrors prometheus.Counter
 
-	// byCode caches the registers counter of each status code once it
-	// is first used: looking one up by its label costs a formatted code
-	// and a hash per REGISTER. Filled on first use rather than up front
-	// so that only codes answered appear, as with the vector alone.
-	byCode [600]atomic.Pointer[prometheus.Counter] // codes 100-699
+	// byCode counts registers by status code without a label look-up per
+	// REGISTER.
+	byCode *metric.ByCode
 }
 
 func newMetrics(reg prometheus.Registerer, r *Registrar) *metrics {
@@ -42,6 +40,7 @@ func newMetrics(reg prometheus.Registerer, r *Registrar) *metrics {
 			Help: "Failed writes and purges of the binding store.",
 		}),
 	}
+	m.byCode = metric.NewByCode(m.registers)
 	if reg == nil {
 		return m
 	}
@@ -67,20 +66,7 @@ func newMetrics(reg prometheus.Registerer, r *Registrar) *metrics {
 }
 
 // answered counts a REGISTER answered with code.
-func (m *metrics) answered(code int) {
-	if code < 100 || code > 699 {
-		m.registers.WithLabelValues(strconv.Itoa(code)).Inc()
-		return
-	}
-	slot := &m.byCode[code-100]
-	if c := slot.Load(); c != nil {
-		(*c).Inc()
-		return
-	}
-	c := m.registers.WithLabelValues(strconv.Itoa(code))
-	slot.Store(&c)
-	c.Inc()
-}
+func (m *metrics) answered(code int) { m.byCode.Inc(code) }
 
 func (m *metrics) observeWrite(n int, d time.Duration, err error) {
 	m.storeWrites.Observe(d.Seconds())

@@ -697,14 +697,7 @@ func (r *Registrar) parseContacts(dst []contact, req *sip.Request, headerExpires
 			c.regID = n
 		}
 		c.addr = *a
-		// The contact as written without expires, as
-		// a.Params.Del("expires") and a.String() would give it, built in
-		// one allocation.
-		bare := *a
-		bare.Params = ""
-		t := bare.AppendTo(text[:0])
-		t = appendParamsWithout(t, a.Params, "expires", hasExpires)
-		c.text = string(t)
+		c.text = string(appendContactText(text[:0], a))
 		// The stored text must parse again: bindings are parsed from it
 		// whenever they are read, and a text that did not parse would be
 		// a binding without a URI. Writing a parsed Address round-trips
@@ -721,26 +714,13 @@ func (r *Registrar) parseContacts(dst []contact, req *sip.Request, headerExpires
 	return out, nil
 }
 
-// appendParamsWithout appends p to dst without the parameters named
-// name, exactly as p.Del(name) writes it; has is p.Has(name), known to
-// the caller.
-func appendParamsWithout(dst []byte, p sip.Params, name string, has bool) []byte {
-	if !has {
-		return append(dst, p...)
-	}
-	p.Each(func(n, v string, hasValue bool) bool {
-		if strings.EqualFold(n, name) {
-			return true
-		}
-		dst = append(dst, ';')
-		dst = append(dst, n...)
-		if hasValue {
-			dst = append(dst, '=')
-			dst = append(dst, v...)
-		}
-		return true
-	})
-	return dst
+// appendContactText appends the contact as a binding stores it: a
+// written without its expires parameter, as a.Params.Del("expires") and
+// a.String() would give it, into the caller's buffer.
+func appendContactText(dst []byte, a *sip.Address) []byte {
+	bare := *a
+	bare.Params = ""
+	return a.Params.AppendDel(bare.AppendTo(dst), "expires")
 }
 
 // apply computes an AOR's new bindings from its current ones and the
@@ -879,7 +859,7 @@ func btoi(b bool) int {
 // p, parsed, has the form Set writes.
 func appendExpires(dst []byte, p sip.Params, n int) []byte {
 	if p.Has("expires") {
-		return append(dst, p.Set("expires", strconv.Itoa(n))...)
+		return p.AppendSet(dst, "expires", strconv.Itoa(n))
 	}
 	dst = append(dst, p...)
 	dst = append(dst, ";expires="...)

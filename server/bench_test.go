@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,10 +26,7 @@ import (
 // MaxQueueDelay to an hour: a stall of the benchmark goroutine (a GC cycle
 // on a small machine can take it for tens of milliseconds) must not turn
 // an op into a 503.
-func realClock(s *Server) {
-	epoch := time.Now()
-	s.now = func() time.Duration { return time.Since(epoch) }
-}
+func realClock(s *Server) { s.now = monotonicClock() }
 
 // reportCPU starts measuring the process's CPU time; the function it
 // returns reports it per op as cpu-ns/op (all goroutines: workers, the
@@ -86,7 +82,7 @@ func BenchmarkOptions(b *testing.B) {
 // the throughput.
 func BenchmarkRegisterDigest(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
-		bs := newBenchRegistrar(b, 1)
+		bs := newBenchRegistrar(b, Config{}, 1)
 		ph := bs.phones[0]
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -99,22 +95,8 @@ func BenchmarkRegisterDigest(b *testing.B) {
 		done()
 	})
 	b.Run("parallel", func(b *testing.B) {
-		const perCPU = 8
-		bs := newBenchRegistrar(b, perCPU*runtime.GOMAXPROCS(0))
-		var next atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(perCPU)
-		b.ResetTimer()
-		defer reportCPU(b)()
-		b.RunParallel(func(pb *testing.PB) {
-			ph := bs.phones[next.Add(1)-1]
-			for pb.Next() {
-				if err := ph.register(bs.srv); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		bs := newBenchRegistrar(b, Config{}, benchPhonesPerCPU*runtime.GOMAXPROCS(0))
+		bs.runParallel(b, func(ph *benchPhone) error { return ph.register(bs.srv) })
 	})
 }
 
@@ -126,43 +108,25 @@ func BenchmarkRegisterDigest(b *testing.B) {
 // share, with the server transactions of every op still waiting out
 // Timer J as they would under load.
 func BenchmarkRegisterOpen(b *testing.B) {
-	const perCPU = 8
-	srv := newMemServer(b, Config{Domains: []string{"example.test"}, MaxQueueDelay: time.Hour,
-		Auth: auth.Config{OpenDomains: []string{"*"}}})
-	realClock(srv.Server)
-	bs := &benchRegistrar{srv: srv, byAddr: map[netip.AddrPort]*benchPhone{}}
-	srv.writeTo = bs.deliver
-	for i := range perCPU * runtime.GOMAXPROCS(0) {
-		ph := &benchPhone{
-			user: fmt.Sprintf("u%d", i), callID: fmt.Sprintf("bench-%d@test", i),
-			src:     netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), uint16(10000+i)),
-			answers: make(chan benchAnswer, 4),
+	bs := newBenchRegistrar(b, Config{Auth: auth.Config{OpenDomains: []string{"*"}}}, benchPhonesPerCPU*runtime.GOMAXPROCS(0))
+	bs.runParallel(b, func(ph *benchPhone) error {
+		bs.srv.receive(ph.request(""), ph.src, bs.srv.now())
+		if a := ph.final(); a.code != 200 {
+			return fmt.Errorf("REGISTER: got %d, want 200", a.code)
 		}
-		bs.phones = append(bs.phones, ph)
-		bs.byAddr[ph.src] = ph
-	}
-	var next atomic.Int64
-	b.ReportAllocs()
-	b.SetParallelism(perCPU)
-	b.ResetTimer()
-	defer reportCPU(b)()
-	b.RunParallel(func(pb *testing.PB) {
-		ph := bs.phones[next.Add(1)-1]
-		for pb.Next() {
-			srv.receive(ph.request(""), ph.src, srv.now())
-			if a := ph.final(); a.code != 200 {
-				b.Errorf("REGISTER: got %d, want 200", a.code)
-				return
-			}
-		}
+		return nil
 	})
 }
 
+// benchPhonesPerCPU is how many phones register at once per CPU in the
+// parallel benchmarks, as many as a loaded registrar sees.
+const benchPhonesPerCPU = 8
+
 // benchRegistrar is a memServer with subscribers and their phones; the
-// recorder hands each phone its responses.
+// recorder hands each phone its responses. phones and byAddr are filled
+// before the first request and only read after.
 type benchRegistrar struct {
 	srv    *memServer
-	mu     sync.RWMutex
 	phones []*benchPhone
 	byAddr map[netip.AddrPort]*benchPhone
 }
@@ -182,22 +146,28 @@ type benchAnswer struct {
 	nonce string // of a 401
 }
 
-func newBenchRegistrar(b *testing.B, phones int) *benchRegistrar {
+// newBenchRegistrar builds a memServer from cfg for the domain
+// example.test with that many phones; each phone's user is a subscriber
+// (password "secret") unless the domain is open.
+func newBenchRegistrar(b *testing.B, cfg Config, phones int) *benchRegistrar {
 	b.Helper()
-	srv := newMemServer(b, Config{Domains: []string{"example.test"}, MaxQueueDelay: time.Hour})
+	cfg.Domains, cfg.MaxQueueDelay = []string{"example.test"}, time.Hour
+	srv := newMemServer(b, cfg)
 	realClock(srv.Server)
 	bs := &benchRegistrar{srv: srv, byAddr: map[netip.AddrPort]*benchPhone{}}
 	srv.writeTo = bs.deliver
 	for i := range phones {
-		user := fmt.Sprintf("u%d", i)
-		u := auth.NewUser(user, "example.test", "secret")
-		if err := srv.store.AddUser(context.Background(), u); err != nil {
-			b.Fatal(err)
-		}
 		ph := &benchPhone{
-			user: user, ha1: u.HA1MD5, callID: fmt.Sprintf("bench-%d@test", i),
+			user: fmt.Sprintf("u%d", i), callID: fmt.Sprintf("bench-%d@test", i),
 			src:     netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), uint16(10000+i)),
 			answers: make(chan benchAnswer, 4),
+		}
+		if len(cfg.Auth.OpenDomains) == 0 {
+			u := auth.NewUser(ph.user, "example.test", "secret")
+			if err := srv.store.AddUser(context.Background(), u); err != nil {
+				b.Fatal(err)
+			}
+			ph.ha1 = u.HA1MD5
 		}
 		bs.phones = append(bs.phones, ph)
 		bs.byAddr[ph.src] = ph
@@ -205,13 +175,30 @@ func newBenchRegistrar(b *testing.B, phones int) *benchRegistrar {
 	return bs
 }
 
+// runParallel runs op with benchPhonesPerCPU goroutines per CPU, each on a
+// phone of its own, reporting allocations and CPU time per op.
+func (bs *benchRegistrar) runParallel(b *testing.B, op func(*benchPhone) error) {
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(benchPhonesPerCPU)
+	b.ResetTimer()
+	defer reportCPU(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		ph := bs.phones[next.Add(1)-1]
+		for pb.Next() {
+			if err := op(ph); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // deliver is the server's writeTo: the status code, and the nonce of a
 // 401, go to the phone the response is for. It runs on the worker (401)
 // or on the registrar's writer (200 after the commit).
 func (bs *benchRegistrar) deliver(_ string, _, dst netip.AddrPort, m []byte) error {
-	bs.mu.RLock()
 	ph := bs.byAddr[dst]
-	bs.mu.RUnlock()
 	if ph == nil || len(m) < 12 {
 		return nil
 	}

@@ -36,16 +36,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
 // addresses it believes its own (127.0.0.1:5060 and cfg.Domains).
 func newMemServer(tb testing.TB, cfg Config) *memServer {
 	tb.Helper()
-	if cfg.DataDir == "" {
-		cfg.DataDir = tb.TempDir()
-	}
-	if len(cfg.DNS.Servers) == 0 {
-		cfg.DNS = testDNS(tb)
-	}
-	srv, err := New(cfg, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	srv := newTestServer(tb, cfg)
 	m := &memServer{
 		Server: srv, local: netip.MustParseAddrPort("127.0.0.1:5060"), clock: &fakeClock{},
 		boxes: map[netip.AddrPort]chan []byte{},
@@ -55,11 +46,6 @@ func newMemServer(tb testing.TB, cfg Config) *memServer {
 	srv.self = newSelfAddrs(srv.cfg.Domains, []Addr{{Proto: "UDP", Addr: m.local}})
 	srv.proxy.SetListeners([]proxy.Listener{{Proto: "UDP", Addr: m.local}})
 	srv.registrar.Start()
-	tb.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
 	return m
 }
 

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"strconv"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hlas-voip/hlas/internal/metric"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transaction"
 )
@@ -13,7 +11,7 @@ import (
 // metrics are the server's own counters, namespace hlas, subsystem server.
 //
 // The series counted for every message are resolved once and kept
-// (lazyCounter), so that counting a message is an atomic load and an add:
+// (internal/metric), so that counting a message is an atomic load and an add:
 // no label hashing, no allocation. Names, labels and the series exposed
 // are those of the CounterVecs, which the rest still counts through.
 type metrics struct {
@@ -24,12 +22,12 @@ type metrics struct {
 
 	// requests[i] counts received requests of method sip.KnownMethods[i];
 	// the last one those of any other method.
-	requests     []lazyCounter
-	responsesIn  lazyCounter
-	codes        [600]lazyCounter // responses sent, by status code - 100
-	overload     lazyCounter      // dropped{reason="overload"}
-	queueDelayed lazyCounter      // dropped{reason="queue_delay"}
-	sendError    lazyCounter      // dropped{reason="send_error"}
+	requests     []*metric.Lazy
+	responsesIn  *metric.Lazy
+	codes        *metric.ByCode // responses sent
+	overload     *metric.Lazy   // dropped{reason="overload"}
+	queueDelayed *metric.Lazy   // dropped{reason="queue_delay"}
+	sendError    *metric.Lazy   // dropped{reason="send_error"}
 }
 
 func newMetrics(reg prometheus.Registerer, queueLen func() float64, txl *transaction.Layer) *metrics {
@@ -53,18 +51,16 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64, txl *transac
 			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5},
 		}),
 	}
-	m.requests = make([]lazyCounter, len(sip.KnownMethods)+1)
+	m.requests = make([]*metric.Lazy, len(sip.KnownMethods)+1)
 	for i, meth := range sip.KnownMethods {
-		m.requests[i] = lazyCounter{vec: m.received, lvs: []string{"request", meth}}
+		m.requests[i] = metric.NewLazy(m.received, "request", meth)
 	}
-	m.requests[len(sip.KnownMethods)] = lazyCounter{vec: m.received, lvs: []string{"request", "other"}}
-	m.responsesIn = lazyCounter{vec: m.received, lvs: []string{"response", ""}}
-	for i := range m.codes {
-		m.codes[i] = lazyCounter{vec: m.responses, lvs: []string{strconv.Itoa(100 + i)}}
-	}
-	m.overload = lazyCounter{vec: m.dropped, lvs: []string{"overload"}}
-	m.queueDelayed = lazyCounter{vec: m.dropped, lvs: []string{"queue_delay"}}
-	m.sendError = lazyCounter{vec: m.dropped, lvs: []string{"send_error"}}
+	m.requests[len(sip.KnownMethods)] = metric.NewLazy(m.received, "request", "other")
+	m.responsesIn = metric.NewLazy(m.received, "response", "")
+	m.codes = metric.NewByCode(m.responses)
+	m.overload = metric.NewLazy(m.dropped, "overload")
+	m.queueDelayed = metric.NewLazy(m.dropped, "queue_delay")
+	m.sendError = metric.NewLazy(m.dropped, "send_error")
 
 	reg.MustRegister(m.received, m.responses, m.dropped, m.queueDelay,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -108,29 +104,8 @@ func (m *metrics) responseSent(b []byte) {
 	}
 	c0, c1, c2 := b[8]-'0', b[9]-'0', b[10]-'0'
 	if c0 >= 1 && c0 <= 6 && c1 <= 9 && c2 <= 9 {
-		m.codes[int(c0)*100+int(c1)*10+int(c2)-100].Inc()
+		m.codes.Inc(int(c0)*100 + int(c1)*10 + int(c2))
 		return
 	}
 	m.responses.WithLabelValues(string(b[8:11])).Inc()
-}
-
-// lazyCounter is one series of a CounterVec, looked up by its label values
-// on its first increment and kept: the series appears once first counted,
-// as with WithLabelValues, and later increments neither hash nor allocate.
-type lazyCounter struct {
-	vec *prometheus.CounterVec
-	lvs []string
-	c   atomic.Pointer[prometheus.Counter]
-}
-
-// Inc adds one.
-func (l *lazyCounter) Inc() {
-	c := l.c.Load()
-	if c == nil {
-		// Racing first increments resolve the same child; either store wins.
-		child := l.vec.WithLabelValues(l.lvs...)
-		c = &child
-		l.c.Store(c)
-	}
-	(*c).Inc()
 }

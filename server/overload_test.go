@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transport"
 )
 
 // sipMessage writes a request from 192.0.2.10:5060 to the server at
@@ -98,9 +99,7 @@ func TestQueueDelayShedding(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("queue_delay")); got != shed {
-		t.Errorf("dropped{queue_delay} = %v, want %v", got, shed)
-	}
+	wantDropped(t, srv.Server, "queue_delay", shed)
 }
 
 // TestQueueDelayResponsesNeverShed: a response completes a transaction,
@@ -111,12 +110,8 @@ func TestQueueDelayResponsesNeverShed(t *testing.T) {
 	res := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnone\r\n" +
 		"From: <sip:a@example.test>;tag=1\r\nTo: <sip:b@example.test>;tag=2\r\nCall-ID: r@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 	srv.receive([]byte(res), netip.MustParseAddrPort("192.0.2.20:5060"), 0)
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("stray_response")); got != 1 {
-		t.Errorf("dropped{stray_response} = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("queue_delay")); got != 0 {
-		t.Errorf("dropped{queue_delay} = %v, want 0", got)
-	}
+	wantDropped(t, srv.Server, "stray_response", 1)
+	wantDropped(t, srv.Server, "queue_delay", 0)
 }
 
 // TestQueueDelayRetransmissionAbsorbed: a late retransmission of a request
@@ -148,9 +143,7 @@ func TestQueueDelayRetransmissionAbsorbed(t *testing.T) {
 	if res := srv.next(t, client); res.StatusCode != 200 {
 		t.Fatalf("got %d, want 200", res.StatusCode)
 	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("queue_delay")); got != 0 {
-		t.Errorf("dropped{queue_delay} = %v, want 0", got)
-	}
+	wantDropped(t, srv.Server, "queue_delay", 0)
 }
 
 // TestQueueDelayStatelessProxy: in the stateless mode (RFC 3261 16.11) a
@@ -208,8 +201,49 @@ func TestQueueDelayOverUDP(t *testing.T) {
 	if res := optionsAnswer(); res.StatusCode != 200 {
 		t.Fatalf("after the backlog: got %d, want 200", res.StatusCode)
 	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("queue_delay")); got != 1 {
-		t.Errorf("dropped{queue_delay} = %v, want 1", got)
+	wantDropped(t, srv, "queue_delay", 1)
+}
+
+// TestQueueFull: with its worker's queue full (queue_size), the reader
+// refuses a request itself with 503 and Retry-After, and drops what it
+// cannot answer (an ACK, a response, an unparsable datagram) without a
+// word; each counts as overload, and the queue keeps what it held.
+func TestQueueFull(t *testing.T) {
+	srv := newMemServer(t, Config{Workers: 1, QueueSize: 1}) // no worker runs: the queue stays full
+	client := netip.MustParseAddrPort("192.0.2.10:5060")
+	enqueue := func(data []byte) {
+		srv.enqueue(&transport.Packet{Data: data, Proto: transport.UDP, Local: srv.local, Remote: client})
+	}
+	enqueue(sipMessage(sip.OPTIONS, "", "q0", "q0@test"))
+	srv.nothingSent(t, client)
+	tests := []struct {
+		name string
+		data []byte
+		want int // 0: nothing sent
+	}{
+		{"RFC 3261 21.5.4 a new request: 503 with Retry-After", sipMessage(sip.INVITE, "", "q1", "q1@test"), 503},
+		{"an in-dialog request: 503 too, nothing reads it", sipMessage(sip.BYE, "b1", "q2", "q2@test"), 503},
+		{"RFC 3261 17 an ACK is never answered", sipMessage(sip.ACK, "b1", "q3", "q3@test"), 0},
+		{"a response is dropped", []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKq4\r\n" +
+			"From: <sip:a@example.test>;tag=1\r\nTo: <sip:b@example.test>;tag=2\r\nCall-ID: q4@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"), 0},
+		{"an unparsable datagram is dropped", []byte("not SIP\r\n\r\n"), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			enqueue(tc.data)
+			if tc.want == 0 {
+				srv.nothingSent(t, client)
+				return
+			}
+			res := srv.next(t, client)
+			if res.StatusCode != tc.want || res.Get("Retry-After") == "" || res.To.Tag() == "" {
+				t.Fatalf("got %d, Retry-After %q, To tag %q; want %d with both", res.StatusCode, res.Get("Retry-After"), res.To.Tag(), tc.want)
+			}
+		})
+	}
+	wantDropped(t, srv.Server, "overload", float64(len(tests)))
+	if n := srv.queued(); n != 1 {
+		t.Errorf("%v messages queued, want the first one", n)
 	}
 }
 
@@ -256,6 +290,7 @@ func TestConfigValidateOverloadAndRuntime(t *testing.T) {
 		{"max_queue_delay 50ms", Config{MaxQueueDelay: 50 * time.Millisecond}, ""},
 		{"max_queue_delay negative", Config{MaxQueueDelay: -time.Second}, "max_queue_delay"},
 		{"max_queue_delay below 1ms", Config{MaxQueueDelay: 500 * time.Microsecond}, "max_queue_delay"},
+		{"message_timeout negative", Config{MessageTimeout: -time.Second}, "message_timeout"},
 		{"gc_percent 200", Config{Runtime: Runtime{GCPercent: 200}}, ""},
 		{"gc_percent -2", Config{Runtime: Runtime{GCPercent: -2}}, "runtime.gc_percent"},
 		{"gc_percent off without a memory limit", Config{Runtime: Runtime{GCPercent: -1}}, "runtime.gc_percent"},

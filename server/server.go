@@ -119,8 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			Logger: log.With("feature", "transaction"),
 		}),
 	}
-	epoch := time.Now()
-	s.now = func() time.Duration { return time.Since(epoch) } // monotonic: one nanotime read
+	s.now = monotonicClock()
 	s.redials = make(chan struct{}, maxRedials)
 	per := max(cfg.QueueSize/cfg.Workers, 1)
 	s.queues = make([]chan work, cfg.Workers)
@@ -396,6 +395,13 @@ func sheddable(req *sip.Request) bool {
 		return false
 	}
 	return req.To.Tag() == ""
+}
+
+// monotonicClock returns a clock of the time elapsed since it was made:
+// one read of the monotonic clock, cheap enough to stamp every message.
+func monotonicClock() func() time.Duration {
+	epoch := time.Now()
+	return func() time.Duration { return time.Since(epoch) }
 }
 
 func (s *Server) queued() float64 {
@@ -817,22 +823,13 @@ func (sa selfAddrs) isSelf(u *sip.URI) bool {
 	if !sa.hosts[host] {
 		host = strings.ToLower(host)
 		if !sa.hosts[host] {
-			if !maybeIP(host) {
-				return false
-			}
-			a, err := netip.ParseAddr(host)
-			if err != nil || !sa.hosts[a.Unmap().String()] {
+			a, ok := sip.ParseIP(host)
+			if !ok || !sa.hosts[a.Unmap().String()] {
 				return false
 			}
 		}
 	}
 	return u.Port == 0 || sa.ports[u.Port]
-}
-
-// maybeIP reports whether host could be an IP literal: IPv6 has a colon,
-// IPv4 starts with a digit (a domain label may too; ParseAddr decides).
-func maybeIP(host string) bool {
-	return host != "" && (host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0)
 }
 
 // openRegistrar opens the store and builds the authenticator and the

@@ -34,25 +34,42 @@ func startServer(t *testing.T, cfg Config) *Server {
 	if cfg.Listen == nil {
 		cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
 	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
-	}
-	if len(cfg.DNS.Servers) == 0 {
-		cfg.DNS = testDNS(t)
-	}
-	srv, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t, cfg)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	return srv
+}
+
+// newTestServer builds a server with New, in a temporary data directory
+// and with testDNS unless cfg says otherwise, and closes it when the test
+// ends.
+func newTestServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
+	}
+	if len(cfg.DNS.Servers) == 0 {
+		cfg.DNS = testDNS(tb)
+	}
+	srv, err := New(cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
 		if err := srv.Close(); err != nil {
-			t.Errorf("close: %v", err)
+			tb.Errorf("close: %v", err)
 		}
 	})
 	return srv
+}
+
+// wantDropped checks the count of messages dropped for reason.
+func wantDropped(tb testing.TB, srv *Server, reason string, want float64) {
+	tb.Helper()
+	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues(reason)); got != want {
+		tb.Errorf("dropped{%s} = %v, want %v", reason, got, want)
+	}
 }
 
 // testDNS points the resolver at an in-process DNS server that knows no
@@ -312,15 +329,9 @@ func TestAnswers(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("no_via")); got != 1 {
-		t.Errorf("dropped{no_via} = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("unparsable")); got != 1 {
-		t.Errorf("dropped{unparsable} = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(srv.met.dropped.WithLabelValues("stray_response")); got != 1 {
-		t.Errorf("dropped{stray_response} = %v, want 1", got)
-	}
+	wantDropped(t, srv, "no_via", 1)
+	wantDropped(t, srv, "unparsable", 1)
+	wantDropped(t, srv, "stray_response", 1)
 }
 
 // TestResponseRouting covers RFC 3261 §18.2.2 and RFC 3581.

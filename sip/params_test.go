@@ -2,6 +2,7 @@ package sip
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,8 @@ func TestParamsGet(t *testing.T) {
 		{"RFC3261 19.1.1 URI parameters keep escapes", ";n%61me=v%61lue", "n%61me", "v%61lue", true},
 		{"RFC3261 25.1 value containing equals", ";a=b=c", "a", "b=c", true},
 		{"RFC5118 4.5 IPv6 received without brackets", ";received=2001:db8::9:255;branch=z9hG4bKas3", "received", "2001:db8::9:255", true},
+		{"doubled and trailing semicolons are no parameters", ";;a=1;;", "", "", false},
+		{"doubled semicolons are skipped", ";;a=1;;b", "b", "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +110,8 @@ func TestParamsEach(t *testing.T) {
 			[]param{{"a", `"x;y=z"`, true}, {"b", "", false}}},
 		{"RFC3261 25.1 names keep their case", ";Tag=A", []param{{"Tag", "A", true}}},
 		{"RFC3261 25.1 empty value differs from no value", ";a=;b", []param{{"a", "", true}, {"b", "", false}}},
+		{"doubled and trailing semicolons are skipped", ";;a;;b=1;", []param{{"a", "", false}, {"b", "1", true}}},
+		{"semicolons only", ";;", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,5 +174,73 @@ func TestParseHeaderParams(t *testing.T) {
 				t.Errorf("parseHeaderParams(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// FuzzParamsGet checks Get, which walks the list itself, against the first
+// match Each reports.
+func FuzzParamsGet(f *testing.F) {
+	f.Add(";branch=z9hG4bK776asdhds;rport", "rport")
+	f.Add(`;x="a;y=2";y=1`, "y")
+	f.Add(";;a=b=c;;", "")
+	f.Add(`;x="unterminated;y`, "Y")
+	f.Fuzz(func(t *testing.T, params, name string) {
+		p := Params(params)
+		var want string
+		found := false
+		p.Each(func(n, v string, _ bool) bool {
+			if strings.EqualFold(n, name) {
+				want, found = v, true
+				return false
+			}
+			return true
+		})
+		if v, ok := p.Get(name); v != want || ok != found {
+			t.Fatalf("%q.Get(%q) = %q, %v; Each finds %q, %v", params, name, v, ok, want, found)
+		}
+	})
+}
+
+// BenchmarkParamsGet looks up the parameters a server reads of every
+// message: the Via's branch and rport, a tag, an absent one.
+func BenchmarkParamsGet(b *testing.B) {
+	cases := []struct {
+		p    Params
+		name string
+	}{
+		{";branch=z9hG4bK776asdhds;rport", "branch"},
+		{";branch=z9hG4bK776asdhds;rport", "rport"},
+		{";branch=z9hG4bK776asdhds;rport;received=192.0.2.1", "maddr"},
+		{";tag=1928301774", "tag"},
+		{`;expires=3600;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1`, "reg-id"},
+	}
+	for b.Loop() {
+		for _, c := range cases {
+			c.p.Get(c.name)
+		}
+	}
+}
+
+// AppendSet and AppendDel write after what the buffer holds (Set and Del,
+// built on them, are pinned by TestParamsSet and TestParamsDel).
+func TestParamsAppendSetDel(t *testing.T) {
+	for _, c := range []struct {
+		p        Params
+		set, del string
+	}{
+		{"", ";expires=60", ""},
+		{";a;;expires=1;b", ";a;expires=60;b", ";a;b"},
+		{"x;expires=1", ";x;expires=60", ";x"},
+		{";EXPIRES=2;expires=3", ";expires=60;expires=3", ""},
+		{";lr;expires", ";lr;expires=60", ";lr"},
+		{`;q=0.5;+sip.instance="<urn:uuid:1;expires=2>";expires=9`, `;q=0.5;+sip.instance="<urn:uuid:1;expires=2>";expires=60`, `;q=0.5;+sip.instance="<urn:uuid:1;expires=2>"`},
+		{";a;b", ";a;b;expires=60", ";a;b"},
+	} {
+		if got := string(c.p.AppendSet([]byte("<sip:x>"), "expires", "60")); got != "<sip:x>"+c.set {
+			t.Errorf("%q.AppendSet = %q, want %q", c.p, got, "<sip:x>"+c.set)
+		}
+		if got := string(c.p.AppendDel([]byte("<sip:x>"), "expires")); got != "<sip:x>"+c.del {
+			t.Errorf("%q.AppendDel = %q, want %q", c.p, got, "<sip:x>"+c.del)
+		}
 	}
 }

@@ -63,19 +63,17 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	if reason == "" {
 		reason = StatusText(code)
 	}
-	var r *Response
+	// The response, room for one Via and for the few fields a server adds
+	// (Server, Date, a challenge) in one allocation of 896 bytes, where
+	// growing Fields from nil took three more. The Vias of a request that
+	// came through proxies take one more.
+	blk := &responseVia{}
+	r := &blk.r
+	r.Fields = blk.fields[:0]
 	if len(req.Via) == 1 {
-		// The common case, a request straight from its UA: the response,
-		// its Via and room for the few fields a server adds (Server, Date,
-		// a challenge) in one allocation of 896 bytes, where growing
-		// Fields from nil took three more.
-		blk := &responseVia{}
 		blk.via[0] = req.Via[0]
-		r = &blk.r
 		r.Via = blk.via[:]
-		r.Fields = blk.fields[:0]
 	} else {
-		r = &Response{}
 		r.Via = append([]Via(nil), req.Via...)
 	}
 	r.Version, r.StatusCode, r.Reason = sip20, code, reason

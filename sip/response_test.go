@@ -59,6 +59,40 @@ func TestNewResponse(t *testing.T) {
 	})
 }
 
+// TestNewResponseAllocations: a response is one block (response, a Via,
+// room for four fields), and the Vias of a proxied request one more.
+func TestNewResponseAllocations(t *testing.T) {
+	direct := mustRequest(t, invite(""))
+	proxied := mustRequest(t, invite("", "Via: SIP/2.0/TCP second.example.com;branch=z9hG4bK2"))
+	for _, tc := range []struct {
+		name string
+		req  *Request
+		want float64
+	}{
+		{"RFC3261 8.2.6.2 one Via", direct, 1},
+		{"RFC3261 8.2.6.2 Vias of proxies", proxied, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(100, func() {
+				r := NewResponse(tc.req, 401, "")
+				r.Add("Server", "hlas")
+				r.Add("WWW-Authenticate", "Digest")
+				r.Add("WWW-Authenticate", "Digest")
+			}); n != tc.want {
+				t.Errorf("%v allocations, want %v", n, tc.want)
+			}
+		})
+	}
+	t.Run("RFC3261 8.2.6.2 the response owns its one Via", func(t *testing.T) {
+		r := NewResponse(direct, 200, "")
+		r.Via[0].Params = r.Via[0].Params.Set("received", "192.0.2.9")
+		r.Via = append(r.Via, direct.Via[0])
+		if direct.Via[0].Received() != "" || len(direct.Via) != 1 {
+			t.Error("changing the response's Via changed the request's")
+		}
+	})
+}
+
 func TestStatusText(t *testing.T) {
 	tests := []struct {
 		name string

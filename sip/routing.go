@@ -19,7 +19,7 @@ func (r *Request) StampVia(src netip.AddrPort) {
 	v := &r.Via[0]
 	ip := src.Addr().Unmap()
 	_, rport := v.RPort()
-	sentBy, isIP := parseIP(strings.Trim(v.Host, "[]"))
+	sentBy, isIP := ParseIP(strings.Trim(v.Host, "[]"))
 	set := rport || !isIP || sentBy.Unmap() != ip
 	del := !set && v.Params.Has("received")
 	if !set && !del {
@@ -75,10 +75,10 @@ func ResponseTarget(v *Via, src netip.AddrPort, forceRPort bool, defPort int) ne
 	}
 	addr := src.Addr().Unmap()
 	if r := v.Received(); r != "" {
-		if a, ok := parseIP(strings.Trim(r, "[]")); ok {
+		if a, ok := ParseIP(strings.Trim(r, "[]")); ok {
 			addr = a.Unmap()
 		}
-	} else if a, ok := parseIP(strings.Trim(v.Host, "[]")); ok {
+	} else if a, ok := ParseIP(strings.Trim(v.Host, "[]")); ok {
 		addr = a.Unmap()
 	}
 	port := v.Port
@@ -93,10 +93,11 @@ func ResponseTarget(v *Via, src netip.AddrPort, forceRPort bool, defPort int) ne
 	return netip.AddrPortFrom(addr, uint16(port))
 }
 
-// parseIP is netip.ParseAddr for a host that may well be a name (without
+// ParseIP is netip.ParseAddr for a host that may well be a name (without
 // brackets): a name is told apart first, without the error value ParseAddr
-// allocates for it.
-func parseIP(host string) (netip.Addr, bool) {
+// allocates for it, which on a per-message path is an allocation per
+// message.
+func ParseIP(host string) (netip.Addr, bool) {
 	if host == "" || !(host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0) {
 		return netip.Addr{}, false // an IPv4 address starts with a digit, an IPv6 one has colons
 	}

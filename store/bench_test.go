@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -34,10 +35,7 @@ func BenchmarkWriteBindings(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/batch=%d", tc.name, tc.batch), func(b *testing.B) {
 			batch := tc.batch
 			ctx := context.Background()
-			st, err := Open(ctx, Config{Dir: b.TempDir(), Checkpoint: time.Second})
-			if err != nil {
-				b.Fatal(err)
-			}
+			st := openSQLiteJournal(b, filepath.Join(b.TempDir(), SQLiteFile), time.Second, 0)
 			defer st.Close()
 			var s Bindings = st
 			if tc.name == "table" {

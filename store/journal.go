@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -73,12 +72,11 @@ type journaled struct {
 	owner    bool
 	every    time.Duration
 	limit    int64
-	log      *slog.Logger
 
 	ck sync.Mutex // one checkpoint at a time
 
 	mu   sync.Mutex
-	f    *os.File
+	f    *os.File // nil after a failed write that could not be undone
 	size int64
 	buf  []byte
 	// The latest change of each binding not yet in the table: the binding
@@ -98,7 +96,6 @@ type journaled struct {
 func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Duration, limit int64) (*journaled, error) {
 	j := &journaled{
 		sqlStore: s, path: dbPath + journalSuffix, lockPath: dbPath + lockSuffix, every: every, limit: limit,
-		log:     slog.New(slog.DiscardHandler),
 		pending: make(map[BindingKey]*Binding), stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	if j.every <= 0 {
@@ -210,6 +207,10 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 		j.mu.Unlock()
 		return errors.New("store sqlite: closed")
 	}
+	if j.f == nil {
+		j.mu.Unlock()
+		return errors.New("store sqlite: journal: unusable since a failed write, until the next checkpoint")
+	}
 	b := append(j.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
 	b = binary.AppendUvarint(b, uint64(len(put)+len(del)))
 	for i := range del {
@@ -225,6 +226,14 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, crcTable))
 	j.buf = b
 	if _, err := j.f.Write(b); err != nil {
+		// A short write (a full disk) leaves part of a batch at the end,
+		// and replay stops at the first damaged batch: cut it off, or
+		// append nothing more to this file (the next checkpoint starts
+		// another), so that no later batch is lost behind it.
+		if j.f.Truncate(j.size) != nil {
+			j.f.Close()
+			j.f = nil
+		}
 		j.mu.Unlock()
 		return fmt.Errorf("store sqlite: journal: %w", err)
 	}
@@ -251,8 +260,9 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 // QuickWrites implements QuickWriter: the owner's writes are appends.
 func (j *journaled) QuickWrites() bool { return j.owner }
 
-// run checkpoints every interval, when the journal grows past its limit,
-// and once more at Close.
+// run checkpoints every interval and when the journal grows past its
+// limit. A failure is retried next time; PurgeBindings, which the
+// registrar calls every minute, checkpoints too and reports it.
 func (j *journaled) run() {
 	defer j.wg.Done()
 	t := time.NewTicker(j.every)
@@ -264,15 +274,14 @@ func (j *journaled) run() {
 		case <-t.C:
 		case <-j.kick:
 		}
-		if err := j.checkpoint(context.Background(), checkpointPause); err != nil {
-			j.log.Error("checkpoint bindings journal", "err", err)
-		}
+		_ = j.checkpoint(context.Background(), checkpointPause)
 	}
 }
 
 // checkpoint moves the journal's changes into the table: the journal is
-// renamed aside and a fresh one started (appends go on meanwhile), the
-// changes are written (apply), then the old file is removed.
+// renamed aside and a fresh one started (appends go on meanwhile; this
+// also ends a journal left unusable by a failed write), the changes are
+// written (apply), then the old file is removed.
 // A failure leaves the old file and its changes to be retried first next
 // time.
 func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
@@ -280,7 +289,7 @@ func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 	defer j.ck.Unlock()
 	j.mu.Lock()
 	if j.flushing == nil {
-		if len(j.pending) == 0 || j.closed && j.f == nil {
+		if len(j.pending) == 0 && j.f != nil {
 			j.mu.Unlock()
 			return nil
 		}

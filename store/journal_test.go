@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,13 +18,28 @@ func sqlOf(s Store) *sqlStore {
 	return s.(*sqlStore)
 }
 
+// openJournaled opens the embedded store in dir as Open does, but leaves
+// checkpoints to the test.
 func openJournaled(t *testing.T, dir string) *journaled {
 	t.Helper()
-	s, err := Open(context.Background(), Config{Dir: dir, Checkpoint: time.Hour})
+	return openSQLiteJournal(t, filepath.Join(dir, SQLiteFile), time.Hour, 0)
+}
+
+// openSQLiteJournal is OpenSQLite with the journal's checkpoint interval
+// and size limit (0: the defaults).
+func openSQLiteJournal(tb testing.TB, path string, every time.Duration, limit int64) *journaled {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := openSQLiteDB(ctx, path)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return s.(*journaled)
+	j, err := openJournal(ctx, s, path, every, limit)
+	if err != nil {
+		s.Close()
+		tb.Fatal(err)
+	}
+	return j
 }
 
 // crash stops the owner as a killed process would: no checkpoint, files
@@ -268,7 +284,9 @@ func TestJournalCheckpointInChunks(t *testing.T) {
 
 // A journal that cannot be written (a full disk, a lost file system)
 // fails the commit, so the REGISTER gets its 500, and the failed batch is
-// not shown as committed.
+// not shown as committed. When what the write left cannot be cut off
+// either, the journal takes no more appends until a checkpoint starts a
+// fresh file.
 func TestJournalWriteFails(t *testing.T) {
 	ctx := context.Background()
 	j := openJournaled(t, t.TempDir())
@@ -286,6 +304,17 @@ func TestJournalWriteFails(t *testing.T) {
 		t.Fatal("a failed journal write was reported committed")
 	}
 	sameBindings(t, "after the failed write", bindingsOf(t, j, "", now), nil)
+	if err := j.WriteBindings(ctx, []Binding{testBinding(1, now)}, nil); err == nil {
+		t.Fatal("appended after a failed write that could not be cut off")
+	}
+	if err := j.checkpoint(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	b2 := testBinding(2, now)
+	if err := j.WriteBindings(ctx, []Binding{b2}, nil); err != nil {
+		t.Fatalf("write after the checkpoint: %v", err)
+	}
+	sameBindings(t, "after the checkpoint", bindingsOf(t, j, "", now), []Binding{b2})
 }
 
 // A checkpoint that fails keeps the renamed journal and its changes, and
@@ -320,4 +349,89 @@ func TestJournalCheckpointRetried(t *testing.T) {
 	if _, err := os.Stat(j.path + ".1"); !os.IsNotExist(err) {
 		t.Errorf("old journal left after the retry: %v", err)
 	}
+}
+
+// A write the disk cuts short (full, or over a size limit) leaves part of
+// a batch in the journal; batches acknowledged after it must still be
+// replayed after a crash, and seen by another process meanwhile.
+func TestJournalShortWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Unix(time.Now().Unix(), 0)
+	j := openJournaled(t, dir)
+	reader := openJournaled(t, dir)
+	defer reader.Close()
+	b0, b1, b2 := testBinding(0, now), testBinding(1, now), testBinding(2, now)
+	if err := j.WriteBindings(ctx, []Binding{b0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(j.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel writes what fits under RLIMIT_FSIZE and fails the rest
+	// (SIGXFSZ, which the Go runtime ignores), as it does on a full disk.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = uint64(fi.Size()) + 20
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skipf("cannot limit file sizes: %v", err)
+	}
+	err = j.WriteBindings(ctx, []Binding{b1}, nil)
+	if rerr := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		t.Fatal("a write cut short was reported committed")
+	}
+	if err := j.WriteBindings(ctx, []Binding{b2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameBindings(t, "another process", bindingsOf(t, reader, "", now), []Binding{b0, b2})
+	j.crash()
+	j2 := openJournaled(t, dir)
+	defer j2.Close()
+	sameBindings(t, "table after recovery", tableRows(t, j2, now), []Binding{b0, b2})
+}
+
+// A checkpoint that fails at Close leaves the journal in place (Close
+// reports the error), and the next owner replays it.
+func TestJournalCloseCheckpointFails(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Unix(time.Now().Unix(), 0)
+	j := openJournaled(t, dir)
+	b0 := testBinding(0, now)
+	if err := j.WriteBindings(ctx, []Binding{b0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The table gone from under the store: the checkpoint cannot write it.
+	if _, err := j.db.Exec(`DROP TABLE hlas_bindings`); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err == nil {
+		t.Fatal("Close reported a failed checkpoint as done")
+	}
+	j2 := openJournaled(t, dir) // creates the table again, then replays
+	defer j2.Close()
+	sameBindings(t, "table after the next open", tableRows(t, j2, now), []Binding{b0})
+}
+
+// A journal grown past its size limit is checkpointed at once, without
+// waiting for the interval, which bounds the replay after a crash.
+func TestJournalCheckpointWhenBig(t *testing.T) {
+	j := openSQLiteJournal(t, filepath.Join(t.TempDir(), SQLiteFile), time.Hour, 1)
+	defer j.Close()
+	now := time.Unix(time.Now().Unix(), 0)
+	b0 := testBinding(0, now)
+	if err := j.WriteBindings(context.Background(), []Binding{b0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for len(tableRows(t, j, now)) == 0 {
+		time.Sleep(time.Millisecond) // the background checkpoint; the test's timeout bounds it
+	}
+	sameBindings(t, "table", tableRows(t, j, now), []Binding{b0})
 }

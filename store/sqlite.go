@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -25,9 +24,22 @@ const sqliteBusyTimeout = 5000
 // writers queue instead of deadlocking.
 //
 // Binding changes are committed to a journal beside the file and moved into
-// the database in batches (see journal.go); checkpoint sets how often, 0
-// for DefaultCheckpointInterval.
-func OpenSQLite(ctx context.Context, path string, checkpoint time.Duration) (Store, error) {
+// the database in batches (see journal.go).
+func OpenSQLite(ctx context.Context, path string) (Store, error) {
+	s, err := openSQLiteDB(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	j, err := openJournal(ctx, s, path, 0, 0)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// openSQLiteDB is OpenSQLite without the bindings journal.
+func openSQLiteDB(ctx context.Context, path string) (*sqlStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("store sqlite: %w", err)
 	}
@@ -57,10 +69,5 @@ func OpenSQLite(ctx context.Context, path string, checkpoint time.Duration) (Sto
 		db.Close()
 		return nil, err
 	}
-	j, err := openJournal(ctx, s, path, checkpoint, 0)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	return j, nil
+	return s, nil
 }

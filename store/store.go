@@ -177,10 +177,6 @@ type Config struct {
 	URL string
 	// Dir is the data directory holding the embedded database (hlas.db).
 	Dir string
-	// Checkpoint is how often the embedded database moves the bindings
-	// journal into its table (see OpenSQLite). Default
-	// DefaultCheckpointInterval.
-	Checkpoint time.Duration
 }
 
 // SQLiteFile is the embedded database's file name inside the data directory.
@@ -194,9 +190,9 @@ func Open(ctx context.Context, cfg Config) (Store, error) {
 		if cfg.Dir == "" {
 			return nil, errors.New("store: no data directory for the embedded database")
 		}
-		return OpenSQLite(ctx, filepath.Join(cfg.Dir, SQLiteFile), cfg.Checkpoint)
+		return OpenSQLite(ctx, filepath.Join(cfg.Dir, SQLiteFile))
 	case strings.HasPrefix(u, "sqlite:"):
-		return OpenSQLite(ctx, strings.TrimPrefix(u, "sqlite:"), cfg.Checkpoint)
+		return OpenSQLite(ctx, strings.TrimPrefix(u, "sqlite:"))
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
 		return OpenPostgres(ctx, u)
 	}

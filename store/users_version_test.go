@@ -8,20 +8,6 @@ import (
 	"time"
 )
 
-// rawDB is the database/sql handle under a store, wrapped or not (a
-// wrapper that embeds *sqlStore gets this method too), for SQL that an
-// administrator could run behind the store's back.
-func (s *sqlStore) rawDB() *sql.DB { return s.db }
-
-func rawDB(t *testing.T, s Store) *sql.DB {
-	t.Helper()
-	r, ok := s.(interface{ rawDB() *sql.DB })
-	if !ok {
-		t.Fatalf("%T is not a database/sql store", s)
-	}
-	return r.rawDB()
-}
-
 // TestUsersVersion checks that every change of a subscriber, through the
 // store or in plain SQL, changes the users version, and that nothing else
 // does: a cache of subscribers relies on both.
@@ -30,7 +16,7 @@ func TestUsersVersion(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			s := open(t)
-			db := rawDB(t, s)
+			db := sqlOf(s).db
 			version := func() int64 {
 				t.Helper()
 				v, err := s.UsersVersion(ctx)

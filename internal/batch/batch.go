@@ -28,22 +28,15 @@ func New[T any](limit, maxBatch int) *Queue[T] {
 
 // Push queues v and wakes the writer; false when the queue is full or
 // closed.
-func (q *Queue[T]) Push(v T) bool { return q.push(v, true) }
+func (q *Queue[T]) Push(v T) bool { return q.push(v, true, true) }
 
 // PushQuiet queues v without waking the writer: for a producer that writes
 // the batch itself when no one else is (see Signal). False when the queue
 // is full or closed.
-func (q *Queue[T]) PushQuiet(v T) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || len(q.pending) >= q.max {
-		return false
-	}
-	q.pending = append(q.pending, v)
-	return true
-}
+func (q *Queue[T]) PushQuiet(v T) bool { return q.push(v, true, false) }
 
-// Signal wakes the writer, as a Push does.
+// Signal wakes the writer, as a Push does, unless a wake-up is already
+// pending.
 func (q *Queue[T]) Signal() {
 	select {
 	case q.wake <- struct{}{}:
@@ -56,11 +49,11 @@ func (q *Queue[T]) Signal() {
 // must keep their place in the order (a barrier whose callback runs once
 // everything queued before it is written) and whose number the caller
 // bounds otherwise; they count in Len, so Push sees that much less room.
-func (q *Queue[T]) PushUnbounded(v T) bool { return q.push(v, false) }
+func (q *Queue[T]) PushUnbounded(v T) bool { return q.push(v, false, true) }
 
 // push queues v unless the queue is closed or, when bounded, full, and
-// wakes the writer unless a wake-up is already pending.
-func (q *Queue[T]) push(v T, bounded bool) bool {
+// then wakes the writer if asked to.
+func (q *Queue[T]) push(v T, bounded, wake bool) bool {
 	q.mu.Lock()
 	if q.closed || bounded && len(q.pending) >= q.max {
 		q.mu.Unlock()
@@ -68,9 +61,8 @@ func (q *Queue[T]) push(v T, bounded bool) bool {
 	}
 	q.pending = append(q.pending, v)
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if wake {
+		q.Signal()
 	}
 	return true
 }

@@ -137,3 +137,28 @@ func TestQueueTakeInto(t *testing.T) {
 		t.Error("a steady stream of batches allocates")
 	}
 }
+
+// PushQuiet is bounded like Push but leaves the writer asleep; Signal
+// wakes it.
+func TestQueuePushQuiet(t *testing.T) {
+	q := New[int](2, 2)
+	if !q.PushQuiet(1) || !q.PushQuiet(2) || q.PushQuiet(3) || q.Len() != 2 {
+		t.Fatalf("PushQuiet past the bound, or refused below it (len %d)", q.Len())
+	}
+	select {
+	case <-q.Wake():
+		t.Fatal("PushQuiet woke the writer")
+	default:
+	}
+	q.Signal()
+	select {
+	case <-q.Wake():
+	default:
+		t.Fatal("no wake-up after Signal")
+	}
+	q.Take()
+	q.Close()
+	if q.PushQuiet(4) {
+		t.Fatal("PushQuiet after Close: want it refused")
+	}
+}

@@ -912,3 +912,44 @@ func TestCancelledInviteEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestClientRequestThroughAccepted: ClientTx.Request takes no lock, which
+// holds because the request is set before the transaction is published
+// and never after: it stays the INVITE through Accepted (RFC 6026 §7.2,
+// where the TU still sees 2xx retransmissions and may read it) and after
+// Timer M. Run under -race, a write of it in any state fails this test.
+func TestClientRequestThroughAccepted(t *testing.T) {
+	l, clock, rec := newTestLayer(false)
+	inv := mustRequest(t, sip.INVITE, "z9hG4bKra1")
+	tx, err := l.Request(inv, rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if r := tx.Request(); r != inv || r.Method != sip.INVITE {
+				t.Errorf("Request() = %v, want the INVITE", r)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	ok := responseTo(inv, 200)
+	l.HandleResponse(ok)
+	l.HandleResponse(ok) // a 2xx retransmission, passed up in Accepted
+	if tx.State() != Accepted {
+		t.Errorf("state %v after the 2xx", tx.State())
+	}
+	clock.Advance(64 * l.Config().T1) // Timer M
+	close(stop)
+	<-stopped
+	if tx.State() != Terminated || tx.Request() != inv {
+		t.Fatalf("after Timer M: state %v, request %v", tx.State(), tx.Request())
+	}
+}

@@ -50,13 +50,19 @@ func TestSendToPeerThatDoesNotRead(t *testing.T) {
 // Manager's connection and the peer's end; all are closed with the test.
 func dialPeer(t *testing.T) (*Conn, net.Conn) {
 	t.Helper()
+	m := New(Config{}, nil)
+	t.Cleanup(func() { m.Close() })
+	return dialPeerFrom(t, m)
+}
+
+// dialPeerFrom is dialPeer from a Manager of the caller's.
+func dialPeerFrom(t *testing.T, m *Manager) (*Conn, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	m := New(Config{}, nil)
-	t.Cleanup(func() { m.Close() })
 	c, err := m.Dial(context.Background(), TCP, netip.AddrPort{}, netip.MustParseAddrPort(ln.Addr().String()), "")
 	if err != nil {
 		t.Fatal(err)
