@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hlas-voip/hlas/media"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transaction"
@@ -95,6 +96,11 @@ type Accounting struct {
 	sweep    transaction.Timer // nil when not armed
 	sweepAt  time.Time
 	sweepGen uint64
+	// media holds the media relay's statistics of the tracked calls that
+	// have them (MediaStats), until their record is made: only relayed
+	// calls pay for them, and never more than the calls tracked. Nil
+	// when empty, so that a burst of relayed calls leaves no buckets.
+	media map[*call]media.Stats
 	// INVITEs refused lately, oldest first in refusedQ (see Refused).
 	refused  map[refusalKey]time.Time
 	refusedQ []refusalKey
@@ -169,7 +175,7 @@ func (a *Accounting) Close() error {
 			recs = append(recs, a.endLocked(c, now, ByProxy, EndShutdown))
 			continue
 		}
-		r := c.record()
+		r := a.recordLocked(c)
 		r.Status, r.EndedBy, r.EndReason, r.End = StatusFailed, ByProxy, EndShutdown, now
 		a.removeLocked(c)
 		recs = append(recs, r)
@@ -204,6 +210,57 @@ func (a *Accounting) EndCall(callID, callerTag, calleeTag, why string) bool {
 	a.recordUnlock(a.endLocked(c, end, ByProxy, why), nil)
 	a.log.Debug("call ended", "call-id", callID, "why", why)
 	return true
+}
+
+// MediaStats implements proxy.MediaRecorder: st is what the media relay
+// relayed for the call callID, which it has just let go of. The call's
+// record gets them: the proxy reports them before the response or the
+// EndCall that completes the record (the BYE's final response, the
+// failed INVITE's, a media timeout). A call not tracked (never, or ended
+// already) is ignored. The relay knows calls by Call-ID alone; of the
+// rare calls sharing one (other From tags), the answered one gets them,
+// else the latest. A second report replaces the first.
+func (a *Accounting) MediaStats(callID string, st media.Stats) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.calls[callID]
+	for o := c; o != nil; o = o.next {
+		if o.answered {
+			c = o
+			break
+		}
+	}
+	if c == nil {
+		return
+	}
+	if a.media == nil {
+		a.media = make(map[*call]media.Stats)
+	}
+	a.media[c] = st
+}
+
+// The proxy finds these by type assertion: a signature that drifts from
+// its interface must fail the build, not silently lose records.
+var (
+	_ proxy.Accounting    = (*Accounting)(nil)
+	_ proxy.MediaRecorder = (*Accounting)(nil)
+	_ proxy.CallEnder     = (*Accounting)(nil)
+)
+
+// recordLocked returns c's record as it stands (call.record) with the
+// media relay's statistics of it, if any.
+func (a *Accounting) recordLocked(c *call) store.CDR {
+	r := c.record()
+	st, ok := a.media[c]
+	if !ok {
+		return r
+	}
+	r.MediaRelayed, r.MediaStreams = true, st.Streams
+	r.CallerPackets, r.CallerBytes, r.CallerDropped = st.Caller.Packets, st.Caller.Bytes, st.Caller.Dropped
+	r.CallerLost, r.CallerJitterMS = st.Caller.Lost, st.Caller.JitterMS
+	r.CalleePackets, r.CalleeBytes, r.CalleeDropped = st.Callee.Packets, st.Callee.Bytes, st.Callee.Dropped
+	r.CalleeLost, r.CalleeJitterMS = st.Callee.Lost, st.Callee.JitterMS
+	return r
 }
 
 // Record writes a record made elsewhere (the server's failed REGISTERs);
@@ -366,6 +423,12 @@ func (a *Accounting) removeLocked(c *call) {
 	}
 	c.done = true
 	a.n--
+	if a.media != nil {
+		delete(a.media, c)
+		if len(a.media) == 0 {
+			a.media = nil
+		}
+	}
 	if c.idx >= 0 {
 		heap.Remove(&a.expiring, int(c.idx))
 		if len(a.expiring) == 0 {
@@ -392,7 +455,7 @@ func (a *Accounting) removeLocked(c *call) {
 
 // endLocked ends an answered call at end, and returns its record.
 func (a *Accounting) endLocked(c *call, end time.Time, by, why string) store.CDR {
-	r := c.record()
+	r := a.recordLocked(c)
 	r.End, r.EndedBy, r.EndReason = end, by, why
 	if d := end.Sub(r.Answer); d > 0 {
 		r.Duration = d
@@ -644,7 +707,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		send()
 		return
 	}
-	r := c.record()
+	r := a.recordLocked(c)
 	r.Code, r.Reason = res.StatusCode, strings.Clone(res.Reason)
 	if res.StatusCode/100 == 2 {
 		r.Status, r.Answer = StatusAnswered, now

@@ -24,6 +24,18 @@
 // it, is recorded by Refused (the server calls it for the stateless
 // final responses it sends to INVITEs outside a dialog).
 //
+// # Media
+//
+// Accounting also implements proxy.MediaRecorder. When the proxy stops
+// relaying a call's media (the BYE is forwarded, the initial INVITE
+// fails, the relay ends the call for inactivity), it hands MediaStats
+// what the relay counted, before the response or the EndCall that
+// completes the record; the record carries it (store.CDR.MediaRelayed
+// and the fields after it: packets, bytes and drops each way, the RTCP
+// loss and jitter each party reported). The statistics wait in a map of
+// their own, not in the tracked call, so calls whose media is not
+// relayed pay nothing for them.
+//
 // # Durability
 //
 // A record is counted as written only once the transaction holding it has

@@ -74,6 +74,7 @@ func (p *Proxy) observe(ctx context.Context, req *sip.Request, in Flow) RequestO
 // observer when there is one. b is the branch res came from, nil for a
 // response of the proxy's own.
 func (c *rctx) upstream(res *sip.Response, b *branch) {
+	c.mediaEnded(res)
 	if c.acct == nil {
 		c.respond(res)
 		return

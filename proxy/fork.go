@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ type rctx struct {
 	released   bool
 	finalLocal bool            // the final response is one the proxy made
 	acct       RequestObserver // Env.Accounting's observer, or nil
+	mc         *mcall          // the relayed call, nil when not relayed
+	mediaErr   error           // the media engine's refusal of a branch
 }
 
 // branch is one target of a response context (a client transaction, and
@@ -71,6 +74,8 @@ type branch struct {
 	timerC      transaction.Timer
 	silence     transaction.Timer
 	guard       transaction.Timer
+	relay       bool       // its SDP goes through Env.Media
+	madv        netip.Addr // the server's address towards its hop
 }
 
 // fork proxies req statefully to the target set pl (RFC 3261 §16.5-§16.7).
@@ -93,6 +98,11 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	p.mu.Unlock()
 	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl}
 	c.acct = p.observe(ctx, req, c.in)
+	c.mc = p.mediaCall(req, c.in, pl)
+	if c.mc != nil && req.Method == sip.BYE {
+		// The call ends: its media no longer goes through.
+		p.forgetMedia(req.CallID)
+	}
 	p.met.requests.WithLabelValues(pl.kind).Inc()
 	if c.invite {
 		// §16.2: a stateful proxy answers an INVITE with 100 at once.
@@ -220,6 +230,18 @@ func (b *branch) next() bool {
 			b.hops.Fail(h, FailTransport)
 			continue
 		}
+		// The SDP goes through the media relay before the branch's
+		// state is locked: an external engine answers over the network.
+		relay, madv, body, err := c.mediaRequest(h, r)
+		if err != nil {
+			code, _ := mediaCode(err)
+			p.log.Info("media relay refused the request's SDP", "call-id", c.req.CallID, "err", err)
+			c.mu.Lock()
+			c.mediaErr = err
+			c.mu.Unlock()
+			c.branchDone(b, code, nil)
+			return true
+		}
 		c.mu.Lock()
 		if b.done {
 			c.mu.Unlock()
@@ -247,6 +269,12 @@ func (b *branch) next() bool {
 			msg, room = new(sip.Request), nil
 			*msg = *b.out
 			msg.Via, msg.RecordRoute = b.outVia, b.outRR
+		}
+		if relay {
+			b.relay, b.madv = true, madv
+			if body != nil {
+				msg.Body = body
+			}
 		}
 		p.stamp(msg, c.in, r.out, r.flow, params, room)
 		b.req, b.r, b.tx = msg, r, nil
@@ -450,7 +478,7 @@ func (c *rctx) provisional(b *branch, res *sip.Response) {
 	c.mu.Unlock()
 	if forward {
 		if fwd := stripVia(res); fwd != nil {
-			_ = c.tx.Respond(fwd)
+			_ = c.tx.Respond(c.mediaResponse(b, fwd))
 		}
 	}
 }
@@ -481,7 +509,7 @@ func (c *rctx) success(b *branch, res *sip.Response) {
 		p.removeOrphan(orphan)
 	}
 	if fwd := stripVia(res); fwd != nil {
-		c.upstream(fwd, b)
+		c.upstream(c.mediaResponse(b, fwd), b)
 	}
 	if first {
 		p.met.responses.WithLabelValues("2xx").Inc()
@@ -608,6 +636,19 @@ func (c *rctx) finalLocked() *sip.Response {
 	var res *sip.Response
 	if c.best != nil {
 		res = stripVia(c.best)
+	}
+	if res == nil && c.mediaErr != nil {
+		// The relay refused the call's SDP: the proxy's own 400, or a
+		// 503 with Retry-After when it has no ports (not a peer's 503,
+		// which becomes 500 below).
+		if code, reason := mediaCode(c.mediaErr); code == c.bestCode {
+			c.finalLocal = true
+			res = p.newResponse(c.req, code, reason)
+			if code == 503 {
+				res.Add("Retry-After", "5")
+			}
+			return res
+		}
 	}
 	if res == nil {
 		code := c.bestCode

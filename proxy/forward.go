@@ -446,6 +446,9 @@ func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t 
 		if err == nil {
 			out.Via, out.RecordRoute = via, rr
 			p.stamp(out, in, r.out, r.flow, params, room)
+			if req.Method == sip.ACK {
+				p.mediaACK(req, out, in, h, r)
+			}
 			if err = p.sendMessage(out, h.Proto, r.out.local, h.Addr, r.flow.Conn, nil); err == nil {
 				p.met.stateless.WithLabelValues("request").Inc()
 				p.met.requests.WithLabelValues(pl.kind).Inc()

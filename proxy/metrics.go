@@ -18,6 +18,7 @@ type metrics struct {
 	timerC    prometheus.Counter
 	failovers prometheus.Counter
 	enum      *prometheus.CounterVec
+	media     *prometheus.CounterVec
 	pending   prometheus.GaugeFunc
 }
 
@@ -41,6 +42,8 @@ func newMetrics(p *Proxy) *metrics {
 		failovers: prometheus.NewCounter(opts("failovers_total", "Moves to the next hop, gateway or q-value group after a failure.")),
 		enum: prometheus.NewCounterVec(opts("enum_lookups_total",
 			"ENUM lookups of routing rules, by result: hit (the request went to the URIs found), miss (on to the next rule)."), []string{"result"}),
+		media: prometheus.NewCounterVec(opts("media_total",
+			"Media engine operations on relayed calls, by op: offer, answer, delete, timeout (a call ended for want of media), error."), []string{"op"}),
 		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "hlas", Subsystem: "proxy", Name: "contexts",
 			Help: "Response contexts alive: requests being proxied statefully."}, func() float64 { return float64(p.Pending()) }),
 	}
@@ -48,7 +51,7 @@ func newMetrics(p *Proxy) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.replies, m.responses, m.stateless, m.branches,
-		m.cancels, m.timerC, m.failovers, m.enum, m.pending} {
+		m.cancels, m.timerC, m.failovers, m.enum, m.media, m.pending} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

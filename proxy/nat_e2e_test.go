@@ -12,22 +12,24 @@ import (
 )
 
 // Phones behind NAT: each writes a Contact nobody can reach (the private
-// side of its NAT, here a loopback port nothing listens on) and sends
+// side of its NAT) and sends
 // from its real socket (the NAT's public side). They register, and call
 // each other through the proxy: the INVITE reaches the callee over its
 // registered flow, and the in-dialog requests (ACK, re-INVITE, BYE, both
 // ways) over the flows the proxy's Record-Route token remembers.
 
-// unreachable returns a loopback host:port nothing listens on, UDP.
+// unreachable returns a private address (RFC 1918) and a port: what a
+// phone behind a NAT writes in its Via and Contact, which nobody here
+// can reach.
 func unreachable(t *testing.T) string {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := c.LocalAddr().String()
+	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
 	c.Close()
-	return a
+	return net.JoinHostPort("10.0.0.1", port)
 }
 
 func natPhone(t *testing.T, user, proxyAddr, transport string, behave func(*ua.Call)) *phone {

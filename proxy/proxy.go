@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hlas-voip/hlas/handler"
+	"github.com/hlas-voip/hlas/media"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/sip/transaction"
@@ -77,6 +78,11 @@ type Env struct {
 	// Accounting observes the requests forwarded statefully and their
 	// responses, for call detail records. Nil: none.
 	Accounting Accounting
+	// Media relays the RTP of the calls the proxy forwards statefully, as
+	// MediaPolicy says: each SDP passes through it. Nil: no relaying.
+	Media media.Engine
+	// MediaPolicy picks the calls Media relays; "" is MediaAuto.
+	MediaPolicy MediaPolicy
 	// FlowKey signs the flow tokens in the proxy's Record-Route (see
 	// flowtoken.go), so that dialogs keep reaching phones behind NAT
 	// across a restart and on every node sharing the key. Nil: a random
@@ -110,7 +116,10 @@ type Proxy struct {
 	resolver Resolver
 	domains  map[string]bool
 	rules    []handler.Middleware
-	ackRoute handler.Handler // Route for HandleACK, where nothing is answered
+	// mediaPolicy is Env.MediaPolicy checked; mcalls the relayed calls.
+	mediaPolicy MediaPolicy
+	mcalls      mediaCalls
+	ackRoute    handler.Handler // Route for HandleACK, where nothing is answered
 
 	mu        sync.Mutex
 	listeners []Listener
@@ -181,6 +190,10 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		lookups: make(chan struct{}, maxLookups),
 	}
 	p.stop, p.cancelStop = context.WithCancel(context.Background())
+	if p.mediaPolicy, err = parseMediaPolicy(env.MediaPolicy); err != nil {
+		return nil, err
+	}
+	p.mcalls.m = map[string]*mcall{}
 	p.cacheOnly = resolve.CacheOnly(context.Background())
 	for _, d := range env.Domains {
 		p.domains[strings.ToLower(d)] = true

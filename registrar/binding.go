@@ -57,6 +57,12 @@ type Binding struct {
 	UserAgent string
 	// Updated is when the binding was last refreshed.
 	Updated time.Time
+	// NAT is the REGISTER's evidence of a NAT between the UA and the
+	// server: its top Via named another address than the one it came from,
+	// or the Contact holds a private, shared, link-local or loopback
+	// address that is not the source (nat.go). Whether requests
+	// then go over the flow is the server's rule (nat.contact).
+	NAT bool
 }
 
 // Outbound reports a binding made under SIP Outbound (RFC 5626): the UA
@@ -112,6 +118,7 @@ const (
 	flagSource6                   // source is an IPv6 address
 	flagLocal4                    // local is an IPv4 address
 	flagLocal6                    // local is an IPv6 address
+	flagNAT                       // Binding.NAT
 )
 
 // binding.proto: the transports a REGISTER arrives on.
@@ -371,7 +378,7 @@ func (b *binding) export() Binding {
 		Path: fs[fieldPath], Instance: fs[fieldInstance], RegID: int(b.regID),
 		Source: b.sourceAddr(fs[fieldSourceZone]), Local: b.localAddr(fs[fieldLocalZone]),
 		Transport: b.transportName(), Conn: b.conn, UserAgent: fs[fieldUserAgent],
-		Updated: time.Unix(0, b.updated),
+		Updated: time.Unix(0, b.updated), NAT: b.flags&flagNAT != 0,
 	}
 	out.Contact, _ = sip.ParseAddress(fs[fieldContact])
 	return out
@@ -386,6 +393,7 @@ type flow struct {
 	transport                    string
 	conn                         *transport.Conn
 	updated                      int64 // Unix nanoseconds
+	viaNAT                       bool  // the top Via showed a NAT (viaShowsNAT)
 }
 
 // set makes b the binding of contact c registered by a REGISTER that came
@@ -405,6 +413,15 @@ func (b *binding) set(f *flow, c *contact, expires int64) {
 	b.pack(&fs)
 	b.expires, b.updated, b.cseq, b.conn = expires, f.updated, f.cseq, f.conn
 	b.q, b.regID = uint16(c.q), int32(c.regID)
+	b.setNAT(f.viaNAT || contactShowsNAT(&c.parsed.URI, f.source))
+}
+
+func (b *binding) setNAT(nat bool) {
+	if nat {
+		b.flags |= flagNAT
+	} else {
+		b.flags &^= flagNAT
+	}
 }
 
 // toStore converts a binding to its stored form. The fields it has to
@@ -416,6 +433,7 @@ func (b *binding) toStore() store.Binding {
 		AOR: fs[fieldAOR], Contact: fs[fieldContact], Q: int(b.q), Expires: time.Unix(0, b.expires),
 		CallID: fs[fieldCallID], CSeq: b.cseq, Path: fs[fieldPath], Instance: fs[fieldInstance], RegID: int(b.regID),
 		Transport: b.transportName(), UserAgent: fs[fieldUserAgent], Updated: time.Unix(0, b.updated),
+		NAT: b.flags&flagNAT != 0,
 	}
 	var buf [16 + 2*len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")]byte
 	t := buf[:0]
@@ -443,9 +461,12 @@ func (b *binding) toStore() store.Binding {
 
 // fromStore rebuilds a binding read from the store: one allocation, its
 // data. The Contact must parse. A q-value or reg-id out of range (the
-// registrar writes none) is clamped.
+// registrar writes none) is clamped. The NAT flag is the stored one or
+// what the Contact and source show, so that a row written before the flag
+// was stored is judged as it would be now, as far as it can be.
 func fromStore(sb *store.Binding) (binding, error) {
-	if _, err := sip.ParseAddress(sb.Contact); err != nil {
+	contact, err := sip.ParseAddress(sb.Contact)
+	if err != nil {
 		return binding{}, err
 	}
 	var b binding
@@ -464,5 +485,6 @@ func fromStore(sb *store.Binding) (binding, error) {
 	b.expires, b.updated, b.cseq = sb.Expires.UnixNano(), sb.Updated.UnixNano(), sb.CSeq
 	b.q = uint16(min(max(sb.Q, 0), 1000))
 	b.regID = int32(min(max(sb.RegID, 0), math.MaxInt32))
+	b.setNAT(sb.NAT || contactShowsNAT(&contact.URI, src))
 	return b, nil
 }

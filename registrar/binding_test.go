@@ -27,6 +27,7 @@ func TestBindingCompactForm(t *testing.T) {
 		mod  func(*store.Binding)
 	}{
 		{"a sipp REGISTER", func(*store.Binding) {}},
+		{"behind a NAT", func(b *store.Binding) { b.NAT = true }},
 		{"RFC 5626 outbound over TLS with a Path", func(b *store.Binding) {
 			b.Contact = `<sip:alice@[2001:db8::7]:5061;transport=tls>;+sip.instance="<urn:uuid:f81d4fae>";reg-id=1`
 			b.Instance, b.RegID, b.Q = `"<urn:uuid:f81d4fae>"`, 1, 500
@@ -67,7 +68,7 @@ func TestBindingCompactForm(t *testing.T) {
 				!got.Expires.Equal(want.Expires) || got.CallID != want.CallID || got.CSeq != want.CSeq ||
 				got.Path != want.Path || got.Instance != want.Instance || got.RegID != want.RegID ||
 				got.Source != src || got.Local != local || got.Transport != want.Transport ||
-				got.UserAgent != want.UserAgent || !got.Updated.Equal(want.Updated) {
+				got.UserAgent != want.UserAgent || !got.Updated.Equal(want.Updated) || got.NAT != want.NAT {
 				t.Errorf("export\n%+v\nfrom\n%+v", got, want)
 			}
 		})
@@ -242,5 +243,37 @@ func TestLocationAgainstModel(t *testing.T) {
 			}
 		}
 		checkLocation(t, f.r.loc)
+	}
+}
+
+// TestStoredRowNAT: a row read back keeps its NAT flag, and one without it
+// (written before the flag was stored) gets what its Contact and source
+// show.
+func TestStoredRowNAT(t *testing.T) {
+	row := store.Binding{
+		AOR: "alice@example.test", ID: "0123456789abcdef", Q: 1000, Expires: t0.Add(time.Hour), CallID: "c",
+		Source: "198.51.100.7:40000", Local: "192.0.2.10:5060", Transport: "UDP", Updated: t0,
+	}
+	for _, tt := range []struct {
+		contact string
+		stored  bool
+		want    bool
+	}{
+		{"<sip:alice@198.51.100.7:5060>", false, false},
+		{"<sip:alice@198.51.100.7:5060>", true, true},
+		{"<sip:alice@192.168.1.20:5060>", false, true},
+		{"<sip:alice@phone.example.test>", false, false},
+	} {
+		row.Contact, row.NAT = tt.contact, tt.stored
+		b, err := fromStore(&row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.export().NAT; got != tt.want {
+			t.Errorf("%s stored with NAT %v: NAT %v, want %v", tt.contact, tt.stored, got, tt.want)
+		}
+		if got := b.toStore().NAT; got != tt.want {
+			t.Errorf("%s stored with NAT %v: written back with NAT %v, want %v", tt.contact, tt.stored, got, tt.want)
+		}
 	}
 }

@@ -17,6 +17,11 @@
 // Outbound; a per-AOR contact limit; 404 for an AOR of a domain that is not
 // ours and 400 for a To that is not a sip or sips URI (RFC 4475 §3.3.4).
 //
+// A binding records the flow its REGISTER came on and what that REGISTER
+// showed of a NAT (Binding.NAT, from its top Via and Contact: nat.go); the
+// server decides from them whether requests go over the flow. Sweep and
+// Remove serve the server's keep-alive pinger (docs/nat.md).
+//
 // Bindings expire on one ticker that turns a wheel of one-second slots —
 // no goroutine or timer per binding. Writes to the store go through one
 // writer goroutine in batches (group commit), and the 200 OK of a REGISTER
@@ -547,6 +552,7 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	if cn, ok := tx.(interface{ Conn() *transport.Conn }); ok {
 		src.conn = cn.Conn()
 	}
+	src.viaNAT = viaShowsNAT(req, src.source)
 
 	var buf [4]binding
 	r.loc.mu.Lock()

@@ -127,6 +127,7 @@ type reg struct {
 	expires  string   // Expires header; "" for none
 	extra    []string // more header lines
 	vias     int      // Via headers; default 1
+	via      string   // sent-by of the top Via; default 192.0.2.<vias>:5060
 }
 
 func (f *fixture) request(t testing.TB, g reg, cseq uint32) *sip.Request {
@@ -142,7 +143,11 @@ func (f *fixture) request(t testing.TB, g reg, cseq uint32) *sip.Request {
 	var b strings.Builder
 	b.WriteString("REGISTER sip:example.test SIP/2.0\r\n")
 	for i := max(g.vias, 1); i > 0; i-- {
-		fmt.Fprintf(&b, "Via: SIP/2.0/UDP 192.0.2.%d:5060;branch=z9hG4bK%d-%d\r\n", i, cseq, i)
+		sentBy := fmt.Sprintf("192.0.2.%d:5060", i)
+		if g.via != "" && i == max(g.vias, 1) {
+			sentBy = g.via
+		}
+		fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=z9hG4bK%d-%d\r\n", sentBy, cseq, i)
 	}
 	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: <%s>;tag=f\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\n", to, to, callID, cseq)
 	for _, c := range g.contacts {
@@ -526,6 +531,7 @@ func TestBindingRecordsTheFlow(t *testing.T) {
 		AOR: "alice@example.test", Q: 700, CallID: "call-1", CSeq: 1, Path: "<sip:edge.test;lr;ob>",
 		Instance: `"<urn:uuid:7>"`, RegID: 1, Source: tx.src, Local: tx.local, Transport: "TCP",
 		UserAgent: "test-phone/1.0", Updated: t0, Expires: t0.Add(time.Hour),
+		NAT: true, // the Via's 192.0.2.1 is not the source 198.51.100.7
 	}
 	b.ID, b.Contact = "", sip.Address{}
 	if b != want {
@@ -664,7 +670,8 @@ func TestBindingsSurviveRestart(t *testing.T) {
 	got := alice[0]
 	if got.ID != a.ID || got.Contact.String() != a.Contact.String() || !got.Expires.Equal(a.Expires) || got.Q != 500 ||
 		got.Path != "<sip:edge.test;lr;ob>" || got.Instance != `"<urn:uuid:9>"` || got.RegID != 1 ||
-		got.Source != a.Source || got.Local != a.Local || got.Transport != "UDP" || got.CallID != "call-1" || got.CSeq != 1 {
+		got.Source != a.Source || got.Local != a.Local || got.Transport != "UDP" || got.CallID != "call-1" || got.CSeq != 1 ||
+		!got.NAT { // the Via's evidence, which only the stored flag keeps
 		t.Errorf("after restart\n%+v\nbefore\n%+v", got, a)
 	}
 	if len(r.Lookup("bob@example.test")) != 1 || len(r.Lookup("carol@example.test")) != 0 {

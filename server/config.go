@@ -99,6 +99,9 @@ type Config struct {
 	// redirect), Timer C, trusted peers, static locations and routes,
 	// gateway groups and routing rules; see proxy.Config.
 	Routing proxy.Config `yaml:"routing"`
+	// Media is the relay of RTP for calls behind NAT: policy, engine,
+	// ports, timeouts (see Media, docs/media.md).
+	Media Media `yaml:"media"`
 	// DNS configures RFC 3263 server location and ENUM for the proxy:
 	// servers (default those of /etc/resolv.conf), timeout, attempts,
 	// cache_size, blocklist_size, blocklist_for, enum_suffixes,
@@ -121,6 +124,17 @@ type Config struct {
 	// max_calls, queue_size, retention (default 0: kept forever),
 	// purge_interval; see acc.Config. Records go to Store.
 	Accounting acc.Config `yaml:"accounting"`
+	// NAT decides how UAs behind NATs are reached: contact (auto, flow or
+	// contact; default auto), keepalive (default true),
+	// keepalive_interval (default 30s), keepalive_failures (default 3);
+	// see NAT and docs/nat.md.
+	NAT NAT `yaml:"nat"`
+	// STUN configures the STUN server (RFC 8489 Binding): enabled
+	// (default true), listen (default port 3478 on each UDP SIP
+	// listener's host; [none] for no dedicated socket), on_sip_ports
+	// (default true), rate (default 20 per second per source), burst;
+	// see STUNConfig and docs/stun.md.
+	STUN STUNConfig `yaml:"stun"`
 }
 
 // Debug holds diagnostics that are off by default because they expose
@@ -273,6 +287,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config listen %s:%s: tls listeners need tls_cert and tls_key", l.Proto, l.Addr)
 		}
 	}
+	if err := c.Media.validate(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -312,6 +329,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Accounting.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
+	}
+	if err := c.NAT.validate(); err != nil {
+		return err
+	}
+	if err := c.STUN.validate(); err != nil {
+		return err
 	}
 	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&
 		!strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {

@@ -30,12 +30,14 @@ import (
 	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/internal/shard"
+	"github.com/hlas-voip/hlas/media"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/registrar"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transaction"
 	"github.com/hlas-voip/hlas/sip/transport"
 	"github.com/hlas-voip/hlas/store"
+	"github.com/hlas-voip/hlas/stund"
 )
 
 // Version is the hlas release.
@@ -50,7 +52,10 @@ type Server struct {
 	handler Handler
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
-	met     *metrics
+	// media relays the RTP of calls (media section); nil: none.
+	media    media.Engine
+	mediaEnd mediaEnder
+	met      *metrics
 
 	txl     *transaction.Layer
 	queues  []chan work // one per worker; a call's messages share one
@@ -84,6 +89,10 @@ type Server struct {
 	// acc makes call detail records (nil when accounting is off); it
 	// writes them to store.
 	acc *acc.Accounting
+	// nat pings bindings behind NATs (server/nat.go); nil when off.
+	nat *natKeeper
+	// stun answers STUN Binding requests (server/stun.go); nil when off.
+	stun *stund.Server
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -147,6 +156,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	s.newSTUN(&tcfg, log)
 	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
 	s.writeTo = s.tm.WriteTo
 	s.reg.MustRegister(s.tm)
@@ -170,7 +180,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeRegistrar()
 		return nil, err
 	}
+	if s.media, err = s.openMedia(log); err != nil {
+		s.closeRegistrar()
+		return nil, err
+	}
 	px, err := proxy.New(cfg.Routing, proxy.Env{
+		Media: s.media, MediaPolicy: cfg.Media.Relay,
 		DNS: dnsr, FlowKey: s.flowKey,
 		Locator: locator{s}, Identity: auth.URIFromContext,
 		Transactions: s.txl, Network: s.tm, Domains: cfg.Domains, ServerName: cfg.ServerName,
@@ -178,10 +193,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Logger: log, Registerer: s.reg, Accounting: s.accounting(),
 	})
 	if err != nil {
+		if s.media != nil {
+			_ = s.media.Close()
+		}
 		s.closeRegistrar()
 		return nil, err
 	}
 	s.proxy = px
+	s.nat = newNATKeeper(s, log)
+	s.mediaEnd.px.Store(px)
 
 	// The handler chain, in the order requests meet it.
 	s.handler = Chain(notFound(s),
@@ -236,7 +256,12 @@ func (s *Server) Start() error {
 		pls[i] = proxy.Listener{Proto: a.Proto, Addr: a.Addr}
 	}
 	s.proxy.SetListeners(pls)
+	if err := s.startSTUN(ls); err != nil {
+		s.shutdownLocked()
+		return err
+	}
 	s.registrar.Start()
+	s.nat.start()
 	for _, q := range s.queues {
 		s.workers.Add(1)
 		go s.work(q)
@@ -308,15 +333,19 @@ func (s *Server) shutdownLocked() error {
 		_ = s.http.Shutdown(ctx)
 		cancel()
 	}
+	s.nat.close()
 	// After the transport has closed no reader calls enqueue any more, so
 	// the queue can be closed and drained.
-	err := s.tm.Close()
+	err := errors.Join(s.tm.Close(), s.closeSTUN())
 	for _, q := range s.queues {
 		close(q)
 	}
 	s.workers.Wait()
 	s.async.Wait()
 	s.proxy.Close()
+	if s.media != nil {
+		_ = s.media.Close()
+	}
 	s.closeRegistrar()
 	s.restoreRuntime()
 	s.log.Info("stopped")
@@ -941,11 +970,10 @@ type locator struct{ s *Server }
 
 // Lookup returns the bindings of aor as proxy targets: ErrNotFound for an
 // AOR that is not a subscriber of ours (404), none for a subscriber that
-// is not registered (480). A binding made over a stream, under SIP
-// Outbound, or from behind a NAT (its Contact host is not the address the
-// REGISTER came from) is reached over the flow it registered on (RFC 5626
-// §5.3; Kamailio's fix_nated_register); its Path becomes the route set
-// (RFC 3327 §5.3).
+// is not registered (480). Config.NAT's rule says which bindings are
+// reached over the flow they registered on (RFC 5626 §5.3; Kamailio's
+// fix_nated_register) rather than at their Contact (server/nat.go); a
+// binding's Path becomes the route set (RFC 3327 §5.3).
 func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error) {
 	domain, ok := l.s.aorDomain(&aor)
 	if !ok || aor.User == "" || !aor.IsSIP() {
@@ -978,17 +1006,7 @@ func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error
 				}
 			}
 		}
-		// Behind a NAT unless the Contact names the address and port the
-		// REGISTER came from (a NAT may keep the address and map the port).
-		nat := true
-		if a, err := netip.ParseAddr(b.Contact.URI.Hostname()); err == nil && a.Unmap() == b.Source.Addr() {
-			port := b.Contact.URI.Port
-			if port == 0 {
-				port = 5060
-			}
-			nat = uint16(port) != b.Source.Port()
-		}
-		if b.Outbound() || b.Transport != transport.UDP || nat {
+		if l.s.cfg.NAT.useFlow(b) {
 			t.Flow = proxy.Flow{Proto: b.Transport, Local: b.Local, Remote: b.Source, Conn: b.Conn}
 		}
 		ts = append(ts, t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -61,13 +62,41 @@ type CDR struct {
 	// no response, maximum duration, session timer, shutdown).
 	EndedBy string
 	// EndReason says how: bye, cancel, rejected, redirected, timeout, max-duration,
-	// session-expired, shutdown, untracked (answered without
-	// Record-Route: the proxy does not see the end).
+	// session-expired, media-timeout (the media relay saw no media),
+	// shutdown, untracked (answered without Record-Route: the proxy does
+	// not see the end).
 	EndReason string
 	// Branch is the fork branch that answered: its target URI, and
 	// BranchAddr the hop it was sent to (transport:ip:port).
 	Branch     string
 	BranchAddr string
+
+	// MediaRelayed says that the call's media went through the server's
+	// relay (docs/media.md); the media fields below are zero when it did
+	// not. They are what the relay counted when it let go of the call
+	// (the BYE, the failure of the INVITE, its inactivity timeout).
+	MediaRelayed bool
+	// MediaStreams is the number of media streams (SDP m-lines) relayed.
+	MediaStreams int
+	// The Caller fields are the media the caller sent, towards the
+	// callee; the Callee fields the other way. Packets and Bytes count
+	// what the relay forwarded (RTP and RTCP, UDP payload); Dropped what
+	// it refused (from a stranger's address, before the party was known,
+	// with nowhere to send it). Lost and JitterMS are what the receiving
+	// party last said of that media in RTCP reports: packets lost
+	// (cumulative, summed over the streams; RTCP allows a negative
+	// count) and interarrival jitter in milliseconds (the worst
+	// stream's); zero when it sent none or they were encrypted (SRTP).
+	CallerPackets  uint64
+	CallerBytes    uint64
+	CallerDropped  uint64
+	CallerLost     int64
+	CallerJitterMS float64
+	CalleePackets  uint64
+	CalleeBytes    uint64
+	CalleeDropped  uint64
+	CalleeLost     int64
+	CalleeJitterMS float64
 }
 
 // CDRFilter selects records; zero fields match everything.
@@ -120,9 +149,11 @@ func (c CDR) Completed() time.Time {
 const (
 	cdrCols = `id, kind, status, call_id, from_uri, from_tag, to_uri, to_tag, request_uri, caller, callee, auth_user,
 		source, user_agent, start_ms, answer_ms, end_ms, duration_ms, code, reason, q850, q850_text, ended_by,
-		end_reason, branch, branch_addr`
+		end_reason, branch, branch_addr, media_relayed, media_streams, caller_packets, caller_bytes, caller_dropped,
+		caller_lost, caller_jitter_ms, callee_packets, callee_bytes, callee_dropped, callee_lost, callee_jitter_ms`
 	// ON CONFLICT DO NOTHING: a retried batch finds its rows there.
-	qPutCDR = `INSERT INTO hlas_cdrs (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	qPutCDR = `INSERT INTO hlas_cdrs (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`
 
 	// cdrCompleted is CDR.Completed in SQL. The hlas_cdrs_completed
@@ -176,13 +207,66 @@ var cdrSchema = []string{
 		ended_by    TEXT NOT NULL,
 		end_reason  TEXT NOT NULL,
 		branch      TEXT NOT NULL,
-		branch_addr TEXT NOT NULL
+		branch_addr TEXT NOT NULL,
+		media_relayed    INTEGER NOT NULL DEFAULT 0,
+		media_streams    INTEGER NOT NULL DEFAULT 0,
+		caller_packets   BIGINT NOT NULL DEFAULT 0,
+		caller_bytes     BIGINT NOT NULL DEFAULT 0,
+		caller_dropped   BIGINT NOT NULL DEFAULT 0,
+		caller_lost      BIGINT NOT NULL DEFAULT 0,
+		caller_jitter_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+		callee_packets   BIGINT NOT NULL DEFAULT 0,
+		callee_bytes     BIGINT NOT NULL DEFAULT 0,
+		callee_dropped   BIGINT NOT NULL DEFAULT 0,
+		callee_lost      BIGINT NOT NULL DEFAULT 0,
+		callee_jitter_ms DOUBLE PRECISION NOT NULL DEFAULT 0
 	)`,
 	`CREATE INDEX IF NOT EXISTS hlas_cdrs_start ON hlas_cdrs (start_ms)`,
 	// For PurgeCDRs. Created at every open when missing, so a database
 	// made before retention existed gets it at its first open by a newer
 	// hlas (building it over a large table takes a while, once).
 	`CREATE INDEX IF NOT EXISTS hlas_cdrs_completed ON hlas_cdrs (` + cdrCompleted + `)`,
+}
+
+// cdrAddedColumns are the columns of hlas_cdrs that came after its first
+// release (the media relay's statistics): a database made before gets
+// them, zero for its old rows, when it is opened (see addColumns). Their
+// declarations are the CREATE TABLE's.
+var cdrAddedColumns = []struct{ table, column, decl string }{
+	{"hlas_cdrs", "media_relayed", "INTEGER NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "media_streams", "INTEGER NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "caller_packets", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "caller_bytes", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "caller_dropped", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "caller_lost", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "caller_jitter_ms", "DOUBLE PRECISION NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "callee_packets", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "callee_bytes", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "callee_dropped", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "callee_lost", "BIGINT NOT NULL DEFAULT 0"},
+	{"hlas_cdrs", "callee_jitter_ms", "DOUBLE PRECISION NOT NULL DEFAULT 0"},
+}
+
+// counter is a count as a BIGINT column holds it: one beyond its range
+// (never reached: 2^63 bytes) is kept as the largest it can hold rather
+// than failing the record's whole batch.
+func counter(n uint64) int64 {
+	return int64(min(n, math.MaxInt64))
+}
+
+// jitter is a jitter as the tables hold it: NaN (which SQLite would
+// store as NULL and then fail to read) and the infinities are 0, no
+// report.
+func jitter(ms float64) float64 {
+	if math.IsNaN(ms) || math.IsInf(ms, 0) {
+		return 0
+	}
+	return ms
+}
+
+// uncount is a counter read back; a negative one (written by hand) is 0.
+func uncount(n int64) uint64 {
+	return uint64(max(n, 0))
 }
 
 // text returns c with every string made valid UTF-8 without NUL bytes
@@ -241,7 +325,9 @@ func (s *sqlStore) WriteCDRs(ctx context.Context, cdrs []CDR) (err error) {
 		if _, err = stmt.ExecContext(ctx, c.ID, c.Kind, c.Status, c.CallID, c.FromURI, c.FromTag, c.ToURI, c.ToTag,
 			c.RequestURI, c.Caller, c.Callee, c.User, c.Source, c.UserAgent, toMillis(c.Start), toMillis(c.Answer),
 			toMillis(c.End), c.Duration.Milliseconds(), c.Code, c.Reason, c.Q850, c.Q850Text, c.EndedBy, c.EndReason,
-			c.Branch, c.BranchAddr); err != nil {
+			c.Branch, c.BranchAddr, boolInt(c.MediaRelayed), c.MediaStreams, counter(c.CallerPackets),
+			counter(c.CallerBytes), counter(c.CallerDropped), c.CallerLost, jitter(c.CallerJitterMS), counter(c.CalleePackets),
+			counter(c.CalleeBytes), counter(c.CalleeDropped), c.CalleeLost, jitter(c.CalleeJitterMS)); err != nil {
 			return s.wrap("write cdr "+c.CallID, err)
 		}
 	}
@@ -354,10 +440,16 @@ func (s *sqlStore) PurgeableCDRs(ctx context.Context, before time.Time) (int64, 
 
 func scanCDR(rows *sql.Rows) (CDR, error) {
 	var c CDR
-	var start, answer, end, dur int64
+	var start, answer, end, dur, relayed int64
+	var sent [2][3]int64 // packets, bytes, dropped of the caller and the callee
 	err := rows.Scan(&c.ID, &c.Kind, &c.Status, &c.CallID, &c.FromURI, &c.FromTag, &c.ToURI, &c.ToTag, &c.RequestURI,
 		&c.Caller, &c.Callee, &c.User, &c.Source, &c.UserAgent, &start, &answer, &end, &dur, &c.Code, &c.Reason,
-		&c.Q850, &c.Q850Text, &c.EndedBy, &c.EndReason, &c.Branch, &c.BranchAddr)
+		&c.Q850, &c.Q850Text, &c.EndedBy, &c.EndReason, &c.Branch, &c.BranchAddr, &relayed, &c.MediaStreams,
+		&sent[0][0], &sent[0][1], &sent[0][2], &c.CallerLost, &c.CallerJitterMS,
+		&sent[1][0], &sent[1][1], &sent[1][2], &c.CalleeLost, &c.CalleeJitterMS)
 	c.Start, c.Answer, c.End, c.Duration = fromMillis(start), fromMillis(answer), fromMillis(end), time.Duration(dur)*time.Millisecond
+	c.MediaRelayed = relayed != 0
+	c.CallerPackets, c.CallerBytes, c.CallerDropped = uncount(sent[0][0]), uncount(sent[0][1]), uncount(sent[0][2])
+	c.CalleePackets, c.CalleeBytes, c.CalleeDropped = uncount(sent[1][0]), uncount(sent[1][1]), uncount(sent[1][2])
 	return c, err
 }

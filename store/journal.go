@@ -53,11 +53,17 @@ const (
 	checkpointPause = 5 * time.Millisecond
 )
 
-// journalOp kinds.
+// journalOp kinds. opPutFlags is opPut followed by a uvarint of flags
+// (putNAT): a put without flags is written as opPut, as before the flags
+// existed, so a journal without them reads the same in an older release.
 const (
-	opPut byte = 1
-	opDel byte = 2
+	opPut      byte = 1
+	opDel      byte = 2
+	opPutFlags byte = 3
 )
+
+// Flags of opPutFlags.
+const putNAT = 1 << 0
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -486,7 +492,15 @@ func appendString(b []byte, s string) []byte {
 }
 
 func encodePut(b []byte, p *Binding) []byte {
-	b = append(b, opPut)
+	var flags uint64
+	if p.NAT {
+		flags |= putNAT
+	}
+	op := opPut
+	if flags != 0 {
+		op = opPutFlags
+	}
+	b = append(b, op)
 	for _, s := range [...]string{p.AOR, p.ID, p.Contact, p.CallID, p.Path, p.Instance, p.Source, p.Local, p.Transport, p.UserAgent} {
 		b = appendString(b, s)
 	}
@@ -494,7 +508,11 @@ func encodePut(b []byte, p *Binding) []byte {
 	b = binary.AppendVarint(b, p.Expires.Unix())
 	b = binary.AppendUvarint(b, uint64(p.CSeq))
 	b = binary.AppendVarint(b, int64(p.RegID))
-	return binary.AppendVarint(b, p.Updated.Unix())
+	b = binary.AppendVarint(b, p.Updated.Unix())
+	if op == opPutFlags {
+		b = binary.AppendUvarint(b, flags)
+	}
+	return b
 }
 
 var errBadJournal = errors.New("store sqlite: damaged journal batch")
@@ -510,11 +528,11 @@ func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
 	keys := make([]BindingKey, 0, n)
 	chs := make([]*Binding, 0, n)
 	for range n {
-		switch d.byte() {
+		switch op := d.byte(); op {
 		case opDel:
 			k := BindingKey{AOR: d.string(), ID: d.string()}
 			keys, chs = append(keys, k), append(chs, nil)
-		case opPut:
+		case opPut, opPutFlags:
 			var b Binding
 			for _, s := range [...]*string{&b.AOR, &b.ID, &b.Contact, &b.CallID, &b.Path, &b.Instance, &b.Source, &b.Local, &b.Transport, &b.UserAgent} {
 				*s = d.string()
@@ -524,6 +542,9 @@ func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
 			b.CSeq = uint32(d.uvarint())
 			b.RegID = int(d.varint())
 			b.Updated = time.Unix(d.varint(), 0)
+			if op == opPutFlags {
+				b.NAT = d.uvarint()&putNAT != 0
+			}
 			keys, chs = append(keys, BindingKey{AOR: b.AOR, ID: b.ID}), append(chs, &b)
 		default:
 			return errBadJournal

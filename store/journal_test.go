@@ -61,6 +61,7 @@ func testBinding(i int, now time.Time) Binding {
 		Q: 1000, Expires: now.Add(time.Hour), CallID: fmt.Sprintf("c%d", i), CSeq: uint32(i + 1), Path: "<sip:edge.test;lr>",
 		Instance: `"<urn:uuid:00000000-0000-0000-0000-00000000000` + fmt.Sprint(i%10) + `>"`, RegID: 1,
 		Source: "198.51.100.7:5060", Local: "192.0.2.1:5060", Transport: "UDP", UserAgent: "test", Updated: now,
+		NAT: i%2 == 1,
 	}
 }
 
@@ -248,6 +249,8 @@ func FuzzJournalBatch(f *testing.F) {
 	b := testBinding(1, now)
 	f.Add(encodePut(append([]byte(nil), 1), &b))
 	f.Add(append(append([]byte(nil), 2, opDel, 1, 'a', 1, 'b'), encodePut(nil, &b)...))
+	b0 := testBinding(2, now) // without flags: opPut
+	f.Add(append(append([]byte(nil), 2), append(encodePut(nil, &b0), encodePut(nil, &b)...)...))
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		m := map[BindingKey]*Binding{}

@@ -39,9 +39,17 @@ var schema = []string{
 		transport  TEXT NOT NULL,
 		user_agent TEXT NOT NULL,
 		updated    BIGINT NOT NULL,
+		nat        INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (aor, id)
 	)`,
 	`CREATE INDEX IF NOT EXISTS hlas_bindings_expires ON hlas_bindings (expires)`,
+}
+
+// addedColumns are the columns added to tables after their first release:
+// a database made before gets them, with their defaults, when it is
+// opened (CREATE TABLE IF NOT EXISTS leaves an existing table alone).
+var addedColumns = []struct{ table, column, decl string }{
+	{"hlas_bindings", "nat", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 // Queries, written with "?" placeholders; PostgreSQL gets them rebound to
@@ -57,12 +65,12 @@ const (
 	qSetHashes  = `UPDATE hlas_users SET ha1_md5 = ?, ha1_sha256 = ?, updated = ? WHERE domain = ? AND username = ?`
 	qDeleteUser = `DELETE FROM hlas_users WHERE domain = ? AND username = ?`
 
-	bindingCols = `aor, id, contact, q, expires, call_id, cseq, path, instance, reg_id, source, local_addr, transport, user_agent, updated`
-	qPutBinding = `INSERT INTO hlas_bindings (` + bindingCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	bindingCols = `aor, id, contact, q, expires, call_id, cseq, path, instance, reg_id, source, local_addr, transport, user_agent, updated, nat`
+	qPutBinding = `INSERT INTO hlas_bindings (` + bindingCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (aor, id) DO UPDATE SET contact = excluded.contact, q = excluded.q, expires = excluded.expires,
 		call_id = excluded.call_id, cseq = excluded.cseq, path = excluded.path, instance = excluded.instance,
 		reg_id = excluded.reg_id, source = excluded.source, local_addr = excluded.local_addr,
-		transport = excluded.transport, user_agent = excluded.user_agent, updated = excluded.updated`
+		transport = excluded.transport, user_agent = excluded.user_agent, updated = excluded.updated, nat = excluded.nat`
 	qDeleteBinding = `DELETE FROM hlas_bindings WHERE aor = ? AND id = ?`
 	qBindings      = `SELECT ` + bindingCols + ` FROM hlas_bindings WHERE expires > ? ORDER BY aor, id`
 	qBindingsAOR   = `SELECT ` + bindingCols + ` FROM hlas_bindings WHERE expires > ? AND aor = ? ORDER BY id`
@@ -86,6 +94,9 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 			return nil, fmt.Errorf("store %s: create schema: %w", name, err)
 		}
 	}
+	if err := s.addColumns(ctx); err != nil {
+		return nil, err
+	}
 	var err error
 	if s.user, err = db.PrepareContext(ctx, rebind(qUser)); err != nil {
 		return nil, fmt.Errorf("store %s: prepare: %w", name, err)
@@ -95,6 +106,33 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		return nil, err
 	}
 	return s, nil
+}
+
+// addColumns adds the addedColumns a table lacks. Another process may add
+// one at the same time: a failed ALTER is an error only when the column is
+// still missing afterwards.
+func (s *sqlStore) addColumns(ctx context.Context) error {
+	for _, c := range append(addedColumns[:len(addedColumns):len(addedColumns)], cdrAddedColumns...) {
+		if s.hasColumn(ctx, c.table, c.column) {
+			continue
+		}
+		_, err := s.db.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.decl)
+		if err != nil && !s.hasColumn(ctx, c.table, c.column) {
+			return fmt.Errorf("store %s: add column %s.%s: %w", s.name, c.table, c.column, err)
+		}
+	}
+	return nil
+}
+
+// hasColumn asks the table itself, in the same words on both back ends
+// (and within PostgreSQL's search_path, as every other query).
+func (s *sqlStore) hasColumn(ctx context.Context, table, column string) bool {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+column+` FROM `+table+` WHERE 1 = 0`)
+	if err != nil {
+		return false
+	}
+	rows.Close()
+	return true
 }
 
 // Close implements Store.
@@ -269,7 +307,7 @@ func (s *sqlStore) WriteBindings(ctx context.Context, put []Binding, del []Bindi
 		defer stmt.Close()
 		for _, b := range put {
 			if _, err := stmt.ExecContext(ctx, b.AOR, b.ID, b.Contact, b.Q, b.Expires.Unix(), b.CallID, int64(b.CSeq),
-				b.Path, b.Instance, b.RegID, b.Source, b.Local, b.Transport, b.UserAgent, b.Updated.Unix()); err != nil {
+				b.Path, b.Instance, b.RegID, b.Source, b.Local, b.Transport, b.UserAgent, b.Updated.Unix(), boolInt(b.NAT)); err != nil {
 				return s.wrap("save binding "+b.AOR, err)
 			}
 		}
@@ -293,12 +331,12 @@ func (s *sqlStore) Bindings(ctx context.Context, aor string, now time.Time) ([]B
 	var out []Binding
 	for rows.Next() {
 		var b Binding
-		var expires, cseq, updated int64
+		var expires, cseq, updated, nat int64
 		if err := rows.Scan(&b.AOR, &b.ID, &b.Contact, &b.Q, &expires, &b.CallID, &cseq, &b.Path, &b.Instance,
-			&b.RegID, &b.Source, &b.Local, &b.Transport, &b.UserAgent, &updated); err != nil {
+			&b.RegID, &b.Source, &b.Local, &b.Transport, &b.UserAgent, &updated, &nat); err != nil {
 			return nil, s.wrap("load bindings", err)
 		}
-		b.Expires, b.CSeq, b.Updated = time.Unix(expires, 0), uint32(cseq), time.Unix(updated, 0)
+		b.Expires, b.CSeq, b.Updated, b.NAT = time.Unix(expires, 0), uint32(cseq), time.Unix(updated, 0), nat != 0
 		out = append(out, b)
 	}
 	return out, s.wrap("load bindings", rows.Err())
@@ -312,6 +350,15 @@ func (s *sqlStore) PurgeBindings(ctx context.Context, now time.Time) (int64, err
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
+}
+
+// boolInt is a flag as the tables hold it: neither back end's boolean
+// type is the other's.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // dollarPlaceholders rewrites "?" placeholders as $1, $2, ... for

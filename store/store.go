@@ -132,6 +132,10 @@ type Binding struct {
 	UserAgent string
 	// Updated is when the binding was last written.
 	Updated time.Time
+	// NAT records that the REGISTER showed the contact to be behind a
+	// NAT (its top Via or its Contact address did not match the source):
+	// evidence only that REGISTER had, kept for after a restart.
+	NAT bool
 }
 
 // BindingKey names one binding.

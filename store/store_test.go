@@ -92,6 +92,7 @@ func TestStore(t *testing.T) {
 			t.Run("bulk import", func(t *testing.T) { testPutUsers(t, open(t)) })
 			t.Run("bindings", func(t *testing.T) { testBindings(t, open(t)) })
 			t.Run("concurrent use", func(t *testing.T) { testConcurrent(t, open(t)) })
+			t.Run("columns added to an old table", func(t *testing.T) { testAddedColumns(t, open(t)) })
 		})
 	}
 }
@@ -212,6 +213,7 @@ func testBindings(t *testing.T, s Store) {
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	a1 := binding("alice@example.test", "a1", now.Add(time.Hour))
+	a1.NAT = true
 	a2 := binding("alice@example.test", "a2", now.Add(-time.Second))
 	b1 := binding("bob@example.test", "b1", now.Add(time.Minute))
 	if err := s.WriteBindings(ctx, []Binding{a1, a2, b1}, nil); err != nil {
@@ -225,7 +227,7 @@ func testBindings(t *testing.T, s Store) {
 		t.Fatalf("Bindings = %+v\nwant %+v and %+v", got, a1, b1)
 	}
 	// Replace one, remove another, in one call.
-	a1.Contact, a1.CSeq, a1.Expires = "<sip:new@192.0.2.9>", 7, now.Add(2*time.Hour)
+	a1.Contact, a1.CSeq, a1.Expires, a1.NAT = "<sip:new@192.0.2.9>", 7, now.Add(2*time.Hour), false
 	if err := s.WriteBindings(ctx, []Binding{a1}, []BindingKey{{AOR: "bob@example.test", ID: "b1"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -344,5 +346,73 @@ func TestOpenRejectsUnknownURL(t *testing.T) {
 	_, err := Open(context.Background(), Config{URL: "mysql://root:hunter2@db/x"})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Open(mysql) = %v; want an error without the password", err)
+	}
+}
+
+// testAddedColumns: a bindings table made before the nat column existed
+// gets it, with its default, and keeps its rows; adding it again (another
+// process opening the same database) is no error.
+func testAddedColumns(t *testing.T, s Store) {
+	ctx := context.Background()
+	st := sqlOf(s) // the table itself, without the embedded store's journal
+	now := time.Unix(1_800_000_000, 0)
+	old := binding("alice@example.test", "old", now.Add(time.Hour))
+	old.NAT = true
+	if err := st.WriteBindings(ctx, []Binding{old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.ExecContext(ctx, `ALTER TABLE hlas_bindings DROP COLUMN nat`); err != nil {
+		t.Fatal(err)
+	}
+	if st.hasColumn(ctx, "hlas_bindings", "nat") {
+		t.Fatal("the nat column is still there")
+	}
+	if err := st.addColumns(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.addColumns(ctx); err != nil {
+		t.Fatalf("adding the column again: %v", err)
+	}
+	got, err := st.Bindings(ctx, "", now)
+	old.NAT = false // the column's default: the flag went with the column
+	if err != nil || len(got) != 1 || got[0] != old {
+		t.Fatalf("after adding the column: %+v, %v; want %+v", got, err, old)
+	}
+	nat := binding("bob@example.test", "new", now.Add(time.Hour))
+	nat.NAT = true
+	if err := st.WriteBindings(ctx, []Binding{nat}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Bindings(ctx, "bob@example.test", now); err != nil || len(got) != 1 || !got[0].NAT {
+		t.Fatalf("a NAT binding written after: %+v, %v", got, err)
+	}
+}
+
+// TestBindingsNATColumnAddedOnOpen: an embedded database made by a
+// release without the nat column, rows and all, opens and reads.
+func TestBindingsNATColumnAddedOnOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	b := binding("alice@example.test", "a1", now.Add(time.Hour))
+	st := sqlOf(s)
+	if err := st.WriteBindings(ctx, []Binding{b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.ExecContext(ctx, `ALTER TABLE hlas_bindings DROP COLUMN nat`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(ctx, Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Bindings(ctx, "", now)
+	if err != nil || len(got) != 1 || got[0] != b {
+		t.Fatalf("Bindings after reopening: %+v, %v; want %+v", got, err, b)
 	}
 }

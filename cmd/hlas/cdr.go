@@ -45,6 +45,10 @@ flags of list and export (anywhere on the line):
 flags of every command:
   --data DIR       data directory of the embedded database (default ./hlas-data)
   --config FILE    the server's YAML file: its data and store settings
+
+list's MEDIA column, for a call whose media the server relayed: the RTP
+and RTCP packets the caller/callee sent through the relay, then those the
+other party reported lost; "-" when not relayed (export has every count).
 `
 
 // cdrMain runs `hlas cdr`.
@@ -217,13 +221,23 @@ func records(n int64) string {
 // listCDRs prints one aligned line per record.
 func listCDRs(w io.Writer, recs []store.CDR) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "START\tKIND\tSTATUS\tCODE\tDURATION\tFROM\tTO\tUSER\tENDED-BY\tEND\tCALL-ID")
+	fmt.Fprintln(tw, "START\tKIND\tSTATUS\tCODE\tDURATION\tFROM\tTO\tUSER\tENDED-BY\tEND\tMEDIA\tCALL-ID")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3fs\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Start.Local().Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Start.Local().Format("2006-01-02 15:04:05"),
 			r.Kind, r.Status, r.Code, r.Duration.Seconds(), r.Caller, r.Callee, dash(r.User), dash(r.EndedBy),
-			dash(r.EndReason), r.CallID)
+			dash(r.EndReason), mediaSummary(&r), r.CallID)
 	}
 	return tw.Flush()
+}
+
+// mediaSummary is the MEDIA column: what the relay forwarded of a relayed
+// call, caller/callee (the packets each sent, those the other reported
+// lost), "-" for a call whose media was not relayed. export has the rest.
+func mediaSummary(r *store.CDR) string {
+	if !r.MediaRelayed {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d pkts %d/%d lost", r.CallerPackets, r.CalleePackets, r.CallerLost, r.CalleeLost)
 }
 
 func dash(s string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ func TestCDRCommand(t *testing.T) {
 	start := time.Now().Add(-time.Minute)
 	if err := st.WriteCDRs(context.Background(), []store.CDR{
 		{ID: "1", Kind: "call", Status: "answered", CallID: "c1", Caller: "alice@example.test", Callee: "bob@example.test",
-			Start: start, Answer: start, End: start.Add(30 * time.Second), Duration: 30 * time.Second, Code: 200, EndedBy: "caller", EndReason: "bye"},
+			Start: start, Answer: start, End: start.Add(30 * time.Second), Duration: 30 * time.Second, Code: 200, EndedBy: "caller", EndReason: "bye",
+			MediaRelayed: true, MediaStreams: 1, CallerPackets: 1500, CallerBytes: 258000, CallerLost: 3, CallerJitterMS: 4.5,
+			CalleePackets: 1498, CalleeBytes: 257656, CalleeDropped: 2},
 		{ID: "2", Kind: "call", Status: "failed", CallID: "c2", Caller: "bob@example.test", Callee: "carol@example.test",
 			Start: start.Add(time.Second), End: start.Add(2 * time.Second), Code: 486, EndedBy: "callee", EndReason: "rejected"},
 	}); err != nil {
@@ -34,12 +37,17 @@ func TestCDRCommand(t *testing.T) {
 		want []string // substrings of stdout
 		n    int      // lines of stdout
 	}{
-		{[]string{"cdr", "list", "--data", dir}, 0, []string{"START", "c1", "c2", "30.000s"}, 3},
+		{[]string{"cdr", "list", "--data", dir}, 0, []string{"START", "c1", "c2", "30.000s", "MEDIA", "1500/1498 pkts 3/0 lost"}, 3},
 		{[]string{"cdr", "list", "--status", "486", "--data", dir}, 0, []string{"c2"}, 2},
 		{[]string{"cdr", "list", "--user", "alice", "--data", dir, "--since", "1h"}, 0, []string{"c1"}, 2},
 		{[]string{"cdr", "list", "--data", dir, "--until", "2000-01-01"}, 0, nil, 1},
-		{[]string{"cdr", "export", "--data", dir, "--format", "json"}, 0, []string{`"call_id":"c1"`, `"duration":30`}, 2},
-		{[]string{"cdr", "export", "--format", "csv", "--data", dir}, 0, []string{"id,kind,status"}, 3},
+		{[]string{"cdr", "export", "--data", dir, "--format", "json"}, 0, []string{`"call_id":"c1"`, `"duration":30`,
+			`"media_relayed":true,"media_streams":1,"caller_packets":1500,"caller_bytes":258000,"caller_dropped":0,` +
+				`"caller_lost":3,"caller_jitter_ms":4.5,"callee_packets":1498,"callee_bytes":257656,"callee_dropped":2,` +
+				`"callee_lost":0,"callee_jitter_ms":0}`, `"media_relayed":false`}, 2},
+		{[]string{"cdr", "export", "--format", "csv", "--data", dir}, 0, []string{"id,kind,status",
+			",media_relayed,media_streams,caller_packets,", ",true,1,1500,258000,0,3,4.5,1498,257656,2,0,0\n",
+			",false,0,0,0,0,0,0,0,0,0,0,0\n"}, 3},
 		{[]string{"cdr", "export", "--format", "xml", "--data", dir}, 2, nil, 0},
 		{[]string{"cdr", "list", "--status", "busy", "--data", dir}, 2, nil, 0},
 		{[]string{"cdr", "list", "--since", "yesterday", "--data", dir}, 2, nil, 0},
@@ -138,6 +146,25 @@ func TestCDRPurgeCommand(t *testing.T) {
 		}
 		if got := left(); got != tc.left {
 			t.Fatalf("%s: left %q, want %q", tc.name, got, tc.left)
+		}
+	}
+}
+
+// TestListCDRsMediaColumn: list's MEDIA column sums up a relayed call and
+// marks one whose media was not relayed.
+func TestListCDRsMediaColumn(t *testing.T) {
+	start := time.Now()
+	var out bytes.Buffer
+	if err := listCDRs(&out, []store.CDR{
+		{Kind: "call", Status: "answered", CallID: "relayed", Start: start, EndReason: "bye", MediaRelayed: true,
+			CallerPackets: 10, CalleePackets: 0, CallerLost: 0, CalleeLost: 7},
+		{Kind: "call", Status: "failed", CallID: "direct", Start: start, EndReason: "rejected"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`(?m)^START .* MEDIA +CALL-ID$`, `(?m) bye +10/0 pkts 0/7 lost +relayed$`, `(?m) rejected +- +direct$`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("no match for %s in\n%s", re, out.String())
 		}
 	}
 }

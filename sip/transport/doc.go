@@ -8,7 +8,10 @@
 // A UDP datagram is one message, handed on as read (up to 65535 bytes);
 // the receiver checks its Content-Length. A datagram of nothing but CR and
 // LF bytes is a keep-alive: it is counted and dropped. Empty datagrams are
-// dropped.
+// dropped. When Config.STUN is set, a datagram framed as STUN (first byte
+// 0 to 3, the magic cookie, a matching length: RFC 7983 §7) goes to it
+// instead of the Handler, and its answer leaves from the same socket; SIP
+// never starts with such a byte, so the check costs SIP one comparison.
 //
 // On a stream (RFC 3261 §18.3) the header section ends at the first empty
 // line (CRLF CRLF, or LF LF to be liberal) and the body is Content-Length

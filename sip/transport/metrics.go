@@ -23,6 +23,7 @@ func protoIndex(proto string) int {
 type protoCounters struct {
 	packetsIn, bytesIn, packetsOut, bytesOut atomic.Uint64
 	keepalives, oversize, badFraming         atomic.Uint64
+	stunIn, stunOut                          atomic.Uint64
 	writeErrors                              atomic.Uint64
 	connsOpen                                atomic.Int64
 	connsAccepted, connsDialed               atomic.Uint64
@@ -37,6 +38,8 @@ func (c *protoCounters) snapshot() ProtoStats {
 		PacketsOut:      c.packetsOut.Load(),
 		BytesOut:        c.bytesOut.Load(),
 		Keepalives:      c.keepalives.Load(),
+		STUNIn:          c.stunIn.Load(),
+		STUNOut:         c.stunOut.Load(),
 		Oversize:        c.oversize.Load(),
 		BadFraming:      c.badFraming.Load(),
 		WriteErrors:     c.writeErrors.Load(),
@@ -58,6 +61,8 @@ type ProtoStats struct {
 	PacketsOut uint64 // messages sent
 	BytesOut   uint64 // bytes sent, keep-alive replies included
 	Keepalives uint64 // RFC 5626 keep-alives received: CRLFCRLF answered on streams, CR/LF-only datagrams ignored on UDP
+	STUNIn     uint64 // STUN datagrams handed to Config.STUN (UDP only)
+	STUNOut    uint64 // STUN answers sent (UDP only; their bytes count in BytesOut)
 	Oversize   uint64 // stream messages over MaxMessageSize
 	BadFraming uint64 // stream messages with an unusable Content-Length
 	// WriteErrors counts failed sends; on streams each closed its connection.

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +88,18 @@ type Config struct {
 	// Logger receives the transport's logs, with feature=transport. Nil
 	// discards them.
 	Logger *slog.Logger
+	// STUN, when set, answers the STUN messages that arrive on UDP
+	// listeners, so that a client behind NAT can learn its mapping on
+	// the very port its SIP flow uses (RFC 5626 §4.4.2, RFC 7983 §7). A
+	// datagram whose first byte is 0 to 3, with the magic cookie
+	// 0x2112A442 in bytes 4-7 and a length field that accounts for the
+	// rest of it, is not SIP (which begins with a letter): it goes to
+	// STUN instead of the Handler. STUN appends its answer to dst and
+	// returns it; nothing is sent when it returns dst unchanged. It runs
+	// on the socket's reader goroutine, so it must be quick and must not
+	// block (the answer is sent from that socket); local is the
+	// listener's bound address, remote the source, IPv4 unmapped.
+	STUN func(dst, req []byte, local, remote netip.AddrPort) []byte
 }
 
 // Validate reports the first field with a value New cannot use.
@@ -709,6 +722,7 @@ func (m *Manager) readUDP(l *udpListener) {
 	defer m.wg.Done()
 	st := &m.stats[protoIndex(UDP)]
 	buf := make([]byte, maxDatagram)
+	var out []byte // STUN answers; allocated on the first
 	for {
 		n, src, err := l.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -721,6 +735,10 @@ func (m *Manager) readUDP(l *udpListener) {
 			continue
 		}
 		st.bytesIn.Add(uint64(n))
+		if buf[0] < 4 && m.cfg.STUN != nil && isSTUN(buf[:n]) {
+			out = m.answerSTUN(l, out[:0], buf[:n], src)
+			continue
+		}
 		if onlyCRLF(buf[:n]) { // RFC 5626 §3.5.1 style keep-alive: no reply on UDP
 			st.keepalives.Add(1)
 			continue
@@ -730,6 +748,40 @@ func (m *Manager) readUDP(l *udpListener) {
 		copy(data, buf[:n])
 		m.handler.HandlePacket(&Packet{Data: data, Proto: UDP, Local: l.addr, Remote: unmap(src)})
 	}
+}
+
+// stunCookie is bytes 4-7 of every RFC 5389/8489 STUN message.
+const stunCookie = 0x2112A442
+
+// isSTUN reports whether a datagram is framed as a STUN message (RFC 8489
+// §5, RFC 7983 §7): first byte 0 to 3, the magic cookie, and a length, a
+// multiple of 4, that accounts for the rest of it exactly.
+func isSTUN(b []byte) bool {
+	if len(b) < 20 || b[0] > 3 || binary.BigEndian.Uint32(b[4:8]) != stunCookie {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[2:4]))
+	return n%4 == 0 && 20+n == len(b)
+}
+
+// answerSTUN hands a STUN datagram to Config.STUN and sends its answer
+// back from the socket it came on. It returns the answer buffer for reuse.
+func (m *Manager) answerSTUN(l *udpListener, out, req []byte, src netip.AddrPort) []byte {
+	st := &m.stats[protoIndex(UDP)]
+	st.stunIn.Add(1)
+	out = m.cfg.STUN(out, req, l.addr, unmap(src))
+	if len(out) == 0 {
+		return out
+	}
+	n, err := l.pc.WriteToUDPAddrPort(out, src)
+	if err != nil {
+		st.writeErrors.Add(1)
+		m.log.Debug("stun answer failed", "addr", l.addr.String(), "to", src.String(), "err", err)
+		return out
+	}
+	st.stunOut.Add(1)
+	st.bytesOut.Add(uint64(n))
+	return out
 }
 
 // onlyCRLF reports whether b holds nothing but CR and LF bytes.

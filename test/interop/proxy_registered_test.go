@@ -4,6 +4,7 @@ package interop
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -440,7 +441,13 @@ func TestProxyRegisteredBaresip(t *testing.T) {
 // over it can bob be reached.
 func natPhone(t *testing.T, s *server, transport string, flags ...string) (*uaProc, string) {
 	t.Helper()
-	private := uaListenAddr(t) // bound by nobody
+	// A private address (RFC 1918) with a port bound by nobody: what a
+	// phone behind a NAT writes, and nobody here can reach.
+	_, port, err := net.SplitHostPort(uaListenAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	private := net.JoinHostPort("10.0.0.1", port)
 	p := regPhone(t, s, transport, "bob", append([]string{"--contact", private}, flags...)...)
 	if !strings.Contains(p.output.String(), "registered sip:bob@example.test at sip:bob@"+private) {
 		t.Fatalf("bob did not register the private contact %s:\n%s", private, p.output.String())

@@ -1,0 +1,80 @@
+package plane
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Why a packet was not forwarded: the reason label of
+// hlas_media_packets_dropped_total.
+const (
+	dropStranger  = iota // not from the leg's party (after latching)
+	dropNoPartner        // the leg is not linked (or its partner closed)
+	dropNoDest           // no usable address for the other party (hold, or a family its socket cannot reach)
+	dropTooBig           // larger than the read buffer
+	dropSendError        // the kernel refused to send it
+	numDrops
+)
+
+var dropReasons = [numDrops]string{"stranger", "no_partner", "no_destination", "too_big", "send_error"}
+
+// counters are one reader's: only it writes them, so the packet path
+// touches no shared cache line; the collector sums the readers'.
+type counters struct {
+	packets, bytes atomic.Uint64
+	reads          atomic.Uint64 // recvmmsg calls that returned packets
+	drops          [numDrops]atomic.Uint64
+}
+
+// collector exports the plane's metrics (namespace hlas, subsystem
+// media) by reading its counters at scrape time.
+type collector struct {
+	counters func() []*counters
+	inUse    func() int
+	failed   func() uint64
+
+	portsInUse, packets, bytes, reads, dropped, allocFailed *prometheus.Desc
+}
+
+func newCollector(counters func() []*counters, inUse func() int, failed func() uint64) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("hlas", "media", name), help, labels, nil)
+	}
+	return &collector{
+		counters: counters, inUse: inUse, failed: failed,
+		portsInUse:  d("ports_in_use", "UDP ports held by relay legs (two per leg: RTP and RTCP)."),
+		packets:     d("packets_forwarded_total", "RTP and RTCP packets forwarded by the relay."),
+		bytes:       d("bytes_forwarded_total", "Bytes of UDP payload forwarded by the relay."),
+		reads:       d("read_batches_total", "Batches of packets read from the relay's sockets (one recvmmsg each): packets received per batch show how loaded the readers are."),
+		dropped:     d("packets_dropped_total", "Packets the relay received and did not forward, by reason.", "reason"),
+		allocFailed: d("port_allocation_failures_total", "Legs refused because the port range was exhausted."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.portsInUse, c.packets, c.bytes, c.reads, c.dropped, c.allocFailed} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	var packets, bytes, reads uint64
+	var drops [numDrops]uint64
+	for _, k := range c.counters() {
+		packets += k.packets.Load()
+		bytes += k.bytes.Load()
+		reads += k.reads.Load()
+		for i := range drops {
+			drops[i] += k.drops[i].Load()
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.portsInUse, prometheus.GaugeValue, float64(c.inUse()))
+	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(packets))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(reads))
+	for i, n := range drops {
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(n), dropReasons[i])
+	}
+	ch <- prometheus.MustNewConstMetric(c.allocFailed, prometheus.CounterValue, float64(c.failed()))
+}

@@ -1,0 +1,302 @@
+package rtpengine
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/media"
+)
+
+// Offer sends an "offer" for r: the first one of a Call-ID creates the
+// call in rtpengine, later ones (re-INVITE, UPDATE) update it. The NG
+// from-tag is the sender's, as in SIP: r.FromTag.
+func (c *Client) Offer(ctx context.Context, r *media.Request) ([]byte, error) {
+	reply, err := c.request(ctx, "offer", c.sdpRequest(r, r.FromTag, r.ToTag))
+	if err != nil {
+		return nil, err
+	}
+	sdp, err := replySDP(reply, "offer")
+	if err != nil {
+		return nil, err
+	}
+	c.calls.add(r.CallID, r.FromTag, time.Now())
+	return sdp, nil
+}
+
+// Answer sends an "answer" for r. NG names the parties of an answer by
+// the dialog, not by the message: from-tag is the offerer's (r.ToTag),
+// to-tag the answerer's (r.FromTag).
+func (c *Client) Answer(ctx context.Context, r *media.Request) ([]byte, error) {
+	if r.ToTag == "" {
+		return nil, fmt.Errorf("rtpengine: answer in call %q names no offerer tag", r.CallID)
+	}
+	reply, err := c.request(ctx, "answer", c.sdpRequest(r, r.ToTag, r.FromTag))
+	if err != nil {
+		return nil, err
+	}
+	return replySDP(reply, "answer")
+}
+
+// Delete ends the call in rtpengine and returns its statistics. The
+// delete names the caller's tag when the client remembers it (see
+// Config.MaxCalls): rtpengine then ends the caller's branch, with it the
+// call, and reports the packets of the caller and of those it talked to,
+// which Stats splits by direction. Without the tag the whole call is
+// deleted and the Stats are empty. A call rtpengine does not know gives
+// media.ErrNoSession.
+func (c *Client) Delete(ctx context.Context, callID string) (media.Stats, error) {
+	e, known := c.calls.get(callID)
+	d := map[string]any{"call-id": callID, "flags": []string{"fatal"}}
+	if known {
+		d["from-tag"] = e.caller
+	}
+	switch dd := c.cfg.DeleteDelay; {
+	case dd == 0:
+		d["delete-delay"] = 0
+	case dd > 0:
+		d["delete-delay"] = int64(math.Ceil(dd.Seconds()))
+	}
+	reply, err := c.request(ctx, "delete", d)
+	if err != nil {
+		if !errors.Is(err, media.ErrUnavailable) {
+			c.calls.remove(callID) // rtpengine has answered: the call is gone either way
+		}
+		return media.Stats{}, err
+	}
+	c.calls.remove(callID)
+	if !known {
+		return media.Stats{}, nil
+	}
+	st := statsOf(reply, e.caller)
+	st.Duration = time.Since(e.start)
+	return st, nil
+}
+
+// Query returns the statistics of a call so far, as Delete would, without
+// ending it.
+func (c *Client) Query(ctx context.Context, callID string) (media.Stats, error) {
+	e, known := c.calls.get(callID)
+	d := map[string]any{"call-id": callID}
+	if known {
+		d["from-tag"] = e.caller
+	}
+	reply, err := c.request(ctx, "query", d)
+	if err != nil || !known {
+		return media.Stats{}, err
+	}
+	st := statsOf(reply, e.caller)
+	st.Duration = time.Since(e.start)
+	return st, nil
+}
+
+// sdpRequest builds the dictionary of an offer or answer, with the
+// defaults of a relay for phones behind NAT:
+//
+//   - replace origin and session-connection: the o= and session c= lines
+//     carry rtpengine's address, not the sender's (which may be private);
+//   - ICE remove: the sender's candidates are of no use to the other
+//     party, who is to send to rtpengine;
+//   - received-from: the address the SIP message came from;
+//   - SIP-source-address when the description's connection address is a
+//     private one that is not that source (the sender is behind NAT):
+//     rtpengine then sends to the source address (and the SDP's port)
+//     instead of an address it cannot reach; trust-address otherwise
+//     (explicitly, whatever rtpengine's --sip-source says), so that a
+//     gateway or media server whose SIP comes from elsewhere than its
+//     media is reached where it said;
+//   - latching is rtpengine's default (symmetric RTP, endpoint learning):
+//     it sends to wherever the party's packets come from, which fixes the
+//     port a NAT changed. "strict-source" (drop strangers after learning)
+//     and the like can be added with Config.Flags.
+func (c *Client) sdpRequest(r *media.Request, fromTag, toTag string) map[string]any {
+	d := map[string]any{
+		"call-id":  r.CallID,
+		"from-tag": fromTag,
+		"sdp":      r.SDP,
+		"replace":  []string{"origin", "session-connection"},
+		"ICE":      "remove",
+	}
+	if toTag != "" {
+		d["to-tag"] = toTag
+	}
+	flags := make([]string, 0, 1+len(c.cfg.Flags))
+	if src := r.Source.Unmap().WithZone(""); src.IsValid() {
+		d["received-from"] = []string{family(src), src.String()}
+		if behindNAT(r.SDP, src) {
+			flags = append(flags, "SIP-source-address")
+		} else {
+			flags = append(flags, "trust-address")
+		}
+	} else {
+		flags = append(flags, "trust-address")
+	}
+	d["flags"] = append(flags, c.cfg.Flags...)
+	if a := r.Advertise.Unmap(); a.IsValid() {
+		// The receiver's family: rtpengine bridges IPv4 and IPv6 when it
+		// has interfaces of both.
+		d["address-family"] = family(a)
+	}
+	return d
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IP4"
+	}
+	return "IP6"
+}
+
+func replySDP(reply map[string]any, command string) ([]byte, error) {
+	sdp, ok := reply["sdp"].(string)
+	if !ok || sdp == "" {
+		return nil, fmt.Errorf("rtpengine: %s: reply without sdp: %w", command, media.ErrUnavailable)
+	}
+	return []byte(sdp), nil
+}
+
+// behindNAT reports whether an SDP's connection (c=) addresses include a
+// private one (RFC 1918, RFC 6598 shared space, RFC 4193, link-local)
+// that is not src: the sender wrote an address of its own network, and
+// its SIP came through a NAT. This is nathelper's "SDP contains a private
+// address" test, less the case of a sender on the server's own private
+// network (its source is the address it wrote).
+func behindNAT(sdp []byte, src netip.Addr) bool {
+	for line := range bytes.Lines(sdp) {
+		rest, ok := bytes.CutPrefix(line, []byte("c="))
+		if !ok {
+			continue
+		}
+		// c=<nettype> <addrtype> <connection-address>[/ttl[/n]] (RFC 8866 §5.7)
+		f := strings.Fields(string(rest))
+		if len(f) < 3 || f[0] != "IN" || (f[1] != "IP4" && f[1] != "IP6") {
+			continue
+		}
+		host, _, _ := strings.Cut(f[2], "/")
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			continue
+		}
+		if a = a.Unmap(); a != src && private(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedSpace is RFC 6598's carrier-grade NAT range.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+func private(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedSpace.Contains(a)
+}
+
+// statsOf reads a delete or query reply: "tags" holds a dictionary per
+// party, each with "medias", each with "streams" (RTP, RTCP), each with
+// "stats" counting what rtpengine received on the port facing that party,
+// that is what the party sent. The caller's party is the caller's
+// direction; the others (the callee, or the callees of a forked call) the
+// callee's. rtpengine's "errors" (packets it dropped: strict-source
+// strangers, unknown payload types, failed sends) are Dropped.
+func statsOf(reply map[string]any, caller string) media.Stats {
+	var st media.Stats
+	tags, _ := reply["tags"].(map[string]any)
+	for key, v := range tags {
+		party, _ := v.(map[string]any)
+		tag, ok := party["tag"].(string)
+		if !ok {
+			tag = key
+		}
+		dir := &st.Callee
+		medias, _ := party["medias"].([]any)
+		if tag == caller {
+			dir = &st.Caller
+			st.Streams = len(medias)
+		}
+		for _, m := range medias {
+			md, _ := m.(map[string]any)
+			streams, _ := md["streams"].([]any)
+			for _, s := range streams {
+				sd, _ := s.(map[string]any)
+				counters, _ := sd["stats"].(map[string]any)
+				dir.Packets += counter(counters, "packets")
+				dir.Bytes += counter(counters, "bytes")
+				dir.Dropped += counter(counters, "errors")
+			}
+		}
+	}
+	return st
+}
+
+func counter(d map[string]any, key string) uint64 {
+	n, _ := d[key].(int64)
+	return uint64(max(n, 0))
+}
+
+// callTable remembers, per call, the first offer's From tag (the caller)
+// and when it came, oldest first, bounded.
+type callTable struct {
+	mu      sync.Mutex
+	max     int
+	byID    map[string]*list.Element
+	order   list.List // of *callEntry
+	evicted uint64
+}
+
+type callEntry struct {
+	id, caller string
+	start      time.Time
+}
+
+func (t *callTable) init(max int) {
+	t.max = max
+	t.byID = map[string]*list.Element{}
+}
+
+// add records a call's caller unless the call is known already.
+func (t *callTable) add(id, caller string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byID[id]; ok {
+		return
+	}
+	for t.order.Len() >= t.max && t.order.Len() > 0 {
+		oldest := t.order.Front()
+		delete(t.byID, oldest.Value.(*callEntry).id)
+		t.order.Remove(oldest)
+		t.evicted++
+	}
+	t.byID[id] = t.order.PushBack(&callEntry{id: id, caller: caller, start: now})
+}
+
+func (t *callTable) get(id string) (callEntry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	el, ok := t.byID[id]
+	if !ok {
+		return callEntry{}, false
+	}
+	return *el.Value.(*callEntry), true
+}
+
+func (t *callTable) remove(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if el, ok := t.byID[id]; ok {
+		delete(t.byID, id)
+		t.order.Remove(el)
+	}
+}
+
+func (t *callTable) stats() (n int, evicted uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.order.Len(), t.evicted
+}

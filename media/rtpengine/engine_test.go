@@ -1,0 +1,316 @@
+package rtpengine
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hlas-voip/hlas/media"
+)
+
+const okSDP = "d6:result2:ok3:sdp5:v=0\r\ne"
+
+func sdpWith(c string) []byte {
+	return []byte("v=0\r\no=- 1 1 IN IP4 " + c + "\r\ns=-\r\nc=IN IP4 " + c + "\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+}
+
+// How a media.Request becomes an offer or answer dictionary.
+func TestRequestMapping(t *testing.T) {
+	nat := sdpWith("192.168.1.10")
+	tests := []struct {
+		name    string
+		flags   []string // Config.Flags
+		answer  bool
+		r       media.Request
+		want    map[string]any // besides command, call-id, sdp, replace, ICE
+		wantNil []string       // keys that must be absent
+	}{
+		{
+			name: "initial offer from behind NAT",
+			r:    media.Request{CallID: "c1", FromTag: "a", SDP: nat, Source: netip.MustParseAddr("203.0.113.7")},
+			want: map[string]any{"from-tag": "a", "received-from": []any{"IP4", "203.0.113.7"},
+				"flags": []any{"SIP-source-address"}},
+			wantNil: []string{"to-tag", "address-family"},
+		},
+		{
+			name: "re-offer with both tags, public address",
+			r: media.Request{CallID: "c1", FromTag: "b", ToTag: "a", SDP: sdpWith("198.51.100.9"),
+				Source: netip.MustParseAddr("203.0.113.7"), Advertise: netip.MustParseAddr("192.0.2.1")},
+			want: map[string]any{"from-tag": "b", "to-tag": "a", "received-from": []any{"IP4", "203.0.113.7"},
+				"flags": []any{"trust-address"}, "address-family": "IP4"},
+		},
+		{
+			name: "private address that is the source: same network, no NAT",
+			r:    media.Request{CallID: "c1", FromTag: "a", SDP: nat, Source: netip.MustParseAddr("192.168.1.10")},
+			want: map[string]any{"flags": []any{"trust-address"}},
+		},
+		{
+			name:   "answer names the offerer as from-tag",
+			answer: true,
+			r: media.Request{CallID: "c1", FromTag: "callee", ToTag: "caller", SDP: nat,
+				Source: netip.MustParseAddr("2001:db8::5"), Advertise: netip.MustParseAddr("2001:db8::1")},
+			want: map[string]any{"from-tag": "caller", "to-tag": "callee", "received-from": []any{"IP6", "2001:db8::5"},
+				"flags": []any{"SIP-source-address"}, "address-family": "IP6"},
+		},
+		{
+			name:    "no source: the SDP is all there is",
+			r:       media.Request{CallID: "c1", FromTag: "a", SDP: nat},
+			want:    map[string]any{"flags": []any{"trust-address"}},
+			wantNil: []string{"received-from"},
+		},
+		{
+			name: "IPv4-mapped source is IPv4",
+			r:    media.Request{CallID: "c1", FromTag: "a", SDP: nat, Source: netip.MustParseAddr("::ffff:203.0.113.7")},
+			want: map[string]any{"received-from": []any{"IP4", "203.0.113.7"}},
+		},
+		{
+			name:  "configured flags come after the client's, so they win",
+			flags: []string{"trust-address", "strict-source"},
+			r:     media.Request{CallID: "c1", FromTag: "a", SDP: nat, Source: netip.MustParseAddr("203.0.113.7")},
+			want:  map[string]any{"flags": []any{"SIP-source-address", "trust-address", "strict-source"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFakeNG(t, answer(okSDP))
+			c, _ := newTestClient(t, Config{Address: srv.addr(), Flags: tc.flags})
+			var err error
+			if tc.answer {
+				_, err = c.Answer(context.Background(), &tc.r)
+			} else {
+				_, err = c.Offer(context.Background(), &tc.r)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := srv.wait(t).req
+			wantCommand := "offer"
+			if tc.answer {
+				wantCommand = "answer"
+			}
+			fixed := map[string]any{"command": wantCommand, "call-id": tc.r.CallID, "sdp": string(tc.r.SDP),
+				"replace": []any{"origin", "session-connection"}, "ICE": "remove"}
+			for k, v := range fixed {
+				if !reflect.DeepEqual(req[k], v) {
+					t.Errorf("%s = %#v, want %#v", k, req[k], v)
+				}
+			}
+			for k, v := range tc.want {
+				if !reflect.DeepEqual(req[k], v) {
+					t.Errorf("%s = %#v, want %#v", k, req[k], v)
+				}
+			}
+			for _, k := range tc.wantNil {
+				if v, ok := req[k]; ok {
+					t.Errorf("%s = %#v, want none", k, v)
+				}
+			}
+		})
+	}
+}
+
+// An answer must name the offerer; nothing is sent without it.
+func TestAnswerWithoutOfferer(t *testing.T) {
+	srv := newFakeNG(t, answer(okSDP))
+	c, _ := newTestClient(t, Config{Address: srv.addr()})
+	if _, err := c.Answer(context.Background(), &media.Request{CallID: "c", FromTag: "callee", SDP: []byte("v=0\r\n")}); err == nil {
+		t.Fatal("answer without ToTag accepted")
+	}
+	if n := len(srv.received()); n != 0 {
+		t.Errorf("%d datagrams sent", n)
+	}
+}
+
+// Delete names the first offer's From tag, whoever sent later offers;
+// delete-delay follows Config.DeleteDelay.
+func TestDeleteRequest(t *testing.T) {
+	for _, tc := range []struct {
+		delay time.Duration
+		want  any // nil: absent
+	}{{0, int64(0)}, {1500 * time.Millisecond, int64(2)}, {3 * time.Second, int64(3)}, {-1, nil}} {
+		srv := newFakeNG(t, func(_ int, d datagram) []string {
+			if d.req["command"] == "delete" {
+				return []string{"d6:result2:oke"}
+			}
+			return []string{okSDP}
+		})
+		c, _ := newTestClient(t, Config{Address: srv.addr(), DeleteDelay: tc.delay})
+		ctx := context.Background()
+		c.Offer(ctx, &media.Request{CallID: "c", FromTag: "caller", SDP: []byte("v=0\r\n")})
+		c.Offer(ctx, &media.Request{CallID: "c", FromTag: "callee", ToTag: "caller", SDP: []byte("v=0\r\n")})
+		srv.wait(t)
+		srv.wait(t)
+		if _, err := c.Delete(ctx, "c"); err != nil {
+			t.Fatal(err)
+		}
+		req := srv.wait(t).req
+		want := map[string]any{"command": "delete", "call-id": "c", "from-tag": "caller", "flags": []any{"fatal"}}
+		if tc.want != nil {
+			want["delete-delay"] = tc.want
+		}
+		if !reflect.DeepEqual(req, want) {
+			t.Errorf("DeleteDelay %v: delete %#v, want %#v", tc.delay, req, want)
+		}
+		if n, _ := c.calls.stats(); n != 0 {
+			t.Errorf("the deleted call is still remembered")
+		}
+	}
+}
+
+// A call the client does not remember (offered before a restart, or
+// forgotten past MaxCalls) is deleted whole, without statistics.
+func TestDeleteForgottenCall(t *testing.T) {
+	srv := newFakeNG(t, func(_ int, d datagram) []string {
+		if d.req["command"] == "delete" {
+			return []string{"d6:result2:ok4:tagsd1:ad3:tag1:a6:mediasld7:streamsld5:statsd7:packetsi5eeeeeeeee"}
+		}
+		return []string{okSDP}
+	})
+	c, _ := newTestClient(t, Config{Address: srv.addr(), MaxCalls: 2})
+	ctx := context.Background()
+	for _, id := range []string{"c1", "c2", "c3"} {
+		if _, err := c.Offer(ctx, &media.Request{CallID: id, FromTag: "a", SDP: []byte("v=0\r\n")}); err != nil {
+			t.Fatal(err)
+		}
+		srv.wait(t)
+	}
+	if n, evicted := c.calls.stats(); n != 2 || evicted != 1 {
+		t.Errorf("%d calls remembered, %d forgotten; want 2, 1", n, evicted)
+	}
+	if v := testutil.ToFloat64(c.met.evicted); v != 1 {
+		t.Errorf("calls_forgotten_total = %v", v)
+	}
+	st, err := c.Delete(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (media.Stats{}) {
+		t.Errorf("stats of a forgotten call: %+v", st)
+	}
+	if req := srv.wait(t).req; req["from-tag"] != nil {
+		t.Errorf("delete of a forgotten call named from-tag %v", req["from-tag"])
+	}
+	st, err = c.Delete(ctx, "c3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Caller.Packets != 5 || st.Streams != 1 {
+		t.Errorf("stats of a remembered call: %+v", st)
+	}
+}
+
+// A delete rtpengine did not answer keeps the call's tag for a retry; one
+// it refused forgets it.
+func TestDeleteFailures(t *testing.T) {
+	var refuse atomic.Bool
+	srv := newFakeNG(t, func(_ int, d datagram) []string {
+		switch {
+		case d.req["command"] != "delete":
+			return []string{okSDP}
+		case refuse.Load():
+			return []string{"d6:result5:error12:error-reason38:Call-ID not found or tags didn't matche"}
+		}
+		return nil
+	})
+	c, _ := newTestClient(t, Config{Address: srv.addr(), Timeout: 5 * time.Millisecond, Attempts: 1})
+	ctx := context.Background()
+	c.Offer(ctx, &media.Request{CallID: "c", FromTag: "a", SDP: []byte("v=0\r\n")})
+	srv.wait(t)
+	if _, err := c.Delete(ctx, "c"); !errors.Is(err, media.ErrUnavailable) {
+		t.Fatalf("delete: %v, want ErrUnavailable", err)
+	}
+	if _, ok := c.calls.get("c"); !ok {
+		t.Errorf("the call was forgotten after an unanswered delete")
+	}
+	srv.wait(t)
+	refuse.Store(true)
+	if _, err := c.Delete(ctx, "c"); !errors.Is(err, media.ErrNoSession) {
+		t.Fatalf("delete: %v, want ErrNoSession", err)
+	}
+	if _, ok := c.calls.get("c"); ok {
+		t.Errorf("the call is remembered after rtpengine refused its delete")
+	}
+}
+
+// Reading the statistics of a delete or query reply.
+func TestStatsOf(t *testing.T) {
+	stream := func(p, b, e int64) any {
+		return map[string]any{"stats": map[string]any{"packets": p, "bytes": b, "errors": e}}
+	}
+	party := func(tag string, medias ...[]any) map[string]any {
+		ms := []any{}
+		for _, s := range medias {
+			ms = append(ms, map[string]any{"streams": s})
+		}
+		return map[string]any{"tag": tag, "medias": ms}
+	}
+	reply := map[string]any{"tags": map[string]any{
+		"caller": party("caller", []any{stream(10, 1720, 1), stream(2, 100, 0)}, []any{stream(3, 300, 0)}),
+		"callee": party("callee", []any{stream(7, 700, 2), stream(1, 80, 0)}),
+		// A fork's other branch, answered before the final one.
+		"fork": party("fork", []any{stream(1, 50, 0)}),
+		// The half-open side rtpengine has no tag for yet.
+		"<untagged 3>": party("", []any{stream(0, 0, 0)}),
+		// Garbage is skipped, not trusted.
+		"junk": "x", "neg": party("neg", []any{stream(-5, -5, -5)}),
+	}}
+	got := statsOf(reply, "caller")
+	want := media.Stats{
+		Caller:  media.Direction{Packets: 15, Bytes: 2120, Dropped: 1},
+		Callee:  media.Direction{Packets: 9, Bytes: 830, Dropped: 2},
+		Streams: 2,
+	}
+	if got != want {
+		t.Errorf("statsOf = %+v, want %+v", got, want)
+	}
+	if got := statsOf(map[string]any{"result": "ok"}, "caller"); got != (media.Stats{}) {
+		t.Errorf("statsOf a reply without tags = %+v", got)
+	}
+}
+
+// The NAT test on the SDP's connection addresses.
+func TestBehindNAT(t *testing.T) {
+	src := netip.MustParseAddr("203.0.113.7")
+	for _, tc := range []struct {
+		sdp  string
+		src  netip.Addr
+		want bool
+	}{
+		{"c=IN IP4 192.168.1.10\r\n", src, true},
+		{"c=IN IP4 10.1.2.3\n", src, true},
+		{"c=IN IP4 172.16.0.1/127\r\n", src, true},
+		{"c=IN IP4 100.64.1.1\r\n", src, true},
+		{"c=IN IP6 fd00::1\r\n", src, true},
+		{"c=IN IP6 fe80::1\r\n", src, true},
+		{"v=0\r\nc=IN IP4 198.51.100.1\r\nm=audio 1 RTP/AVP 0\r\nc=IN IP4 192.168.0.2\r\n", src, true},
+		{"c=IN IP4 192.168.1.10\r\n", netip.MustParseAddr("192.168.1.10"), false},
+		{"c=IN IP4 198.51.100.1\r\n", src, false},
+		{"c=IN IP4 0.0.0.0\r\n", src, false}, // hold (RFC 2543)
+		{"c=IN IP4 127.0.0.1\r\n", src, false},
+		{"c=IN IP4 phone.example\r\n", src, false},
+		{"c=IN IP4\r\n", src, false},
+		{"c=XX IP4 192.168.1.1\r\n", src, false},
+		{"a=c=IN IP4 192.168.1.1\r\n", src, false},
+		{"", src, false},
+	} {
+		if got := behindNAT([]byte(tc.sdp), tc.src); got != tc.want {
+			t.Errorf("behindNAT(%q, %v) = %v, want %v", tc.sdp, tc.src, got, tc.want)
+		}
+	}
+}
+
+// FuzzBehindNAT: any SDP is scanned without a panic.
+func FuzzBehindNAT(f *testing.F) {
+	f.Add([]byte("v=0\r\nc=IN IP4 192.168.1.10/127/2\r\n"), []byte{203, 0, 113, 7})
+	f.Add([]byte("c=IN IP6 fd00::1%eth0\n"), []byte{})
+	f.Fuzz(func(t *testing.T, sdp, src []byte) {
+		a, _ := netip.AddrFromSlice(src)
+		behindNAT(sdp, a)
+	})
+}

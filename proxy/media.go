@@ -1,0 +1,571 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/media"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/sip/transport"
+)
+
+// MediaPolicy says which calls the proxy relays through Env.Media.
+type MediaPolicy string
+
+// Media policies.
+const (
+	// MediaAuto relays a call when its caller or a callee is behind a
+	// NAT (the SDP or the Via names another address than the one the
+	// request came from; a callee reached over its flow at another
+	// address than its Contact's) or when the two sides' address
+	// families differ. The default.
+	MediaAuto MediaPolicy = "auto"
+	// MediaAlways relays every call the proxy forwards statefully.
+	MediaAlways MediaPolicy = "always"
+	// MediaNever relays none.
+	MediaNever MediaPolicy = "never"
+)
+
+// mediaTimeout bounds a call to an external media engine.
+const mediaTimeout = 2 * time.Second
+
+// maxMediaCalls bounds the calls the proxy tracks for the relay; beyond
+// it new calls are not relayed (and the relay's port pool would be the
+// tighter bound anyway).
+const maxMediaCalls = 1 << 20
+
+// mediaCalls are the calls the proxy relays, by Call-ID.
+type mediaCalls struct {
+	mu sync.Mutex
+	m  map[string]*mcall
+}
+
+// mcall is what the proxy keeps of a relayed call: whose offer is
+// pending, and enough of the dialog to end it with a BYE to each side
+// when the relay reports that its media stopped.
+type mcall struct {
+	callerTag string
+	// cseq are the highest CSeq numbers seen from the caller and the
+	// callee; a BYE of ours goes one above.
+	cseq [2]uint32
+	dlg  *mdialog // from the initial INVITE's 2xx; nil before
+}
+
+// mdialog is a confirmed dialog as the proxy saw it pass, in text (the
+// parsed messages' strings point into their datagrams).
+type mdialog struct {
+	from, to       string // the INVITE's From, the 2xx's To (both tagged)
+	caller, callee string // their Contact URIs: the BYEs' Request-URIs
+	// callerRoute and calleeRoute are the route sets from here towards
+	// each side (Record-Route entries on that side of ours).
+	callerRoute, calleeRoute []string
+	callerFlow, calleeFlow   Flow
+	calleeTag                string
+}
+
+// hasSDP reports a message body that is a session description.
+func hasSDP(h *sip.Header, body []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	ct := h.ContentType
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), "application/sdp")
+}
+
+// sdpAddr is the first c= address of an SDP body, cheaply (the decision
+// whether to relay, not the rewrite).
+func sdpAddr(body []byte) (netip.Addr, bool) {
+	s := string(body)
+	for len(s) > 0 {
+		line := s
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			line, s = s[:i], s[i+1:]
+		} else {
+			s = ""
+		}
+		line = strings.TrimRight(line, "\r")
+		if !strings.HasPrefix(line, "c=IN IP") || len(line) < 10 {
+			continue
+		}
+		a := strings.TrimSpace(line[9:])
+		if i := strings.IndexByte(a, '/'); i >= 0 {
+			a = a[:i]
+		}
+		ip, err := netip.ParseAddr(a)
+		return ip.Unmap(), err == nil
+	}
+	return netip.Addr{}, false
+}
+
+// behindNAT reports whether the sender of req, which came on in, is
+// behind a NAT: its SDP or its Via names another address.
+func behindNAT(req *sip.Request, in Flow) bool {
+	src := in.Remote.Addr().Unmap()
+	if !src.IsValid() {
+		return false
+	}
+	if a, ok := sdpAddr(req.Body); ok && !a.IsUnspecified() && a != src {
+		return true
+	}
+	if len(req.Via) > 0 {
+		if ip, ok := sip.ParseIP(req.Via[0].Host); ok && ip.Unmap() != src {
+			return true
+		}
+	}
+	return false
+}
+
+// targetNATed reports a target reached over its flow at another address
+// than its Contact's, or in another address family than the caller's.
+func targetNATed(t Target, in Flow) bool {
+	if t.Flow.IsZero() {
+		return false
+	}
+	ra := t.Flow.Remote.Addr().Unmap()
+	if in.Remote.IsValid() && in.Remote.Addr().Unmap().Is4() != ra.Is4() {
+		return true
+	}
+	ip, ok := sip.ParseIP(t.URI.Host)
+	return !ok || ip.Unmap() != ra
+}
+
+// mediaCall returns the relayed call req belongs to, starting one for an
+// initial INVITE when the policy says so; nil: not relayed.
+func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan) *mcall {
+	if p.env.Media == nil || p.mediaPolicy == MediaNever {
+		return nil
+	}
+	mc := &p.mcalls
+	if req.To.Tag() != "" || req.Method != sip.INVITE {
+		mc.mu.Lock()
+		c := mc.m[req.CallID]
+		if c != nil && req.CSeq.Seq > 0 {
+			side := 0
+			if req.From.Tag() != c.callerTag {
+				side = 1
+			}
+			c.cseq[side] = max(c.cseq[side], req.CSeq.Seq)
+		}
+		mc.mu.Unlock()
+		return c
+	}
+	relay := p.mediaPolicy == MediaAlways || behindNAT(req, in)
+	for _, t := range pl.all() {
+		if relay {
+			break
+		}
+		relay = targetNATed(t, in)
+	}
+	if !relay {
+		return nil
+	}
+	return p.startMediaCall(req)
+}
+
+// startMediaCall tracks req's call as relayed.
+func (p *Proxy) startMediaCall(req *sip.Request) *mcall {
+	mc := &p.mcalls
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if c := mc.m[req.CallID]; c != nil {
+		return c
+	}
+	if len(mc.m) >= maxMediaCalls {
+		return nil
+	}
+	c := &mcall{callerTag: strings.Clone(req.From.Tag())}
+	c.cseq[0] = req.CSeq.Seq
+	mc.m[strings.Clone(req.CallID)] = c
+	return c
+}
+
+// forgetMedia stops relaying a call: the engine's session ends.
+func (p *Proxy) forgetMedia(callID string) (media.Stats, bool) {
+	mc := &p.mcalls
+	mc.mu.Lock()
+	_, ok := mc.m[callID]
+	delete(mc.m, callID)
+	mc.mu.Unlock()
+	if !ok {
+		return media.Stats{}, false
+	}
+	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
+	defer cancel()
+	st, err := p.env.Media.Delete(ctx, callID)
+	if err != nil && !errors.Is(err, media.ErrNoSession) {
+		p.log.Warn("media delete failed", "call-id", callID, "err", err)
+	}
+	p.met.media.WithLabelValues("delete").Inc()
+	if err == nil {
+		p.recordMedia(callID, st)
+	}
+	return st, err == nil
+}
+
+// mediaCode is the response to a request whose SDP the engine refused.
+func mediaCode(err error) (int, string) {
+	switch {
+	case errors.Is(err, media.ErrBadSDP):
+		return 400, "Malformed Session Description"
+	case errors.Is(err, media.ErrNoPorts):
+		return 503, "No Media Ports Available"
+	default:
+		return 503, "Media Relay Unavailable"
+	}
+}
+
+// localIP is the server's address a flow's peer reaches it on.
+func (p *Proxy) localIP(f Flow) netip.Addr {
+	ip := f.Local.Addr()
+	if f.Conn != nil {
+		ip = f.Conn.LocalAddr().Addr()
+	}
+	if !ip.IsValid() || ip.IsUnspecified() {
+		ip = p.sourceIP(f.Remote.Addr())
+	}
+	return ip.Unmap()
+}
+
+// outIP is the server's address a request to h leaves from along r.
+func (p *Proxy) outIP(h Hop, r route) netip.Addr {
+	ip := r.out.local.Addr()
+	if r.flow.Conn != nil {
+		ip = r.flow.Conn.LocalAddr().Addr()
+	}
+	if !ip.IsValid() || ip.IsUnspecified() {
+		ip = p.sourceIP(h.Addr.Addr())
+	}
+	return ip.Unmap()
+}
+
+// mediaRequest passes the SDP of a request going downstream to hop h
+// along r through the media engine when its call is relayed: relay is
+// true then, madv is the server's address towards h, and body the
+// rewritten SDP (nil: none to rewrite). An offer, or the answer a PRACK
+// carries.
+func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body []byte, err error) {
+	p := c.p
+	mc := c.mcall()
+	if mc == nil && p.env.Media != nil && p.mediaPolicy == MediaAuto &&
+		c.req.Method == sip.INVITE && c.req.To.Tag() == "" &&
+		c.in.Remote.IsValid() && h.Addr.Addr().Unmap().Is4() != c.in.Remote.Addr().Unmap().Is4() {
+		// The callee is of the other address family: relay to bridge.
+		if mc = p.startMediaCall(c.req); mc != nil {
+			c.mu.Lock()
+			if c.mc == nil {
+				c.mc = mc
+			}
+			mc = c.mc
+			c.mu.Unlock()
+		}
+	}
+	if mc == nil {
+		return false, netip.Addr{}, nil, nil
+	}
+	madv = p.outIP(h, r)
+	if !hasSDP(&c.req.Header, c.req.Body) {
+		return true, madv, nil, nil
+	}
+	mr := &media.Request{
+		CallID: c.req.CallID, FromTag: c.req.From.Tag(), ToTag: c.req.To.Tag(), SDP: c.req.Body,
+		Source: c.in.Remote.Addr().Unmap(), Local: p.localIP(c.in), Advertise: madv,
+	}
+	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
+	defer cancel()
+	if c.req.Method == sip.PRACK {
+		body, err = p.env.Media.Answer(ctx, mr)
+	} else {
+		body, err = p.env.Media.Offer(ctx, mr)
+	}
+	if err != nil {
+		p.met.media.WithLabelValues("error").Inc()
+		return true, madv, nil, err
+	}
+	p.met.media.WithLabelValues("offer").Inc()
+	return true, madv, body, nil
+}
+
+// mcall is the context's relayed call, nil when not relayed; a branch
+// towards the other address family may start relaying it.
+func (c *rctx) mcall() *mcall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mc
+}
+
+// mediaResponse rewrites the SDP of a response going upstream from a
+// relayed branch: the answer to the request's offer, or the offer of a
+// 2xx to an INVITE without one. The original goes upstream when the
+// engine fails: the call may lack audio, but is not lost.
+func (c *rctx) mediaResponse(b *branch, res *sip.Response) *sip.Response {
+	c.mu.Lock()
+	relay, madv, rt := b.relay, b.madv, b.r
+	c.mu.Unlock()
+	if !relay || res.StatusCode < 101 || res.StatusCode >= 300 || !hasSDP(&res.Header, res.Body) {
+		c.noteDialog(rt, res)
+		return res
+	}
+	p := c.p
+	mr := &media.Request{
+		CallID: c.req.CallID, FromTag: res.To.Tag(), ToTag: c.req.From.Tag(), SDP: res.Body,
+		Source: rt.hop.Addr.Addr().Unmap(), Local: madv, Advertise: p.localIP(c.in),
+	}
+	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
+	defer cancel()
+	var body []byte
+	var err error
+	if hasSDP(&c.req.Header, c.req.Body) {
+		body, err = p.env.Media.Answer(ctx, mr)
+	} else {
+		body, err = p.env.Media.Offer(ctx, mr)
+	}
+	if err != nil {
+		p.met.media.WithLabelValues("error").Inc()
+		p.log.Warn("media rewrite of a response failed", "call-id", c.req.CallID, "code", res.StatusCode, "err", err)
+		c.noteDialog(rt, res)
+		return res
+	}
+	p.met.media.WithLabelValues("answer").Inc()
+	out := *res
+	out.Body = body
+	c.noteDialog(rt, &out)
+	return &out
+}
+
+// noteDialog keeps what ending a relayed call takes, from the initial
+// INVITE's first 2xx.
+func (c *rctx) noteDialog(rt route, res *sip.Response) {
+	mcl := c.mcall()
+	if mcl == nil || res.StatusCode/100 != 2 || c.req.Method != sip.INVITE || c.req.To.Tag() != "" {
+		return
+	}
+	p := c.p
+	mc := &p.mcalls
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mcl.dlg != nil {
+		return
+	}
+	d := &mdialog{
+		from: c.req.From.String(), to: res.To.String(), calleeTag: strings.Clone(res.To.Tag()),
+		callerFlow: c.in, calleeFlow: rt.flow,
+	}
+	if len(c.req.Contact) > 0 {
+		d.caller = c.req.Contact[0].URI.String()
+	}
+	if len(res.Contact) > 0 {
+		d.callee = res.Contact[0].URI.String()
+	}
+	if d.calleeFlow.IsZero() {
+		d.calleeFlow = Flow{Proto: rt.hop.Proto, Remote: rt.hop.Addr, Local: rt.out.local}
+	}
+	// Record-Route as the 2xx carries it: the callee's side first, then
+	// ours, then the caller's (RFC 3261 §16.6 step 4, §12.1.2).
+	ours := -1
+	for i := range res.RecordRoute {
+		if p.isSelf(&res.RecordRoute[i].URI) {
+			if ours < 0 {
+				for j := i - 1; j >= 0; j-- {
+					d.calleeRoute = append(d.calleeRoute, res.RecordRoute[j].String())
+				}
+			}
+			ours = i
+		}
+	}
+	if ours >= 0 {
+		for j := ours + 1; j < len(res.RecordRoute); j++ {
+			d.callerRoute = append(d.callerRoute, res.RecordRoute[j].String())
+		}
+	}
+	mcl.dlg = d
+}
+
+// mediaEnded is the final response of a request of a relayed call going
+// upstream: an initial INVITE that failed ends the relaying.
+func (c *rctx) mediaEnded(res *sip.Response) {
+	if res.StatusCode < 300 || c.req.Method != sip.INVITE || c.mcall() == nil || c.req.To.Tag() != "" {
+		return
+	}
+	c.p.forgetMedia(c.req.CallID)
+}
+
+// mediaACK rewrites the answer an ACK of a 2xx carries (the reply to an
+// offer in the 2xx of an INVITE without SDP). out is the ACK about to be
+// sent; in is where it came from; h and r where it goes.
+func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, h Hop, r route) {
+	if p.env.Media == nil || !hasSDP(&req.Header, req.Body) {
+		return
+	}
+	p.mcalls.mu.Lock()
+	_, ok := p.mcalls.m[req.CallID]
+	p.mcalls.mu.Unlock()
+	if !ok {
+		return
+	}
+	mr := &media.Request{
+		CallID: req.CallID, FromTag: req.From.Tag(), ToTag: req.To.Tag(), SDP: req.Body,
+		Source: in.Remote.Addr().Unmap(), Local: p.localIP(in), Advertise: p.outIP(h, r),
+	}
+	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
+	defer cancel()
+	body, err := p.env.Media.Answer(ctx, mr)
+	if err != nil {
+		p.met.media.WithLabelValues("error").Inc()
+		p.log.Warn("media rewrite of an ACK failed", "call-id", req.CallID, "err", err)
+		return
+	}
+	p.met.media.WithLabelValues("answer").Inc()
+	out.Body = body
+}
+
+// MediaRecorder is what Env.Accounting may also implement: it hears
+// what the relay relayed for a call when the relaying ends, before the
+// response (or the EndCall) that completes the call's record.
+type MediaRecorder interface {
+	MediaStats(callID string, st media.Stats)
+}
+
+// recordMedia hands a call's relay statistics to the accounting.
+func (p *Proxy) recordMedia(callID string, st media.Stats) {
+	if r, ok := p.env.Accounting.(MediaRecorder); ok {
+		r.MediaStats(callID, st)
+	}
+}
+
+// CallEnder is what Env.Accounting may also implement: the record of a
+// call the proxy ends itself (acc.Accounting does).
+type CallEnder interface {
+	EndCall(callID, callerTag, calleeTag, why string) bool
+}
+
+// EndMedia ends a call whose media stopped (the engine's inactivity
+// timeout): a BYE to each side, and the call's record with the reason
+// media-timeout. The engine has already let go of the call.
+func (p *Proxy) EndMedia(t media.Timeout) {
+	mc := &p.mcalls
+	mc.mu.Lock()
+	c := mc.m[t.CallID]
+	delete(mc.m, t.CallID)
+	mc.mu.Unlock()
+	if c == nil || c.dlg == nil {
+		return
+	}
+	p.met.media.WithLabelValues("timeout").Inc()
+	d := c.dlg
+	p.log.Info("ending a call without media", "call-id", t.CallID)
+	p.sendBYE(t.CallID, d.caller, d.callerRoute, d.callerFlow, d.to, d.from, c.cseq[1]+1)
+	p.sendBYE(t.CallID, d.callee, d.calleeRoute, d.calleeFlow, d.from, d.to, c.cseq[0]+1)
+	p.recordMedia(t.CallID, t.Stats)
+	if e, ok := p.env.Accounting.(CallEnder); ok {
+		e.EndCall(t.CallID, c.callerTag, d.calleeTag, "media-timeout")
+	}
+}
+
+// sendBYE sends a BYE of the proxy's own within a dialog: to target along
+// route (loose routing), over flow when the far side is reached over it.
+func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, to string, cseq uint32) {
+	ruri, err := sip.ParseURI(target)
+	if err != nil {
+		p.log.Warn("no BYE: bad target", "call-id", callID, "target", target, "err", err)
+		return
+	}
+	req := &sip.Request{Method: sip.BYE, URI: ruri, Version: "SIP/2.0"}
+	req.MaxForwards = 70
+	req.CallID = callID
+	req.CSeq = sip.CSeq{Seq: cseq, Method: sip.BYE}
+	if req.From, err = sip.ParseAddress(from); err != nil {
+		return
+	}
+	if req.To, err = sip.ParseAddress(to); err != nil {
+		return
+	}
+	for _, r := range route {
+		a, err := sip.ParseAddress(r)
+		if err != nil {
+			return
+		}
+		req.Route = append(req.Route, a)
+	}
+	req.Add("Reason", `SIP;cause=200;text="media timeout"`)
+	// Where to: the flow when there is one, else the first Route or the
+	// Request-URI, resolved.
+	var h Hop
+	if !flow.IsZero() && p.flowUsable(flow) {
+		h = Hop{Proto: flow.Proto, Addr: flow.Remote}
+	} else {
+		next := ruri
+		if len(req.Route) > 0 {
+			next = req.Route[0].URI
+		}
+		hops, err := p.lookupHops(next)
+		if err != nil {
+			p.log.Warn("no BYE: no route", "call-id", callID, "uri", next.String(), "err", err)
+			return
+		}
+		hh, ok := hops.Next()
+		if !ok {
+			return
+		}
+		h, flow = hh, Flow{}
+	}
+	s, err := p.outSide(h.Proto, h.Addr, flow)
+	if err != nil {
+		p.log.Warn("no BYE", "call-id", callID, "err", err)
+		return
+	}
+	params, _ := viaBranch(p.salt^uint64(cseq), p.branchSeq.Add(1))
+	req.Via = []sip.Via{{Proto: "SIP/2.0", Transport: h.Proto, Host: s.host, Port: s.port, Params: params}}
+	snd := &byeSender{p: p, proto: h.Proto, local: s.local, remote: h.Addr, conn: flow.Conn}
+	if _, err := p.env.Transactions.Request(req, snd, func(res *sip.Response, err error) {
+		if err != nil {
+			p.log.Debug("BYE of a call without media failed", "call-id", callID, "err", err)
+		}
+	}); err != nil {
+		p.log.Warn("BYE not sent", "call-id", callID, "err", err)
+	}
+}
+
+// byeSender sends the proxy's own BYEs.
+type byeSender struct {
+	p      *Proxy
+	proto  string
+	local  netip.AddrPort
+	remote netip.AddrPort
+	conn   *transport.Conn
+}
+
+func (s *byeSender) Send(m sip.Message) error {
+	return s.p.sendMessage(m, s.proto, s.local, s.remote, s.conn, nil)
+}
+
+func (s *byeSender) Reliable() bool { return s.proto != transport.UDP }
+
+var _ transaction.Sender = (*byeSender)(nil)
+
+// mediaLabel is for logs: the policy as configured.
+func (m MediaPolicy) String() string {
+	if m == "" {
+		return string(MediaAuto)
+	}
+	return string(m)
+}
+
+// parseMediaPolicy checks a policy name.
+func parseMediaPolicy(s MediaPolicy) (MediaPolicy, error) {
+	switch s {
+	case "", MediaAuto:
+		return MediaAuto, nil
+	case MediaAlways, MediaNever:
+		return s, nil
+	}
+	return "", errors.New("proxy: media policy " + strconv.Quote(string(s)) + ": want auto, always or never")
+}
