@@ -340,3 +340,15 @@ func rawSocket(b *testing.B) (int, netip.AddrPort) {
 	}
 	return fd, netip.AddrPortFrom(lo4, uint16(sa.(*unix.SockaddrInet4).Port))
 }
+
+// The kernel's struct mmsghdr: 64 bytes on 64-bit platforms, 32 on
+// 32-bit ones; recvmmsg writes msg_len at the offset after msghdr.
+func TestMmsghdrLayout(t *testing.T) {
+	want := map[uintptr]uintptr{8: 64, 4: 32}[unsafe.Sizeof(uintptr(0))]
+	if got := unsafe.Sizeof(mmsghdr{}); got != want {
+		t.Errorf("sizeof(mmsghdr) = %d, want %d", got, want)
+	}
+	if off := unsafe.Offsetof(mmsghdr{}.n); off != unsafe.Sizeof(unix.Msghdr{}) {
+		t.Errorf("msg_len at %d", off)
+	}
+}

@@ -309,7 +309,8 @@ func (s *natScene) wantSilence(t *testing.T, what string, src, dst *phone, from,
 // NAT) through hlas; with the relay, audio flows both ways for the whole
 // call. The default (no media section) must behave as auto.
 func TestNATMediaRelay(t *testing.T) {
-	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	// Not parallel with the rest of the suite: audio is counted per second,
+	// and a machine starved by -race and -parallel 8 would drop it.
 	for _, c := range []struct{ name, media string }{
 		{"auto", "{ relay: auto }"},
 		{"default", ""},
@@ -331,7 +332,8 @@ func TestNATMediaRelay(t *testing.T) {
 // call is set up and both phones send audio all along, but each sends it
 // to the other's private address, and none arrives.
 func TestNATMediaRelayNever(t *testing.T) {
-	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	// Not parallel with the rest of the suite: audio is counted per second,
+	// and a machine starved by -race and -parallel 8 would drop it.
 	s := newNATScene(t, natSceneConfig{media: "{ relay: never }"})
 	est := s.dial(t, s.alice, s.bob)
 	time.Sleep(natTalk)
@@ -356,7 +358,8 @@ func TestNATMediaRelayNever(t *testing.T) {
 // TestNATMediaIPv6: carol is on IPv6 only, alice on IPv4 behind a NAT;
 // the relay bridges the two families, in both directions of calling.
 func TestNATMediaIPv6(t *testing.T) {
-	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	// Not parallel with the rest of the suite: audio is counted per second,
+	// and a machine starved by -race and -parallel 8 would drop it.
 	s := newNATScene(t, natSceneConfig{carol: true})
 	for _, c := range []struct {
 		name           string
@@ -380,7 +383,8 @@ func TestNATMediaIPv6(t *testing.T) {
 // the relay follows both re-INVITEs, so audio stops while held and
 // flows again after.
 func TestNATMediaHold(t *testing.T) {
-	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	// Not parallel with the rest of the suite: audio is counted per second,
+	// and a machine starved by -race and -parallel 8 would drop it.
 	s := newNATScene(t, natSceneConfig{})
 	// The answers alice got so far; each re-INVITE adds one.
 	answers := func() int {
@@ -436,7 +440,8 @@ func TestNATMediaHold(t *testing.T) {
 // record says media-timeout. Two cases: only bob goes silent (a phone
 // that died while the other still talks), and both do.
 func TestNATMediaTimeout(t *testing.T) {
-	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
+	// Not parallel with the rest of the suite: audio is counted per second,
+	// and a machine starved by -race and -parallel 8 would drop it.
 	const timeout = 3 * time.Second
 	for _, c := range []struct {
 		name   string
@@ -511,7 +516,8 @@ const sippPcapDir = "/usr/share/sip-tester"
 // get the audio from the relay, never straight from the caller's NAT, and
 // the caller must get the echo back.
 func TestNATMediaSippLoad(t *testing.T) {
-	t.Parallel() // 200 calls of RTP are light next to -race; runs beside the others
+	// Not parallel with the rest of the suite: sipp playing RTP for 200
+	// calls trips its own overload watchdog on a starved machine.
 	const (
 		calls    = 200
 		rate     = 50 // calls a second: all 200 are up together for seconds
