@@ -76,6 +76,9 @@ type natSceneConfig struct {
 	media string
 	// carol adds the IPv6 phone, and hlas listens on IPv6 too.
 	carol bool
+	// rtpengine starts rtpengine beside hlas, in its namespace, with its
+	// NG socket on 127.0.0.1:2223 (media's engine names it).
+	rtpengine bool
 }
 
 // newNATScene builds the lab, starts hlas in it and registers the phones.
@@ -99,6 +102,9 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 		s.hlasNS.ip(t, "-6", "route", "add", natCarolLAN, "via", natCarolGW)
 	}
 
+	if cfg.rtpengine {
+		startRtpengineIn(t, &s.hlasNS, natHlasV4, "127.0.0.1:2223")
+	}
 	yaml := "domain: [ example.test ]\nauth: { open_domains: [ \"*\" ] }\n"
 	if cfg.media != "" {
 		yaml += "media: " + cfg.media + "\n"
@@ -331,6 +337,17 @@ func TestNATMediaRelay(t *testing.T) {
 // TestNATMediaRelayNever is the negative control: without the relay the
 // call is set up and both phones send audio all along, but each sends it
 // to the other's private address, and none arrives.
+// TestNATMediaRTPEngine: the same call with rtpengine as the media engine
+// (media.engine: rtpengine:udp:...), the operator's existing relay.
+func TestNATMediaRTPEngine(t *testing.T) {
+	s := newNATScene(t, natSceneConfig{media: `{ engine: "rtpengine:udp:127.0.0.1:2223" }`, rtpengine: true})
+	est := s.dial(t, s.alice, s.bob)
+	time.Sleep(natTalk)
+	end := s.hangup(t, s.alice, s.bob)
+	s.wantAudio(t, "alice to bob", s.alice, s.bob, est.Add(natSettle), end)
+	s.wantAudio(t, "bob to alice", s.bob, s.alice, est.Add(natSettle), end)
+}
+
 func TestNATMediaRelayNever(t *testing.T) {
 	// Not parallel with the rest of the suite: audio is counted per second,
 	// and a machine starved by -race and -parallel 8 would drop it.

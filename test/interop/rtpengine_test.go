@@ -60,6 +60,13 @@ func startRtpengine(t *testing.T) *rtpengineDaemon {
 // startRtpengineOn is startRtpengine with the NG control socket on ng.
 func startRtpengineOn(t *testing.T, ng string) *rtpengineDaemon {
 	t.Helper()
+	return startRtpengineIn(t, nil, "127.0.0.1", ng)
+}
+
+// startRtpengineIn is startRtpengine inside a network namespace (nil: this
+// one), relaying on the interface address iface.
+func startRtpengineIn(t *testing.T, ns *netns, iface, ng string) *rtpengineDaemon {
+	t.Helper()
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
 		bin = "/usr/bin/rtpengine"
@@ -77,12 +84,16 @@ func startRtpengineOn(t *testing.T, ng string) *rtpengineDaemon {
 	args := []string{
 		"--config-file=none", // not /etc/rtpengine/rtpengine.conf
 		"--table=-1",         // no kernel forwarding
-		"--interface=127.0.0.1",
+		"--interface=" + iface,
 		"--listen-ng=" + d.ng,
 		"--port-min=" + strconv.Itoa(low), "--port-max=" + strconv.Itoa(low+99),
 		"--foreground", "--log-stderr", "--log-level=6",
 	}
-	d.cmd = exec.Command(bin, args...)
+	if ns != nil {
+		d.cmd = ns.command(append([]string{bin}, args...)...)
+	} else {
+		d.cmd = exec.Command(bin, args...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
