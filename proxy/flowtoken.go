@@ -65,7 +65,10 @@ func (p *Proxy) flowUser(req *sip.Request, in, to Flow) string {
 	if needsFlow(in, req.Contact) {
 		t.caller = in
 	}
-	if needsFlow(to, []sip.Address{{URI: req.URI}}) {
+	if !to.IsZero() && (to.Proto != transport.UDP || !atFlow(to, &req.URI)) {
+		// The location service chose the callee's flow (nat.contact):
+		// the dialog's later requests take it too, unless the Contact is
+		// the flow's very address and port.
 		t.callee = to
 	}
 	if t.caller.IsZero() && t.callee.IsZero() {
@@ -79,8 +82,11 @@ func (p *Proxy) flowUser(req *sip.Request, in, to Flow) string {
 
 // needsFlow reports whether requests to a peer must use the flow f rather
 // than the address in its contact: f is a stream (the peer may not accept
-// connections: RFC 5626, RFC 5923), or the contact's address is not the
-// one f comes from (a NAT, or a host name).
+// connections: RFC 5626, RFC 5923), or the contact's host is not the
+// address f comes from (a NAT, or a host name). The same address at
+// another port is the peer's own choice, as for the registrar's
+// nat.contact auto rule: a UA that sends from one socket and listens on
+// another (sipsak) is reached at its Contact.
 func needsFlow(f Flow, contact []sip.Address) bool {
 	if f.IsZero() {
 		return false
@@ -96,11 +102,20 @@ func needsFlow(f Flow, contact []sip.Address) bool {
 	if !ok {
 		return true
 	}
+	return a.Unmap() != f.Remote.Addr().Unmap()
+}
+
+// atFlow reports whether u names the address and port f comes from.
+func atFlow(f Flow, u *sip.URI) bool {
+	a, ok := sip.ParseIP(strings.Trim(u.Host, "[]"))
+	if !ok {
+		return false
+	}
 	port := u.Port
 	if port == 0 {
 		port = 5060
 	}
-	return a.Unmap() != f.Remote.Addr() || uint16(port) != f.Remote.Port()
+	return a.Unmap() == f.Remote.Addr().Unmap() && uint16(port) == f.Remote.Port()
 }
 
 func protoByte(p string) byte {

@@ -32,7 +32,7 @@ func TestNeedsFlow(t *testing.T) {
 		{"no flow", Flow{}, contact("sip:a@192.0.2.1"), false},
 		{"UDP from the Contact's address and port", udpFlow("192.0.2.1:5060"), contact("sip:a@192.0.2.1"), false},
 		{"UDP through a NAT: other address", udpFlow("203.0.113.9:5060"), contact("sip:a@10.0.0.2"), true},
-		{"UDP through a NAT: other port", udpFlow("192.0.2.1:40000"), contact("sip:a@192.0.2.1:5060"), true},
+		{"UDP from the Contact's address, another port (sipsak: sends from one socket, listens on another)", udpFlow("192.0.2.1:40000"), contact("sip:a@192.0.2.1:5060"), false},
 		{"Contact with a host name", udpFlow("192.0.2.1:5060"), contact("sip:a@phone.example"), true},
 		{"no Contact", udpFlow("192.0.2.1:5060"), nil, true},
 		{"TCP: always (RFC 5923 connection reuse)", Flow{Proto: "TCP", Remote: netip.MustParseAddrPort("192.0.2.1:5060")}, contact("sip:a@192.0.2.1;transport=tcp"), true},
@@ -203,4 +203,56 @@ func BenchmarkFlowToken(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFlowUserSides: the caller's flow goes into the token when its
+// Contact is not the address it sends from (needsFlow); the callee's
+// whenever the location service chose its flow, unless the
+// Request-URI is the flow's own address and port.
+func TestFlowUserSides(t *testing.T) {
+	p := tokenProxy("k1")
+	req := func(ruri, contact string) *sip.Request {
+		r := &sip.Request{Method: sip.INVITE}
+		r.CallID = "c1@test"
+		u, err := sip.ParseURI(ruri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := sip.ParseURI(contact)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.URI, r.Contact = u, []sip.Address{{URI: c}}
+		r.From.Params = ";tag=a1"
+		return r
+	}
+	for _, tc := range []struct {
+		name           string
+		req            *sip.Request
+		in, to         Flow
+		caller, callee bool
+	}{
+		{"both at their Contacts", req("sip:b@192.0.2.2:5060", "sip:a@192.0.2.1:5060"), udpFlow("192.0.2.1:5060"), Flow{}, false, false},
+		{"caller behind a NAT", req("sip:b@192.0.2.2:5060", "sip:a@10.0.0.1:5060"), udpFlow("203.0.113.9:40000"), Flow{}, true, false},
+		{"caller sends from another port of its Contact's address (sipsak)", req("sip:b@192.0.2.2:5060", "sip:a@192.0.2.1:5060"), udpFlow("192.0.2.1:40000"), Flow{}, false, false},
+		{"callee's flow chosen, same address, other port (nat.contact: flow)", req("sip:b@192.0.2.2:5060", "sip:a@192.0.2.1:5060"), udpFlow("192.0.2.1:5060"), udpFlow("192.0.2.2:41000"), false, true},
+		{"callee's flow at its Request-URI exactly", req("sip:b@192.0.2.2:5060", "sip:a@192.0.2.1:5060"), udpFlow("192.0.2.1:5060"), udpFlow("192.0.2.2:5060"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := p.flowUser(tc.req, tc.in, tc.to)
+			var tok flowToken
+			if user != "" {
+				var ok bool
+				if tok, ok = p.decodeToken(user, tc.req.CallID); !ok {
+					t.Fatalf("token %q refused", user)
+				}
+			}
+			if got := !tok.caller.IsZero(); got != tc.caller {
+				t.Errorf("caller's flow in the token: %v, want %v", got, tc.caller)
+			}
+			if got := !tok.callee.IsZero(); got != tc.callee {
+				t.Errorf("callee's flow in the token: %v, want %v", got, tc.callee)
+			}
+		})
+	}
 }
