@@ -71,7 +71,9 @@ type Engine interface {
 	// was relayed. Deleting a call the engine does not relay returns
 	// ErrNoSession.
 	Delete(ctx context.Context, callID string) (Stats, error)
-	// Close releases every call and the engine's resources.
+	// Close releases the engine's resources. The built-in relay ends its
+	// calls; an external engine keeps them, so that restarting the
+	// server does not cut the media of calls in progress.
 	Close() error
 }
 
