@@ -60,6 +60,10 @@ type Media struct {
 	RTPEngineTimeout time.Duration `yaml:"rtpengine_timeout"`
 	// RTPEngineFlags are extra NG flags for rtpengine's offer and answer.
 	RTPEngineFlags []string `yaml:"rtpengine_flags"`
+	// RTPEnginePoll is how often each call is asked about, to find the
+	// calls rtpengine ended at its own --timeout (no media), which the
+	// proxy then ends like the built-in relay's. Default 10s.
+	RTPEnginePoll time.Duration `yaml:"rtpengine_poll"`
 }
 
 // validate checks the media section.
@@ -71,6 +75,9 @@ func (m Media) validate() error {
 	}
 	if _, _, err := m.engine(); err != nil {
 		return err
+	}
+	if m.RTPEnginePoll < 0 {
+		return fmt.Errorf("media.rtpengine_poll %v is negative", m.RTPEnginePoll)
 	}
 	if m.PortMin < 0 || m.PortMax < 0 || m.PortMin > 65534 || m.PortMax > 65535 ||
 		(m.PortMin > 0 && m.PortMax > 0 && m.PortMax < m.PortMin+1) {
@@ -122,6 +129,7 @@ func (s *Server) openMedia(log *slog.Logger) (media.Engine, error) {
 	if kind == "rtpengine" {
 		c, err := rtpengine.New(rtpengine.Config{
 			Address: addr, Timeout: m.RTPEngineTimeout, Flags: m.RTPEngineFlags,
+			PollInterval: m.RTPEnginePoll, OnTimeout: s.mediaEnd.end,
 			Logger: log, Registerer: s.reg,
 		})
 		if err != nil {

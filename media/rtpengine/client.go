@@ -66,6 +66,15 @@ type Config struct {
 	// call). Past it the oldest is forgotten; its Delete still ends it,
 	// with empty Stats. Default 65536.
 	MaxCalls int `yaml:"max_calls"`
+	// OnTimeout hears of the calls rtpengine ended itself: its --timeout
+	// (no media for that long) deletes a call without telling anyone, so
+	// the client asks about each call it knows every PollInterval and
+	// reports the ones rtpengine no longer has, for the proxy to end with
+	// a BYE to each side. Nil: no polling.
+	OnTimeout func(media.Timeout) `yaml:"-"`
+	// PollInterval is how often each known call is queried for OnTimeout.
+	// Default 10s.
+	PollInterval time.Duration `yaml:"poll_interval"`
 	// Logger receives the logs, with feature=rtpengine. Nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Registerer gets the metrics (hlas_rtpengine_*). Nil skips them.
@@ -78,6 +87,9 @@ const (
 	defaultAttempts   = 3
 	defaultMaxPending = 256
 	defaultMaxCalls   = 65536
+	// defaultPollInterval: a call rtpengine timed out is ended within
+	// that much after its --timeout.
+	defaultPollInterval = 10 * time.Second
 	// maxDatagram is the largest UDP payload: a request that does not fit
 	// cannot be sent, a reply cannot be longer.
 	maxDatagram = 65507
@@ -109,6 +121,7 @@ type Client struct {
 	closed     chan struct{}
 	closeOnce  sync.Once
 	readerDone chan struct{}
+	pollerDone chan struct{} // nil without OnTimeout
 }
 
 var _ media.Engine = (*Client)(nil)
@@ -131,6 +144,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxCalls == 0 {
 		cfg.MaxCalls = defaultMaxCalls
 	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
 	switch {
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("rtpengine: timeout %v is negative", cfg.Timeout)
@@ -140,6 +156,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("rtpengine: max_pending %d is negative", cfg.MaxPending)
 	case cfg.MaxCalls < 0:
 		return nil, fmt.Errorf("rtpengine: max_calls %d is negative", cfg.MaxCalls)
+	case cfg.PollInterval < 0:
+		return nil, fmt.Errorf("rtpengine: poll_interval %v is negative", cfg.PollInterval)
 	}
 	for _, f := range cfg.Flags {
 		if f == "" {
@@ -187,6 +205,10 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	go c.read()
+	if cfg.OnTimeout != nil {
+		c.pollerDone = make(chan struct{})
+		go c.poll()
+	}
 	return c, nil
 }
 
@@ -214,6 +236,9 @@ func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		if c.pollerDone != nil {
+			<-c.pollerDone // before the socket closes: its queries end
+		}
 		err = c.conn.Close()
 		<-c.readerDone
 	})

@@ -300,3 +300,52 @@ func (t *callTable) stats() (n int, evicted uint64) {
 	defer t.mu.Unlock()
 	return t.order.Len(), t.evicted
 }
+
+// poll is the goroutine that finds the calls rtpengine ended itself: every
+// PollInterval it queries each call the client knows, one at a time (the
+// NG socket is shared with the signalling's requests), and reports those
+// rtpengine answers "Unknown call-id" for. A call the client deletes is
+// forgotten first, so it is never reported.
+func (c *Client) poll() {
+	defer close(c.pollerDone)
+	t := time.NewTicker(c.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-t.C:
+		}
+		for _, e := range c.calls.all() {
+			select {
+			case <-c.closed:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout*time.Duration(c.cfg.Attempts))
+			_, err := c.request(ctx, "query", map[string]any{"call-id": e.id, "from-tag": e.caller})
+			cancel()
+			if !errors.Is(err, media.ErrNoSession) {
+				continue // alive, or rtpengine did not answer: ask again next time
+			}
+			if _, known := c.calls.get(e.id); !known {
+				continue // deleted meanwhile by the signalling
+			}
+			c.calls.remove(e.id)
+			c.log.Info("rtpengine ended a call (its timeout)", "call-id", e.id)
+			c.cfg.OnTimeout(media.Timeout{CallID: e.id, CallerTag: e.caller,
+				Stats: media.Stats{Duration: time.Since(e.start)}})
+		}
+	}
+}
+
+// all returns the calls known now.
+func (t *callTable) all() []callEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]callEntry, 0, t.order.Len())
+	for el := t.order.Front(); el != nil; el = el.Next() {
+		out = append(out, *el.Value.(*callEntry))
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -313,4 +314,62 @@ func FuzzBehindNAT(f *testing.F) {
 		a, _ := netip.AddrFromSlice(src)
 		behindNAT(sdp, a)
 	})
+}
+
+// rtpengine ends a call at its own --timeout without telling anyone: the
+// poller finds it gone (query: Unknown call-id) and reports it once; a
+// call still there, and one the signalling deleted, are not reported.
+func TestPollReportsCallsRtpengineEnded(t *testing.T) {
+	var mu sync.Mutex
+	gone := map[string]bool{"dead": true}
+	srv := newFakeNG(t, func(_ int, d datagram) []string {
+		switch d.req["command"] {
+		case "query":
+			mu.Lock()
+			defer mu.Unlock()
+			if gone[d.req["call-id"].(string)] {
+				return []string{"d6:result5:error12:error-reason15:Unknown call-ide"}
+			}
+			return []string{"d6:result2:oke"}
+		case "delete":
+			return []string{"d6:result2:oke"}
+		}
+		return []string{okSDP}
+	})
+	reported := make(chan media.Timeout, 10)
+	c, _ := newTestClient(t, Config{Address: srv.addr(), PollInterval: 20 * time.Millisecond,
+		OnTimeout: func(to media.Timeout) { reported <- to }})
+	ctx := context.Background()
+	for _, id := range []string{"dead", "alive", "deleted"} {
+		if _, err := c.Offer(ctx, &media.Request{CallID: id, FromTag: "a-" + id, SDP: []byte("v=0\r\n")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Delete(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	gone["deleted"] = true
+	mu.Unlock()
+	select {
+	case to := <-reported:
+		if to.CallID != "dead" || to.CallerTag != "a-dead" {
+			t.Errorf("reported %+v", to)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call rtpengine ended was not reported")
+	}
+	// Several more rounds: nothing else, and "dead" only once.
+	deadline := time.After(200 * time.Millisecond)
+	for {
+		select {
+		case to := <-reported:
+			t.Errorf("reported again: %+v", to)
+		case <-deadline:
+			if n, _ := c.calls.stats(); n != 1 {
+				t.Errorf("%d calls remembered, want 1 (alive)", n)
+			}
+			return
+		}
+	}
 }

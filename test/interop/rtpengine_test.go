@@ -65,7 +65,7 @@ func startRtpengineOn(t *testing.T, ng string) *rtpengineDaemon {
 
 // startRtpengineIn is startRtpengine inside a network namespace (nil: this
 // one), relaying on the interface address iface.
-func startRtpengineIn(t *testing.T, ns *netns, iface, ng string) *rtpengineDaemon {
+func startRtpengineIn(t *testing.T, ns *netns, iface, ng string, extra ...string) *rtpengineDaemon {
 	t.Helper()
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
@@ -89,6 +89,7 @@ func startRtpengineIn(t *testing.T, ns *netns, iface, ng string) *rtpengineDaemo
 		"--port-min=" + strconv.Itoa(low), "--port-max=" + strconv.Itoa(low+99),
 		"--foreground", "--log-stderr", "--log-level=6",
 	}
+	args = append(args, extra...)
 	if ns != nil {
 		d.cmd = ns.command(append([]string{bin}, args...)...)
 	} else {
