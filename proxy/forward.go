@@ -447,7 +447,7 @@ func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t 
 			out.Via, out.RecordRoute = via, rr
 			p.stamp(out, in, r.out, r.flow, params, room)
 			if req.Method == sip.ACK {
-				p.mediaACK(req, out, in, h, r)
+				p.mediaACK(req, out, in, r)
 			}
 			if err = p.sendMessage(out, h.Proto, r.out.local, h.Addr, r.flow.Conn, nil); err == nil {
 				p.met.stateless.WithLabelValues("request").Inc()

@@ -81,39 +81,15 @@ func hasSDP(h *sip.Header, body []byte) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "application/sdp")
 }
 
-// sdpAddr is the first c= address of an SDP body, cheaply (the decision
-// whether to relay, not the rewrite).
-func sdpAddr(body []byte) (netip.Addr, bool) {
-	s := string(body)
-	for len(s) > 0 {
-		line := s
-		if i := strings.IndexByte(s, '\n'); i >= 0 {
-			line, s = s[:i], s[i+1:]
-		} else {
-			s = ""
-		}
-		line = strings.TrimRight(line, "\r")
-		if !strings.HasPrefix(line, "c=IN IP") || len(line) < 10 {
-			continue
-		}
-		a := strings.TrimSpace(line[9:])
-		if i := strings.IndexByte(a, '/'); i >= 0 {
-			a = a[:i]
-		}
-		ip, err := netip.ParseAddr(a)
-		return ip.Unmap(), err == nil
-	}
-	return netip.Addr{}, false
-}
-
 // behindNAT reports whether the sender of req, which came on in, is
-// behind a NAT: its SDP or its Via names another address.
+// behind a NAT: its SDP names a private address that is not the source
+// (the test rtpengine's client makes too), or its Via another address.
 func behindNAT(req *sip.Request, in Flow) bool {
 	src := in.Remote.Addr().Unmap()
 	if !src.IsValid() {
 		return false
 	}
-	if a, ok := sdpAddr(req.Body); ok && !a.IsUnspecified() && a != src {
+	if media.PrivateSDP(req.Body, src) {
 		return true
 	}
 	if len(req.Via) > 0 {
@@ -145,7 +121,10 @@ func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan) *mcall {
 		return nil
 	}
 	mc := &p.mcalls
-	if req.To.Tag() != "" || req.Method != sip.INVITE {
+	if req.To.Tag() == "" && req.Method != sip.INVITE {
+		return nil // MESSAGE, OPTIONS, SUBSCRIBE...: no call's media
+	}
+	if req.To.Tag() != "" {
 		mc.mu.Lock()
 		c := mc.m[req.CallID]
 		if c != nil && req.CSeq.Seq > 0 {
@@ -223,28 +202,13 @@ func mediaCode(err error) (int, string) {
 	}
 }
 
-// localIP is the server's address a flow's peer reaches it on.
+// localIP is the server's address a flow's peer reaches it on: what the
+// proxy writes in its Via and Record-Route towards that peer.
 func (p *Proxy) localIP(f Flow) netip.Addr {
-	ip := f.Local.Addr()
-	if f.Conn != nil {
-		ip = f.Conn.LocalAddr().Addr()
+	if s, ok := p.inSide(f); ok {
+		return s.ip
 	}
-	if !ip.IsValid() || ip.IsUnspecified() {
-		ip = p.sourceIP(f.Remote.Addr())
-	}
-	return ip.Unmap()
-}
-
-// outIP is the server's address a request to h leaves from along r.
-func (p *Proxy) outIP(h Hop, r route) netip.Addr {
-	ip := r.out.local.Addr()
-	if r.flow.Conn != nil {
-		ip = r.flow.Conn.LocalAddr().Addr()
-	}
-	if !ip.IsValid() || ip.IsUnspecified() {
-		ip = p.sourceIP(h.Addr.Addr())
-	}
-	return ip.Unmap()
+	return p.sourceIP(f.Remote.Addr())
 }
 
 // mediaRequest passes the SDP of a request going downstream to hop h
@@ -271,7 +235,7 @@ func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body [
 	if mc == nil {
 		return false, netip.Addr{}, nil, nil
 	}
-	madv = p.outIP(h, r)
+	madv = r.out.ip
 	if !hasSDP(&c.req.Header, c.req.Body) {
 		return true, madv, nil, nil
 	}
@@ -400,8 +364,8 @@ func (c *rctx) mediaEnded(res *sip.Response) {
 
 // mediaACK rewrites the answer an ACK of a 2xx carries (the reply to an
 // offer in the 2xx of an INVITE without SDP). out is the ACK about to be
-// sent; in is where it came from; h and r where it goes.
-func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, h Hop, r route) {
+// sent; in is where it came from; r where it goes.
+func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, r route) {
 	if p.env.Media == nil || !hasSDP(&req.Header, req.Body) {
 		return
 	}
@@ -413,7 +377,7 @@ func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, h Hop, r route) {
 	}
 	mr := &media.Request{
 		CallID: req.CallID, FromTag: req.From.Tag(), ToTag: req.To.Tag(), SDP: req.Body,
-		Source: in.Remote.Addr().Unmap(), Local: p.localIP(in), Advertise: p.outIP(h, r),
+		Source: in.Remote.Addr().Unmap(), Local: p.localIP(in), Advertise: r.out.ip,
 	}
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()

@@ -595,6 +595,7 @@ func (p *Proxy) hostOf(a netip.Addr) string {
 type side struct {
 	proto string
 	local netip.AddrPort // UDP socket to send from
+	ip    netip.Addr     // the address host names: what a peer reaches us on
 	host  string
 	port  int
 }
@@ -616,7 +617,7 @@ func (p *Proxy) outSide(proto string, remote netip.AddrPort, flow Flow) (side, e
 	if !ip.IsValid() || ip.IsUnspecified() {
 		ip = p.sourceIP(remote.Addr())
 	}
-	s.host = p.hostOf(ip)
+	s.ip, s.host = ip.Unmap(), p.hostOf(ip)
 	return s, nil
 }
 
@@ -639,7 +640,7 @@ func (p *Proxy) inSide(in Flow) (side, bool) {
 	if port == 0 {
 		return side{}, false
 	}
-	return side{proto: in.Proto, host: p.hostOf(ip), port: port}, true
+	return side{proto: in.Proto, ip: ip.Unmap(), host: p.hostOf(ip), port: port}, true
 }
 
 // uri is the SIP URI of an interface, for Record-Route.

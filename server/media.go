@@ -79,9 +79,8 @@ func (m Media) validate() error {
 	if m.RTPEnginePoll < 0 {
 		return fmt.Errorf("media.rtpengine_poll %v is negative", m.RTPEnginePoll)
 	}
-	if m.PortMin < 0 || m.PortMax < 0 || m.PortMin > 65534 || m.PortMax > 65535 ||
-		(m.PortMin > 0 && m.PortMax > 0 && m.PortMax < m.PortMin+1) {
-		return fmt.Errorf("media.port_min %d, port_max %d: want 1 <= port_min < port_max <= 65535", m.PortMin, m.PortMax)
+	if err := m.plane().Validate(); err != nil {
+		return fmt.Errorf("media: %w", err)
 	}
 	for i, in := range m.Interfaces {
 		if !in.Bind.IsValid() {
@@ -138,9 +137,7 @@ func (s *Server) openMedia(log *slog.Logger) (media.Engine, error) {
 		return c, nil
 	}
 	r, err := relay.New(relay.Config{
-		Plane: plane.Config{
-			PortMin: m.PortMin, PortMax: m.PortMax, Readers: m.Readers, LatchWindow: m.LatchWindow,
-		},
+		Plane:      m.plane(),
 		Interfaces: m.Interfaces, Timeout: m.Timeout, HoldTimeout: m.HoldTimeout,
 		OnTimeout: s.mediaEnd.end, Logger: log, Registerer: s.reg,
 	})
@@ -148,4 +145,9 @@ func (s *Server) openMedia(log *slog.Logger) (media.Engine, error) {
 		return nil, fmt.Errorf("media relay: %w", err)
 	}
 	return r, nil
+}
+
+// plane is the data plane's part of the section.
+func (m Media) plane() plane.Config {
+	return plane.Config{PortMin: m.PortMin, PortMax: m.PortMax, Readers: m.Readers, LatchWindow: m.LatchWindow}
 }

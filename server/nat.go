@@ -311,10 +311,7 @@ func (k *natKeeper) ping(b *registrar.Binding) {
 	k.mu.Lock()
 	st := k.state[key]
 	switch {
-	case st != nil && st.inFlight:
-		k.mu.Unlock()
-		return
-	case k.inFlight >= maxPingsInFlight:
+	case st != nil && st.inFlight, k.inFlight >= maxPingsInFlight:
 		k.mu.Unlock()
 		return
 	case st == nil:

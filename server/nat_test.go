@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hlas-voip/hlas/auth"
@@ -254,12 +255,13 @@ func TestKeepAlive(t *testing.T) {
 	if err != nil || len(rows) != 0 {
 		t.Errorf("the store still has alice: %+v, %v", rows, err)
 	}
-	for name, want := range map[string]float64{"sent": 5, "failed": 2, "removed": 1} {
-		c := map[string]float64{
-			"sent": testutil.ToFloat64(ns.nat.sent), "failed": testutil.ToFloat64(ns.nat.failed), "removed": testutil.ToFloat64(ns.nat.removed),
-		}[name]
-		if c != want {
-			t.Errorf("hlas_nat_keepalive %s = %v, want %v", name, c, want)
+	for _, m := range []struct {
+		name string
+		c    prometheus.Counter
+		want float64
+	}{{"sent", ns.nat.sent, 5}, {"failed", ns.nat.failed, 2}, {"removed", ns.nat.removed, 1}} {
+		if got := testutil.ToFloat64(m.c); got != m.want {
+			t.Errorf("hlas_nat_keepalive %s = %v, want %v", m.name, got, m.want)
 		}
 	}
 }

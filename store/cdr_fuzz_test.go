@@ -10,6 +10,27 @@ import (
 	"unicode/utf8"
 )
 
+// fuzzBackend is a store a CDR fuzz target writes to, by name.
+type fuzzBackend struct {
+	name string
+	s    Store
+}
+
+// fuzzStores opens the stores the CDR fuzz targets write to: SQLite, and
+// PostgreSQL too when HLAS_TEST_POSTGRES is set.
+func fuzzStores(f *testing.F) []fuzzBackend {
+	var stores []fuzzBackend
+	if os.Getenv("HLAS_TEST_POSTGRES") != "" {
+		stores = append(stores, fuzzBackend{"postgres", openTestPostgres(f)})
+	}
+	sq, err := Open(context.Background(), Config{Dir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { sq.Close() })
+	return append(stores, fuzzBackend{"sqlite", sq})
+}
+
 // FuzzCDRRoundTrip writes records whose text comes from the wire (Call-ID,
 // tags, User-Agent, reason phrase, Q.850 text, the caller's user part) in
 // one batch with an ordinary record, then reads them back: the batch
@@ -24,20 +45,7 @@ func FuzzCDRRoundTrip(f *testing.F) {
 	f.Add("c2", "jürgen", "Ünïcödé/1.0", "Bésetzt", "日本語")
 	f.Add("c3", "%61lice", "", "", "")
 	ctx := context.Background()
-	type backend struct {
-		name string
-		s    Store
-	}
-	var stores []backend
-	if os.Getenv("HLAS_TEST_POSTGRES") != "" {
-		stores = append(stores, backend{"postgres", openTestPostgres(f)})
-	}
-	sq, err := Open(ctx, Config{Dir: f.TempDir()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { sq.Close() })
-	stores = append(stores, backend{"sqlite", sq})
+	stores := fuzzStores(f)
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, callID, user, userAgent, reason, q850Text string) {

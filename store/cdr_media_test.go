@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,20 +205,7 @@ func FuzzCDRMediaRoundTrip(f *testing.F) {
 	f.Add(true, math.MaxInt32, uint64(7), uint64(8), uint64(9), int64(-8388608), -0.0, uint64(7), uint64(8), uint64(9),
 		int64(8388607), 1e308)
 	ctx := context.Background()
-	type backend struct {
-		name string
-		s    Store
-	}
-	var stores []backend
-	if os.Getenv("HLAS_TEST_POSTGRES") != "" {
-		stores = append(stores, backend{"postgres", openTestPostgres(f)})
-	}
-	sq, err := Open(ctx, Config{Dir: f.TempDir()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { sq.Close() })
-	stores = append(stores, backend{"sqlite", sq})
+	stores := fuzzStores(f)
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, relayed bool, streams int, cp, cb, cd uint64, cl int64, cj float64, ep, eb, ed uint64, el int64, ej float64) {

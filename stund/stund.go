@@ -265,7 +265,7 @@ func knownRequired(t stun.AttrType) bool {
 // does not get a larger answer than it was.
 const maxUnknown = 8
 
-// errUnknownAttribute is the ERROR-CODE of a 420 (RFC 8489 §14.8).
+// reasonUnknownAttribute is the reason phrase of a 420 (RFC 8489 §14.8).
 var reasonUnknownAttribute = []byte("Unknown Attribute")
 
 // Answer handles one datagram that arrived from remote on local, and

@@ -64,6 +64,13 @@ type Config struct {
 
 // withDefaults validates c and fills in its defaults; errors name the
 // YAML key.
+// Validate reports the first field New would refuse, naming its key, so
+// that a configuration is checked before anything is started.
+func (c Config) Validate() error {
+	_, err := c.withDefaults(1)
+	return err
+}
+
 func (c Config) withDefaults(procs int) (Config, error) {
 	if c.PortMin == 0 && c.PortMax == 0 {
 		c.PortMin, c.PortMax = DefaultPortMin, DefaultPortMax

@@ -202,10 +202,7 @@ func (r *Relay) handle(req *media.Request, answer bool) ([]byte, error) {
 			s.release()
 			continue
 		}
-		if !st.Addr.IsUnspecified() && !st.Addr.IsValid() {
-			continue
-		}
-		if st.Direction != "sendrecv" || st.Addr.IsUnspecified() {
+		if st.Direction != sdpedit.SendRecv || st.Addr.IsUnspecified() {
 			held = true
 		}
 		// The sender's leg faces it from the address its SIP came to, in

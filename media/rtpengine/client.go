@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hlas-voip/hlas/internal/bencode"
 	"github.com/hlas-voip/hlas/media"
 )
 
@@ -114,7 +115,7 @@ type Client struct {
 	slots  chan struct{} // MaxPending tokens
 
 	mu      sync.Mutex
-	pending map[string]chan []byte
+	pending map[string]chan []byte // by cookie: the reply's document
 
 	calls callTable
 
@@ -270,7 +271,7 @@ func (c *Client) read() {
 			}
 			continue
 		}
-		cookie, _, ok := splitCookie(buf[:n])
+		cookie, doc, ok := splitCookie(buf[:n])
 		if !ok {
 			c.met.stray.Inc()
 			c.log.Debug("datagram without a cookie from rtpengine", "bytes", n)
@@ -286,7 +287,7 @@ func (c *Client) read() {
 			continue
 		}
 		select {
-		case ch <- append([]byte(nil), buf[:n]...):
+		case ch <- append([]byte(nil), doc...):
 		default: // a second reply to the same cookie: the first counts
 			c.met.stray.Inc()
 		}
@@ -370,7 +371,7 @@ func (c *Client) exchange(ctx context.Context, command string, d map[string]any)
 	d["command"] = command
 	cookie := c.prefix + strconv.FormatUint(c.seq.Add(1), 36)
 	msg := append([]byte(cookie), ' ')
-	msg, err := appendBencode(msg, d)
+	msg, err := bencode.Append(msg, d)
 	if err != nil {
 		return nil, resultInvalid, fmt.Errorf("rtpengine: %s: %w", command, err)
 	}
@@ -399,7 +400,7 @@ func (c *Client) exchange(ctx context.Context, command string, d map[string]any)
 
 	timer := time.NewTimer(c.cfg.Timeout)
 	defer timer.Stop()
-	var raw []byte
+	var doc []byte // the reply, less its cookie
 wait:
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
@@ -413,7 +414,7 @@ wait:
 		}
 		timer.Reset(c.cfg.Timeout)
 		select {
-		case raw = <-ch:
+		case doc = <-ch:
 			break wait
 		case <-timer.C:
 			if attempt >= c.cfg.Attempts {
@@ -428,8 +429,7 @@ wait:
 		}
 	}
 
-	_, doc, _ := splitCookie(raw)
-	v, err := decodeBencode(doc)
+	v, err := bencode.Decode(doc)
 	if err != nil {
 		c.log.Warn("malformed reply from rtpengine", "command", command, "err", err)
 		return nil, resultBadReply, fmt.Errorf("rtpengine: %s: malformed reply: %v: %w", command, err, media.ErrUnavailable)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/hlas-voip/hlas/internal/bencode"
 	"github.com/hlas-voip/hlas/media"
 )
 
@@ -65,7 +66,7 @@ func (s *fakeNG) serve() {
 		d := datagram{raw: append([]byte(nil), buf[:k]...)}
 		cookie, doc, _ := bytes.Cut(d.raw, []byte(" "))
 		d.cookie = string(cookie)
-		if v, err := decodeBencode(doc); err == nil {
+		if v, err := bencode.Decode(doc); err == nil {
 			d.req, _ = v.(map[string]any)
 		}
 		s.mu.Lock()
@@ -148,7 +149,7 @@ func loadRecording(t *testing.T) recording {
 
 func mustDict(t *testing.T, doc string) map[string]any {
 	t.Helper()
-	v, err := decodeBencode([]byte(doc))
+	v, err := bencode.Decode([]byte(doc))
 	if err != nil {
 		t.Fatalf("recorded document %q: %v", doc, err)
 	}

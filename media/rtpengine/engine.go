@@ -1,14 +1,12 @@
 package rtpengine
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,7 +128,7 @@ func (c *Client) sdpRequest(r *media.Request, fromTag, toTag string) map[string]
 	flags := make([]string, 0, 1+len(c.cfg.Flags))
 	if src := r.Source.Unmap().WithZone(""); src.IsValid() {
 		d["received-from"] = []string{family(src), src.String()}
-		if behindNAT(r.SDP, src) {
+		if media.PrivateSDP(r.SDP, src) {
 			flags = append(flags, "SIP-source-address")
 		} else {
 			flags = append(flags, "trust-address")
@@ -160,42 +158,6 @@ func replySDP(reply map[string]any, command string) ([]byte, error) {
 		return nil, fmt.Errorf("rtpengine: %s: reply without sdp: %w", command, media.ErrUnavailable)
 	}
 	return []byte(sdp), nil
-}
-
-// behindNAT reports whether an SDP's connection (c=) addresses include a
-// private one (RFC 1918, RFC 6598 shared space, RFC 4193, link-local)
-// that is not src: the sender wrote an address of its own network, and
-// its SIP came through a NAT. This is nathelper's "SDP contains a private
-// address" test, less the case of a sender on the server's own private
-// network (its source is the address it wrote).
-func behindNAT(sdp []byte, src netip.Addr) bool {
-	for line := range bytes.Lines(sdp) {
-		rest, ok := bytes.CutPrefix(line, []byte("c="))
-		if !ok {
-			continue
-		}
-		// c=<nettype> <addrtype> <connection-address>[/ttl[/n]] (RFC 8866 §5.7)
-		f := strings.Fields(string(rest))
-		if len(f) < 3 || f[0] != "IN" || (f[1] != "IP4" && f[1] != "IP6") {
-			continue
-		}
-		host, _, _ := strings.Cut(f[2], "/")
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			continue
-		}
-		if a = a.Unmap(); a != src && private(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// sharedSpace is RFC 6598's carrier-grade NAT range.
-var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-func private(a netip.Addr) bool {
-	return a.IsPrivate() || a.IsLinkLocalUnicast() || sharedSpace.Contains(a)
 }
 
 // statsOf reads a delete or query reply: "tags" holds a dictionary per

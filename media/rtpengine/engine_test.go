@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/hlas-voip/hlas/internal/bencode"
 	"github.com/hlas-voip/hlas/media"
 )
 
@@ -275,44 +276,26 @@ func TestStatsOf(t *testing.T) {
 	}
 }
 
-// The NAT test on the SDP's connection addresses.
-func TestBehindNAT(t *testing.T) {
-	src := netip.MustParseAddr("203.0.113.7")
-	for _, tc := range []struct {
-		sdp  string
-		src  netip.Addr
-		want bool
-	}{
-		{"c=IN IP4 192.168.1.10\r\n", src, true},
-		{"c=IN IP4 10.1.2.3\n", src, true},
-		{"c=IN IP4 172.16.0.1/127\r\n", src, true},
-		{"c=IN IP4 100.64.1.1\r\n", src, true},
-		{"c=IN IP6 fd00::1\r\n", src, true},
-		{"c=IN IP6 fe80::1\r\n", src, true},
-		{"v=0\r\nc=IN IP4 198.51.100.1\r\nm=audio 1 RTP/AVP 0\r\nc=IN IP4 192.168.0.2\r\n", src, true},
-		{"c=IN IP4 192.168.1.10\r\n", netip.MustParseAddr("192.168.1.10"), false},
-		{"c=IN IP4 198.51.100.1\r\n", src, false},
-		{"c=IN IP4 0.0.0.0\r\n", src, false}, // hold (RFC 2543)
-		{"c=IN IP4 127.0.0.1\r\n", src, false},
-		{"c=IN IP4 phone.example\r\n", src, false},
-		{"c=IN IP4\r\n", src, false},
-		{"c=XX IP4 192.168.1.1\r\n", src, false},
-		{"a=c=IN IP4 192.168.1.1\r\n", src, false},
-		{"", src, false},
+// FuzzReplyReaders: the readers of a reply (statistics, SDP) take any
+// dictionary that decodes, without a panic.
+func FuzzReplyReaders(f *testing.F) {
+	for _, s := range []string{
+		"d6:result4:ponge",
+		"d6:result5:error12:error-reason15:Unknown call-ide",
+		"d4:tagsd1:ad3:tag1:a6:mediasld7:streamsld5:statsd7:packetsi5e5:bytesi860e6:errorsi0eeeeeeeee6:result2:oke",
+		"d4:tagsd1:ali1eee", "d4:tagsl1:ae", "d4:tagsd1:ad6:mediasl1:xeeee",
 	} {
-		if got := behindNAT([]byte(tc.sdp), tc.src); got != tc.want {
-			t.Errorf("behindNAT(%q, %v) = %v, want %v", tc.sdp, tc.src, got, tc.want)
-		}
+		f.Add([]byte(s))
 	}
-}
-
-// FuzzBehindNAT: any SDP is scanned without a panic.
-func FuzzBehindNAT(f *testing.F) {
-	f.Add([]byte("v=0\r\nc=IN IP4 192.168.1.10/127/2\r\n"), []byte{203, 0, 113, 7})
-	f.Add([]byte("c=IN IP6 fd00::1%eth0\n"), []byte{})
-	f.Fuzz(func(t *testing.T, sdp, src []byte) {
-		a, _ := netip.AddrFromSlice(src)
-		behindNAT(sdp, a)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		v, err := bencode.Decode(in)
+		if err != nil {
+			return
+		}
+		if d, ok := v.(map[string]any); ok {
+			statsOf(d, "a")
+			replySDP(d, "offer")
+		}
 	})
 }
 

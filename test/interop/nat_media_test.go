@@ -128,9 +128,9 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 }
 
 // startNSServer runs `hlas serve` in ns with the YAML configuration and
-// listeners given, waits until it answers OPTIONS (sent from inside ns)
-// and requires a clean exit after SIGTERM when the test ends. It returns
-// the server and its data directory.
+// listeners given, as startServerWith does on loopback (readiness checked
+// from inside ns, a clean exit required after SIGTERM). It returns the
+// server and its data directory.
 func startNSServer(t *testing.T, ns netns, yaml string, listen []string) (*server, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -138,72 +138,16 @@ func startNSServer(t *testing.T, ns netns, yaml string, listen []string) (*serve
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("hlas config:\n%s", yaml)
 	data := filepath.Join(dir, "data")
-	args := []string{hlasBin, "serve",
-		"--config", path,
-		"--data", data,
-		"--listen", strings.Join(listen, ","),
-		"--log-level", "debug",
+	s := startServerWith(t, serverConfig{
+		ns:     &ns,
+		listen: listen,
 		// No name is looked up; the namespace's loopback answers at once.
-		"--dns", "127.0.0.1",
-		// As in launch: -race and -parallel make the server slow, not
-		// overloaded.
-		"--max-queue-delay", "5s",
-	}
-	s := &server{output: &outputBuffer{limit: 8 << 20}, exited: make(chan struct{})}
-	s.UDP4 = strings.TrimPrefix(listen[0], "udp:")
-	s.cmd = ns.command(args...) // ip netns exec replaces itself with hlas
-	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("started hlas (pid %d) in %s: %s\nconfig:\n%s", s.cmd.Process.Pid, ns.name, strings.Join(args[1:], " "), yaml)
-	go func() {
-		s.err = s.cmd.Wait()
-		close(s.exited)
-	}()
-	if err := nsWaitReady(ns, s, readyTimeout); err != nil {
-		s.kill()
-		t.Fatalf("hlas did not become ready: %v\nhlas output:\n%s", err, s.output.Tail(maxLoggedOutput))
-	}
-	t.Cleanup(func() { s.stop(t) })
-	return s, data
-}
-
-// nsWaitReady polls s with OPTIONS over UDP from inside ns until any
-// response arrives.
-func nsWaitReady(ns netns, s *server, timeout time.Duration) error {
-	var conn *net.UDPConn
-	err := ns.do(func() (err error) {
-		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(natHlasV4)})
-		return err
+		dns:  "127.0.0.1",
+		args: []string{"--config", path, "--data", data},
 	})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	dst, err := net.ResolveUDPAddr("udp", s.UDP4)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 65535)
-	deadline := time.Now().Add(timeout)
-	for {
-		if s.hasExited() {
-			return fmt.Errorf("hlas exited before answering OPTIONS: %v", s.err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no response to OPTIONS over UDP to %s within %v", s.UDP4, timeout)
-		}
-		req := optionsRequest{Transport: "UDP", SentBy: conn.LocalAddr().String(), Target: s.UDP4, RPort: true}
-		if _, err := conn.WriteToUDP(req.Bytes(), dst); err != nil {
-			return err
-		}
-		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if n, _, err := conn.ReadFromUDP(buf); err == nil && n > 0 {
-			return nil
-		}
-	}
+	return s, data
 }
 
 // natOf returns the NAT router of alice or bob.
@@ -313,6 +257,17 @@ func (s *natScene) wantSilence(t *testing.T, what string, src, dst *phone, from,
 	return sent.Out
 }
 
+// call makes caller call callee, lets them talk for natTalk, hangs up and
+// requires audio both ways from natSettle after the answer to the hangup.
+func (s *natScene) call(t *testing.T, caller, callee *phone) {
+	t.Helper()
+	est := s.dial(t, caller, callee)
+	time.Sleep(natTalk)
+	end := s.hangup(t, caller, callee)
+	s.wantAudio(t, caller.name+" to "+callee.name, caller, callee, est.Add(natSettle), end)
+	s.wantAudio(t, callee.name+" to "+caller.name, callee, caller, est.Add(natSettle), end)
+}
+
 // TestNATMediaRelay: alice (behind a NAT) calls bob (behind a symmetric
 // NAT) through hlas; with the relay, audio flows both ways for the whole
 // call. The default (no media section) must behave as auto.
@@ -327,29 +282,21 @@ func TestNATMediaRelay(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newNATScene(t, natSceneConfig{media: c.media})
-			est := s.dial(t, s.alice, s.bob)
-			time.Sleep(natTalk)
-			end := s.hangup(t, s.alice, s.bob)
-			s.wantAudio(t, "alice to bob", s.alice, s.bob, est.Add(natSettle), end)
-			s.wantAudio(t, "bob to alice", s.bob, s.alice, est.Add(natSettle), end)
+			s.call(t, s.alice, s.bob)
 		})
 	}
+}
+
+// TestNATMediaRTPEngine: the same call with rtpengine as the media engine
+// (media.engine: rtpengine:udp:...), the operator's existing relay.
+func TestNATMediaRTPEngine(t *testing.T) {
+	s := newNATScene(t, natSceneConfig{media: `{ engine: "rtpengine:udp:127.0.0.1:2223" }`, rtpengine: true})
+	s.call(t, s.alice, s.bob)
 }
 
 // TestNATMediaRelayNever is the negative control: without the relay the
 // call is set up and both phones send audio all along, but each sends it
 // to the other's private address, and none arrives.
-// TestNATMediaRTPEngine: the same call with rtpengine as the media engine
-// (media.engine: rtpengine:udp:...), the operator's existing relay.
-func TestNATMediaRTPEngine(t *testing.T) {
-	s := newNATScene(t, natSceneConfig{media: `{ engine: "rtpengine:udp:127.0.0.1:2223" }`, rtpengine: true})
-	est := s.dial(t, s.alice, s.bob)
-	time.Sleep(natTalk)
-	end := s.hangup(t, s.alice, s.bob)
-	s.wantAudio(t, "alice to bob", s.alice, s.bob, est.Add(natSettle), end)
-	s.wantAudio(t, "bob to alice", s.bob, s.alice, est.Add(natSettle), end)
-}
-
 func TestNATMediaRelayNever(t *testing.T) {
 	// Not parallel with the rest of the suite: audio is counted per second,
 	// and a machine starved by -race and -parallel 8 would drop it.
@@ -388,11 +335,7 @@ func TestNATMediaIPv6(t *testing.T) {
 		{"carol calls alice", s.carol, s.alice},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			est := s.dial(t, c.caller, c.callee)
-			time.Sleep(natTalk)
-			end := s.hangup(t, c.caller, c.callee)
-			s.wantAudio(t, c.caller.name+" to "+c.callee.name, c.caller, c.callee, est.Add(natSettle), end)
-			s.wantAudio(t, c.callee.name+" to "+c.caller.name, c.callee, c.caller, est.Add(natSettle), end)
+			s.call(t, c.caller, c.callee)
 		})
 	}
 }

@@ -148,18 +148,6 @@ func TestSignalNATKeepAlive(t *testing.T) {
 	}
 }
 
-// runSipsak runs sipsak with args and returns its output.
-func runSipsak(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sipsakTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sipsak", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
 // readMessage reads the next SIP message arriving at c within d; nil when
 // none does.
 func readMessage(t *testing.T, c *net.UDPConn, d time.Duration) sip.Message {

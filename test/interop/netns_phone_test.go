@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,44 +92,20 @@ type phoneConfig struct {
 // when the test ends.
 func startPhone(t *testing.T, cfg phoneConfig) *phone {
 	t.Helper()
-	if _, err := exec.LookPath("baresip"); err != nil {
-		t.Fatalf("baresip is required but not installed (%v); install the Debian package %q", err, baresipDebianPackage)
-	}
 	p := &phone{name: cfg.name, user: cfg.name + "@example.test", ns: cfg.ns,
 		out: &outputBuffer{limit: 4 << 20}, done: make(chan struct{}), replies: map[string]chan ctrlReply{}}
 	p.capture(t)
 
-	dir := t.TempDir()
 	listen := net.JoinHostPort(cfg.addr, "5060")
-	config := strings.Join([]string{
-		"poll_method epoll",
-		"sip_listen " + listen,
-		"sip_trans_def udp",
-		"audio_source ausine,440",
-		"audio_player aufile," + filepath.Join(dir, "received.wav"),
-		"audio_alert aufile," + filepath.Join(dir, "none.wav"),
-		"ausrc_srate 48000",
-		"auplay_srate 48000",
-		"ausrc_channels 2",
-		"auplay_channels 2",
-		fmt.Sprintf("rtp_ports %d-%d", phoneRTPMin, phoneRTPMax),
-		fmt.Sprintf("ctrl_tcp_listen 127.0.0.1:%d", phoneCtrlPort),
-		"module_path /usr/lib/baresip/modules",
-		"module g711.so",
-		"module ausine.so",
-		"module aufile.so",
-		"module_app account.so",
-		"module_app menu.so",
-		"module_app ctrl_tcp.so",
-		"",
-	}, "\n")
-	account := fmt.Sprintf("<sip:%s>;outbound=\"sip:%s\";regint=300;answermode=auto;audio_codecs=PCMU/8000/1\n",
-		p.user, cfg.server)
-	for name, body := range map[string]string{"config": config, "accounts": account} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := baresipConfigWith(t, listen, baresipOptions{
+		rtpPorts: fmt.Sprintf("%d-%d", phoneRTPMin, phoneRTPMax),
+		accounts: fmt.Sprintf("<sip:%s>;outbound=\"sip:%s\";regint=300;answermode=auto;audio_codecs=PCMU/8000/1\n",
+			p.user, cfg.server),
+		extra: []string{
+			fmt.Sprintf("ctrl_tcp_listen 127.0.0.1:%d", phoneCtrlPort),
+			"module_app ctrl_tcp.so",
+		},
+	})
 	args := []string{"baresip", "-f", dir}
 	if cfg.ipv6 {
 		args = append(args, "-6")

@@ -270,17 +270,12 @@ func (l *netLab) connectIf(n netns, ifname string, addrs ...string) {
 func (l *netLab) natLAN(role, wan, lanGW, lanAddr string, symmetric bool) (router, host netns) {
 	t := l.t
 	t.Helper()
-	router = l.newNS(role + "-nat")
-	host = l.newNS(role)
-	l.plug(router, "wan", wan)
-	l.wire(router, "lan", []string{lanGW}, host, "eth0", []string{lanAddr})
+	router, host = l.routedLAN(role+"-nat", role, wan, lanGW, lanAddr)
 	masq := []string{"iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"}
 	if symmetric {
 		masq = append(masq, "--random-fully")
 	}
 	router.run(t, masq...)
-	gw, _, _ := strings.Cut(lanGW, "/")
-	host.ip(t, "route", "add", "default", "via", gw)
 	return router, host
 }
 
@@ -289,14 +284,27 @@ func (l *netLab) natLAN(role, wan, lanGW, lanAddr string, symmetric bool) (route
 // host (role) lanAddr with the router as its default route. The caller
 // adds the route to the LAN where it needs one.
 func (l *netLab) v6LAN(role, wan, lanGW, lanAddr string) (router, host netns) {
+	l.t.Helper()
+	return l.routedLAN(role+"-gw", role, wan, lanGW, lanAddr)
+}
+
+// routedLAN builds a LAN of one host behind a router on the public
+// segment: the router (namespace routerRole) has wan on the public side
+// and lanGW on the LAN, the host (hostRole) lanAddr and the router as its
+// default route. Addresses are CIDR, IPv4 or IPv6.
+func (l *netLab) routedLAN(routerRole, hostRole, wan, lanGW, lanAddr string) (router, host netns) {
 	t := l.t
 	t.Helper()
-	router = l.newNS(role + "-gw")
-	host = l.newNS(role)
+	router = l.newNS(routerRole)
+	host = l.newNS(hostRole)
 	l.plug(router, "wan", wan)
 	l.wire(router, "lan", []string{lanGW}, host, "eth0", []string{lanAddr})
 	gw, _, _ := strings.Cut(lanGW, "/")
-	host.ip(t, "-6", "route", "add", "default", "via", gw)
+	route := []string{"route", "add", "default", "via", gw}
+	if strings.Contains(gw, ":") {
+		route = append([]string{"-6"}, route...)
+	}
+	host.ip(t, route...)
 	return router, host
 }
 

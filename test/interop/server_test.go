@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ type server struct {
 	// when the host has no IPv6 loopback.
 	UDP6, TCP6 string
 
+	ns     *netns // the namespace it runs in; nil: this one
 	cmd    *exec.Cmd
 	output *outputBuffer
 	exited chan struct{} // closed when the process has been waited for
@@ -56,6 +58,14 @@ type serverConfig struct {
 	// test that knows no names, so that no test depends on the machine's
 	// resolver.
 	dns string
+	// ns runs the server inside this network namespace instead of this
+	// one (netns_test.go).
+	ns *netns
+	// listen replaces the free loopback listeners by these ("udp:host:port"),
+	// as in a namespace, where the addresses are the test's own. The first
+	// UDP IPv4 one becomes UDP4, which readiness is checked on; the other
+	// address fields stay empty.
+	listen []string
 }
 
 // startServer runs `hlas serve` on free loopback ports with a private data
@@ -94,22 +104,10 @@ func startServerWith(t *testing.T, cfg serverConfig) *server {
 
 // launch starts the process without waiting for it to be ready.
 func launch(t *testing.T, cfg serverConfig) (*server, error) {
-	s := &server{output: &outputBuffer{limit: 8 << 20}, exited: make(chan struct{})}
-	port4, err := freePort("127.0.0.1", cfg.lowPorts)
+	s := &server{ns: cfg.ns, output: &outputBuffer{limit: 8 << 20}, exited: make(chan struct{})}
+	listen, err := s.listeners(cfg)
 	if err != nil {
 		return nil, err
-	}
-	s.UDP4 = net.JoinHostPort("127.0.0.1", strconv.Itoa(port4))
-	s.TCP4 = s.UDP4
-	listen := []string{"udp:" + s.UDP4, "tcp:" + s.TCP4}
-	if ipv6Loopback() {
-		port6, err := freePort("::1", cfg.lowPorts)
-		if err != nil {
-			return nil, err
-		}
-		s.UDP6 = net.JoinHostPort("::1", strconv.Itoa(port6))
-		s.TCP6 = s.UDP6
-		listen = append(listen, "udp:"+s.UDP6, "tcp:"+s.TCP6)
 	}
 	dns := cfg.dns
 	if dns == "" {
@@ -129,18 +127,56 @@ func launch(t *testing.T, cfg serverConfig) (*server, error) {
 		"--max-queue-delay", "5s",
 	}
 	args = append(args, cfg.args...)
-	s.cmd = exec.Command(hlasBin, args...)
+	where := ""
+	if cfg.ns != nil {
+		s.cmd = cfg.ns.command(append([]string{hlasBin}, args...)...) // ip netns exec replaces itself with hlas
+		where = " in " + cfg.ns.name
+	} else {
+		s.cmd = exec.Command(hlasBin, args...)
+	}
 	s.cmd.Stdout = s.output
 	s.cmd.Stderr = s.output
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
-	t.Logf("started hlas (pid %d): %s", s.cmd.Process.Pid, strings.Join(args, " "))
+	t.Logf("started hlas (pid %d)%s: %s", s.cmd.Process.Pid, where, strings.Join(args, " "))
 	go func() {
 		s.err = s.cmd.Wait()
 		close(s.exited)
 	}()
 	return s, nil
+}
+
+// listeners returns the --listen values for cfg and sets the address
+// fields to match.
+func (s *server) listeners(cfg serverConfig) ([]string, error) {
+	if cfg.listen != nil {
+		for _, l := range cfg.listen {
+			addr, udp := strings.CutPrefix(l, "udp:")
+			if ap, err := netip.ParseAddrPort(addr); udp && err == nil && ap.Addr().Is4() {
+				s.UDP4 = addr
+				return cfg.listen, nil
+			}
+		}
+		return nil, fmt.Errorf("no UDP IPv4 listener in %v", cfg.listen)
+	}
+	port4, err := freePort("127.0.0.1", cfg.lowPorts)
+	if err != nil {
+		return nil, err
+	}
+	s.UDP4 = net.JoinHostPort("127.0.0.1", strconv.Itoa(port4))
+	s.TCP4 = s.UDP4
+	listen := []string{"udp:" + s.UDP4, "tcp:" + s.TCP4}
+	if ipv6Loopback() {
+		port6, err := freePort("::1", cfg.lowPorts)
+		if err != nil {
+			return nil, err
+		}
+		s.UDP6 = net.JoinHostPort("::1", strconv.Itoa(port6))
+		s.TCP6 = s.UDP6
+		listen = append(listen, "udp:"+s.UDP6, "tcp:"+s.TCP6)
+	}
+	return listen, nil
 }
 
 // emptyDNS starts a DNS server for the test that answers every name
@@ -149,19 +185,29 @@ func emptyDNS(t *testing.T) string {
 	return resolvetest.Start(t, "invalid. 3600 IN SOA ns.invalid. hostmaster.invalid. 1 3600 600 86400 300").Addr
 }
 
-// waitReady polls with OPTIONS over UDP until any response arrives, then
-// checks that the TCP listeners accept connections.
+// waitReady polls with OPTIONS over UDP from the server's own address (in
+// its namespace, if it has one) until any response arrives, then checks
+// that the TCP listeners accept connections.
 func (s *server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	dst, err := net.ResolveUDPAddr("udp", s.UDP4)
 	if err != nil {
 		return err
 	}
+	var conn *net.UDPConn
+	open := func() (err error) {
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: dst.IP})
+		return err
+	}
+	if s.ns != nil {
+		err = s.ns.do(open)
+	} else {
+		err = open()
+	}
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	buf := make([]byte, 65535)
 	for answered := false; !answered; {
 		if s.hasExited() {

@@ -37,16 +37,23 @@ func TestSipsakOPTIONS(t *testing.T) {
 			// -H keeps sipsak's Via and Contact on loopback whatever the
 			// host name resolves to; -vv prints the reply.
 			args := append([]string{"-vv", "-H", "127.0.0.1", "-s", "sip:" + srv.UDP4}, tt.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), sipsakTimeout)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, "sipsak", args...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			if err != nil || !sipsakFinal.MatchString(out.String()) {
+			out, err := runSipsak(t, args...)
+			if err != nil || !sipsakFinal.MatchString(out) {
 				t.Errorf("sipsak %s: exit %v, want 0 and a 200 OK in the output:\n%s",
-					strings.Join(args, " "), err, tail(out.String(), 6000))
+					strings.Join(args, " "), err, tail(out, 6000))
 			}
 		})
 	}
+}
+
+// runSipsak runs sipsak with args and returns its output.
+func runSipsak(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sipsakTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sipsak", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
 }

@@ -23,11 +23,35 @@ const baresipDebianPackage = "baresip-core"
 // player), G.711 only, one account that answers calls automatically.
 func baresipConfig(t *testing.T, listen string) string {
 	t.Helper()
+	return baresipConfigWith(t, listen, baresipOptions{})
+}
+
+// baresipOptions adjusts baresipConfigWith; the zero value is
+// baresipConfig's.
+type baresipOptions struct {
+	// rtpPorts is the RTP port range, "40100-40300" if empty.
+	rtpPorts string
+	// accounts is the accounts file; empty: baresip@127.0.0.1, answering
+	// automatically with G.711.
+	accounts string
+	// extra are more lines for the config file, after the modules.
+	extra []string
+}
+
+// baresipConfigWith is baresipConfig with the changes in opts.
+func baresipConfigWith(t *testing.T, listen string, opts baresipOptions) string {
+	t.Helper()
+	if opts.rtpPorts == "" {
+		opts.rtpPorts = "40100-40300"
+	}
+	if opts.accounts == "" {
+		opts.accounts = "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU/8000/1,PCMA/8000/1\n"
+	}
 	if _, err := exec.LookPath("baresip"); err != nil {
 		t.Fatalf("baresip is required but not installed (%v); install the Debian package %q", err, baresipDebianPackage)
 	}
 	dir := t.TempDir()
-	config := strings.Join([]string{
+	config := strings.Join(append([]string{
 		"poll_method epoll",
 		"sip_listen " + listen,
 		"sip_trans_def udp",
@@ -39,17 +63,15 @@ func baresipConfig(t *testing.T, listen string) string {
 		"auplay_srate 48000",
 		"ausrc_channels 2",
 		"auplay_channels 2",
-		"rtp_ports 40100-40300",
+		"rtp_ports " + opts.rtpPorts,
 		"module_path /usr/lib/baresip/modules",
 		"module g711.so",
 		"module ausine.so",
 		"module aufile.so",
 		"module_app account.so",
 		"module_app menu.so",
-		"",
-	}, "\n")
-	accounts := "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU/8000/1,PCMA/8000/1\n"
-	for name, body := range map[string]string{"config": config, "accounts": accounts} {
+	}, opts.extra...), "\n") + "\n"
+	for name, body := range map[string]string{"config": config, "accounts": opts.accounts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}

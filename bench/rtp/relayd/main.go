@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hlas-voip/hlas/internal/bencode"
 	"github.com/hlas-voip/hlas/media"
 	"github.com/hlas-voip/hlas/media/plane"
 	"github.com/hlas-voip/hlas/media/relay"
@@ -86,15 +87,19 @@ func serve(conn net.PacketConn, r *relay.Relay, addr netip.Addr) {
 		if !ok {
 			continue
 		}
-		reply := handle(r, addr, doc)
 		out := append(append([]byte(nil), cookie...), ' ')
-		conn.WriteTo(encode(out, reply), from)
+		out, err = bencode.Append(out, handle(r, addr, doc))
+		if err != nil { // the replies are strings and dictionaries only
+			log.Printf("relayd: encoding a reply: %v", err)
+			continue
+		}
+		conn.WriteTo(out, from)
 	}
 }
 
 // handle executes one NG document and returns the reply dictionary.
 func handle(r *relay.Relay, addr netip.Addr, doc []byte) map[string]any {
-	v, err := decode(doc)
+	v, err := bencode.Decode(doc)
 	d, ok := v.(map[string]any)
 	if err != nil || !ok {
 		return fail("malformed request")

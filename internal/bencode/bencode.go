@@ -1,4 +1,16 @@
-package rtpengine
+// Package bencode is the codec of BEP 3 bencoding, as rtpengine's NG
+// control protocol uses it: byte strings "<len>:<bytes>", integers
+// "i<n>e", lists "l…e" and dictionaries "d…e" with byte-string keys.
+// Decoded, a string is a Go string, an integer an int64, a list a []any
+// and a dictionary a map[string]any.
+//
+// Decode is strict where bencode is (no leading zeros, no "-0", no
+// trailing bytes, no duplicate keys) but accepts dictionary keys in any
+// order: rtpengine does not sort them. It bounds the nesting depth, so a
+// datagram of brackets cannot exhaust the stack; the input size (one UDP
+// datagram) bounds everything else. media/rtpengine (the NG client) and
+// bench/rtp/relayd (an NG server for benchmarks) share it.
+package bencode
 
 import (
 	"errors"
@@ -6,17 +18,6 @@ import (
 	"slices"
 	"strconv"
 )
-
-// The NG protocol's documents are bencoded (BEP 3): byte strings
-// "<len>:<bytes>", integers "i<n>e", lists "l…e" and dictionaries "d…e"
-// with byte-string keys. Decoded, a string is a Go string, an integer an
-// int64, a list a []any and a dictionary a map[string]any.
-//
-// The decoder is strict where bencode is (no leading zeros, no "-0", no
-// trailing bytes, no duplicate keys) but accepts dictionary keys in any
-// order: rtpengine does not sort them. It bounds the nesting depth, so a
-// datagram of brackets cannot exhaust the stack; the input size (one UDP
-// datagram) bounds everything else.
 
 const (
 	// maxDepth bounds the nesting of lists and dictionaries. A query or
@@ -27,15 +28,16 @@ const (
 	maxIntDigits = 19
 )
 
-// errBencode is wrapped by every decoding error.
-var errBencode = errors.New("bencode")
+// ErrInvalid is wrapped by every error of Decode (malformed input) and
+// of Append (a value bencode cannot hold).
+var ErrInvalid = errors.New("bencode")
 
 func syntaxErr(off int, format string, args ...any) error {
-	return fmt.Errorf("%w: offset %d: %s", errBencode, off, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: offset %d: %s", ErrInvalid, off, fmt.Sprintf(format, args...))
 }
 
-// decodeBencode decodes exactly one value spanning all of b.
-func decodeBencode(b []byte) (any, error) {
+// Decode decodes exactly one value spanning all of b.
+func Decode(b []byte) (any, error) {
 	d := decoder{b: b}
 	v, err := d.value(0)
 	if err != nil {
@@ -176,16 +178,16 @@ func (d *decoder) integer() (int64, error) {
 	return n, nil
 }
 
-// appendBencode appends v's encoding to b. It takes the decoder's types
-// plus the ones requests are built from: []byte, int, []string. Keys are
-// written sorted, as BEP 3 asks, so an encoding is deterministic.
-func appendBencode(b []byte, v any) ([]byte, error) {
+// Append appends v's encoding to b. It takes Decode's types plus the
+// ones requests are built from: []byte, int, []string. Keys are written
+// sorted, as BEP 3 asks, so an encoding is deterministic.
+func Append(b []byte, v any) ([]byte, error) {
 	return appendValue(b, v, 0)
 }
 
 func appendValue(b []byte, v any, depth int) ([]byte, error) {
 	if depth > maxDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d", errBencode, maxDepth)
+		return nil, fmt.Errorf("%w: nested deeper than %d", ErrInvalid, maxDepth)
 	}
 	switch v := v.(type) {
 	case string:
@@ -235,6 +237,6 @@ func appendValue(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, 'e'), nil
 	default:
-		return nil, fmt.Errorf("%w: cannot encode %T", errBencode, v)
+		return nil, fmt.Errorf("%w: cannot encode %T", ErrInvalid, v)
 	}
 }
