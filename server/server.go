@@ -62,6 +62,11 @@ type Server struct {
 	workers sync.WaitGroup
 	redials chan struct{}  // semaphore of background redials
 	async   sync.WaitGroup // background redials
+	// asyncMu orders async.Add against shutdown's async.Wait: the CDR
+	// writer may release a response (and a redial) while the server
+	// stops; noAsync says no redial may start any more.
+	asyncMu sync.Mutex
+	noAsync bool
 	bufs    sync.Pool
 	seed    maphash.Seed // of stateless To tags
 	flowKey []byte       // signs the proxy's flow tokens; derived from the auth secret
@@ -341,6 +346,9 @@ func (s *Server) shutdownLocked() error {
 		close(q)
 	}
 	s.workers.Wait()
+	s.asyncMu.Lock()
+	s.noAsync = true // the transport is closed: a redial could not send
+	s.asyncMu.Unlock()
 	s.async.Wait()
 	s.proxy.Close()
 	if s.media != nil {
@@ -752,8 +760,16 @@ func (s *Server) redial(proto string, dst netip.AddrPort, b []byte) error {
 		s.met.sendError.Inc()
 		return errors.New("server: too many connections being reopened")
 	}
-	b = append([]byte(nil), b...)
+	s.asyncMu.Lock()
+	if s.noAsync {
+		s.asyncMu.Unlock()
+		<-s.redials
+		s.met.sendError.Inc()
+		return errors.New("server: stopping")
+	}
 	s.async.Add(1)
+	s.asyncMu.Unlock()
+	b = append([]byte(nil), b...)
 	go func() {
 		defer s.async.Done()
 		defer func() { <-s.redials }()

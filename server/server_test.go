@@ -658,3 +658,20 @@ func startWithHandler(t *testing.T, cfg Config, h HandlerFunc) (*Server, netip.A
 
 // srv0 builds responses for test handlers (To tag, Server header).
 func srv0(tx ServerTx) *Server { return tx.(*serverTx).srv }
+
+// A response released while the server stops (the CDR writer commits
+// after the workers are done) must not start a redial behind the
+// shutdown's wait: it is refused, and its semaphore slot given back.
+func TestRedialAfterShutdown(t *testing.T) {
+	srv := newTestServer(t, Config{Listen: []string{"udp:127.0.0.1:0"}})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.redial("TCP", netip.MustParseAddrPort("127.0.0.1:9"), []byte("SIP/2.0 200 OK\r\n\r\n"))
+	if err == nil {
+		t.Fatal("a redial started after shutdown")
+	}
+	if n := len(srv.redials); n != 0 {
+		t.Errorf("%d redial slots held", n)
+	}
+}
