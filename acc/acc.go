@@ -88,6 +88,9 @@ type Accounting struct {
 	// (call.next).
 	calls  map[string]*call
 	n      int // calls tracked
+	// perUser counts the tracked calls of each authenticated user, for the
+	// limit on concurrent calls against toll fraud (ActiveCalls).
+	perUser map[string]int
 	closed bool
 	// expiring holds the answered calls by deadline; one timer, sweep,
 	// fires at the earliest (sweepAt) and ends those due. sweepGen tells
@@ -141,6 +144,15 @@ func New(cfg Config, env Env) (*Accounting, error) {
 
 // Config returns the effective configuration.
 func (a *Accounting) Config() Config { return a.cfg }
+
+// ActiveCalls returns the number of calls of the authenticated user (the
+// CDR's User, "user@domain") being tracked: INVITEs forwarded and not yet
+// failed, answered calls not yet ended.
+func (a *Accounting) ActiveCalls(user string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.perUser[user]
+}
 
 // Calls returns the number of calls being tracked.
 func (a *Accounting) Calls() int {
@@ -363,6 +375,12 @@ func (a *Accounting) startCall(req *sip.Request, info proxy.Forwarded) proxy.Req
 	c.next = a.calls[c.callID]
 	a.calls[c.callID] = c
 	a.n++
+	if r.User != "" {
+		if a.perUser == nil {
+			a.perUser = make(map[string]int)
+		}
+		a.perUser[r.User]++
+	}
 	return &inviteObs{a: a, c: c}
 }
 
@@ -423,6 +441,17 @@ func (a *Accounting) removeLocked(c *call) {
 	}
 	c.done = true
 	a.n--
+	if len(a.perUser) > 0 {
+		var f [pFields]string
+		c.text.unpack(f[:])
+		if u := f[pUser]; u != "" {
+			if a.perUser[u] <= 1 {
+				delete(a.perUser, u)
+			} else {
+				a.perUser[u]--
+			}
+		}
+	}
 	if a.media != nil {
 		delete(a.media, c)
 		if len(a.media) == 0 {

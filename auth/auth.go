@@ -33,8 +33,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -205,6 +207,24 @@ type Env struct {
 	// passes its own, which adds the To tag and Server header). Default:
 	// sip.NewResponse with a random To tag.
 	NewResponse func(req *sip.Request, code int, reason string) *sip.Response
+	// Guard, when set, is told the outcome of every check (package
+	// security counts password guessing and probing with it) and may hold
+	// a challenge back.
+	Guard Guard
+	// MaxDelayed bounds the challenges held back at once (Guard); beyond
+	// it a challenge the Guard wants delayed is not sent at all (a client
+	// over UDP retransmits; an attacker's flood costs no memory). Default
+	// 10000.
+	MaxDelayed int
+}
+
+// Guard watches authentication outcomes (see Env.Guard).
+type Guard interface {
+	// Observe is told the outcome r of a check of a request from src that
+	// claimed username@domain, on the worker, before anything is sent. It
+	// returns how long to hold back the response to a non-Accepted
+	// outcome: 0 sends it at once. It must not block.
+	Observe(src netip.Addr, username, domain string, r Result) time.Duration
 }
 
 // Authenticator checks digest credentials. It is safe for concurrent use.
@@ -219,6 +239,8 @@ type Authenticator struct {
 	open   map[string]bool
 	log    *slog.Logger
 	met    *metrics
+	// delayed counts the responses Guard held back that are still waiting.
+	delayed atomic.Int64
 }
 
 // New checks cfg and returns an Authenticator.
@@ -260,6 +282,9 @@ func New(cfg Config, env Env) (*Authenticator, error) {
 	}
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if env.MaxDelayed <= 0 {
+		env.MaxDelayed = 10000
 	}
 	if env.NewResponse == nil {
 		env.NewResponse = defaultResponse
@@ -400,11 +425,20 @@ type Result struct {
 	Reason string
 }
 
+// Reasons of a Challenged Result that a Guard tells apart: no credentials
+// at all (the first request of every client), credentials for a user the
+// store does not know, and a wrong password.
+const (
+	ReasonNoCredentials = "no_credentials"
+	ReasonUnknownUser   = "unknown_user"
+	ReasonWrongPassword = "wrong_password"
+)
+
 // Reasons a request is challenged (also the metric label values).
 const (
-	reasonNoCredentials = "no_credentials"
-	reasonUnknownUser   = "unknown_user"
-	reasonWrongPassword = "wrong_password"
+	reasonNoCredentials = ReasonNoCredentials
+	reasonUnknownUser   = ReasonUnknownUser
+	reasonWrongPassword = ReasonWrongPassword
 	reasonUnsupported   = "unsupported_parameters"
 	reasonStale         = "stale_nonce"
 	reasonReplay        = "replay"
@@ -640,6 +674,12 @@ func (a *Authenticator) Respond(tx Responder, req *sip.Request, kind Kind, domai
 func (a *Authenticator) Authenticate(ctx context.Context, tx Responder, req *sip.Request, kind Kind, username, domain string) (Identity, bool) {
 	r := a.Check(ctx, req, kind, username, domain)
 	a.met.observe(r)
+	var delay time.Duration
+	if a.env.Guard != nil {
+		if src, ok := tx.(interface{ Source() netip.AddrPort }); ok {
+			delay = a.env.Guard.Observe(src.Source().Addr(), username, domain, r)
+		}
+	}
 	// The arguments of a debug record cost allocations even when the
 	// record is dropped: they are built only when it is not.
 	debug := a.log.Enabled(ctx, slog.LevelDebug)
@@ -660,8 +700,29 @@ func (a *Authenticator) Authenticate(ctx context.Context, tx Responder, req *sip
 			a.log.Debug("challenge", "method", req.Method, "aor", username+"@"+domain, "why", r.Reason, "stale", r.Stale)
 		}
 	}
+	if delay > 0 {
+		a.respondLater(delay, tx, req, kind, domain, r)
+		return Identity{}, false
+	}
 	a.Respond(tx, req, kind, domain, r)
 	return Identity{}, false
+}
+
+// respondLater sends the response to r after delay, from a timer, so the
+// worker does not wait: the Guard slows down the challenges of an account
+// under a password-guessing attack without refusing its owner. At most
+// Env.MaxDelayed wait at once; beyond that the response is dropped.
+func (a *Authenticator) respondLater(delay time.Duration, tx Responder, req *sip.Request, kind Kind, domain string, r Result) {
+	if a.delayed.Add(1) > int64(a.env.MaxDelayed) {
+		a.delayed.Add(-1)
+		a.met.delayDropped.Inc()
+		return
+	}
+	a.met.delayed.Inc()
+	time.AfterFunc(delay, func() {
+		defer a.delayed.Add(-1)
+		a.Respond(tx, req, kind, domain, r)
+	})
 }
 
 // NewUser returns the subscriber username@domain with the digest hashes of

@@ -7,6 +7,9 @@ type metrics struct {
 	results    *prometheus.CounterVec
 	challenges *prometheus.CounterVec
 	cache      cacheMetrics
+	// Responses a Guard held back (Env.Guard), and those dropped because
+	// too many were held back already.
+	delayed, delayDropped prometheus.Counter
 }
 
 var outcomeLabels = [...]string{Accepted: "accepted", Challenged: "challenged", Malformed: "malformed", Forbidden: "forbidden", Failed: "error"}
@@ -30,12 +33,20 @@ func newMetrics(reg prometheus.Registerer, nonces, cached func() int) *metrics {
 			Help: "Challenges sent, by reason: no_credentials, unknown_user, wrong_password, unsupported_parameters, stale_nonce, replay.",
 		}, []string{"reason"}),
 		cache: cacheMetrics{hits: lookups.WithLabelValues("hit"), misses: lookups.WithLabelValues("miss"), flushes: flushes},
+		delayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "delayed_total",
+			Help: "Responses held back because their account is under a password-guessing attack.",
+		}),
+		delayDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "hlas", Subsystem: "auth", Name: "delay_dropped_total",
+			Help: "Responses not sent because too many were held back already (auth MaxDelayed).",
+		}),
 	}
 	for _, r := range []string{reasonNoCredentials, reasonUnknownUser, reasonWrongPassword, reasonUnsupported, reasonStale, reasonReplay} {
 		m.challenges.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.results, m.challenges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		reg.MustRegister(m.results, m.challenges, m.delayed, m.delayDropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "hlas", Subsystem: "auth", Name: "nonces_tracked",
 			Help: "Nonces in the nonce-count replay table.",
 		}, func() float64 { return float64(nonces()) }), lookups, flushes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

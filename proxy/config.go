@@ -75,7 +75,9 @@ const (
 //	routing:
 //	  mode: stateful            # stateful | stateless | redirect
 //	  timer_c: 3m10s
-//	  trusted: [ 192.0.2.0/24 ] # peers that pass without a challenge
+//	  trusted:                  # peers that pass without a challenge (docs/trust.md)
+//	    - "tls:192.0.2.0/24"
+//	    - "cert:gw.carrier.example"
 //	  locations:                # static bindings, before a registrar has any
 //	    alice@example.test: [ "sip:alice@192.0.2.10:5060" ]
 //	  routes:                   # host → next hops, for the resolve action
@@ -105,9 +107,14 @@ type Config struct {
 	// MaxPending bounds the requests being proxied statefully at once;
 	// beyond it new ones get 503 with Retry-After. Default 100000.
 	MaxPending int `yaml:"max_pending"`
-	// Trusted lists peers (IP addresses or CIDR prefixes) whose requests
-	// pass without authentication, gateways for instance; the gateways'
-	// own addresses are trusted too.
+	// Trusted lists the peers whose requests pass without authentication
+	// and whose From and P-Asserted-Identity are believed (docs/trust.md):
+	// "192.0.2.0/24" (any transport and port), "udp:192.0.2.10",
+	// "tcp:192.0.2.10:5060", "tls:[2001:db8::1]:5061",
+	// "cert:gw.carrier.example" (a TLS peer whose verified certificate
+	// names it), "cert:*.carrier.example". Each gateway is trusted too, from
+	// its address, over the transport its URI names (and for UDP on the
+	// port it names).
 	Trusted []string `yaml:"trusted"`
 	// Locations are static bindings, address of record ("user@domain") to
 	// contacts ("sip:user@host:port;q=0.5"), used by the location service
@@ -195,7 +202,8 @@ func (c Config) Validate() error {
 
 // compiled is a Config parsed into the values the proxy works with.
 type compiled struct {
-	trusted   []netip.Prefix
+	trusted   []trustRule // routing.trusted, then the gateways' implied rules
+	certRules bool        // some trusted rule is a cert: one
 	locations StaticLocator
 	routes    map[string][]Hop
 	gateways  map[string][]GatewayTarget
@@ -221,11 +229,12 @@ func compile(c Config) (*compiled, error) {
 		return nil, fmt.Errorf("routing.max_branches and routing.max_pending must not be negative")
 	}
 	for i, s := range c.Trusted {
-		p, err := parsePrefix(s)
+		r, err := parseTrustRule(s)
 		if err != nil {
-			return nil, fmt.Errorf("routing.trusted[%d] %q: want an IP address or CIDR prefix", i, s)
+			return nil, fmt.Errorf("routing.trusted[%d] %q: %w", i, s, err)
 		}
-		out.trusted = append(out.trusted, p)
+		out.trusted = append(out.trusted, r)
+		out.certRules = out.certRules || r.name != ""
 	}
 	aors := make([]string, 0, len(c.Locations))
 	for aor := range c.Locations {
@@ -280,6 +289,20 @@ func compile(c Config) (*compiled, error) {
 			out.gateways[name] = append(out.gateways[name], GatewayTarget{URI: u, Priority: g.Priority, Weight: w})
 		}
 	}
+	// The gateways' rules in a fixed order (the map's is random), after
+	// the configured ones.
+	names := make([]string, 0, len(c.Gateways))
+	for name := range out.gateways {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, g := range out.gateways[name] {
+			if r, ok := gatewayTrustRule(g.URI); ok {
+				out.trusted = append(out.trusted, r)
+			}
+		}
+	}
 	for i, r := range c.Rules {
 		where := "routing.rules[" + strconv.Itoa(i) + "]"
 		if r.Strip < 0 || r.Timeout < 0 {
@@ -318,16 +341,24 @@ func compile(c Config) (*compiled, error) {
 	return out, nil
 }
 
+// parsePrefix reads an address or CIDR prefix; an IPv4-mapped IPv6 one
+// becomes IPv4, as the addresses it is compared with are unmapped.
 func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
+		if err != nil {
+			return p, err
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 

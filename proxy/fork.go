@@ -24,6 +24,7 @@ type rctx struct {
 	hash   uint64 // requestHash of req
 	invite bool
 	pl     plan
+	hideID bool // hideIdentity(req), for every branch's hopPolicy
 
 	mu         sync.Mutex
 	group      int
@@ -49,14 +50,16 @@ type rctx struct {
 // branch is one target of a response context (a client transaction, and
 // a new one per hop when the target's hops fail over).
 type branch struct {
-	c      *rctx
-	target Target
-	out    *sip.Request  // the prepared copy, stamped by the first attempt
-	outVia []sip.Via     // out's Via before stamp
-	outRR  []sip.Address // out's Record-Route before stamp
-	room   *stampRoom    // out's room for the first attempt's stamp
-	hops   Hops
-	first  hopSender // the first attempt's (route.sender)
+	c         *rctx
+	target    Target
+	out       *sip.Request  // the prepared copy, stamped by the first attempt
+	outVia    []sip.Via     // out's Via before stamp
+	outRR     []sip.Address // out's Record-Route before stamp
+	outFields []sip.Field   // out's fields before hopPolicy.fields
+	room      *stampRoom    // out's room for the first attempt's stamp
+	policy    hopPolicy     // set by start, before any attempt
+	hops      Hops
+	first     hopSender // the first attempt's (route.sender)
 
 	// guarded by c.mu
 	attempt     int
@@ -96,7 +99,8 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	}
 	p.pending++
 	p.mu.Unlock()
-	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl}
+	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl,
+		hideID: hideIdentity(req)}
 	c.acct = p.observe(ctx, req, c.in)
 	c.mc = p.mediaCall(req, c.in, pl)
 	if c.mc != nil && req.Method == sip.BYE {
@@ -186,7 +190,8 @@ func (b *branch) start() {
 	c, p := b.c, b.c.p
 	var next sip.URI
 	b.out, b.room, next = p.prepare(c.req, b.target)
-	b.outVia, b.outRR = b.out.Via, b.out.RecordRoute
+	b.outVia, b.outRR, b.outFields = b.out.Via, b.out.RecordRoute, b.out.Fields
+	b.policy = policyFor(c.req, b.out, next, c.pl, b.target, c.hideID)
 	hops, wait, err := p.hopsNow(c.req, next, b.target)
 	if wait {
 		p.onLookupPool(func() {
@@ -199,7 +204,9 @@ func (b *branch) start() {
 }
 
 // send sends the branch to the first of hops that works, or ends it with
-// the answer to err, the error of finding the hops of next.
+// the answer to err, the error of finding the hops of next: 480 when
+// every hop was refused for not being TLS (a sips target, see hopPolicy),
+// 503 when none worked.
 func (b *branch) send(next sip.URI, hops Hops, err error) {
 	c, p := b.c, b.c.p
 	if err != nil {
@@ -210,26 +217,48 @@ func (b *branch) send(next sip.URI, hops Hops, err error) {
 	c.mu.Lock()
 	b.hops = hops
 	c.mu.Unlock()
-	if !b.next() {
-		c.branchDone(b, 503, nil)
+	if sent, insecure := b.advance(); !sent {
+		code := 503
+		if insecure {
+			code = 480
+		}
+		c.branchDone(b, code, nil)
 	}
 }
 
 // next sends the branch to its next hop with a new branch parameter
 // (RFC 3263 §4.3); false when no hop is left.
 func (b *branch) next() bool {
+	sent, _ := b.advance()
+	return sent
+}
+
+// advance is next, and when no hop is left reports whether every hop it
+// saw was refused by the branch's hopPolicy for not being TLS.
+func (b *branch) advance() (sent, insecure bool) {
 	c, p := b.c, b.c.p
+	refused, unusable := 0, 0
 	for {
 		h, ok := b.hops.Next()
 		if !ok {
-			return false
+			return false, refused > 0 && unusable == 0
+		}
+		if !b.policy.allows(h) {
+			// Not a failure of the hop: it stays usable for others.
+			refused++
+			if p.debugging() {
+				p.log.Debug("hop refused: a sips request leaves over TLS only", "hop", h.String(), "uri", b.out.URI.String())
+			}
+			continue
 		}
 		r, err := p.routeTo(h, b.target)
 		if err != nil {
+			unusable++
 			p.log.Debug("hop unusable", "hop", h.String(), "err", err)
 			b.hops.Fail(h, FailTransport)
 			continue
 		}
+		fields := b.policy.fields(p, h, b.outFields)
 		// The SDP goes through the media relay before the branch's
 		// state is locked: an external engine answers over the network.
 		relay, madv, body, err := c.mediaRequest(h, r)
@@ -240,19 +269,19 @@ func (b *branch) next() bool {
 			c.mediaErr = err
 			c.mu.Unlock()
 			c.branchDone(b, code, nil)
-			return true
+			return true, false
 		}
 		c.mu.Lock()
 		if b.done {
 			c.mu.Unlock()
-			return true
+			return true, false
 		}
 		if b.cancelling || c.cancelled || c.answered || c.got6xx {
 			// Cancelled while its lookup ran (another branch answered
 			// or sent a 6xx, §16.7 step 10): it never goes out.
 			c.mu.Unlock()
 			c.branchDone(b, 487, nil)
-			return true
+			return true, false
 		}
 		b.attempt++
 		attempt := b.attempt
@@ -263,13 +292,15 @@ func (b *branch) next() bool {
 		b.id = id
 		// The first attempt sends the prepared request itself; a later one
 		// a copy (the earlier client transaction keeps its own), with
-		// the Via and Record-Route it had before stamp.
+		// the Via and Record-Route it had before stamp; each carries the
+		// fields its hop may see.
 		msg, room := b.out, b.room
 		if b.req != nil {
 			msg, room = new(sip.Request), nil
 			*msg = *b.out
 			msg.Via, msg.RecordRoute = b.outVia, b.outRR
 		}
+		msg.Fields = fields
 		if relay {
 			b.relay, b.madv = true, madv
 			if body != nil {
@@ -309,7 +340,7 @@ func (b *branch) next() bool {
 			p.log.Warn("client transaction not started", "err", err)
 			c.branchDone(b, 500, nil)
 		}
-		return true
+		return true, false
 	}
 }
 

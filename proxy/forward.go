@@ -423,7 +423,9 @@ func (p *Proxy) stateless(ctx context.Context, tx handler.ServerTx, req *sip.Req
 }
 
 // statelessSend sends out (req prepared for t) to the first of hops that
-// takes it, or answers the lookup's error.
+// takes it, or answers the lookup's error; as a stateful branch, only
+// over the hops its hopPolicy allows (480 when it allows none of them),
+// with the fields each may see.
 func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t Target, out *sip.Request, room *stampRoom, next sip.URI, hops Hops, err error) {
 	if err != nil {
 		p.log.Debug("no route", "uri", next.String(), "err", err)
@@ -432,19 +434,30 @@ func (p *Proxy) statelessSend(tx handler.ServerTx, req *sip.Request, pl plan, t 
 	}
 	in := flowOf(tx)
 	params, _ := viaBranch(p.hashOf(req), 0)
-	// out is stamped in place for each hop, from its own Via and
-	// Record-Route, in the same room: nothing keeps it, it is encoded
-	// and sent at once.
-	via, rr := out.Via, out.RecordRoute
+	policy := policyFor(req, out, next, pl, t, hideIdentity(req))
+	// out is stamped in place for each hop, from its own Via,
+	// Record-Route and fields, in the same room: nothing keeps it, it is
+	// encoded and sent at once.
+	via, rr, fields := out.Via, out.RecordRoute, out.Fields
+	refused, tried := 0, 0
 	for {
 		h, ok := hops.Next()
 		if !ok {
-			p.reply(tx, req, 503, "")
+			code := 503
+			if refused > 0 && tried == 0 {
+				code = 480
+			}
+			p.reply(tx, req, code, "")
 			return
 		}
+		if !policy.allows(h) {
+			refused++
+			continue
+		}
+		tried++
 		r, err := p.routeTo(h, t)
 		if err == nil {
-			out.Via, out.RecordRoute = via, rr
+			out.Via, out.RecordRoute, out.Fields = via, rr, policy.fields(p, h, fields)
 			p.stamp(out, in, r.out, r.flow, params, room)
 			if req.Method == sip.ACK {
 				p.mediaACK(req, out, in, r)

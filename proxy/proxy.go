@@ -254,26 +254,6 @@ func (p *Proxy) Pending() int {
 	return p.pending
 }
 
-// Trusted reports whether requests from ip pass without authentication:
-// it is in Config.Trusted or is one of the gateways' addresses. The auth
-// middleware asks it.
-func (p *Proxy) Trusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, pf := range p.c.trusted {
-		if pf.Contains(ip) {
-			return true
-		}
-	}
-	for _, gws := range p.c.gateways {
-		for _, g := range gws {
-			if a, ok := sip.ParseIP(g.URI.Hostname()); ok && a.Unmap() == ip {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // IsLocalDomain reports whether host is one of the server's domains or
 // addresses.
 func (p *Proxy) IsLocalDomain(u *sip.URI) bool {

@@ -468,8 +468,9 @@ func TestGatewayFailover(t *testing.T) {
 	})
 	t.Run("gateways are trusted peers", func(t *testing.T) {
 		e := newTestEnv(t, cfg, nil)
-		if !e.p.Trusted(netip.MustParseAddr("203.0.113.51")) || e.p.Trusted(netip.MustParseAddr("203.0.113.99")) {
-			t.Error("Trusted")
+		udp := netip.MustParseAddrPort
+		if !e.p.TrustedSource(transport.UDP, udp("203.0.113.51:5060"), nil) || e.p.TrustedSource(transport.UDP, udp("203.0.113.99:5060"), nil) {
+			t.Error("TrustedSource")
 		}
 	})
 }

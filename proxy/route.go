@@ -169,11 +169,13 @@ func (p *Proxy) CheckLoop(next handler.Handler) handler.Handler {
 // CheckIdentity refuses with 403 a request outside a dialog whose From
 // claims a user of a local domain other than the one the authentication
 // step authenticated (Env.Identity): caller-ID spoofing. Requests from
-// trusted peers, routed requests, and requests nobody authenticated pass.
+// trusted peers (TrustedTx: their flow, and the certificate names of a
+// tx that is a PeerNamer), routed requests, and requests nobody
+// authenticated pass.
 func (p *Proxy) CheckIdentity(next handler.Handler) handler.Handler {
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
 		if p.env.Identity != nil && !Routed(ctx) && req.From.URI.IsSIP() && p.IsLocalDomain(&req.From.URI) &&
-			!p.Trusted(tx.Source().Addr()) {
+			!p.TrustedTx(tx) {
 			if id, ok := p.env.Identity(ctx); ok && AOR(id) != AOR(req.From.URI) {
 				p.met.requests.WithLabelValues("spoofed").Inc()
 				p.log.Info("From does not match the authenticated user", "from", req.From.URI.String(),

@@ -17,6 +17,7 @@ import (
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/registrar"
+	"github.com/hlas-voip/hlas/security"
 	"github.com/hlas-voip/hlas/sip/resolve"
 )
 
@@ -135,6 +136,19 @@ type Config struct {
 	// (default true), rate (default 20 per second per source), burst;
 	// see STUNConfig and docs/stun.md.
 	STUN STUNConfig `yaml:"stun"`
+	// Security is the defence at the edge: trusted networks, the flood
+	// guard, the detector of scanners and password guessing, bans, and
+	// the call limits against toll fraud; see security.Config and
+	// docs/security.md.
+	Security security.Config `yaml:"security"`
+	// Identity is caller identity: P-Asserted-Identity and STIR/SHAKEN;
+	// see Identity and docs/identity.md.
+	Identity Identity `yaml:"identity"`
+	// TLSClientCA is a PEM file of the authorities whose client
+	// certificates tls listeners verify (mutual TLS): a peer that presents
+	// one can be trusted by name (routing.trusted "cert:NAME"). Clients
+	// without a certificate are still accepted. Default: none asked for.
+	TLSClientCA string `yaml:"tls_client_ca"`
 }
 
 // Debug holds diagnostics that are off by default because they expose
@@ -335,6 +349,18 @@ func (c Config) Validate() error {
 	}
 	if err := c.STUN.validate(); err != nil {
 		return err
+	}
+	if err := c.Security.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
+	if c.Security.Limits.ConcurrentCalls > 0 && !c.Accounting.On() {
+		return errors.New("config security.limits.concurrent_calls: needs accounting (it counts the calls)")
+	}
+	if err := c.Identity.validate(); err != nil {
+		return err
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("config tls_client_ca: needs tls_cert and tls_key")
 	}
 	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&
 		!strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {

@@ -98,6 +98,13 @@ type Server struct {
 	nat *natKeeper
 	// stun answers STUN Binding requests (server/stun.go); nil when off.
 	stun *stund.Server
+	// edge is the flood guard, the bans, the detector of scanners and the
+	// call limits (server/security.go); bansVersion the store's ban
+	// version it loaded at start.
+	edge        *edge
+	bansVersion int64
+	// ident adds and checks caller identity (server/identity.go).
+	ident *identity
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -160,7 +167,23 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("config tls_cert/tls_key: %w", err)
 		}
 		tcfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if cfg.TLSClientCA != "" {
+			pool, err := loadPool(cfg.TLSClientCA)
+			if err != nil {
+				return nil, fmt.Errorf("config tls_client_ca: %w", err)
+			}
+			// Mutual TLS where the peer offers a certificate; phones
+			// without one still connect (and authenticate by digest).
+			tcfg.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+			tcfg.TLSConfig.ClientCAs = pool
+		}
 	}
+	edge, err := newEdge(s, cfg.Security, log)
+	if err != nil {
+		return nil, fmt.Errorf("config %w", err)
+	}
+	s.edge = edge
+	tcfg.Admit = edge.admit
 	s.newSTUN(&tcfg, log)
 	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
 	s.writeTo = s.tm.WriteTo
@@ -169,6 +192,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.supported = []string{"path", "outbound"}
 	if err := s.openRegistrar(log); err != nil {
 		return nil, err
+	}
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.bansVersion, err = s.edge.load(ctx, s.store)
+		cancel()
+		if err != nil {
+			s.closeRegistrar()
+			return nil, fmt.Errorf("store: bans: %w", err)
+		}
 	}
 
 	ls, err := cfg.Listeners()
@@ -205,6 +237,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.proxy = px
+	if s.ident, err = newIdentity(s, cfg.Identity, log); err != nil {
+		px.Close()
+		if s.media != nil {
+			_ = s.media.Close()
+		}
+		s.closeRegistrar()
+		return nil, err
+	}
 	s.nat = newNATKeeper(s, log)
 	s.mediaEnd.px.Store(px)
 
@@ -217,12 +257,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// §10.3 steps 3-4), then the registrar (420, 400, 404, 423, 200; §10.3)
 		s.auth.Middleware(s.registerTarget),
 		s.registrar.Middleware,
-		s.localUAS,    // requests to the server itself: 420, OPTIONS, 405, 501
-		s.accCalls,    // records of INVITEs answered here without forwarding (server/acc.go)
-		s.proxyCheck,  // requests to route on: 483, 420 Proxy-Require
-		s.proxyAuth,   // requests from our users: 407 (§22.3); trusted peers pass
-		s.accIdentity, // the authenticated user, for those records
-		s.proxy.Route, // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location service
+		s.localUAS,         // requests to the server itself: 420, OPTIONS, 405, 501
+		s.accCalls,         // records of INVITEs answered here without forwarding (server/acc.go)
+		s.proxyCheck,       // requests to route on: 483, 420 Proxy-Require
+		s.proxyAuth,        // requests from our users: 407 (§22.3); trusted peers pass
+		s.accIdentity,      // the authenticated user, for those records
+		s.callLimits,       // toll fraud: concurrent calls, call rates, costly prefixes (486, 403)
+		s.ident.Middleware, // P-Asserted-Identity; STIR/SHAKEN signing and verification (428, 436-438)
+		s.proxy.Route,      // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location service
 	)
 	return s, nil
 }
@@ -266,6 +308,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.registrar.Start()
+	s.edge.start(s.store, s.bansVersion)
 	s.nat.start()
 	for _, q := range s.queues {
 		s.workers.Add(1)
@@ -354,6 +397,7 @@ func (s *Server) shutdownLocked() error {
 	if s.media != nil {
 		_ = s.media.Close()
 	}
+	s.edge.close()
 	s.closeRegistrar()
 	s.restoreRuntime()
 	s.log.Info("stopped")
@@ -390,6 +434,9 @@ type work struct {
 func (s *Server) enqueue(p *transport.Packet) {
 	at := s.now()
 	msg, err := sip.Parse(p.Data)
+	if req, ok := msg.(*sip.Request); ok && !s.edge.request(p, req) {
+		return // a flood or a scanner: no answer
+	}
 	q := s.queues[0]
 	if msg != nil {
 		q = s.queues[shard.Of(msg.Head().CallID, len(s.queues))]
@@ -709,8 +756,12 @@ type packetSender struct {
 
 // Send encodes and sends a response.
 func (ps *packetSender) Send(m sip.Message) error {
-	if _, ok := m.(*sip.Response); !ok {
+	res, ok := m.(*sip.Response)
+	if !ok {
 		return errors.New("server: a server transaction sends responses only")
+	}
+	if res.StatusCode >= 403 {
+		ps.s.edge.refused(ps.remote.Addr(), res.StatusCode)
 	}
 	bp := ps.s.bufs.Get().(*[]byte)
 	buf := m.AppendTo((*bp)[:0])
@@ -796,7 +847,11 @@ func (t *serverTx) RespondStateless(res *sip.Response) error {
 	return t.tx.RespondStateless(res)
 }
 func (t *serverTx) Source() netip.AddrPort { return t.p.Remote }
-func (t *serverTx) Transport() string      { return t.p.Proto }
+
+// PeerNames are the names in the verified certificate of a TLS peer
+// (proxy.PeerNamer: trust by certificate).
+func (t *serverTx) PeerNames() []string { return peerNames(t.p) }
+func (t *serverTx) Transport() string   { return t.p.Proto }
 
 // LocalAddr and Conn tell the registrar the flow a REGISTER came on.
 func (t *serverTx) LocalAddr() netip.AddrPort { return t.p.Local }
@@ -821,6 +876,7 @@ type statelessTx struct {
 func (t *statelessTx) Respond(res *sip.Response) error          { return t.srv.send(t.p, res) }
 func (t *statelessTx) RespondStateless(res *sip.Response) error { return t.srv.send(t.p, res) }
 func (t *statelessTx) Source() netip.AddrPort                   { return t.p.Remote }
+func (t *statelessTx) PeerNames() []string                      { return peerNames(t.p) }
 func (t *statelessTx) Transport() string                        { return t.p.Proto }
 func (t *statelessTx) Flow() proxy.Flow                         { return packetFlow(t.p) }
 
@@ -903,7 +959,7 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 	mac.Write([]byte("hlas proxy flow tokens"))
 	s.flowKey = mac.Sum(nil)
 	if s.auth, err = auth.New(s.cfg.Auth, auth.Env{
-		Secret: secret, Users: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
+		Secret: secret, Users: st, Logger: log, Registerer: s.reg, NewResponse: s.response, Guard: s.edge,
 	}); err != nil {
 		s.closeRegistrar()
 		return fmt.Errorf("config %w", err)
@@ -953,7 +1009,7 @@ func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bo
 func (s *Server) proxyAuth(next Handler) Handler {
 	authed := s.auth.Middleware(auth.ProxyTarget(s.aorDomain))(next)
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if s.proxy.Trusted(tx.Source().Addr()) {
+		if s.proxy.TrustedTx(tx) {
 			next.ServeSIP(ctx, tx, req)
 			return
 		}
@@ -1028,4 +1084,11 @@ func (l locator) Lookup(ctx context.Context, aor sip.URI) ([]proxy.Target, error
 		ts = append(ts, t)
 	}
 	return ts, nil
+}
+
+func peerNames(p *transport.Packet) []string {
+	if p.Conn == nil {
+		return nil
+	}
+	return p.Conn.PeerNames()
 }

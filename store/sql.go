@@ -105,6 +105,11 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		s.user.Close()
 		return nil, err
 	}
+	if err := s.createBans(ctx); err != nil {
+		s.user.Close()
+		s.usersVersion.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

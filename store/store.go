@@ -170,6 +170,7 @@ type Store interface {
 	Users
 	Bindings
 	CDRs
+	Bans
 	// Close releases the database.
 	Close() error
 }

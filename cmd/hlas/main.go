@@ -33,6 +33,7 @@ commands:
   user      subscribers: add, del, passwd, list, import (hlas user -h)
   reg       registrations: list (hlas reg -h)
   cdr       call detail records: list, export, purge (hlas cdr -h)
+  ban       banned sources: list, add, del (hlas ban -h)
   version   print the version
 `
 
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return regMain(args[1:], stdout, stderr)
 	case "cdr":
 		return cdrMain(args[1:], stdout, stderr)
+	case "ban":
+		return banMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,11 @@ type Conn struct {
 	replied   chan struct{} // capacity 1
 
 	keys []connKey // table entries pointing here; guarded by m.mu
+
+	// peerNames are the names of the peer's verified certificate, set
+	// once after the TLS handshake, before c is in the table or any of
+	// its messages is handed on.
+	peerNames []string
 
 	// Send's queue. A writer goroutine runs only while it is not empty,
 	// so an idle connection costs no goroutine and no channel buffer.
@@ -108,6 +114,42 @@ func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) {
 	}
 	st := c.tls.ConnectionState()
 	return st, st.HandshakeComplete
+}
+
+// PeerNames returns the names the peer's certificate proves, for
+// trusting a peer by its certificate rather than its address (mutual
+// TLS): the DNS subjectAltNames of the certificate the handshake verified,
+// then its Subject common name if it is not one of them. On an inbound
+// connection that is the client certificate, verified against
+// TLSConfig.ClientCAs when TLSConfig.ClientAuth asks for verification
+// (VerifyClientCertIfGiven or RequireAndVerifyClientCert); on a dialed
+// one the server's certificate. It is nil for TCP, before the handshake,
+// and when no certificate was verified (none sent, or ClientAuth only
+// requests one, or verification is skipped). The names are as the
+// certificate spells them (compare them case-insensitively); the slice is
+// computed once and shared, so it must not be modified.
+func (c *Conn) PeerNames() []string { return c.peerNames }
+
+// setPeerNames computes PeerNames once the handshake is done. Only a
+// certificate that chained to a trusted root counts: PeerCertificates
+// alone may be whatever the peer sent.
+func (c *Conn) setPeerNames() {
+	if c.tls == nil {
+		return
+	}
+	st := c.tls.ConnectionState()
+	if !st.HandshakeComplete || len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return
+	}
+	cert := st.VerifiedChains[0][0]
+	names := make([]string, 0, len(cert.DNSNames)+1)
+	names = append(names, cert.DNSNames...)
+	if cn := cert.Subject.CommonName; cn != "" && !slices.Contains(names, cn) {
+		names = append(names, cn)
+	}
+	if len(names) > 0 {
+		c.peerNames = names
+	}
 }
 
 func (c *Conn) isClosed() bool { return c.closed.Load() }
@@ -313,6 +355,7 @@ func (m *Manager) readConn(c *Conn) string {
 			st.handshakeErrors.Add(1)
 			return "tls handshake failed: " + err.Error()
 		}
+		c.setPeerNames()
 		if !m.register(c) {
 			return "closed during tls handshake"
 		}
@@ -326,6 +369,11 @@ func (m *Manager) readConn(c *Conn) string {
 		fr, err := f.next()
 		if err != nil {
 			return m.readError(c, err, f.buffered(), r.overdue)
+		}
+		if m.cfg.Admit != nil && !m.cfg.Admit(c.proto, c.remote) {
+			st.dropped.Add(1)
+			st.connsDropped.Add(1)
+			return "refused by admit"
 		}
 		switch fr.kind {
 		case framePing: // RFC 5626 §3.5.1: answer CRLFCRLF with CRLF

@@ -3,6 +3,31 @@
 // bytes to a Handler; it does not parse SIP beyond finding the end of a
 // message on a stream, and it does not import package sip.
 //
+// # Admission
+//
+// Config.Admit, when set, is asked about every source before its input
+// costs anything: each UDP datagram as soon as it is read (before it is
+// copied and before the STUN and keep-alive checks), each accepted stream
+// connection before it is registered or its TLS handshake begins, and each
+// frame read on a stream connection before it reaches the Handler. What
+// it refuses is dropped without an answer (an answer to a flood would
+// amplify it); a refused connection, or one a refused frame arrived on,
+// is closed. This is where a flood guard's bans take effect.
+//
+// # Reading UDP
+//
+// A UDP socket asks for a Config.ReadBuffer receive buffer (4 MiB), so a
+// burst waits in the kernel rather than being dropped there before Admit
+// has seen it. On Linux SO_RCVBUFFORCE is tried first, which exceeds
+// net.core.rmem_max when the process has CAP_NET_ADMIN; otherwise the
+// kernel caps SO_RCVBUF at rmem_max. What was obtained is logged at Debug.
+// On Linux one recvmmsg(2) reads up to Config.ReadBatch datagrams (32),
+// through the socket's RawConn so Go's poller still does the waiting;
+// elsewhere, or with ReadBatch 1, datagrams are read one at a time. Each
+// socket has one reader goroutine. A datagram the Handler gets costs one
+// allocation, its Packet and Data together (up to 8 KiB); one refused
+// costs none.
+//
 // # Framing
 //
 // A UDP datagram is one message, handed on as read (up to 65535 bytes);
@@ -48,6 +73,17 @@
 // larger buffers come from the Manager's pool while a message arrives, and
 // the writer goroutine runs only while something is queued.
 //
+// # Mutual TLS
+//
+// A TLS listener verifies client certificates as Config.TLSConfig says
+// (ClientAuth, ClientCAs): with VerifyClientCertIfGiven a client without a
+// certificate is served, and one whose certificate does not chain to
+// ClientCAs fails the handshake. Conn.PeerNames gives the DNS names and
+// common name of the peer's verified certificate, the client's on an
+// accepted connection and the server's on a dialed one, so that a peer
+// can be trusted by its certificate rather than its address. They are
+// computed once, after the handshake.
+//
 // # Metrics
 //
 // Manager is a prometheus.Collector. Every metric is in namespace hlas,
@@ -68,6 +104,9 @@
 //	hlas_transport_connections_idle_closed_total   connections closed by the idle or the message timeout (TCP, TLS)
 //	hlas_transport_dial_errors_total               failed dials (TCP, TLS)
 //	hlas_transport_tls_handshake_errors_total      failed inbound TLS handshakes (TCP, TLS)
+//	hlas_transport_packets_dropped_total           datagrams and frames refused, by reason (admit)
+//	hlas_transport_connections_dropped_total       connections closed by a refusal, by reason (admit; TCP, TLS)
+//	hlas_transport_reads_total                     UDP reads (system calls) that returned datagrams (UDP)
 //
 // # Logging
 //

@@ -29,6 +29,8 @@ type protoCounters struct {
 	connsAccepted, connsDialed               atomic.Uint64
 	connsRejected, connsIdleClosed           atomic.Uint64
 	dialErrors, handshakeErrors              atomic.Uint64
+	dropped, connsDropped                    atomic.Uint64
+	reads                                    atomic.Uint64
 }
 
 func (c *protoCounters) snapshot() ProtoStats {
@@ -50,6 +52,9 @@ func (c *protoCounters) snapshot() ProtoStats {
 		ConnsIdleClosed: c.connsIdleClosed.Load(),
 		DialErrors:      c.dialErrors.Load(),
 		HandshakeErrors: c.handshakeErrors.Load(),
+		Dropped:         c.dropped.Load(),
+		ConnsDropped:    c.connsDropped.Load(),
+		Reads:           c.reads.Load(),
 	}
 }
 
@@ -74,6 +79,16 @@ type ProtoStats struct {
 	ConnsIdleClosed uint64 // connections closed by IdleTimeout
 	DialErrors      uint64 // outbound dials (TLS handshake included) that failed
 	HandshakeErrors uint64 // inbound TLS handshakes that failed
+	// Dropped counts datagrams and stream frames Config.Admit refused:
+	// read, counted in BytesIn, never handed on.
+	Dropped uint64
+	// ConnsDropped counts stream connections Config.Admit closed, when
+	// accepted or on a refused frame.
+	ConnsDropped uint64
+	// Reads counts the reads that returned datagrams (UDP only): one
+	// system call each, up to Config.ReadBatch datagrams in one. Datagrams
+	// per read near ReadBatch mean the reader is falling behind.
+	Reads uint64
 }
 
 // Stats is a snapshot of the Manager's counters.
@@ -92,21 +107,29 @@ func (m *Manager) Stats() Stats {
 
 // metricDef is one exported metric, read from ProtoStats.
 type metricDef struct {
-	desc       *prometheus.Desc
+	desc       *prometheus.Desc // proto is its one variable label
 	kind       prometheus.ValueType
-	streamOnly bool
+	streamOnly bool // TCP and TLS only
+	udpOnly    bool
 	value      func(ProtoStats) float64
 }
 
 func newMetricDefs() []metricDef {
-	def := func(name, help string, kind prometheus.ValueType, streamOnly bool, value func(ProtoStats) float64) metricDef {
+	// labelled defines a metric with constant labels as well; a reason
+	// label, fixed while there is one reason, leaves room for more.
+	labelled := func(name string, labels prometheus.Labels, help string, kind prometheus.ValueType, streamOnly bool, value func(ProtoStats) float64) metricDef {
 		return metricDef{
-			desc:       prometheus.NewDesc(prometheus.BuildFQName("hlas", "transport", name), help, []string{"proto"}, nil),
+			desc:       prometheus.NewDesc(prometheus.BuildFQName("hlas", "transport", name), help, []string{"proto"}, labels),
 			kind:       kind,
 			streamOnly: streamOnly,
 			value:      value,
 		}
 	}
+	def := func(name, help string, kind prometheus.ValueType, streamOnly bool, value func(ProtoStats) float64) metricDef {
+		return labelled(name, nil, help, kind, streamOnly, value)
+	}
+	admit := prometheus.Labels{"reason": "admit"}
+	udp := func(d metricDef) metricDef { d.udpOnly = true; return d }
 	c, g := prometheus.CounterValue, prometheus.GaugeValue
 	return []metricDef{
 		def("packets_received_total", "SIP messages received and handed on.", c, false, func(s ProtoStats) float64 { return float64(s.PacketsIn) }),
@@ -124,6 +147,9 @@ func newMetricDefs() []metricDef {
 		def("connections_idle_closed_total", "Stream connections closed by the idle timeout or the message timeout (a message that took too long to arrive).", c, true, func(s ProtoStats) float64 { return float64(s.ConnsIdleClosed) }),
 		def("dial_errors_total", "Outbound stream connections that failed.", c, true, func(s ProtoStats) float64 { return float64(s.DialErrors) }),
 		def("tls_handshake_errors_total", "Inbound TLS handshakes that failed.", c, true, func(s ProtoStats) float64 { return float64(s.HandshakeErrors) }),
+		labelled("packets_dropped_total", admit, "Datagrams and stream frames dropped unread, by reason (admit: refused by the admission check, such as a flood guard's ban).", c, false, func(s ProtoStats) float64 { return float64(s.Dropped) }),
+		labelled("connections_dropped_total", admit, "Stream connections closed, by reason (admit: refused by the admission check when accepted or on a frame).", c, true, func(s ProtoStats) float64 { return float64(s.ConnsDropped) }),
+		udp(def("reads_total", "Reads of UDP sockets that returned datagrams, each one system call taking up to the read batch size.", c, false, func(s ProtoStats) float64 { return float64(s.Reads) })),
 	}
 }
 
@@ -135,7 +161,8 @@ func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: every metric has a proto label;
-// connection and framing metrics exist for TCP and TLS only.
+// connection and framing metrics exist for TCP and TLS only, reads for UDP
+// only.
 func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 	s := m.Stats()
 	for _, d := range m.metrics {
@@ -143,7 +170,7 @@ func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 			proto string
 			st    ProtoStats
 		}{{UDP, s.UDP}, {TCP, s.TCP}, {TLS, s.TLS}} {
-			if d.streamOnly && ps.proto == UDP {
+			if (d.streamOnly && ps.proto == UDP) || (d.udpOnly && ps.proto != UDP) {
 				continue
 			}
 			ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.value(ps.st), ps.proto)

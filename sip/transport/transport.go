@@ -31,7 +31,13 @@ const (
 	DefaultMaxConnsPerSource = 64
 	DefaultWriteTimeout      = 5 * time.Second
 	DefaultDialTimeout       = 5 * time.Second
+	DefaultReadBuffer        = 4 << 20
+	DefaultReadBatch         = 32
 )
+
+// maxReadBatch bounds Config.ReadBatch: Linux takes at most 1024
+// messages in one recvmmsg (UIO_MAXIOV).
+const maxReadBatch = 1024
 
 // maxDatagram is the read buffer of a UDP socket: the largest UDP payload.
 const maxDatagram = 65535
@@ -100,6 +106,32 @@ type Config struct {
 	// block (the answer is sent from that socket); local is the
 	// listener's bound address, remote the source, IPv4 unmapped.
 	STUN func(dst, req []byte, local, remote netip.AddrPort) []byte
+	// Admit, when set, decides what the transport lets in, so that a flood
+	// guard can drop a banned or over-limit source before anything is
+	// copied or parsed. It is asked with the protocol (UDP, TCP, TLS) and
+	// the source address, IPv4 unmapped: for every UDP datagram as soon as
+	// it is read, before the STUN and keep-alive checks (false drops it);
+	// for every accepted stream connection before it is registered or its
+	// TLS handshake starts (false closes it); and for every frame read on
+	// a stream connection, keep-alive pings included, before it reaches
+	// the Handler (false drops it and closes the connection). Refusals are
+	// counted (Stats Dropped and ConnsDropped). Admit runs on the reader
+	// goroutines, one call per datagram under a flood, so it must be cheap,
+	// must not block and must be safe for concurrent use.
+	Admit func(proto string, remote netip.AddrPort) bool
+	// ReadBuffer is the receive buffer (SO_RCVBUF) asked for on UDP
+	// sockets, in bytes, so that a burst, or a flood's legitimate
+	// neighbours, wait in the kernel for the reader (and Admit) instead of
+	// being dropped there. Linux caps it at net.core.rmem_max unless the
+	// process may force it (CAP_NET_ADMIN), which is tried first. Default
+	// 4 MiB.
+	ReadBuffer int
+	// ReadBatch is how many datagrams one read takes from a UDP socket on
+	// Linux (one recvmmsg system call), at most 1024; each slot holds a
+	// 64 KiB buffer, so a socket's reader holds ReadBatch times 64 KiB. 1
+	// reads one datagram at a time, as other systems always do. Default
+	// 32.
+	ReadBatch int
 }
 
 // Validate reports the first field with a value New cannot use.
@@ -119,6 +151,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("transport: WriteTimeout %s is negative", c.WriteTimeout)
 	case c.DialTimeout < 0:
 		return fmt.Errorf("transport: DialTimeout %s is negative", c.DialTimeout)
+	case c.ReadBuffer < 0:
+		return fmt.Errorf("transport: ReadBuffer %d is negative", c.ReadBuffer)
+	case c.ReadBatch < 0:
+		return fmt.Errorf("transport: ReadBatch %d is negative", c.ReadBatch)
+	case c.ReadBatch > maxReadBatch:
+		return fmt.Errorf("transport: ReadBatch %d is over %d", c.ReadBatch, maxReadBatch)
 	}
 	return nil
 }
@@ -146,6 +184,13 @@ func (c Config) withDefaults() Config {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = DefaultReadBuffer
+	}
+	if c.ReadBatch <= 0 {
+		c.ReadBatch = DefaultReadBatch
+	}
+	c.ReadBatch = min(c.ReadBatch, maxReadBatch)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -212,6 +257,8 @@ type udpListener struct {
 	pc     *net.UDPConn
 	addr   netip.AddrPort
 	family int // 4, 6, or 0 for a dual-stack socket
+	// readBuffer is the SO_RCVBUF the kernel granted, 0 if unknown.
+	readBuffer int
 }
 
 // streamListener is one TCP socket accepting TCP or TLS connections.
@@ -324,6 +371,7 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 			return nil, fmt.Errorf("transport: listen udp %s: %w", addr, err)
 		}
 		l := &udpListener{pc: pc.(*net.UDPConn), addr: addrPortOf(pc.LocalAddr()), family: family}
+		m.sizeReadBuffer(l)
 		if family == 0 { // a host name or an empty host: go by what was bound
 			switch ip := l.addr.Addr(); {
 			case ip.Is4():
@@ -403,6 +451,12 @@ func (m *Manager) accept(l *streamListener, nc net.Conn) {
 	remote := addrPortOf(nc.RemoteAddr())
 	local := addrPortOf(nc.LocalAddr())
 	st := &m.stats[protoIndex(l.proto)]
+	if m.cfg.Admit != nil && !m.cfg.Admit(l.proto, remote) {
+		st.connsDropped.Add(1)
+		nc.Close()
+		m.log.Debug("connection refused by admit", "proto", l.proto, "remote", remote.String())
+		return
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -622,6 +676,7 @@ func (m *Manager) dial(ctx context.Context, proto string, local, remote netip.Ad
 		nc = tc
 	}
 	c := newConn(m, proto, nc, addrPortOf(nc.LocalAddr()), remote, false)
+	c.setPeerNames()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -717,36 +772,68 @@ func (u *udpListener) reaches(ip netip.Addr) bool {
 	return true
 }
 
-// readUDP reads datagrams until the socket is closed.
+// readUDP reads datagrams until the socket is closed. Admit sees each
+// one before anything else is done with it; one the Handler gets costs
+// one allocation (see newPacket), one refused costs none.
 func (m *Manager) readUDP(l *udpListener) {
 	defer m.wg.Done()
 	st := &m.stats[protoIndex(UDP)]
-	buf := make([]byte, maxDatagram)
+	r := newDatagramReader(l.pc, m.cfg.ReadBatch)
+	admit := m.cfg.Admit
 	var out []byte // STUN answers; allocated on the first
+	// Counts of the current batch, added to st before each packet is
+	// handed on and after the batch: one atomic add per batch under a
+	// flood, yet Stats never lags behind what the Handler has seen.
+	var bytesIn, packetsIn, dropped uint64
+	flush := func() {
+		if bytesIn != 0 {
+			st.bytesIn.Add(bytesIn)
+		}
+		if packetsIn != 0 {
+			st.packetsIn.Add(packetsIn)
+		}
+		if dropped != 0 {
+			st.dropped.Add(dropped)
+		}
+		bytesIn, packetsIn, dropped = 0, 0, 0
+	}
 	for {
-		n, src, err := l.pc.ReadFromUDPAddrPort(buf)
+		k, err := r.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || m.ctx.Err() != nil {
 				return
 			}
 			m.log.Debug("udp read failed", "addr", l.addr.String(), "err", err)
 		}
-		if n == 0 {
-			continue
+		if k > 0 {
+			st.reads.Add(1)
 		}
-		st.bytesIn.Add(uint64(n))
-		if buf[0] < 4 && m.cfg.STUN != nil && isSTUN(buf[:n]) {
-			out = m.answerSTUN(l, out[:0], buf[:n], src)
-			continue
+		for i := range k {
+			b, src := r.datagram(i)
+			src = unmap(src)
+			bytesIn += uint64(len(b))
+			if admit != nil && !admit(UDP, src) {
+				dropped++
+				continue
+			}
+			if len(b) == 0 {
+				continue
+			}
+			if b[0] < 4 && m.cfg.STUN != nil && isSTUN(b) {
+				out = m.answerSTUN(l, out[:0], b, src)
+				continue
+			}
+			if onlyCRLF(b) { // RFC 5626 §3.5.1 style keep-alive: no reply on UDP
+				st.keepalives.Add(1)
+				continue
+			}
+			packetsIn++
+			flush()
+			p := newPacket(b)
+			p.Proto, p.Local, p.Remote = UDP, l.addr, src
+			m.handler.HandlePacket(p)
 		}
-		if onlyCRLF(buf[:n]) { // RFC 5626 §3.5.1 style keep-alive: no reply on UDP
-			st.keepalives.Add(1)
-			continue
-		}
-		st.packetsIn.Add(1)
-		data := make([]byte, n)
-		copy(data, buf[:n])
-		m.handler.HandlePacket(&Packet{Data: data, Proto: UDP, Local: l.addr, Remote: unmap(src)})
+		flush()
 	}
 }
 
@@ -765,11 +852,12 @@ func isSTUN(b []byte) bool {
 }
 
 // answerSTUN hands a STUN datagram to Config.STUN and sends its answer
-// back from the socket it came on. It returns the answer buffer for reuse.
+// back from the socket it came on; src is unmapped. It returns the answer
+// buffer for reuse.
 func (m *Manager) answerSTUN(l *udpListener, out, req []byte, src netip.AddrPort) []byte {
 	st := &m.stats[protoIndex(UDP)]
 	st.stunIn.Add(1)
-	out = m.cfg.STUN(out, req, l.addr, unmap(src))
+	out = m.cfg.STUN(out, req, l.addr, src)
 	if len(out) == 0 {
 		return out
 	}

@@ -731,6 +731,10 @@ func TestConfig(t *testing.T) {
 		{"negative MaxConnsPerSource", Config{MaxConnsPerSource: -1}, "MaxConnsPerSource"},
 		{"negative WriteTimeout", Config{WriteTimeout: -1}, "WriteTimeout"},
 		{"negative DialTimeout", Config{DialTimeout: -1}, "DialTimeout"},
+		{"negative ReadBuffer", Config{ReadBuffer: -1}, "ReadBuffer"},
+		{"negative ReadBatch", Config{ReadBatch: -1}, "ReadBatch"},
+		{"ReadBatch over recvmmsg's limit", Config{ReadBatch: 1025}, "ReadBatch"},
+		{"largest ReadBatch", Config{ReadBatch: 1024}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -742,7 +746,8 @@ func TestConfig(t *testing.T) {
 	}
 	d := Config{}.withDefaults()
 	if d.MaxMessageSize != 65536 || d.IdleTimeout != 5*time.Minute || d.MaxConns != 10000 ||
-		d.MaxConnsPerSource != 64 || d.WriteTimeout != 5*time.Second || d.DialTimeout != 5*time.Second || d.Logger == nil {
+		d.MaxConnsPerSource != 64 || d.WriteTimeout != 5*time.Second || d.DialTimeout != 5*time.Second || d.Logger == nil ||
+		d.ReadBuffer != 4<<20 || d.ReadBatch != 32 {
 		t.Fatalf("defaults %+v", d)
 	}
 }
@@ -777,7 +782,7 @@ hlas_transport_connections_open{proto="TLS"} 0
 		"hlas_transport_packets_received_total", "hlas_transport_connections_open"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(m); n != 6*3+9*2 {
+	if n := testutil.CollectAndCount(m); n != 7*3+10*2+1 {
 		t.Fatalf("%d series", n)
 	}
 }

@@ -1,0 +1,238 @@
+package security
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// limSweepEvery is how often Call drops the counts with nothing left
+	// in their windows.
+	limSweepEvery = int64(time.Minute)
+	// maxNumberLen is how much of a dialled number is looked at: enough
+	// for any E.164 number and then some.
+	maxNumberLen = 32
+	// maxCostlyRules keeps the rules a call matches in one word.
+	maxCostlyRules = 64
+)
+
+// limKey is who calls: a user, or for unauthenticated calls a source.
+type limKey struct {
+	user string
+	src  [16]byte
+}
+
+// callState counts the recent calls of one user or source.
+type callState struct {
+	perMin ring
+	costly []ring // by rule
+	last   int64
+}
+
+// LimiterStats count the calls a Limiter refused, by limit.
+type LimiterStats struct {
+	Concurrent, Rate, SourceRate, Costly uint64
+}
+
+// Limiter applies the call limits against toll fraud. Its methods are
+// safe for concurrent use.
+type Limiter struct {
+	cfg   LimitsConfig
+	rules []costlyRule
+	now   func() time.Time
+	keep  int64 // the longest window
+
+	mu            sync.Mutex
+	m             map[limKey]*callState
+	lastSweep     int64
+	lastFullSweep int64
+
+	concurrent, rate, sourceRate, costly counter
+}
+
+// costlyRule is a CostlyRule with its prefixes normalised.
+type costlyRule struct {
+	Prefixes []string
+	PerHour  int
+}
+
+// NewLimiter checks cfg and returns a Limiter; now is the clock (nil:
+// time.Now).
+func NewLimiter(cfg LimitsConfig, now func() time.Time) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Costly) > maxCostlyRules {
+		return nil, fmt.Errorf("security.limits.costly: at most %d rules", maxCostlyRules)
+	}
+	cfg = cfg.WithDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	l := &Limiter{cfg: cfg, now: now, m: map[limKey]*callState{}, keep: int64(time.Minute)}
+	for _, r := range cfg.Costly {
+		lr := costlyRule{PerHour: r.PerHour}
+		for _, p := range r.Prefixes {
+			n, _ := normNumber(p)
+			lr.Prefixes = append(lr.Prefixes, n)
+		}
+		l.rules = append(l.rules, lr)
+		l.keep = int64(time.Hour)
+	}
+	t := now().UnixNano()
+	l.lastSweep, l.lastFullSweep = t, t
+	return l, nil
+}
+
+// Call decides on a new call from user (empty when not authenticated) at
+// src to dialled (the Request-URI user part), given the calls user has up
+// now. It returns 0 to let the call through, and counts it then; else the
+// status code, 486 for too many calls at once and 403 for a rate or a
+// costly destination, and a text for a Warning header (RFC 3261 §20.43,
+// code 399).
+func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) (code int, warning string) {
+	c := l.cfg
+	if c.ConcurrentCalls > 0 && user != "" && active >= c.ConcurrentCalls {
+		l.concurrent.Add(1)
+		return 486, fmt.Sprintf("too many calls at once (limit %d)", c.ConcurrentCalls)
+	}
+	var matched uint64
+	if len(l.rules) > 0 {
+		var buf [maxNumberLen]byte
+		if num, ok := normInto(buf[:0], dialled); ok && len(num) > 0 {
+			for i, r := range l.rules {
+				for _, p := range r.Prefixes {
+					if len(num) >= len(p) && string(num[:len(p)]) == p {
+						matched |= 1 << i
+						if r.PerHour == 0 {
+							l.costly.Add(1)
+							return 403, fmt.Sprintf("calls to %s are barred", p)
+						}
+						break
+					}
+				}
+			}
+		}
+	}
+	perMin := c.CallsPerMinute
+	what := &l.rate
+	var k limKey
+	if user != "" {
+		k.user = user
+	} else {
+		perMin, what = c.SourceCallsPerMinute, &l.sourceRate
+		k.src = key16(src)
+	}
+	if perMin == 0 && matched == 0 {
+		return 0, ""
+	}
+	now := l.now().UnixNano()
+	minute := int64(time.Minute)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stateLocked(k, now)
+	if perMin > 0 && st.perMin.full(now, perMin, minute) {
+		what.Add(1)
+		if user != "" {
+			return 403, fmt.Sprintf("call rate limit (%d a minute)", perMin)
+		}
+		return 403, fmt.Sprintf("call rate limit for this address (%d a minute)", perMin)
+	}
+	if matched != 0 && st.costly == nil {
+		st.costly = make([]ring, len(l.rules))
+	}
+	for i, r := range l.rules {
+		if matched&(1<<i) != 0 && st.costly[i].full(now, r.PerHour, int64(time.Hour)) {
+			l.costly.Add(1)
+			return 403, fmt.Sprintf("calls to %s limited (%d an hour)", strings.Join(r.Prefixes, ", "), r.PerHour)
+		}
+	}
+	st.last = now
+	if perMin > 0 {
+		st.perMin.push(now, perMin)
+	}
+	for i, r := range l.rules {
+		if matched&(1<<i) != 0 {
+			st.costly[i].push(now, r.PerHour)
+		}
+	}
+	return 0, ""
+}
+
+// stateLocked returns the counts of k, made if need be, keeping the table
+// within MaxTracked.
+func (l *Limiter) stateLocked(k limKey, now int64) *callState {
+	if now-l.lastSweep >= limSweepEvery {
+		l.sweepLocked(now)
+	}
+	if st := l.m[k]; st != nil {
+		return st
+	}
+	if len(l.m) >= l.cfg.MaxTracked {
+		if now-l.lastFullSweep >= int64(time.Second) {
+			l.sweepLocked(now)
+		}
+		for victim := range l.m {
+			if len(l.m) < l.cfg.MaxTracked {
+				break
+			}
+			delete(l.m, victim)
+		}
+	}
+	st := &callState{last: now}
+	k.user = strings.Clone(k.user)
+	l.m[k] = st
+	return st
+}
+
+func (l *Limiter) sweepLocked(now int64) {
+	l.lastSweep, l.lastFullSweep = now, now
+	for k, st := range l.m {
+		if now-st.last > l.keep {
+			delete(l.m, k)
+		}
+	}
+}
+
+// Stats returns the counts of refused calls.
+func (l *Limiter) Stats() LimiterStats {
+	return LimiterStats{l.concurrent.Load(), l.rate.Load(), l.sourceRate.Load(), l.costly.Load()}
+}
+
+// normNumber is normInto for a prefix in the configuration.
+func normNumber(s string) (string, bool) {
+	var buf [maxNumberLen]byte
+	b, ok := normInto(buf[:0], s)
+	if !ok || len(b) == 0 || len(b) == 1 && b[0] == '+' || len(s) > maxNumberLen {
+		return "", false
+	}
+	return string(b), true
+}
+
+// normInto appends the number dialled in s to dst: a leading '+' (or its
+// escape %2B) and the digits, without the visual separators of RFC 3966
+// (-.() and spaces), up to a ';' (URI parameters), at most maxNumberLen
+// bytes. Anything else (letters, * and #) makes it no number: false.
+func normInto(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s) && len(dst) < maxNumberLen; i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			dst = append(dst, c)
+		case c == '+' && len(dst) == 0:
+			dst = append(dst, c)
+		case c == '%' && len(dst) == 0 && i+2 < len(s) && s[i+1] == '2' && (s[i+2] == 'B' || s[i+2] == 'b'):
+			dst = append(dst, '+')
+			i += 2
+		case c == '-' || c == '.' || c == '(' || c == ')' || c == ' ':
+		case c == ';':
+			return dst, true
+		default:
+			return dst, false
+		}
+	}
+	return dst, true
+}

@@ -1,0 +1,253 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/pem"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/server"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/stir"
+	"github.com/hlas-voip/hlas/stir/stirtest"
+	"github.com/hlas-voip/hlas/store"
+	"github.com/hlas-voip/hlas/ua"
+)
+
+// stirPKI is a test STI PKI: a root, a signing certificate with
+// TNAuthList served over HTTPS, and the files the configuration names.
+type stirPKI struct {
+	keyFile, rootsFile, fetchCAFile, x5u string
+	keyPEM                             []byte
+}
+
+func newSTIRPKI(t *testing.T) stirPKI {
+	t.Helper()
+	dir := t.TempDir()
+	root := stirtest.NewCA(t, "test STI root")
+	leaf, key := root.Leaf(t, stirtest.LeafOptions{})
+	srv := stirtest.NewX5UServer(t)
+	srv.Set("/sti/709J.pem", stirtest.PEMChain(leaf))
+	p := stirPKI{
+		keyFile: filepath.Join(dir, "key.pem"), rootsFile: filepath.Join(dir, "roots.pem"),
+		fetchCAFile: filepath.Join(dir, "fetch-ca.pem"), x5u: srv.URL + "/sti/709J.pem",
+		keyPEM: stirtest.KeyPEM(t, key),
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(p.keyFile, p.keyPEM)
+	write(p.rootsFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}))
+	write(p.fetchCAFile, srv.CertPEM)
+	return p
+}
+
+func startSrv(t *testing.T, cfg server.Config) *server.Server {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.DNS = noDNS(t)
+	s, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// passport decodes the claims of an Identity header value.
+func passport(t *testing.T, identity string) string {
+	t.Helper()
+	tok, _, _ := strings.Cut(identity, ";")
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("Identity %q is not a full-form JWS", identity)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Two servers: A authenticates its user and signs the call (attestation
+// A: the user calls from its own number); B trusts A, verifies the
+// Identity (fetching the certificate over HTTPS) and passes the result to
+// the called phone as verstat on P-Asserted-Identity. Calls reaching B
+// from a trusted peer with a tampered, expired or missing Identity are
+// refused (B's policy: reject, Identity required).
+func TestSTIRBetweenTwoServers(t *testing.T) {
+	ctx := context.Background()
+	pki := newSTIRPKI(t)
+
+	invites := make(chan *sip.Request, 4)
+	phone := accPhone(t, "420555000111@b.test", "", func(c *ua.Call) {
+		invites <- c.Request()
+		_ = c.Answer(c.Context())
+	})
+	b := startSrv(t, server.Config{
+		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"b.test"},
+		Routing: proxy.Config{
+			Trusted:   []string{"udp:127.0.0.1", "udp:127.0.0.20"},
+			Locations: map[string][]string{"420555000111@b.test": {phone.Contact().URI.String()}},
+		},
+		Identity: server.Identity{STIR: server.STIR{Roots: pki.rootsFile, FetchCA: pki.fetchCAFile,
+			Require: []string{"127.0.0.0/8"}, Reject: true}},
+	})
+	bAddr := b.Addrs()[0].Addr
+
+	dirA := t.TempDir()
+	st, err := store.Open(ctx, store.Config{Dir: dirA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, auth.NewUser("420111222333", "a.test", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	a, err := server.New(server.Config{
+		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"a.test"}, DataDir: dirA, DNS: noDNS(t),
+		Routing: proxy.Config{
+			Routes: map[string][]string{"b.test": {"udp:" + bAddr.String()}},
+			Rules:  []proxy.Rule{{Domain: "b.test", Action: proxy.ActionResolve}},
+		},
+		Identity: server.Identity{STIR: server.STIR{Key: pki.keyFile, X5U: pki.x5u}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	alice, err := ua.New(ua.Config{User: "420111222333@a.test", Password: "secret", Server: a.Addrs()[0].Addr.String(),
+		T1: accT1, T2: 8 * accT1, T4: 10 * accT1, TimerD: 10 * accT1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+
+	t.Run("signed by A, verified by B", func(t *testing.T) {
+		call, err := alice.Call(ctx, "sip:420555000111@b.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer call.Hangup(ctx)
+		inv := <-invites
+		id := inv.Get("Identity")
+		if id == "" {
+			t.Fatal("the call reached the phone without an Identity header")
+		}
+		claims := passport(t, id)
+		for _, want := range []string{`"attest":"A"`, `"orig":{"tn":"420111222333"}`, `"dest":{"tn":["420555000111"]}`} {
+			if !strings.Contains(claims, want) {
+				t.Errorf("PASSporT %s lacks %s", claims, want)
+			}
+		}
+		if !strings.Contains(id, "info=<"+pki.x5u+">") || !strings.Contains(id, "ppt=shaken") {
+			t.Errorf("Identity parameters: %s", id)
+		}
+		pai := inv.Get("P-Asserted-Identity")
+		if !strings.Contains(pai, "sip:420111222333;verstat=TN-Validation-Passed@a.test") {
+			t.Fatalf("P-Asserted-Identity at the phone: %q, want A's user with verstat passed", pai)
+		}
+	})
+
+	// Raw INVITEs from another trusted peer (127.0.0.20).
+	signer, err := stir.NewSigner(pki.keyPEM, pki.x5u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(t *testing.T, identity string) *sip.Response {
+		t.Helper()
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.20:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		local := c.LocalAddr().String()
+		extra := ""
+		if identity != "" {
+			extra = "Identity: " + identity + "\r\n"
+		}
+		msg := "INVITE sip:420555000111@b.test SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + local + time.Now().Format("150405.000000") + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:420111222333@a.test>;tag=t1\r\nTo: <sip:420555000111@b.test>\r\n" +
+			"Call-ID: stir-" + time.Now().Format("150405.000000") + "\r\nCSeq: 1 INVITE\r\n" +
+			"Contact: <sip:peer@" + local + ">\r\n" + extra + "Content-Length: 0\r\n\r\n"
+		if _, err := c.WriteToUDPAddrPort([]byte(msg), bAddr); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 65536)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatal("no final response")
+			}
+			m, err := sip.Parse(buf[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := m.(*sip.Response); res.StatusCode >= 200 {
+				return res
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		identity func() string
+		code     int
+	}{
+		{"missing where required: 428", func() string { return "" }, 428},
+		{"tampered: 438", func() string {
+			h, err := signer.Sign("420111222333", "420555000111", stir.AttestFull, "", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Another calling number in the payload, the signature kept.
+			tok, params, _ := strings.Cut(h, ";")
+			p := strings.Split(tok, ".")
+			claims, _ := base64.RawURLEncoding.DecodeString(p[1])
+			p[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(claims), "420111222333", "420111222334", 1)))
+			return strings.Join(p, ".") + ";" + params
+		}, 438},
+		{"expired: 403 Stale Date", func() string {
+			h, err := signer.Sign("420111222333", "420555000111", stir.AttestFull, "", time.Now().Add(-2*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := send(t, tc.identity())
+			if res.StatusCode != tc.code {
+				t.Fatalf("got %d %s, want %d", res.StatusCode, res.Reason, tc.code)
+			}
+			if tc.code == 403 && res.Reason != "Stale Date" {
+				t.Errorf("reason %q, want Stale Date", res.Reason)
+			}
+		})
+	}
+	select {
+	case inv := <-invites:
+		t.Fatalf("a refused call reached the phone: %s", inv.CallID)
+	default:
+	}
+}

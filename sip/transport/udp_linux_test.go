@@ -1,0 +1,119 @@
+//go:build linux
+
+package transport
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rmemMax reads net.core.rmem_max, what SO_RCVBUF is capped at.
+func rmemMax(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestReadBuffer: the UDP socket gets ReadBuffer, or, when the process
+// may not force it, as much as net.core.rmem_max allows; what is recorded
+// is what the socket has.
+func TestReadBuffer(t *testing.T) {
+	for _, want := range []int{DefaultReadBuffer, 3<<20 + 4096, 64 << 10} {
+		cfg := Config{ReadBuffer: want}
+		if want == DefaultReadBuffer {
+			cfg.ReadBuffer = 0
+		}
+		m := newManager(t, cfg, nil)
+		listen(t, m, UDP, "127.0.0.1")
+		l := m.udp[0]
+		rc, err := l.pc.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var have int
+		var gerr error
+		if err := rc.Control(func(fd uintptr) { have, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		if l.readBuffer != have/2 {
+			t.Fatalf("recorded %d, the socket has %d", l.readBuffer, have/2)
+		}
+		if max := rmemMax(t); l.readBuffer != want && !(want > max && l.readBuffer == max) {
+			t.Fatalf("ReadBuffer %d: got %d (rmem_max %d): neither forced nor capped", want, l.readBuffer, max)
+		}
+	}
+}
+
+// TestDatagramSource: the addresses recvmmsg writes decode as
+// ReadFromUDPAddrPort would give them (unmapping is readUDP's job), with
+// a scope ID named after its interface.
+func TestDatagramSource(t *testing.T) {
+	ifs, err := net.Interfaces()
+	if err != nil || len(ifs) == 0 {
+		t.Fatal("no interfaces", err)
+	}
+	lo := ifs[0]
+	v4 := func(a string, port uint16) (unix.RawSockaddrInet6, uint32) {
+		var sa unix.RawSockaddrInet6
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		sa4.Family = unix.AF_INET
+		sa4.Addr = netip.MustParseAddr(a).As4()
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], port)
+		return sa, unix.SizeofSockaddrInet4
+	}
+	v6 := func(a string, port uint16, scope uint32) (unix.RawSockaddrInet6, uint32) {
+		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr(a).As16(), Scope_id: scope}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], port)
+		return sa, unix.SizeofSockaddrInet6
+	}
+	type sourceCase struct {
+		name string
+		sa   unix.RawSockaddrInet6
+		n    uint32
+		want string // netip.AddrPort text; "invalid AddrPort" for none
+	}
+	var tests []sourceCase
+	add := func(name string, sa unix.RawSockaddrInet6, n uint32, want string) {
+		tests = append(tests, sourceCase{name, sa, n, want})
+	}
+	sa, n := v4("192.0.2.7", 5060)
+	add("IPv4", sa, n, "192.0.2.7:5060")
+	add("IPv4 short", sa, n-1, "invalid AddrPort")
+	sa, n = v6("2001:db8::1", 5061, 0)
+	add("IPv6", sa, n, "[2001:db8::1]:5061")
+	add("IPv6 short", sa, n-1, "invalid AddrPort")
+	sa, n = v6("::ffff:192.0.2.7", 5062, 0)
+	add("IPv4-mapped", sa, n, "[::ffff:192.0.2.7]:5062")
+	sa, n = v6("fe80::1", 5063, uint32(lo.Index))
+	add("link-local with scope", sa, n, "[fe80::1%"+lo.Name+"]:5063")
+	sa, n = v6("fe80::1", 5064, 1<<30)
+	add("scope of no interface", sa, n, "[fe80::1%1073741824]:5064")
+	add("unknown family", unix.RawSockaddrInet6{Family: unix.AF_UNIX}, unix.SizeofSockaddrInet6, "invalid AddrPort")
+
+	r := &datagramReader{}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.source(&tc.sa, tc.n).String(); got != tc.want {
+				t.Fatalf("source = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if got := testing.AllocsPerRun(10, func() { sa, n := v6("fe80::1", 5063, uint32(lo.Index)); _ = r.source(&sa, n) }); got != 0 {
+		t.Fatalf("a cached zone costs %v allocations", got)
+	}
+}
