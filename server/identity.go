@@ -120,7 +120,7 @@ func (c Identity) validate() error {
 	}
 	for aor, nums := range st.Numbers {
 		for _, n := range nums {
-			if _, ok := stir.NormalizeTN(n); !ok {
+			if _, ok := stir.NormalizeTN(strings.ReplaceAll(n, " ", "")); !ok {
 				return fmt.Errorf("config identity.stir.numbers[%s] %q: not a telephone number", aor, n)
 			}
 		}
@@ -195,7 +195,7 @@ func newIdentity(s *Server, c Identity, log *slog.Logger) (*identity, error) {
 	for aor, nums := range c.STIR.Numbers {
 		set := map[string]bool{}
 		for _, n := range nums {
-			tn, _ := stir.NormalizeTN(n)
+			tn, _ := stir.NormalizeTN(strings.ReplaceAll(n, " ", "")) // "+420 222 333 444" as written by people
 			set[tn] = true
 		}
 		id.numbers[strings.ToLower(aor)] = set

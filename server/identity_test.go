@@ -251,3 +251,67 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 	default:
 	}
 }
+
+// RFC 3325: the server asserts the identity it authenticated, and no
+// identity an untrusted source claims travels on.
+func TestAssertedIdentity(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, auth.NewUser("alice", "example.test", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	invites := make(chan *sip.Request, 2)
+	bob := accPhone(t, "bob@example.test", "", func(c *ua.Call) {
+		invites <- c.Request()
+		_ = c.Reject(486, "")
+	})
+	s := startSrv(t, server.Config{
+		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"example.test"}, DataDir: dir,
+		Routing: proxy.Config{Locations: map[string][]string{"bob@example.test": {bob.Contact().URI.String()}}},
+	})
+	srvAddr := s.Addrs()[0].Addr
+
+	alice, err := ua.New(ua.Config{User: "alice@example.test", Password: "secret", Server: srvAddr.String(),
+		T1: accT1, T2: 8 * accT1, T4: 10 * accT1, TimerD: 10 * accT1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if _, err := alice.Call(ctx, "sip:bob@example.test"); accStatus(err) != 486 {
+		t.Fatalf("call: %v, want 486 from bob", err)
+	}
+	inv := <-invites
+	if got := inv.Values("P-Asserted-Identity"); len(got) != 1 || got[0] != "<sip:alice@example.test>" {
+		t.Fatalf("P-Asserted-Identity at bob: %q, want alice's AOR alone", got)
+	}
+
+	// A caller of another domain (not authenticated, not trusted) claims
+	// an identity: it is removed.
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	msg := "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=z9hG4bKpai1;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:mallory@elsewhere.test>;tag=m1\r\nTo: <sip:bob@example.test>\r\n" +
+		"Call-ID: pai-forged\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@" + local + ">\r\n" +
+		"P-Asserted-Identity: <sip:ceo@example.test>\r\nP-Preferred-Identity: <sip:ceo@example.test>\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), srvAddr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case inv := <-invites:
+		if inv.Get("P-Asserted-Identity") != "" || inv.Get("P-Preferred-Identity") != "" {
+			t.Fatalf("a forged identity reached bob: PAI %q PPI %q", inv.Get("P-Asserted-Identity"), inv.Get("P-Preferred-Identity"))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the INVITE never reached bob")
+	}
+}

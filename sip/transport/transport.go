@@ -116,8 +116,8 @@ type Config struct {
 	// a stream connection, keep-alive pings included, before it reaches
 	// the Handler (false drops it and closes the connection). Refusals are
 	// counted (Stats Dropped and ConnsDropped). Admit runs on the reader
-	// goroutines, one call per datagram under a flood, so it must be cheap,
-	// must not block and must be safe for concurrent use.
+	// and accept goroutines, one call per datagram under a flood, so it
+	// must be cheap, must not block and must be safe for concurrent use.
 	Admit func(proto string, remote netip.AddrPort) bool
 	// ReadBuffer is the receive buffer (SO_RCVBUF) asked for on UDP
 	// sockets, in bytes, so that a burst, or a flood's legitimate
@@ -812,6 +812,9 @@ func (m *Manager) readUDP(l *udpListener) {
 			b, src := r.datagram(i)
 			src = unmap(src)
 			bytesIn += uint64(len(b))
+			if !src.IsValid() { // no address to judge or answer
+				continue
+			}
 			if admit != nil && !admit(UDP, src) {
 				dropped++
 				continue

@@ -117,3 +117,22 @@ func TestDatagramSource(t *testing.T) {
 		t.Fatalf("a cached zone costs %v allocations", got)
 	}
 }
+
+// FuzzDatagramSource: whatever the name buffer holds, decoding it neither
+// panics nor invents an address for a family it does not know.
+func FuzzDatagramSource(f *testing.F) {
+	f.Add([]byte{unix.AF_INET, 0, 0x13, 0xc4, 192, 0, 2, 7}, uint32(unix.SizeofSockaddrInet4))
+	f.Add([]byte{unix.AF_INET6, 0, 0x13, 0xc4}, uint32(unix.SizeofSockaddrInet6))
+	f.Fuzz(func(t *testing.T, raw []byte, n uint32) {
+		var sa unix.RawSockaddrInet6
+		copy((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))[:], raw)
+		r := &datagramReader{}
+		ap := r.source(&sa, n)
+		if ap.IsValid() && sa.Family != unix.AF_INET && sa.Family != unix.AF_INET6 {
+			t.Fatalf("family %d decoded as %s", sa.Family, ap)
+		}
+		if ap.IsValid() && binary.BigEndian.Uint16((*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))[2:4]) != ap.Port() {
+			t.Fatalf("port %d, sockaddr says otherwise", ap.Port())
+		}
+	})
+}
