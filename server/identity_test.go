@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"encoding/base64"
 	"encoding/pem"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/security"
 	"github.com/hlas-voip/hlas/server"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/stir"
@@ -313,5 +315,67 @@ func TestAssertedIdentity(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the INVITE never reached bob")
+	}
+}
+
+// Toll fraud: a user limited to one call at a time gets 486 with a
+// Warning for a second call while the first rings, and can call again
+// once it ended.
+func TestConcurrentCallLimit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser(ctx, auth.NewUser("alice", "example.test", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ringing := make(chan *ua.Call, 4)
+	bob := accPhone(t, "bob@example.test", "", func(c *ua.Call) {
+		_ = c.Ring(c.Context())
+		ringing <- c
+		<-c.Done()
+	})
+	s := startSrv(t, server.Config{
+		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"example.test"}, DataDir: dir,
+		Routing:  proxy.Config{Locations: map[string][]string{"bob@example.test": {bob.Contact().URI.String()}}},
+		Security: security.Config{Limits: security.LimitsConfig{ConcurrentCalls: 1}},
+	})
+	alice, err := ua.New(ua.Config{User: "alice@example.test", Password: "secret", Server: s.Addrs()[0].Addr.String(),
+		T1: accT1, T2: 8 * accT1, T4: 10 * accT1, TimerD: 10 * accT1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	first, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := alice.Call(first, "sip:bob@example.test"); done <- err }()
+	var rung *ua.Call
+	select {
+	case rung = <-ringing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first call never rang")
+	}
+	_, err = alice.Call(ctx, "sip:bob@example.test")
+	var se *ua.StatusError
+	if !errors.As(err, &se) || se.Code != 486 {
+		t.Fatalf("second call while the first rings: %v, want 486", err)
+	}
+	if w := se.Response.Get("Warning"); !strings.Contains(w, "too many calls at once") {
+		t.Fatalf("Warning %q", w)
+	}
+	cancel() // the first call is cancelled (487)
+	<-done
+	<-rung.Done()
+	// The slot is free again: the next call rings.
+	third, cancel3 := context.WithCancel(ctx)
+	defer cancel3()
+	go func() { _, _ = alice.Call(third, "sip:bob@example.test") }()
+	select {
+	case <-ringing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a call after the first ended was refused")
 	}
 }
