@@ -113,14 +113,7 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 	bAddr := b.Addrs()[0].Addr
 
 	dirA := t.TempDir()
-	st, err := store.Open(ctx, store.Config{Dir: dirA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, auth.NewUser("420111222333", "a.test", "secret")); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	addUser(t, dirA, "420111222333", "a.test")
 	a, err := server.New(server.Config{
 		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"a.test"}, DataDir: dirA, DNS: noDNS(t),
 		Routing: proxy.Config{
@@ -259,14 +252,7 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 func TestAssertedIdentity(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, store.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, auth.NewUser("alice", "example.test", "secret")); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	addUser(t, dir, "alice", "example.test")
 	invites := make(chan *sip.Request, 2)
 	bob := accPhone(t, "bob@example.test", "", func(c *ua.Call) {
 		invites <- c.Request()
@@ -324,14 +310,7 @@ func TestAssertedIdentity(t *testing.T) {
 func TestConcurrentCallLimit(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, store.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddUser(ctx, auth.NewUser("alice", "example.test", "secret")); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	addUser(t, dir, "alice", "example.test")
 	ringing := make(chan *ua.Call, 4)
 	bob := accPhone(t, "bob@example.test", "", func(c *ua.Call) {
 		_ = c.Ring(c.Context())
@@ -377,5 +356,20 @@ func TestConcurrentCallLimit(t *testing.T) {
 	case <-ringing:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a call after the first ended was refused")
+	}
+}
+
+// addUser adds user@domain with password "secret" to the store in dir,
+// before a server opens it.
+func addUser(t *testing.T, dir, user, domain string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.AddUser(ctx, auth.NewUser(user, domain, "secret")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -22,6 +22,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/digest"
@@ -143,7 +146,7 @@ func TestSipviciousScannersAreBanned(t *testing.T) {
 	startUA(t, true, "answer", "--register", "--server", srv.UDP4, "--user", "bob@"+secDomain,
 		"--password", bobPassword, "--local", net.JoinHostPort(bobAddr, strconv.Itoa(bobPort)))
 
-	sv := &scanRun{t: t, wrapper: wrapper, port: port}
+	sv := &scanRun{wrapper: wrapper, port: port}
 	tests := []struct {
 		name   string
 		addr   string
@@ -250,7 +253,6 @@ func TestSipviciousScannersAreBanned(t *testing.T) {
 
 // scanRun runs the sipvicious tools through the wrapper.
 type scanRun struct {
-	t       *testing.T
 	wrapper string
 	port    string
 }
@@ -285,7 +287,7 @@ func (s *scanRun) run(t *testing.T, tool, ua, bind, tap string, args ...string) 
 type tapMsg struct {
 	at     time.Time
 	send   bool
-	key    string // Call-ID and CSeq, which match a response to its request
+	key    string // the top Via's branch, which matches a response to its request (svcrack reuses Call-ID and CSeq)
 	ua     string
 	user   string // the user of To, for requests
 	auth   bool   // the request carries credentials
@@ -323,15 +325,15 @@ func readTap(t *testing.T, path string) *tapLog {
 				m.status, _ = strconv.Atoi(f[1])
 			}
 		}
-		var callID, cseq string
 		for _, h := range lines[1:] {
 			name, value, _ := strings.Cut(h, ":")
 			value = strings.TrimSpace(value)
 			switch canonicalName(name) {
-			case "call-id":
-				callID = value
-			case "cseq":
-				cseq = strings.Join(strings.Fields(value), " ")
+			case "via":
+				if m.key == "" {
+					_, params := viaParams(&response{Fields: []headerField{{"via", value}}})
+					m.key = params["branch"]
+				}
 			case "user-agent":
 				m.ua = value
 			case "to":
@@ -343,7 +345,6 @@ func readTap(t *testing.T, path string) *tapLog {
 				m.auth = true
 			}
 		}
-		m.key = callID + "|" + cseq
 		l.msgs = append(l.msgs, m)
 	}
 	return &l
@@ -617,21 +618,27 @@ const (
 	probeAddr  = "127.0.0.21" // the legitimate client during the flood
 	loaderAddr = "127.0.0.30" // measures the capacity; trusted, so never limited
 
-	// floodFactor is how far above the server's capacity the flood aims.
-	floodFactor = 10
+	// floodFactor is how far above the server's capacity the flood aims;
+	// minFloodFactor is the least it must reach (see TestFloodSippBanned).
+	floodFactor    = 10
+	minFloodFactor = 5
 	// floodFor bounds the flood in time.
 	floodFor = 10 * time.Second
-	// maxSipps bounds the sipp processes flooding together.
-	maxSipps = 4
-	// perSipp is a rate one sipp process sustains here with a send-only
-	// scenario (about 30000/s measured); more processes share the rest.
-	perSipp = 25000
+	// sipps is how many sipp processes flood together, each at perSipp: one
+	// sustains about 28000/s with the send-only scenario on the test
+	// machine (2 cores), and four about 115000/s, no more with eight: they
+	// are short of CPU, and take it from the rest. The rest of the flood,
+	// up to floodFactor times the capacity, comes from batchFlood in the
+	// test, from the same address: sendmmsg(2) costs far less per datagram.
+	sipps   = 1
+	perSipp = 10000
 	// probeRate is the legitimate client's rate of OPTIONS.
 	probeRate = 50
 )
 
-// TestFloodSippBanned floods the server from one address with sipp at
-// floodFactor times its capacity, measured first in the same run. The
+// TestFloodSippBanned floods the server from one address at floodFactor
+// times its capacity, measured first in the same run: sipp processes, and
+// batchFlood for the rest, which sipp cannot send on two cores. The
 // flooder must be banned within a second of the flood's start (taken
 // before sipp is even started, so sipp's start-up counts against the
 // server), and another address sending OPTIONS at probeRate must lose at
@@ -662,7 +669,6 @@ func TestFloodSippBanned(t *testing.T) {
 	target := floodFactor * capacity
 	t.Logf("capacity: %.0f OPTIONS/s answered; flood target %.0f/s", capacity, target)
 
-	sipps := min(maxSipps, max(1, int(math.Ceil(target/perSipp))))
 	probe := startProber(t, srv.UDP4, probeAddr, probeRate)
 	time.Sleep(time.Second) // the prober's baseline
 
@@ -676,9 +682,12 @@ func TestFloodSippBanned(t *testing.T) {
 	runs := make([]*sippRun, sipps)
 	ctx, cancel := context.WithTimeout(context.Background(), floodFor+10*time.Second)
 	defer cancel()
-	rate := int(math.Ceil(target / float64(sipps)))
-	calls := int(float64(rate) * floodFor.Seconds())
+	rate := perSipp
+	batchRate := max(0, target-sipps*perSipp)
+	var batchSent atomic.Int64
 	floodStart := time.Now()
+	batchDone := make(chan error, 1)
+	go func() { batchDone <- batchFlood(floodAddr, srv.UDP4, batchRate, floodFor, &batchSent) }()
 	for i := range runs {
 		port, err := freePort(floodAddr, false)
 		if err != nil {
@@ -687,8 +696,9 @@ func TestFloodSippBanned(t *testing.T) {
 		dir := t.TempDir()
 		r := &sippRun{stat: filepath.Join(dir, "stat.csv")}
 		r.cmd = exec.CommandContext(ctx, "sipp", "-sf", scenario, "-t", "u1", "-i", floodAddr, "-p", strconv.Itoa(port),
-			"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(calls), "-l", strconv.Itoa(rate),
-			"-timeout", strconv.Itoa(int(floodFor.Seconds())+5)+"s",
+			// Bounded in time by -timeout (sipp's rate may fall short of -r).
+			"-r", strconv.Itoa(rate), "-rp", "1000", "-l", strconv.Itoa(rate),
+			"-timeout", strconv.Itoa(int(floodFor.Seconds()))+"s",
 			"-trace_stat", "-stf", r.stat, "-fd", "1", "-nostdin", srv.UDP4)
 		r.cmd.Dir = dir
 		r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
@@ -699,6 +709,9 @@ func TestFloodSippBanned(t *testing.T) {
 	}
 	for _, r := range runs {
 		_ = r.cmd.Wait() // sipp exits non-zero when calls "fail"; its count is what matters
+	}
+	if err := <-batchDone; err != nil {
+		t.Errorf("batch flood: %v", err)
 	}
 	floodEnd := time.Now()
 	drops1 := socketDrops(t, srv.UDP4)
@@ -715,6 +728,8 @@ func TestFloodSippBanned(t *testing.T) {
 		n, _ := strconv.Atoi(st["OutgoingCall(C)"])
 		sent += n
 	}
+	sippSent := sent
+	sent += int(batchSent.Load())
 	dur := floodEnd.Sub(floodStart)
 	reached := float64(sent) / dur.Seconds()
 
@@ -741,8 +756,10 @@ func TestFloodSippBanned(t *testing.T) {
 		return rtts[min(len(rtts)-1, int(math.Ceil(p*float64(len(rtts))))-1)]
 	}
 	lossPct := 100 * float64(lost) / float64(max(len(during), 1))
-	t.Logf("flood: %d sipp processes from %s sent %d OPTIONS in %v: %.0f/s = %.1f× the capacity (%.0f/s; target %.0f/s)",
-		sipps, floodAddr, sent, dur.Round(time.Millisecond), reached, reached/capacity, capacity, target)
+	t.Logf("flood: from %s, %d OPTIONS in %v: %.0f/s = %.1f× the capacity (%.0f/s; target %.0f/s); "+
+		"%d sipp processes sent %d (%.0f/s), the batch sender %d",
+		floodAddr, sent, dur.Round(time.Millisecond), reached, reached/capacity, capacity, target,
+		sipps, sippSent, float64(sippSent)/dur.Seconds(), batchSent.Load())
 	if banned {
 		t.Logf("flood: %s banned %v after the flood started (%s)", floodAddr, banAt.Sub(floodStart).Round(time.Millisecond), reason)
 	}
@@ -768,8 +785,13 @@ func TestFloodSippBanned(t *testing.T) {
 	if p99 := pct(0.99); p99 < 0 || p99 >= 50*time.Millisecond {
 		t.Errorf("the legitimate client's p99 answer time during the flood is %v, want under 50ms", p99)
 	}
-	if reached < floodFactor*capacity*0.9 {
-		t.Logf("flood: sipp reached only %.1f× the capacity on this machine", reached/capacity)
+	// On the 2-core test machine the senders and the server share the
+	// CPU: the batch sender alone reaches about 510000/s with the server
+	// idle, but beside sipp, the prober and the server dropping the flood
+	// all of them together reach 7 to 7.5 times the capacity measured
+	// (BENCHMARKS.md). Below minFloodFactor the test would prove little.
+	if reached < minFloodFactor*capacity {
+		t.Errorf("the flood reached %.1f× the capacity, want at least %d× (aimed at %d×)", reached/capacity, minFloodFactor, floodFactor)
 	}
 	srv.assertRunning(t)
 }
@@ -986,4 +1008,73 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// batchFlood sends OPTIONS from src to dst at rate a second for d, 64
+// datagrams per sendmmsg(2), counting them in sent: the part of the flood
+// sipp cannot send here.
+func batchFlood(src, dst string, rate float64, d time.Duration, sent *atomic.Int64) error {
+	if rate <= 0 {
+		return nil
+	}
+	raddr, err := net.ResolveUDPAddr("udp", dst)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, raddr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	req := optionsRequest{Transport: "UDP", SentBy: conn.LocalAddr().String(), Target: dst, RPort: true}
+	msg := req.Bytes() // one request over and over: the flood guard counts them all the same
+	const batch = 64
+	iov := unix.Iovec{Base: &msg[0]}
+	iov.SetLen(len(msg))
+	hdrs := make([]mmsghdr, batch)
+	for i := range hdrs {
+		hdrs[i].hdr.Iov = &iov
+		hdrs[i].hdr.SetIovlen(1)
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var n int64
+	for {
+		elapsed := time.Since(start)
+		if elapsed >= d {
+			return nil
+		}
+		if due := time.Duration(float64(n) / rate * float64(time.Second)); due > elapsed {
+			time.Sleep(due - elapsed)
+			continue
+		}
+		var k uintptr
+		var errno unix.Errno
+		if err := raw.Write(func(fd uintptr) bool {
+			k, _, errno = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), batch, 0, 0, 0)
+			return errno != unix.EAGAIN
+		}); err != nil {
+			return err
+		}
+		switch errno {
+		case 0:
+			n += int64(k)
+			sent.Add(int64(k))
+		case unix.ECONNREFUSED, unix.ENOBUFS:
+			// An ICMP error of an earlier datagram, or a full queue: go on.
+		default:
+			return fmt.Errorf("sendmmsg: %w", errno)
+		}
+	}
+}
+
+// mmsghdr is struct mmsghdr of sendmmsg(2), which x/sys/unix does not
+// define.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
 }
