@@ -86,12 +86,12 @@ type Accounting struct {
 	mu sync.Mutex
 	// calls holds the tracked calls by Call-ID, those sharing one chained
 	// (call.next).
-	calls  map[string]*call
-	n      int // calls tracked
+	calls map[string]*call
+	n     int // calls tracked
 	// perUser counts the tracked calls of each authenticated user, for the
 	// limit on concurrent calls against toll fraud (ActiveCalls).
 	perUser map[string]int
-	closed bool
+	closed  bool
 	// expiring holds the answered calls by deadline; one timer, sweep,
 	// fires at the earliest (sweepAt) and ends those due. sweepGen tells
 	// a stale firing from the current one.

@@ -2,9 +2,9 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -28,7 +28,7 @@ import (
 // TNAuthList served over HTTPS, and the files the configuration names.
 type stirPKI struct {
 	keyFile, rootsFile, fetchCAFile, x5u string
-	keyPEM                             []byte
+	keyPEM                               []byte
 }
 
 func newSTIRPKI(t *testing.T) stirPKI {

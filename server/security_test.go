@@ -259,7 +259,6 @@ func TestExtensionProbingIsBanned(t *testing.T) {
 	}
 }
 
-
 func TestCallRateLimitPerSource(t *testing.T) {
 	sec := untrusted()
 	sec.Limits.SourceCallsPerMinute = 2
