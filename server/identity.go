@@ -76,12 +76,13 @@ type STIR struct {
 	// must carry an Identity header: without one they get 428 Use
 	// Identity Header.
 	Require []string `yaml:"require"`
-	// Reject refuses a call whose Identity fails: 403 Stale Date, 436 Bad
-	// Identity Info, 437 Unsupported Credential or 438 Invalid Identity
-	// Header. Default false: the call goes on with verstat
-	// TN-Validation-Failed and the code in a Reason header (RFC 8224
-	// §6.2.2), for the called party to decide.
-	Reject bool `yaml:"reject"`
+	// Reject lists sources (IP addresses or CIDR prefixes; 0.0.0.0/0 and
+	// ::/0 for all) whose calls are refused when their Identity fails:
+	// 403 Stale Date, 436 Bad Identity Info, 437 Unsupported Credential or
+	// 438 Invalid Identity Header. Calls of other sources go on with
+	// verstat TN-Validation-Failed and the code in a Reason header (RFC
+	// 8224 §6.2.2), for the called party to decide. Default none.
+	Reject []string `yaml:"reject"`
 	// Timeout bounds a certificate fetch. Default 2s.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxAge is how old (or how far in the future) a PASSporT's iat may
@@ -107,9 +108,11 @@ func (c Identity) validate() error {
 			return fmt.Errorf("config identity.stir.%s %q: want A, B or C", name, a)
 		}
 	}
-	for i, s := range st.Require {
-		if _, err := parsePrefixOrAddr(s); err != nil {
-			return fmt.Errorf("config identity.stir.require[%d] %q: want an IP address or CIDR prefix", i, s)
+	for name, list := range map[string][]string{"require": st.Require, "reject": st.Reject} {
+		for i, s := range list {
+			if _, err := parsePrefixOrAddr(s); err != nil {
+				return fmt.Errorf("config identity.stir.%s[%d] %q: want an IP address or CIDR prefix", name, i, s)
+			}
 		}
 	}
 	if len(st.Require) > 0 && st.Roots == "" {
@@ -154,7 +157,7 @@ type identity struct {
 	other   stir.Attestation
 	gateway stir.Attestation // "" when trusted peers' calls are not signed
 	require []netip.Prefix
-	reject  bool
+	reject  []netip.Prefix
 	timeout time.Duration
 	// pool bounds the verifications waiting for a certificate fetch.
 	pool chan struct{}
@@ -167,7 +170,7 @@ type identity struct {
 const maxFetching = 64
 
 func newIdentity(s *Server, c Identity, log *slog.Logger) (*identity, error) {
-	id := &identity{s: s, log: log.With("feature", "identity"), assert: c.assert(), reject: c.STIR.Reject,
+	id := &identity{s: s, log: log.With("feature", "identity"), assert: c.assert(),
 		own: "A", other: "B", gateway: stir.Attestation(c.STIR.AttestTrusted), origID: c.STIR.OrigID,
 		timeout: c.STIR.Timeout, pool: make(chan struct{}, maxFetching)}
 	if c.STIR.AttestOwn != "" {
@@ -203,6 +206,10 @@ func newIdentity(s *Server, c Identity, log *slog.Logger) (*identity, error) {
 	for _, r := range c.STIR.Require {
 		p, _ := parsePrefixOrAddr(r)
 		id.require = append(id.require, p)
+	}
+	for _, r := range c.STIR.Reject {
+		p, _ := parsePrefixOrAddr(r)
+		id.reject = append(id.reject, p)
 	}
 	if c.STIR.Roots != "" {
 		roots, err := loadPool(c.STIR.Roots)
@@ -325,9 +332,11 @@ func assertedIdentity(req *sip.Request, user auth.Identity) string {
 	return u
 }
 
-func (id *identity) required(ip netip.Addr) bool {
+func (id *identity) required(ip netip.Addr) bool { return inPrefixes(id.require, ip) }
+
+func inPrefixes(list []netip.Prefix, ip netip.Addr) bool {
 	ip = ip.Unmap()
-	for _, p := range id.require {
+	for _, p := range list {
 		if p.Contains(ip) {
 			return true
 		}
@@ -461,7 +470,7 @@ func (id *identity) apply(tx ServerTx, req *sip.Request, r stir.Result) bool {
 	}
 	id.results.WithLabelValues("failed_" + strconv.Itoa(r.Code)).Inc()
 	id.log.Info("identity failed", "call_id", req.CallID, "source", tx.Source().String(), "code", r.Code, "err", r.Err)
-	if id.reject {
+	if inPrefixes(id.reject, tx.Source().Addr()) {
 		_ = tx.Respond(id.s.response(req, r.Code, r.Reason))
 		return false
 	}

@@ -104,11 +104,11 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 	b := startSrv(t, server.Config{
 		Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"b.test"},
 		Routing: proxy.Config{
-			Trusted:   []string{"udp:127.0.0.1", "udp:127.0.0.20"},
+			Trusted:   []string{"udp:127.0.0.1", "udp:127.0.0.20", "udp:127.0.0.21"},
 			Locations: map[string][]string{"420555000111@b.test": {phone.Contact().URI.String()}},
 		},
 		Identity: server.Identity{STIR: server.STIR{Roots: pki.rootsFile, FetchCA: pki.fetchCAFile,
-			Require: []string{"127.0.0.0/8"}, Reject: true}},
+			Require: []string{"127.0.0.0/8"}, Reject: []string{"127.0.0.20"}}},
 	})
 	bAddr := b.Addrs()[0].Addr
 
@@ -168,9 +168,9 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(t *testing.T, identity string) *sip.Response {
+	send := func(t *testing.T, from, identity string) *sip.Response {
 		t.Helper()
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.20:0")))
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(from), 0)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,24 +204,26 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 			}
 		}
 	}
+	// tampered is a header signed for another calling number, with the
+	// number in the payload changed back and the signature kept.
+	tampered := func() string {
+		h, err := signer.Sign("420111222334", "420555000111", stir.AttestFull, "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, params, _ := strings.Cut(h, ";")
+		p := strings.Split(tok, ".")
+		claims, _ := base64.RawURLEncoding.DecodeString(p[1])
+		p[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(claims), "420111222334", "420111222333", 1)))
+		return strings.Join(p, ".") + ";" + params
+	}
 	for _, tc := range []struct {
 		name     string
 		identity func() string
 		code     int
 	}{
 		{"missing where required: 428", func() string { return "" }, 428},
-		{"tampered: 438", func() string {
-			h, err := signer.Sign("420111222333", "420555000111", stir.AttestFull, "", time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Another calling number in the payload, the signature kept.
-			tok, params, _ := strings.Cut(h, ";")
-			p := strings.Split(tok, ".")
-			claims, _ := base64.RawURLEncoding.DecodeString(p[1])
-			p[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(claims), "420111222333", "420111222334", 1)))
-			return strings.Join(p, ".") + ";" + params
-		}, 438},
+		{"tampered: 438", tampered, 438},
 		{"expired: 403 Stale Date", func() string {
 			h, err := signer.Sign("420111222333", "420555000111", stir.AttestFull, "", time.Now().Add(-2*time.Minute))
 			if err != nil {
@@ -231,7 +233,7 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 		}, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := send(t, tc.identity())
+			res := send(t, "127.0.0.20", tc.identity())
 			if res.StatusCode != tc.code {
 				t.Fatalf("got %d %s, want %d", res.StatusCode, res.Reason, tc.code)
 			}
@@ -245,6 +247,24 @@ func TestSTIRBetweenTwoServers(t *testing.T) {
 		t.Fatalf("a refused call reached the phone: %s", inv.CallID)
 	default:
 	}
+
+	// A source whose failures are not refused: the call goes on, marked.
+	t.Run("tampered from a source not in reject: marked and passed on", func(t *testing.T) {
+		if res := send(t, "127.0.0.21", tampered()); res.StatusCode != 200 {
+			t.Fatalf("got %d, want the phone's 200", res.StatusCode)
+		}
+		select {
+		case inv := <-invites:
+			if r := inv.Get("Reason"); !strings.Contains(r, "cause=438") {
+				t.Errorf("Reason %q, want cause=438", r)
+			}
+			if u := inv.From.URI.User; !strings.HasSuffix(u, ";verstat=TN-Validation-Failed") {
+				t.Errorf("From user %q, want verstat=TN-Validation-Failed", u)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the marked call never reached the phone")
+		}
+	})
 }
 
 // RFC 3325: the server asserts the identity it authenticated, and no

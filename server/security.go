@@ -258,6 +258,9 @@ func (e *edge) admit(proto string, remote netip.AddrPort) bool {
 // amplify a flood).
 func (e *edge) request(p *transport.Packet, req *sip.Request) bool {
 	ip := p.Remote.Addr()
+	if e.trusted(ip) {
+		return true // before the User-Agent is looked for: a trunk's load pays one prefix check
+	}
 	if !e.guard.AllowRequest(p.Proto, ip) {
 		return false
 	}
