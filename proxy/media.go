@@ -460,36 +460,7 @@ func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, 
 		req.Route = append(req.Route, a)
 	}
 	req.Add("Reason", `SIP;cause=200;text="media timeout"`)
-	// Where to: the flow when there is one, else the first Route or the
-	// Request-URI, resolved.
-	var h Hop
-	if !flow.IsZero() && p.flowUsable(flow) {
-		h = Hop{Proto: flow.Proto, Addr: flow.Remote}
-	} else {
-		next := ruri
-		if len(req.Route) > 0 {
-			next = req.Route[0].URI
-		}
-		hops, err := p.lookupHops(next)
-		if err != nil {
-			p.log.Warn("no BYE: no route", "call-id", callID, "uri", next.String(), "err", err)
-			return
-		}
-		hh, ok := hops.Next()
-		if !ok {
-			return
-		}
-		h, flow = hh, Flow{}
-	}
-	s, err := p.outSide(h.Proto, h.Addr, flow)
-	if err != nil {
-		p.log.Warn("no BYE", "call-id", callID, "err", err)
-		return
-	}
-	params, _ := viaBranch(p.salt^uint64(cseq), p.branchSeq.Add(1))
-	req.Via = []sip.Via{{Proto: "SIP/2.0", Transport: h.Proto, Host: s.host, Port: s.port, Params: params}}
-	snd := &byeSender{p: p, proto: h.Proto, local: s.local, remote: h.Addr, conn: flow.Conn}
-	if _, err := p.env.Transactions.Request(req, snd, func(res *sip.Response, err error) {
+	if err := p.SendRequest(req, flow, func(res *sip.Response, err error) {
 		if err != nil {
 			p.log.Debug("BYE of a call without media failed", "call-id", callID, "err", err)
 		}
@@ -498,7 +469,7 @@ func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, 
 	}
 }
 
-// byeSender sends the proxy's own BYEs.
+// byeSender sends the proxy's own requests (SendRequest).
 type byeSender struct {
 	p      *Proxy
 	proto  string

@@ -222,7 +222,7 @@ func TestLocationAgainstModel(t *testing.T) {
 			f.clock.Add(time.Duration(rng.IntN(120_000)) * time.Millisecond)
 		}
 		if rng.IntN(3) == 0 {
-			f.r.loc.expire(f.clock.Now())
+			f.r.loc.expire(f.clock.Now(), nil)
 		}
 		now = f.clock.Now()
 		for _, u := range users {

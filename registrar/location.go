@@ -188,8 +188,8 @@ func sortBindings(bs []binding) {
 }
 
 // expire turns the wheel to now, dropping the bindings that lapsed. It
-// returns how many.
-func (l *location) expire(now time.Time) int {
+// returns how many, and appends the AORs that lost bindings to aors.
+func (l *location) expire(now time.Time, aors *[]string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	end := now.Unix()
@@ -213,7 +213,12 @@ func (l *location) expire(now time.Time) int {
 				continue // due in a later turn of the wheel
 			}
 			keep = rec.appendLive(keep[:0], nowNs)
-			expired += rec.len() - len(keep)
+			if n := rec.len() - len(keep); n > 0 {
+				expired += n
+				if aors != nil {
+					*aors = append(*aors, rec.one.field(fieldAOR))
+				}
+			}
 			l.setRecordLocked(rec, keep)
 		}
 	}

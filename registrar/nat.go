@@ -152,6 +152,7 @@ func (r *Registrar) Remove(aor, id string, updated time.Time, why string) (bool,
 		ok = r.w.enqueue(writeOp{del: []store.BindingKey{{AOR: aor, ID: id}}, done: &removal{r: r, aor: aor}})
 	}
 	l.mu.Unlock()
+	r.changed(aor)
 	r.log.Info("binding removed", "aor", aor, "contact", contact, "why", why)
 	if !ok {
 		// Closed meanwhile: gone from memory; in the store it lapses.

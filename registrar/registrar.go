@@ -165,6 +165,12 @@ type Env struct {
 	// the To tag and Server header). Default: sip.NewResponse with a
 	// random To tag.
 	NewResponse func(req *sip.Request, code int, reason string) *sip.Response
+	// OnChange, when set, is told the AOR whose bindings changed: a
+	// REGISTER that added, refreshed or removed bindings (once committed),
+	// bindings that lapsed, a binding removed (Remove). It is called
+	// without the registrar's locks held and must not block (the
+	// registration event package notifies from it).
+	OnChange func(aor string)
 }
 
 // Registrar answers REGISTER requests and keeps the location service.
@@ -347,9 +353,18 @@ func (r *Registrar) tick() {
 		case <-r.stop:
 			return
 		case <-t.C:
-			if n := r.loc.expire(r.env.Now()); n > 0 {
+			var aors *[]string
+			if r.env.OnChange != nil {
+				aors = new([]string)
+			}
+			if n := r.loc.expire(r.env.Now(), aors); n > 0 {
 				r.met.expired.Add(float64(n))
 				r.log.Debug("bindings expired", "count", n)
+				if aors != nil {
+					for _, aor := range *aors {
+						r.changed(aor)
+					}
+				}
 			}
 		}
 	}
@@ -602,10 +617,20 @@ func (r *Registrar) serve(tx Tx, req *sip.Request) *registerError {
 	if rec == nil {
 		rec = &record{} // into the map if next has bindings
 	}
+	changed := len(del) > 0
+	for i := range next {
+		changed = changed || next[i].flags&flagFresh != 0
+	}
+	if p != nil {
+		p.changed = changed
+	}
 	r.loc.setRecordLocked(rec, next)
 	if r.w == nil {
 		r.loc.mu.Unlock()
 		r.done(tx, req, res, aor, len(next), nil)
+		if changed {
+			r.changed(aor)
+		}
 		return nil
 	}
 	// Queued under the location lock, so the store sees the changes of
@@ -630,11 +655,23 @@ type pendingRegister struct {
 	res *sip.Response
 	aor string
 	n   int // bindings of the AOR after the change
-	one [1]store.Binding
+	// changed: bindings were added, refreshed or removed (not a fetch).
+	changed bool
+	one     [1]store.Binding
 }
 
 func (p *pendingRegister) committed(err error) {
 	p.r.done(p.tx, p.req, p.res, p.aor, p.n, err)
+	if err == nil && p.changed {
+		p.r.changed(p.aor)
+	}
+}
+
+// changed tells Env.OnChange.
+func (r *Registrar) changed(aor string) {
+	if r.env.OnChange != nil {
+		r.env.OnChange(aor)
+	}
 }
 
 // done answers a REGISTER whose changes were committed, or failed to be.

@@ -559,23 +559,23 @@ func TestExpiry(t *testing.T) {
 	if got := f.r.Lookup("alice@example.test"); len(got) != 1 || got[0].Contact.URI.User != "long" {
 		t.Fatalf("Lookup at expiry = %v", got)
 	}
-	if n := f.r.loc.expire(f.clock.Now()); n != 1 {
+	if n := f.r.loc.expire(f.clock.Now(), nil); n != 1 {
 		t.Fatalf("expired %d, want 1", n)
 	}
 	if aors, n := f.r.loc.stats(); aors != 2 || n != 2 {
 		t.Fatalf("stats %d AORs, %d bindings", aors, n)
 	}
 	f.clock.Add(time.Second)
-	if n := f.r.loc.expire(f.clock.Now()); n != 1 {
+	if n := f.r.loc.expire(f.clock.Now(), nil); n != 1 {
 		t.Fatalf("expired %d, want bob's", n)
 	}
 	// 9000 s is more than one turn of the wheel (4096 slots).
 	f.clock.Add(8000 * time.Second)
-	if n := f.r.loc.expire(f.clock.Now()); n != 0 {
+	if n := f.r.loc.expire(f.clock.Now(), nil); n != 0 {
 		t.Fatalf("expired %d before its time", n)
 	}
 	f.clock.Add(940 * time.Second)
-	if n := f.r.loc.expire(f.clock.Now()); n != 1 {
+	if n := f.r.loc.expire(f.clock.Now(), nil); n != 1 {
 		t.Fatalf("expired %d, want the long one", n)
 	}
 	if aors, n := f.r.loc.stats(); aors != 0 || n != 0 {

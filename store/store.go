@@ -171,6 +171,7 @@ type Store interface {
 	Bindings
 	CDRs
 	Bans
+	Mailboxes
 	// Close releases the database.
 	Close() error
 }

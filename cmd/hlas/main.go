@@ -34,6 +34,7 @@ commands:
   reg       registrations: list (hlas reg -h)
   cdr       call detail records: list, export, purge (hlas cdr -h)
   ban       banned sources: list, add, del (hlas ban -h)
+  mwi       message waiting: set, show (hlas mwi -h)
   version   print the version
 `
 
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cdrMain(args[1:], stdout, stderr)
 	case "ban":
 		return banMain(args[1:], stdout, stderr)
+	case "mwi":
+		return mwiMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
