@@ -209,7 +209,8 @@ func (l Limit) validate(field string) error {
 type FloodLimits struct {
 	// Packets counts every datagram or stream message.
 	Packets Limit `yaml:"packets"`
-	// Requests counts new SIP requests.
+	// Requests counts SIP requests: every one the transport delivers,
+	// retransmissions, ACKs and requests inside dialogs included.
 	Requests Limit `yaml:"requests"`
 }
 
@@ -224,7 +225,8 @@ type FloodConfig struct {
 	// IPv4 address or an IPv6 /64) on one transport. Default rate 300,
 	// burst 600.
 	Packets Limit `yaml:"packets"`
-	// Requests limits the new SIP requests of one source on one transport.
+	// Requests limits the SIP requests of one source on one transport
+	// (every one received, retransmissions and ACKs included).
 	// Default rate 100, burst 300.
 	Requests Limit `yaml:"requests"`
 	// PerTransport overrides Packets and Requests for one transport (udp,
@@ -315,7 +317,9 @@ type DetectConfig struct {
 	// Default 2s.
 	ProbeGrace time.Duration `yaml:"probe_grace"`
 	// Refusals answers with one of RefusalCodes to one source within
-	// RefusalWindow ban it (number scanning). Defaults 20, 1m.
+	// RefusalWindow ban it (number scanning). A successful authentication
+	// from the source starts the count again: a PBX whose calls a carrier
+	// refuses is not a scanner. Defaults 20, 1m.
 	Refusals      int           `yaml:"refusals"`
 	RefusalWindow time.Duration `yaml:"refusal_window"`
 	// RefusalCodes are the status codes Refusals counts. Default 403, 404,

@@ -300,20 +300,11 @@ func (d *Detector) Refused(src netip.Addr, code int) bool {
 		return false
 	}
 	now := d.now().UnixNano()
-	k := key16(src)
-	sh := d.shard(k)
-	sh.mu.Lock()
-	s := d.suspectLocked(sh, k, now)
-	hit := s != nil && s.refusals.add(now, d.cfg.Refusals, d.refusalWindow)
-	if hit {
-		d.dropLocked(sh, k)
-	}
-	sh.mu.Unlock()
-	if !hit {
+	if !d.count(src, now, func(s *suspect) *ring { return &s.refusals }, d.cfg.Refusals, d.refusalWindow) {
 		return false
 	}
 	d.bansRefusals.Add(1)
-	return d.ban(k, now, fmt.Sprintf("scanner: %d refusals in %s", d.cfg.Refusals, d.cfg.RefusalWindow))
+	return d.ban(key16(src), now, fmt.Sprintf("scanner: %d refusals in %s", d.cfg.Refusals, d.cfg.RefusalWindow))
 }
 
 // AuthFailed records wrong credentials from src for account: AuthFailures
@@ -332,27 +323,38 @@ func (d *Detector) AuthFailed(src netip.Addr, account string) bool {
 	if d.cfg.AuthFailures <= 0 {
 		return false
 	}
+	if !d.count(src, now, func(s *suspect) *ring { return &s.auth }, d.cfg.AuthFailures, d.authWindow) {
+		return false
+	}
+	d.bansAuth.Add(1)
+	return d.ban(key16(src), now, fmt.Sprintf("auth: %d failures in %s", d.cfg.AuthFailures, d.cfg.AuthWindow))
+}
+
+// count records an event of src in the ring pick chooses and reports
+// whether it makes n within window; src is forgotten then, its ban
+// being the caller's to place.
+func (d *Detector) count(src netip.Addr, now int64, pick func(*suspect) *ring, n int, window int64) bool {
 	k := key16(src)
 	sh := d.shard(k)
 	sh.mu.Lock()
 	s := d.suspectLocked(sh, k, now)
-	hit := s != nil && s.auth.add(now, d.cfg.AuthFailures, d.authWindow)
+	hit := s != nil && pick(s).add(now, n, window)
 	if hit {
 		d.dropLocked(sh, k)
 	}
 	sh.mu.Unlock()
-	if !hit {
-		return false
-	}
-	d.bansAuth.Add(1)
-	return d.ban(k, now, fmt.Sprintf("auth: %d failures in %s", d.cfg.AuthFailures, d.cfg.AuthWindow))
+	return hit
 }
 
-// AuthSucceeded records good credentials from src: its count of failures
-// starts again (see DetectConfig.AuthFailures). An account's slowdown is
-// left as it is: the attack on it goes on from elsewhere.
+// AuthSucceeded records good credentials from src: its counts of
+// failures and of refusals start again (see DetectConfig.AuthFailures and
+// Refusals). The refusals go too because the server counts every answer
+// it sends, those it relays from further on included: the 404s and 403s
+// a carrier gives an authenticated PBX's misdialled calls are not a scan.
+// An account's slowdown is left as it is: the attack on it goes on from
+// elsewhere.
 func (d *Detector) AuthSucceeded(src netip.Addr, account string) {
-	if d.cfg.AuthFailures <= 0 || d.ignored(src) {
+	if d.cfg.AuthFailures <= 0 && d.cfg.Refusals <= 0 || d.ignored(src) {
 		return
 	}
 	k := key16(src)
@@ -360,6 +362,7 @@ func (d *Detector) AuthSucceeded(src netip.Addr, account string) {
 	sh.mu.Lock()
 	if s := sh.m[k]; s != nil {
 		s.auth.reset()
+		s.refusals.reset()
 	}
 	sh.mu.Unlock()
 }

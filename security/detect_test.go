@@ -268,6 +268,30 @@ func TestDetectorRefusals(t *testing.T) {
 	}
 }
 
+// The refusals a server relays to an authenticated PBX (a carrier's 404s
+// for misdialled numbers) do not add up to a ban: each authentication
+// starts the count again. Without one they do.
+func TestDetectorRefusalsResetByAuthentication(t *testing.T) {
+	clk := newClock()
+	d, bans, _ := newTestDetector(t, clk, DetectConfig{Refusals: 3}, nil)
+	pbx, other := addr("192.0.2.20"), addr("192.0.2.21")
+	for i := 0; i < 10; i++ {
+		d.AuthSucceeded(pbx, "pbx@example.test")
+		for j := 0; j < 2; j++ {
+			if d.Refused(pbx, 404) {
+				t.Fatalf("call %d: an authenticated source banned for relayed refusals", i)
+			}
+		}
+	}
+	d.AuthSucceeded(other, "x@example.test") // another source's success counts for it alone
+	for i := 0; i < 3; i++ {
+		d.Refused(pbx, 404)
+	}
+	if !bans.Banned(pbx) {
+		t.Fatal("three refusals in a row, no authentication between: not banned")
+	}
+}
+
 func TestDetectorAuthFailures(t *testing.T) {
 	clk := newClock()
 	d, bans, rec := newTestDetector(t, clk, DetectConfig{}, nil)

@@ -212,8 +212,9 @@ func (g *Guard) AllowPacketAt(proto string, ip netip.Addr, now time.Time) bool {
 	return g.allow(proto, ip, now.UnixNano(), false)
 }
 
-// AllowRequest is AllowPacket for a new SIP request, counted against the
-// request limit.
+// AllowRequest is AllowPacket for a SIP request, counted against the
+// request limit: any request, as the caller asks before matching it to a
+// transaction.
 func (g *Guard) AllowRequest(proto string, ip netip.Addr) bool {
 	return g.allow(proto, ip, 0, true)
 }

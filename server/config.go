@@ -144,6 +144,10 @@ type Config struct {
 	// Identity is caller identity: P-Asserted-Identity and STIR/SHAKEN;
 	// see Identity and docs/identity.md.
 	Identity Identity `yaml:"identity"`
+	// Events is presence and events: the server as notifier (RFC 6665)
+	// and event state compositor (RFC 3903) for its users; see Events
+	// and docs/events.md.
+	Events Events `yaml:"events"`
 	// TLSClientCA is a PEM file of the authorities whose client
 	// certificates tls listeners verify (mutual TLS): a peer that presents
 	// one can be trusted by name (routing.trusted "cert:NAME"). Clients

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +30,8 @@ type Identity struct {
 	// requests of our users, and removes P-Asserted-Identity and
 	// P-Preferred-Identity from requests of untrusted sources, so that
 	// only an identity the server vouches for travels on. Default true.
+	// Untrusted sources' verstat parameters are removed while this or
+	// STIR is on.
 	Assert *bool `yaml:"assert"`
 	// STIR signs our users' calls and verifies those of trusted peers.
 	STIR STIR `yaml:"stir"`
@@ -47,7 +49,7 @@ type STIR struct {
 	X5U string `yaml:"x5u"`
 	// Numbers lists, per user (user@domain), the telephone numbers it may
 	// call from with full attestation, besides its user name when that is
-	// a number.
+	// a number; a From presenting one is asserted as that number.
 	Numbers map[string][]string `yaml:"numbers"`
 	// AttestOwn is the attestation of a call of an authenticated user
 	// from one of its numbers. Default A.
@@ -191,7 +193,7 @@ func newIdentity(s *Server, c Identity, log *slog.Logger) (*identity, error) {
 			return nil, fmt.Errorf("config identity.stir.key: %w", err)
 		}
 		if id.origID == "" {
-			id.origID = newOrigID()
+			id.origID = stir.NewOrigID()
 		}
 	}
 	id.numbers = map[string]map[string]bool{}
@@ -240,23 +242,6 @@ func newIdentity(s *Server, c Identity, log *slog.Logger) (*identity, error) {
 	return id, nil
 }
 
-// newOrigID makes a random UUID (version 4) for the origid claim.
-func newOrigID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	const hex = "0123456789abcdef"
-	out := make([]byte, 0, 36)
-	for i, c := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
-		}
-		out = append(out, hex[c>>4], hex[c&15])
-	}
-	return string(out)
-}
-
 func loadPool(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
@@ -285,18 +270,36 @@ func (id *identity) Middleware(next Handler) Handler {
 		trusted := id.s.trustedTx(tx)
 		user, authed := auth.FromContext(ctx)
 		authed = authed && user.Authenticated
+		// The request is shared with its server transaction (whose timer
+		// may build a 100 Trying from it meanwhile): changes go to a copy,
+		// made at the first change, which the rest of the chain gets.
+		copied := false
+		edit := func() {
+			if !copied {
+				req, copied = editableCopy(req), true
+			}
+		}
 		if !trusted {
-			if id.assert {
+			if id.assert && (req.Has("P-Asserted-Identity") || req.Has("P-Preferred-Identity")) {
+				edit()
 				req.Del("P-Asserted-Identity")
 				req.Del("P-Preferred-Identity")
 			}
-			if id.signer != nil || id.verify != nil {
+			if (id.signer != nil || id.verify != nil) && req.Has("Identity") {
 				// An Identity is ours to add (for our users) or a
 				// trusted peer's to pass; anyone else's is not believed.
+				edit()
 				req.Del("Identity")
 			}
+			// Nor is a verification result: a phone shows verstat as a
+			// verified caller, and only a verifier may write it.
+			if needsVerstatDrop(req) {
+				edit()
+				dropVerstat(req)
+			}
 			if id.assert && authed && req.To.Tag() == "" {
-				req.Add("P-Asserted-Identity", assertedIdentity(req, user))
+				edit()
+				req.Add("P-Asserted-Identity", id.assertedIdentity(req, user))
 			}
 		}
 		if req.Method != sip.INVITE || req.To.Tag() != "" {
@@ -305,8 +308,10 @@ func (id *identity) Middleware(next Handler) Handler {
 		}
 		switch {
 		case !trusted && authed && id.signer != nil:
+			edit()
 			id.sign(req, user.AOR(), false)
 		case trusted && id.verify != nil && req.Get("Identity") != "":
+			edit()
 			if !id.verifyCall(ctx, tx, req, next) {
 				return // answered, or handed to the pool which goes on
 			}
@@ -316,20 +321,111 @@ func (id *identity) Middleware(next Handler) Handler {
 			_ = tx.Respond(res)
 			return
 		case trusted && id.signer != nil && id.gateway != "" && req.Get("Identity") == "":
+			edit()
 			id.sign(req, "", true)
 		}
 		next.ServeSIP(ctx, tx, req)
 	})
 }
 
+// editableCopy returns a copy of req whose header fields and From can be
+// changed without touching req's (typed lists other than Fields are
+// shared: the identity step does not change them).
+func editableCopy(req *sip.Request) *sip.Request {
+	cp := *req
+	cp.Fields = slices.Clone(req.Fields)
+	return &cp
+}
+
+// needsVerstatDrop reports whether dropVerstat would change req.
+func needsVerstatDrop(req *sip.Request) bool {
+	if hasVerstat(req.From.URI.User) {
+		return true
+	}
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		if hasVerstat(f.Value) && strings.EqualFold(sip.CanonicalName(f.Name), "P-Asserted-Identity") {
+			return true
+		}
+	}
+	return false
+}
+
 // assertedIdentity is the P-Asserted-Identity of an authenticated user:
-// its AOR, with the display name of its From.
-func assertedIdentity(req *sip.Request, user auth.Identity) string {
+// its AOR, or, when its From presents one of its numbers (identity.stir.
+// numbers), that number as a sip URI with user=phone, which the server
+// vouches for and signs with attestation A; with the display name of its
+// From.
+func (id *identity) assertedIdentity(req *sip.Request, user auth.Identity) string {
 	u := "<sip:" + escapeUser(user.Username) + "@" + user.Domain + ">"
+	if own := id.numbers[strings.ToLower(user.AOR())]; len(own) > 0 {
+		num, _, _ := strings.Cut(sip.Unescape(req.From.URI.User), ";")
+		if tn, ok := stir.NormalizeTN(num); ok && own[tn] {
+			u = "<sip:" + escapeUser(num) + "@" + user.Domain + ";user=phone>"
+		}
+	}
 	if n := req.From.Display; n != "" {
 		return n + " " + u // as written: quoted or tokens
 	}
 	return u
+}
+
+// dropVerstat removes the verstat parameters a request from an untrusted
+// source carries in its From and P-Asserted-Identity.
+func dropVerstat(req *sip.Request) {
+	if hasVerstat(req.From.URI.User) {
+		req.From.URI.User = stripVerstat(req.From.URI.User)
+	}
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		if hasVerstat(f.Value) && strings.EqualFold(sip.CanonicalName(f.Name), "P-Asserted-Identity") {
+			f.Value = withoutVerstat(f.Value)
+		}
+	}
+}
+
+// hasVerstat reports whether s holds ";verstat=" in any case.
+func hasVerstat(s string) bool {
+	const p = ";verstat="
+	for i := strings.IndexByte(s, ';'); i >= 0 && len(s)-i >= len(p); {
+		if strings.EqualFold(s[i:i+len(p)], p) {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], ';')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// withoutVerstat removes verstat from the URIs of a header value: each
+// name-addr's (a tel URI's parameters, a sip URI's user part), or the
+// addr-spec's when there is no angle bracket.
+func withoutVerstat(value string) string {
+	if strings.IndexByte(value, '<') < 0 {
+		return stripURIVerstat(value)
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(value, '<')
+		j := strings.IndexByte(value[max(i, 0):], '>')
+		if i < 0 || j < 0 {
+			b.WriteString(value)
+			return b.String()
+		}
+		b.WriteString(value[:i+1])
+		b.WriteString(stripURIVerstat(value[i+1 : i+j]))
+		value = value[i+j:]
+	}
+}
+
+func stripURIVerstat(uri string) string {
+	if at := strings.IndexByte(uri, '@'); at >= 0 {
+		return stripVerstat(uri[:at]) + uri[at:]
+	}
+	return stripVerstat(uri) // tel:
 }
 
 func (id *identity) required(ip netip.Addr) bool { return inPrefixes(id.require, ip) }

@@ -89,7 +89,7 @@ func newEdge(s *Server, cfg security.Config, log *slog.Logger) (*edge, error) {
 func (e *edge) metrics(reg prometheus.Registerer) {
 	e.bansTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "hlas", Subsystem: "security", Name: "bans_total",
-		Help: "Bans placed by the server, by kind: flood, scanner, probe, refusals, auth.",
+		Help: "Bans placed by the server, by kind (the first word of the reason): flood, scanner, auth.",
 	}, []string{"kind"})
 	e.unpersisted = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "hlas", Subsystem: "security", Name: "bans_unpersisted_total",

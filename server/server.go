@@ -105,6 +105,9 @@ type Server struct {
 	bansVersion int64
 	// ident adds and checks caller identity (server/identity.go).
 	ident *identity
+	// events is the notifier and the publications (server/events.go); nil
+	// when events.enabled is false.
+	events *events
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -237,6 +240,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.proxy = px
+	if s.events, err = s.openEvents(log); err != nil {
+		px.Close()
+		if s.media != nil {
+			_ = s.media.Close()
+		}
+		s.closeRegistrar()
+		return nil, fmt.Errorf("config events: %w", err)
+	}
 	if s.ident, err = newIdentity(s, cfg.Identity, log); err != nil {
 		px.Close()
 		if s.media != nil {
@@ -257,6 +268,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// §10.3 steps 3-4), then the registrar (420, 400, 404, 423, 200; §10.3)
 		s.auth.Middleware(s.registerTarget),
 		s.registrar.Middleware,
+		s.eventsInDialog,   // SUBSCRIBE in the notifier's dialogs: refresh, unsubscribe (RFC 6665)
 		s.localUAS,         // requests to the server itself: 420, OPTIONS, 405, 501
 		s.accCalls,         // records of INVITEs answered here without forwarding (server/acc.go)
 		s.proxyCheck,       // requests to route on: 483, 420 Proxy-Require
@@ -264,6 +276,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.accIdentity,      // the authenticated user, for those records
 		s.callLimits,       // toll fraud: concurrent calls, call rates, costly prefixes (486, 403)
 		s.ident.Middleware, // P-Asserted-Identity; STIR/SHAKEN signing and verification (428, 436-438)
+		s.eventsStep,       // SUBSCRIBE and PUBLISH for our users: notifier and compositor (489, 423, 412, 403)
 		s.proxy.Route,      // 482 loops, 403 caller-ID spoofing, in-dialog routing, rules, location service
 	)
 	return s, nil
@@ -309,6 +322,7 @@ func (s *Server) Start() error {
 	}
 	s.registrar.Start()
 	s.edge.start(s.store, s.bansVersion)
+	s.events.start()
 	s.nat.start()
 	for _, q := range s.queues {
 		s.workers.Add(1)
@@ -398,6 +412,7 @@ func (s *Server) shutdownLocked() error {
 		_ = s.media.Close()
 	}
 	s.edge.close()
+	s.events.close()
 	s.closeRegistrar()
 	s.restoreRuntime()
 	s.log.Info("stopped")
@@ -760,7 +775,10 @@ func (ps *packetSender) Send(m sip.Message) error {
 	if !ok {
 		return errors.New("server: a server transaction sends responses only")
 	}
-	if res.StatusCode >= 403 {
+	if res.StatusCode >= 403 && res.Get("Server") == ps.s.cfg.ServerName {
+		// Answers of the server's own only (they carry its Server
+		// header): a carrier's 404s relayed to a customer are no sign
+		// of scanning by the customer.
 		ps.s.edge.refused(ps.remote.Addr(), res.StatusCode)
 	}
 	bp := ps.s.bufs.Get().(*[]byte)
@@ -967,6 +985,11 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 	if s.registrar, err = registrar.New(ctx, s.cfg.Registrar, registrar.Env{
 		Domain: s.aorDomain, IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) }, Supported: s.supported,
 		Store: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
+		OnChange: func(aor string) {
+			if ev := s.events; ev != nil {
+				ev.n.Changed("reg", aor)
+			}
+		},
 	}); err != nil {
 		s.closeRegistrar()
 		return fmt.Errorf("config %w", err)

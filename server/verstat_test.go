@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/stir/stirtest"
 )
@@ -123,6 +124,94 @@ func TestAttestation(t *testing.T) {
 	}
 }
 
+// A user calling from a number of its own (identity.stir.numbers) is
+// asserted with that number and signed with attestation A, the way the
+// handler step does it: P-Asserted-Identity first, then the signature
+// from it. A number not its own leaves the AOR asserted, and the call
+// unsigned (a verifier would find orig and P-Asserted-Identity apart).
+func TestAssertedNumberSigned(t *testing.T) {
+	root := stirtest.NewCA(t, "root")
+	_, key := root.Leaf(t, stirtest.LeafOptions{})
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(keyFile, stirtest.KeyPEM(t, key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{reg: prometheus.NewRegistry()}
+	id, err := newIdentity(s, Identity{STIR: STIR{Key: keyFile, X5U: "https://cert.example/c.pem",
+		Numbers: map[string][]string{"alice@example.test": {"+420 222 333 444"}}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := auth.Identity{Username: "alice", Domain: "example.test", Authenticated: true}
+	for _, tc := range []struct {
+		from, pai, orig string // orig "": not signed
+	}{
+		{"+420222333444", `"Alice" <sip:+420222333444@example.test;user=phone>`, "420222333444"},
+		{"+420999888777", `"Alice" <sip:alice@example.test>`, ""},
+		{"alice", `"Alice" <sip:alice@example.test>`, ""},
+	} {
+		m, err := sip.ParseString("INVITE sip:420555000111@b.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+			"From: \"Alice\" <sip:" + tc.from + "@example.test>;tag=1\r\nTo: <sip:420555000111@b.test>\r\nCall-ID: a\r\n" +
+			"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := m.(*sip.Request)
+		pai := id.assertedIdentity(req, alice)
+		if pai != tc.pai {
+			t.Errorf("From %s: P-Asserted-Identity %q, want %q", tc.from, pai, tc.pai)
+		}
+		req.Add("P-Asserted-Identity", pai)
+		id.sign(req, alice.AOR(), false)
+		h := req.Get("Identity")
+		if tc.orig == "" {
+			if h != "" {
+				t.Errorf("From %s: signed %s", tc.from, h)
+			}
+			continue
+		}
+		tok, _, _ := strings.Cut(h, ";")
+		parts := strings.Split(tok, ".")
+		if len(parts) != 3 {
+			t.Fatalf("From %s: Identity %q", tc.from, h)
+		}
+		claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		if !strings.Contains(string(claims), `"attest":"A"`) || !strings.Contains(string(claims), `"orig":{"tn":"`+tc.orig+`"}`) {
+			t.Errorf("From %s: claims %s, want attestation A from %s", tc.from, claims, tc.orig)
+		}
+	}
+}
+
+// A verification result written by an untrusted source is removed from
+// its From and P-Asserted-Identity; the rest of the URIs stays.
+func TestDropVerstat(t *testing.T) {
+	m, err := sip.ParseString("INVITE sip:bob@b.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+		"From: <sip:+1215;VerStat=TN-Validation-Passed;isub=7@a.test;user=phone>;tag=1\r\nTo: <sip:bob@b.test>\r\n" +
+		"Call-ID: a\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n" +
+		"P-Asserted-Identity: \"X\" <sip:+1215;verstat=TN-Validation-Passed@a.test>, <tel:+1215;verstat=TN-Validation-Passed;npdi>\r\n" +
+		"Subject: x;verstat=TN-Validation-Passed\r\nContent-Length: 0\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := m.(*sip.Request)
+	dropVerstat(req)
+	if u := req.From.URI.User; u != "+1215;isub=7" {
+		t.Errorf("From user %q, want +1215;isub=7", u)
+	}
+	if v, want := req.Get("P-Asserted-Identity"), `"X" <sip:+1215@a.test>, <tel:+1215;npdi>`; v != want {
+		t.Errorf("P-Asserted-Identity %q, want %q", v, want)
+	}
+	if v := req.Get("Subject"); v != "x;verstat=TN-Validation-Passed" {
+		t.Errorf("another header changed: %q", v)
+	}
+	for _, s := range []string{"", ";", "a;verstat", "a;verstat=", ";VERSTAT=x", "a;b;verstat=x"} {
+		want := strings.Contains(strings.ToLower(s), ";verstat=")
+		if got := hasVerstat(s); got != want {
+			t.Errorf("hasVerstat(%q) = %v", s, got)
+		}
+	}
+}
+
 // FuzzVerstat: header values from peers never panic the verstat marking,
 // and a value it accepts carries exactly one verstat afterwards.
 func FuzzVerstat(f *testing.F) {
@@ -131,6 +220,10 @@ func FuzzVerstat(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		_ = uriUser(v)
+		if w := withoutVerstat(v); withoutVerstat(w) != w {
+			t.Fatalf("withoutVerstat not settled: %q → %q → %q", v, w, withoutVerstat(w))
+		}
+		_ = hasVerstat(v)
 		out, ok := withVerstat(v, "TN-Validation-Passed")
 		if !ok {
 			if out != v {

@@ -98,7 +98,7 @@ func (s *Signer) Sign(orig, dest string, attest Attestation, origID string, iat 
 		return "", fmt.Errorf("stir: sign: attestation %q, want A, B or C", attest)
 	}
 	if origID == "" {
-		origID = newUUID()
+		origID = NewOrigID()
 	}
 	p := PASSporT{
 		Header: PASSporTHeader{Alg: AlgES256, Typ: TypPassport, Ppt: PptShaken, X5U: s.x5u},
@@ -115,9 +115,10 @@ func (s *Signer) Sign(orig, dest string, attest Attestation, origID string, iat 
 	return tok + s.suffix, nil
 }
 
-// newUUID returns a random (version 4) UUID, the form ATIS-1000074 gives
-// origid.
-func newUUID() string {
+// NewOrigID returns a random (version 4) UUID, the form ATIS-1000074
+// gives origid: an authentication service makes one for its origination
+// point and signs with it.
+func NewOrigID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	b[6] = b[6]&0x0f | 0x40

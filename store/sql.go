@@ -115,6 +115,16 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		s.usersVersion.Close()
 		return nil, err
 	}
+	if err := s.createPublications(ctx); err != nil {
+		s.user.Close()
+		s.usersVersion.Close()
+		return nil, err
+	}
+	if err := s.createSubscriptions(ctx); err != nil {
+		s.user.Close()
+		s.usersVersion.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

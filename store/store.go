@@ -172,6 +172,8 @@ type Store interface {
 	CDRs
 	Bans
 	Mailboxes
+	Publications
+	Subscriptions
 	// Close releases the database.
 	Close() error
 }

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hlas-voip/hlas/event"
+	"github.com/hlas-voip/hlas/event/msgsum"
+	"github.com/hlas-voip/hlas/event/pidf"
+	"github.com/hlas-voip/hlas/event/reginfo"
+	"github.com/hlas-voip/hlas/store"
+)
+
+// The event packages the server serves for its users, one type each:
+// presence (RFC 3856) from what the presentity's devices PUBLISH, the
+// message-waiting summary (RFC 3842) from the store's mailboxes, and the
+// registration state (RFC 3680) from the registrar.
+
+// sameDomain reports whether two AORs are of one domain.
+func sameDomain(a, b string) bool {
+	_, da, _ := strings.Cut(a, "@")
+	_, db, _ := strings.Cut(b, "@")
+	return da != "" && strings.EqualFold(da, db)
+}
+
+// ownOnly lets a user subscribe to its own state alone (its mailbox, its
+// registrations).
+func ownOnly(watcher, resource string) event.Decision {
+	if watcher != "" && watcher == resource {
+		return event.Active
+	}
+	return event.Rejected
+}
+
+// presencePackage serves "presence": the publications of the
+// presentity's devices composed into one PIDF document, one tuple each.
+// Watchers of the presentity's own domain are allowed; others wait
+// pending (RFC 3857: an authorization the presentity has not given yet).
+type presencePackage struct{ ev *events }
+
+func (presencePackage) Name() string                  { return "presence" }
+func (presencePackage) Accept() []string              { return []string{"application/pidf+xml"} }
+func (presencePackage) DefaultExpires() time.Duration { return time.Hour }
+
+func (presencePackage) Authorize(watcher, resource string) event.Decision {
+	if watcher != "" && sameDomain(watcher, resource) {
+		return event.Active
+	}
+	return event.Pending
+}
+
+func (p presencePackage) Document(sub *event.Subscription, full bool) (string, []byte) {
+	entity := "sip:" + sub.Resource()
+	var docs []*pidf.Document
+	for _, pub := range p.ev.pub.Current("presence", sub.Resource()) {
+		if d, err := pidf.Parse(pub.Body); err == nil {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) == 0 {
+		return "application/pidf+xml", pidf.Closed(entity)
+	}
+	return "application/pidf+xml", pidf.Compose(entity, docs...)
+}
+
+// pidfCodec checks published presence documents.
+type pidfCodec struct{}
+
+func (pidfCodec) ContentTypes() []string { return []string{"application/pidf+xml"} }
+func (pidfCodec) Validate(contentType string, body []byte) error {
+	_, err := pidf.Parse(body)
+	return err
+}
+
+// mwiPackage serves "message-summary" from the store's mailboxes (set by
+// `hlas mwi set`, later by voicemail and the API).
+type mwiPackage struct{ ev *events }
+
+func (mwiPackage) Name() string                  { return "message-summary" }
+func (mwiPackage) Accept() []string              { return []string{"application/simple-message-summary"} }
+func (mwiPackage) DefaultExpires() time.Duration { return time.Hour }
+func (mwiPackage) Authorize(watcher, resource string) event.Decision {
+	return ownOnly(watcher, resource)
+}
+
+func (m mwiPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	mb, err := m.ev.s.store.Mailbox(ctx, sub.Resource())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.ev.log.Error("mailbox", "aor", sub.Resource(), "err", err)
+	}
+	s := msgsum.Summary{Waiting: mb.New > 0, Account: "sip:" + sub.Resource(),
+		Voice: msgsum.Counts{New: uint32(mb.New), Old: uint32(mb.Old), UrgentNew: uint32(mb.UrgentNew), UrgentOld: uint32(mb.UrgentOld)}}
+	return "application/simple-message-summary", s.Marshal()
+}
+
+// pollMailboxes notifies the mailboxes changed since since and returns
+// the time to ask from next.
+func (ev *events) pollMailboxes(since time.Time) time.Time {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := ev.s.store.MailboxesSince(ctx, since)
+	if err != nil {
+		ev.log.Debug("mailboxes", "err", err)
+		return since
+	}
+	for _, m := range list {
+		ev.n.Changed("message-summary", m.AOR)
+		if !m.Updated.Before(since) {
+			since = m.Updated.Add(time.Millisecond)
+		}
+	}
+	return since
+}
+
+// regPackage serves "reg": a user's own bindings (RFC 3680).
+type regPackage struct{ ev *events }
+
+func (regPackage) Name() string                  { return "reg" }
+func (regPackage) Accept() []string              { return []string{"application/reginfo+xml"} }
+func (regPackage) DefaultExpires() time.Duration { return time.Hour }
+func (regPackage) Authorize(watcher, resource string) event.Decision {
+	return ownOnly(watcher, resource)
+}
+
+func (r regPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
+	bs := r.ev.s.registrar.Lookup(sub.Resource())
+	reg := reginfo.Registration{AOR: "sip:" + sub.Resource(), ID: "r-" + sub.ID(), State: "init"}
+	if len(bs) > 0 {
+		reg.State = "active"
+	}
+	for _, b := range bs {
+		reg.Contacts = append(reg.Contacts, reginfo.Contact{ID: b.ID, URI: b.Contact.URI.String(), State: "active",
+			Event: "registered", Expires: uint32(max(time.Until(b.Expires).Seconds(), 0)), Q: qValue(b.Q), CallID: b.CallID, CSeq: b.CSeq})
+	}
+	return "application/reginfo+xml", reginfo.Build(sub.NextVersion(), true, []reginfo.Registration{reg})
+}
+
+// qValue writes a q-value in thousandths as RFC 3261 §20.10 does ("0.5").
+func qValue(q int) string {
+	if q >= 1000 {
+		return "1"
+	}
+	if q <= 0 {
+		return "0"
+	}
+	return strings.TrimRight(fmt.Sprintf("0.%03d", q), "0")
+}

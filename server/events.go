@@ -1,0 +1,291 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/event"
+	"github.com/hlas-voip/hlas/event/publish"
+	"github.com/hlas-voip/hlas/proxy"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/store"
+)
+
+// Events is the presence and events section of the configuration
+// (docs/events.md): the server is the notifier (RFC 6665) and the event
+// state compositor (RFC 3903) for the users of its domains.
+type Events struct {
+	// Enabled turns the server's event packages on; off, SUBSCRIBE and
+	// PUBLISH are routed like any request. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Subscriptions bounds and times subscriptions: min_expires,
+	// max_expires, min_notify_interval, max_subscriptions, max_pending;
+	// see event.Config.
+	Subscriptions event.Config `yaml:"subscriptions"`
+	// Publish bounds publications: min_expires, max_expires,
+	// default_expires, max_body, max_publications, max_per_resource; see
+	// publish.Config.
+	Publish publish.Config `yaml:"publish"`
+}
+
+func (c Events) on() bool { return c.Enabled == nil || *c.Enabled }
+
+// events is the server's notifier with its packages.
+type events struct {
+	s   *Server
+	log *slog.Logger
+	n   *event.Notifier
+	pub *publish.State
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// openEvents builds the notifier and the publication state over the
+// store, with the packages of the files server/event_*.go.
+func (s *Server) openEvents(log *slog.Logger) (*events, error) {
+	if !s.cfg.Events.on() {
+		return nil, nil
+	}
+	ev := &events{s: s, log: log.With("feature", "events"), stop: make(chan struct{})}
+	var err error
+	ev.pub, err = publish.New(s.cfg.Events.Publish, publish.Env{
+		Store: s.store, Logger: log,
+		OnExpire: func(pkg, resource string) {
+			if ev.n != nil {
+				ev.n.Changed(pkg, resource)
+			}
+		},
+	}, map[string]publish.Codec{"presence": pidfCodec{}})
+	if err != nil {
+		return nil, err
+	}
+	ev.n, err = event.New(s.cfg.Events.Subscriptions, event.Env{
+		Sender: eventSender{s}, Clock: s.txl.Config().Clock, Logger: log, Registerer: s.reg,
+		Store:       subscriptionStore{s.store},
+		Contact:     s.ownContact,
+		NewResponse: s.response, ServerName: s.cfg.ServerName,
+	}, presencePackage{ev}, mwiPackage{ev}, regPackage{ev})
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// start runs the goroutine that expires publications and watches the
+// store's mailboxes.
+func (ev *events) start() {
+	if ev == nil {
+		return
+	}
+	ev.wg.Add(1)
+	go ev.run()
+}
+
+func (ev *events) close() {
+	if ev == nil {
+		return
+	}
+	ev.once.Do(func() { close(ev.stop) })
+	ev.wg.Wait()
+	_ = ev.n.Close()
+}
+
+func (ev *events) run() {
+	defer ev.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	since := time.Now()
+	for {
+		select {
+		case <-ev.stop:
+			return
+		case now := <-tick.C:
+			ev.pub.Sweep(now)
+			since = ev.pollMailboxes(since)
+		}
+	}
+}
+
+// ownContact is the Contact of the server's side of a subscription
+// dialog: the listener the SUBSCRIBE came in on, so in-dialog requests
+// come back to it (and to the events step, which recognises the server's
+// own address).
+func (s *Server) ownContact(proto string, local netip.AddrPort) sip.Address {
+	u := sip.URI{Scheme: "sip", Host: hostOf(local.Addr()), Port: int(local.Port())}
+	if local.Addr().IsUnspecified() || !local.IsValid() {
+		// A wildcard socket: the first bound address of the protocol.
+		for _, a := range s.Addrs() {
+			if strings.EqualFold(a.Proto, proto) && !a.Addr.Addr().IsUnspecified() {
+				u.Host, u.Port = hostOf(a.Addr.Addr()), int(a.Addr.Port())
+				break
+			}
+		}
+	}
+	if !strings.EqualFold(proto, "UDP") {
+		u.Params = sip.Params(";transport=" + strings.ToLower(proto))
+	}
+	return sip.Address{URI: u}
+}
+
+func hostOf(ip netip.Addr) string {
+	if ip.Is6() && !ip.Is4In6() {
+		return "[" + ip.String() + "]"
+	}
+	return ip.Unmap().String()
+}
+
+// eventSender sends the notifier's NOTIFYs through the proxy.
+type eventSender struct{ s *Server }
+
+func (es eventSender) SendRequest(req *sip.Request, f event.Flow, done func(*sip.Response, error)) error {
+	return es.s.proxy.SendRequest(req, proxy.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}, done)
+}
+
+func eventFlow(tx ServerTx) event.Flow {
+	if ft, ok := tx.(proxy.FlowTx); ok {
+		f := ft.Flow()
+		return event.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}
+	}
+	return event.Flow{Proto: tx.Transport(), Remote: tx.Source()}
+}
+
+// inDialog is the step before localUAS: a SUBSCRIBE inside one of the
+// notifier's dialogs (a refresh, an unsubscribe) is addressed to the
+// server's own Contact, which localUAS would otherwise answer 405.
+func (s *Server) eventsInDialog(next Handler) Handler {
+	ev := s.events
+	if ev == nil {
+		return next
+	}
+	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		if req.Method == sip.SUBSCRIBE && req.To.Tag() != "" && req.URI.User == "" && s.self.isSelf(&req.URI) {
+			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), "", "")
+			return
+		}
+		next.ServeSIP(ctx, tx, req)
+	})
+}
+
+// eventsStep is the step after authentication: SUBSCRIBE and PUBLISH
+// outside a dialog to a user of our domains are the server's (RFC 6665,
+// RFC 3903); others are routed on. The watcher is the authenticated user,
+// "" for a request nobody authenticated (a user of another domain).
+func (s *Server) eventsStep(next Handler) Handler {
+	ev := s.events
+	if ev == nil {
+		return next
+	}
+	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
+		if (req.Method != sip.SUBSCRIBE && req.Method != sip.PUBLISH) || req.To.Tag() != "" ||
+			req.URI.User == "" || !req.URI.IsSIP() {
+			next.ServeSIP(ctx, tx, req)
+			return
+		}
+		domain, ok := s.aorDomain(&req.URI)
+		if !ok {
+			next.ServeSIP(ctx, tx, req)
+			return
+		}
+		resource := strings.ToLower(sip.Unescape(req.URI.User)) + "@" + domain
+		watcher := ""
+		if id, ok := auth.FromContext(ctx); ok && id.Authenticated {
+			watcher = id.AOR()
+		}
+		if req.Method == sip.SUBSCRIBE {
+			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), watcher, resource)
+			return
+		}
+		ev.publish(tx, req, watcher, resource)
+	})
+}
+
+// publish answers a PUBLISH (RFC 3903 §4.1, §6): only a user may publish
+// its own state.
+func (ev *events) publish(tx ServerTx, req *sip.Request, watcher, resource string) {
+	s := ev.s
+	pkg, _, _ := strings.Cut(req.Get("Event"), ";")
+	pkg = strings.ToLower(strings.TrimSpace(pkg))
+	if pkg != "presence" {
+		res := s.response(req, 489, "")
+		res.Add("Allow-Events", "presence")
+		_ = tx.Respond(res)
+		return
+	}
+	if watcher != resource {
+		_ = tx.Respond(s.response(req, 403, "Only the presentity may publish its state"))
+		return
+	}
+	r := publish.Request{Event: pkg, Resource: resource, IfMatch: req.Get("SIP-If-Match"), Expires: -1,
+		ContentType: req.ContentType, Body: req.Body}
+	if v := req.Get("Expires"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			res := s.response(req, 400, "")
+			res.Add("Warning", `399 hlas "bad Expires"`)
+			_ = tx.Respond(res)
+			return
+		}
+		r.Expires = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out := ev.pub.Publish(ctx, r)
+	cancel()
+	res := s.response(req, out.Code, "")
+	switch {
+	case out.Code >= 200 && out.Code < 300:
+		res.Add("SIP-ETag", out.ETag)
+		res.Add("Expires", strconv.Itoa(out.Expires))
+	case out.Code == 423:
+		res.Add("Min-Expires", strconv.Itoa(out.MinExpires))
+	case out.Code == 415:
+		res.Add("Accept", strings.Join(out.Accept, ", "))
+	case out.Code == 400 && out.Warning != "":
+		res.Add("Warning", `399 hlas "`+warnEscape(out.Warning)+`"`)
+	case out.Code == 503:
+		res.Add("Retry-After", retryAfter)
+	}
+	_ = tx.Respond(res)
+	if out.Changed {
+		ev.n.Changed(pkg, resource)
+	}
+}
+
+// subscriptionStore keeps the notifier's subscriptions in the store, as
+// JSON records.
+type subscriptionStore struct{ st store.Subscriptions }
+
+func (ss subscriptionStore) PutSubscription(ctx context.Context, s event.StoredSubscription) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return ss.st.PutSubscriptionRecord(ctx, s.ID, s.Expires, b)
+}
+
+func (ss subscriptionStore) DeleteSubscription(ctx context.Context, id string) error {
+	return ss.st.DeleteSubscriptionRecord(ctx, id)
+}
+
+func (ss subscriptionStore) Subscriptions(ctx context.Context, now time.Time) ([]event.StoredSubscription, error) {
+	recs, err := ss.st.SubscriptionRecords(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]event.StoredSubscription, 0, len(recs))
+	for _, r := range recs {
+		var s event.StoredSubscription
+		if json.Unmarshal(r, &s) == nil {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
