@@ -41,6 +41,14 @@ type RequestObserver interface {
 	Respond(res *sip.Response, up Upstream, send func())
 }
 
+// ProvisionalObserver is a RequestObserver that also hears the
+// provisional responses (101-199) forwarded upstream, as they go (the
+// dialog event package shows a call ringing: RFC 4235 "early"). It must
+// not block.
+type ProvisionalObserver interface {
+	Provisional(res *sip.Response)
+}
+
 // Upstream describes a response going upstream.
 type Upstream struct {
 	// Target is the branch's target that sent the response (the fork

@@ -509,7 +509,11 @@ func (c *rctx) provisional(b *branch, res *sip.Response) {
 	c.mu.Unlock()
 	if forward {
 		if fwd := stripVia(res); fwd != nil {
-			_ = c.tx.Respond(c.mediaResponse(b, fwd))
+			fwd = c.mediaResponse(b, fwd)
+			_ = c.tx.Respond(fwd)
+			if po, ok := c.acct.(ProvisionalObserver); ok {
+				po.Provisional(fwd)
+			}
 		}
 	}
 }

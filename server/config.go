@@ -363,6 +363,12 @@ func (c Config) Validate() error {
 	if err := c.Identity.validate(); err != nil {
 		return err
 	}
+	if err := c.Events.Subscriptions.Validate(); err != nil {
+		return fmt.Errorf("config events.subscriptions: %w", err)
+	}
+	if err := c.Events.Publish.Validate(); err != nil {
+		return fmt.Errorf("config events.publish: %w", err)
+	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return errors.New("config tls_client_ca: needs tls_cert and tls_key")
 	}

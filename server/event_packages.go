@@ -11,6 +11,7 @@ import (
 	"github.com/hlas-voip/hlas/event/msgsum"
 	"github.com/hlas-voip/hlas/event/pidf"
 	"github.com/hlas-voip/hlas/event/reginfo"
+	"github.com/hlas-voip/hlas/event/winfo"
 	"github.com/hlas-voip/hlas/store"
 )
 
@@ -149,4 +150,27 @@ func qValue(q int) string {
 		return "0"
 	}
 	return strings.TrimRight(fmt.Sprintf("0.%03d", q), "0")
+}
+
+// winfoPackage serves "presence.winfo" (RFC 3857, 3858): a user sees who
+// watches her presence. The notifier notifies it whenever a presence
+// subscription to her comes, changes state or goes.
+type winfoPackage struct{ ev *events }
+
+func (winfoPackage) Name() string                                     { return "presence.winfo" }
+func (winfoPackage) Accept() []string                                 { return []string{"application/watcherinfo+xml"} }
+func (winfoPackage) DefaultExpires() time.Duration                    { return time.Hour }
+func (winfoPackage) Authorize(watcher, resource string) event.Decision { return ownOnly(watcher, resource) }
+
+func (w winfoPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
+	list := winfo.WatcherList{Resource: "sip:" + sub.Resource(), Package: "presence"}
+	for _, wi := range w.ev.n.Watchers("presence", sub.Resource()) {
+		uri := "sip:anonymous@anonymous.invalid" // a watcher nobody authenticated (another domain's)
+		if wi.Watcher != "" {
+			uri = "sip:" + wi.Watcher
+		}
+		list.Watchers = append(list.Watchers, winfo.Watcher{ID: wi.ID, URI: uri, DisplayName: wi.Display,
+			Status: wi.State.String(), Event: wi.Event, DurationSubscribed: uint32(wi.Duration / time.Second)})
+	}
+	return "application/watcherinfo+xml", winfo.Build(sub.NextVersion(), true, []winfo.WatcherList{list})
 }

@@ -64,7 +64,7 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 				ev.n.Changed(pkg, resource)
 			}
 		},
-	}, map[string]publish.Codec{"presence": pidfCodec{}})
+	}, map[string]publish.Codec{"presence": pidfCodec{}, "dialog": dialogCodec{}})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 		Store:       subscriptionStore{s.store},
 		Contact:     s.ownContact,
 		NewResponse: s.response, ServerName: s.cfg.ServerName,
-	}, presencePackage{ev}, mwiPackage{ev}, regPackage{ev})
+	}, presencePackage{ev}, winfoPackage{ev}, dialogPackage{ev}, mwiPackage{ev}, regPackage{ev})
 	if err != nil {
 		return nil, err
 	}
@@ -214,9 +214,9 @@ func (ev *events) publish(tx ServerTx, req *sip.Request, watcher, resource strin
 	s := ev.s
 	pkg, _, _ := strings.Cut(req.Get("Event"), ";")
 	pkg = strings.ToLower(strings.TrimSpace(pkg))
-	if pkg != "presence" {
+	if pkg != "presence" && pkg != "dialog" {
 		res := s.response(req, 489, "")
-		res.Add("Allow-Events", "presence")
+		res.Add("Allow-Events", "presence, dialog")
 		_ = tx.Respond(res)
 		return
 	}

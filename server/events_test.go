@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/event"
+	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/digest"
 	"github.com/hlas-voip/hlas/store"
+	"github.com/hlas-voip/hlas/ua"
 )
 
 // evClient is a minimal user agent over UDP for the event tests: it sends
@@ -174,6 +177,11 @@ func eventServer(t *testing.T, cfg Config) (*Server, netip.AddrPort) {
 		cfg.Listen = []string{"udp:127.0.0.1:0"}
 	}
 	cfg.Domains = []string{"example.test"}
+	if cfg.Events.Subscriptions.MinInterval == 0 {
+		// The rate limit is the event package's to test; here each
+		// change is to be seen at once.
+		cfg.Events.Subscriptions.MinInterval = 10 * time.Millisecond
+	}
 	srv := newTestServer(t, cfg)
 	for _, u := range []string{"alice", "bob", "carol"} {
 		if err := srv.store.AddUser(context.Background(), auth.NewUser(u, "example.test", "secret")); err != nil {
@@ -298,4 +306,99 @@ func TestRegEvent(t *testing.T) {
 	if body := string(n.Body); !strings.Contains(body, `state="active"`) || !strings.Contains(body, "sip:alice@"+phone.addr()) {
 		t.Fatalf("reginfo after the REGISTER:\n%s", body)
 	}
+}
+
+// RFC 3857: alice watches her own watchers and sees bob's subscription
+// come and go.
+func TestWatcherInfo(t *testing.T) {
+	_, addr := eventServer(t, Config{})
+	alice := newEvClient(t, addr, "alice@example.test")
+	if res := alice.subscribe("alice@example.test", "presence.winfo", 3600, "winfo-1", ""); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE presence.winfo: %d", res.StatusCode)
+	}
+	if n := alice.notify(5 * time.Second); !strings.Contains(string(n.Body), `resource="sip:alice@example.test"`) || strings.Contains(string(n.Body), "bob@") {
+		t.Fatalf("first watcherinfo:\n%s", n.Body)
+	}
+	bob := newEvClient(t, addr, "bob@example.test")
+	res := bob.subscribe("alice@example.test", "presence", 3600, "pres-w", "")
+	if res.StatusCode != 200 {
+		t.Fatalf("bob's SUBSCRIBE: %d", res.StatusCode)
+	}
+	n := alice.notify(10 * time.Second)
+	if body := string(n.Body); !strings.Contains(body, "sip:bob@example.test") || !strings.Contains(body, `status="active"`) {
+		t.Fatalf("watcherinfo after bob subscribed:\n%s", body)
+	}
+	// Another user may not read alice's watchers.
+	if res := bob.subscribe("alice@example.test", "presence.winfo", 3600, "winfo-2", ""); res.StatusCode != 403 {
+		t.Fatalf("bob reading alice's watchers: %d, want 403", res.StatusCode)
+	}
+}
+
+// RFC 4235, the busy lamp field: carol watches bob's dialogs; a call from
+// alice to bob shows as early while it rings, confirmed when answered and
+// terminated when alice hangs up.
+func TestBusyLampField(t *testing.T) {
+	ring := make(chan *ua.Call, 1)
+	bob, err := ua.New(ua.Config{User: "bob@example.test", T1: 50 * time.Millisecond, OnCall: func(c *ua.Call) {
+		_ = c.Ring(c.Context())
+		ring <- c
+		<-c.Done()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	srv, addr := eventServer(t, Config{
+		Routing: proxy.Config{Locations: map[string][]string{"bob@example.test": {bob.Contact().URI.String()}}},
+		Events:  Events{Subscriptions: event.Config{MinInterval: 10 * time.Millisecond}},
+	})
+	_ = srv
+	carol := newEvClient(t, addr, "carol@example.test")
+	if res := carol.subscribe("bob@example.test", "dialog", 3600, "blf-1", ""); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE dialog: %d", res.StatusCode)
+	}
+	if n := carol.notify(5 * time.Second); !strings.Contains(string(n.Body), `entity="sip:bob@example.test"`) || strings.Contains(string(n.Body), "<dialog ") {
+		t.Fatalf("first dialog-info (idle):\n%s", n.Body)
+	}
+	// waitState reads NOTIFYs until bob's dialog is in state.
+	waitState := func(state string) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			n := carol.notify(time.Until(deadline))
+			if body := string(n.Body); strings.Contains(body, "<state") && strings.Contains(body, ">"+state+"</state>") {
+				if !strings.Contains(body, `direction="recipient"`) {
+					t.Fatalf("bob's dialog without direction recipient:\n%s", body)
+				}
+				return body
+			}
+		}
+		t.Fatalf("no dialog-info with state %s", state)
+		return ""
+	}
+	alice, err := ua.New(ua.Config{User: "alice@example.test", Password: "secret", Server: addr.String(), T1: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	calls := make(chan *ua.Call, 1)
+	go func() {
+		c, err := alice.Call(ctx, "sip:bob@example.test")
+		if err == nil {
+			calls <- c
+		}
+	}()
+	rung := <-ring
+	waitState("early")
+	if err := rung.Answer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState("confirmed")
+	c := <-calls
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState("terminated")
 }

@@ -106,8 +106,10 @@ type Server struct {
 	// ident adds and checks caller identity (server/identity.go).
 	ident *identity
 	// events is the notifier and the publications (server/events.go); nil
-	// when events.enabled is false.
-	events *events
+	// when events.enabled is false. dialogs sees the proxied calls for the
+	// dialog package (server/event_dialog.go).
+	events  *events
+	dialogs *dialogWatch
 
 	mu      sync.Mutex
 	addrs   []Addr
@@ -224,13 +226,20 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeRegistrar()
 		return nil, err
 	}
+	acct := s.accounting()
+	if cfg.Events.on() {
+		// The dialog event package watches the calls on their way to the
+		// accounting (server/event_dialog.go).
+		s.dialogs = newDialogWatch(s, acct)
+		acct = s.dialogs
+	}
 	px, err := proxy.New(cfg.Routing, proxy.Env{
 		Media: s.media, MediaPolicy: cfg.Media.Relay,
 		DNS: dnsr, FlowKey: s.flowKey,
 		Locator: locator{s}, Identity: auth.URIFromContext,
 		Transactions: s.txl, Network: s.tm, Domains: cfg.Domains, ServerName: cfg.ServerName,
 		IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) },
-		Logger: log, Registerer: s.reg, Accounting: s.accounting(),
+		Logger: log, Registerer: s.reg, Accounting: acct,
 	})
 	if err != nil {
 		if s.media != nil {

@@ -5,9 +5,12 @@ package dialoginfo
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // NS is the dialog-info namespace and ContentType its media type
@@ -75,14 +78,9 @@ func Build(entity string, version uint32, full bool, dialogs []Dialog) []byte {
 			len(d.Remote.Identity) + len(d.Remote.Display) + len(d.Remote.Target)
 	}
 	b := make([]byte, 0, size+size/8)
-	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dialog-info xmlns=\""+NS+"\" version=\""...)
-	b = strconv.AppendUint(b, uint64(version), 10)
-	if full {
-		b = append(b, "\" state=\"full\""...)
-	} else {
-		b = append(b, "\" state=\"partial\""...)
-	}
-	b = appendAttr(b, "entity", entity)
+	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dialog-info xmlns=\""+NS+"\""...)
+	b = xmltext.AppendVersionState(b, version, full)
+	b = xmltext.AppendAttr(b, "entity", entity)
 	b = append(b, ">\n"...)
 	for i := range dialogs {
 		b = appendDialog(b, &dialogs[i])
@@ -92,22 +90,22 @@ func Build(entity string, version uint32, full bool, dialogs []Dialog) []byte {
 
 func appendDialog(b []byte, d *Dialog) []byte {
 	b = append(b, "<dialog"...)
-	b = appendAttr(b, "id", d.ID)
+	b = xmltext.AppendAttr(b, "id", d.ID)
 	if d.CallID != "" {
-		b = appendAttr(b, "call-id", d.CallID)
+		b = xmltext.AppendAttr(b, "call-id", d.CallID)
 	}
 	if d.LocalTag != "" {
-		b = appendAttr(b, "local-tag", d.LocalTag)
+		b = xmltext.AppendAttr(b, "local-tag", d.LocalTag)
 	}
 	if d.RemoteTag != "" {
-		b = appendAttr(b, "remote-tag", d.RemoteTag)
+		b = xmltext.AppendAttr(b, "remote-tag", d.RemoteTag)
 	}
 	if d.Direction != "" {
-		b = appendAttr(b, "direction", d.Direction)
+		b = xmltext.AppendAttr(b, "direction", d.Direction)
 	}
 	b = append(b, "><state"...)
 	if d.Event != "" {
-		b = appendAttr(b, "event", d.Event)
+		b = xmltext.AppendAttr(b, "event", d.Event)
 	}
 	if d.Code != 0 {
 		b = append(b, " code=\""...)
@@ -115,7 +113,7 @@ func appendDialog(b []byte, d *Dialog) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, '>')
-	b = appendEscaped(b, d.State, false)
+	b = xmltext.AppendEscaped(b, d.State, false)
 	b = append(b, "</state>"...)
 	if s := int64(d.Duration / time.Second); s > 0 {
 		b = append(b, "<duration>"...)
@@ -137,28 +135,20 @@ func appendParticipant(b []byte, name string, p *Participant) []byte {
 	if p.Identity != "" {
 		b = append(b, "<identity"...)
 		if p.Display != "" {
-			b = appendAttr(b, "display", p.Display)
+			b = xmltext.AppendAttr(b, "display", p.Display)
 		}
 		b = append(b, '>')
-		b = appendEscaped(b, p.Identity, false)
+		b = xmltext.AppendEscaped(b, p.Identity, false)
 		b = append(b, "</identity>"...)
 	}
 	if p.Target != "" {
 		b = append(b, "<target"...)
-		b = appendAttr(b, "uri", p.Target)
+		b = xmltext.AppendAttr(b, "uri", p.Target)
 		b = append(b, "/>"...)
 	}
 	b = append(b, "</"...)
 	b = append(b, name...)
 	return append(b, '>')
-}
-
-func appendAttr(b []byte, name, value string) []byte {
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	b = appendEscaped(b, value, true)
-	return append(b, '"')
 }
 
 type xmlInfo struct {
@@ -204,24 +194,13 @@ type xmlParticipant struct {
 // Warning of a 400.
 func Parse(b []byte) (*Info, error) {
 	var x xmlInfo
-	if err := decode(b, NS, "dialog-info", &x); err != nil {
+	if err := rules().Decode(b, NS, "dialog-info", &x); err != nil {
 		return nil, err
 	}
 	info := &Info{Entity: strings.TrimSpace(x.Entity)}
-	if x.Version == nil {
-		return nil, errors.New("dialoginfo: <dialog-info> has no version attribute")
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(*x.Version), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("dialoginfo: version %q is not a 32-bit unsigned number", clip(*x.Version))
-	}
-	info.Version = uint32(v)
-	switch x.State {
-	case "full":
-		info.Full = true
-	case "partial":
-	default:
-		return nil, fmt.Errorf("dialoginfo: state %q, want full or partial", clip(x.State))
+	var err error
+	if info.Version, info.Full, err = rules().Versioned("dialog-info", x.Version, x.State); err != nil {
+		return nil, err
 	}
 	if info.Entity == "" {
 		return nil, errors.New("dialoginfo: <dialog-info> has no entity attribute")
@@ -242,32 +221,32 @@ func convertDialog(x *xmlDialog) (Dialog, error) {
 	if d.ID == "" {
 		return d, errors.New("dialoginfo: <dialog> without id attribute")
 	}
-	if d.Direction != "" && !oneOf(d.Direction, "initiator", "recipient") {
-		return d, fmt.Errorf("dialoginfo: dialog %q: direction %q, want initiator or recipient", clip(d.ID), clip(d.Direction))
+	if d.Direction != "" && !slices.Contains([]string{"initiator", "recipient"}, d.Direction) {
+		return d, fmt.Errorf("dialoginfo: dialog %q: direction %q, want initiator or recipient", xmltext.Clip(d.ID), xmltext.Clip(d.Direction))
 	}
 	if len(x.State) != 1 {
-		return d, fmt.Errorf("dialoginfo: dialog %q has %d <state> elements, want 1", clip(d.ID), len(x.State))
+		return d, fmt.Errorf("dialoginfo: dialog %q has %d <state> elements, want 1", xmltext.Clip(d.ID), len(x.State))
 	}
 	st := x.State[0]
 	d.State = strings.TrimSpace(st.Value)
-	if !oneOf(d.State, "trying", "proceeding", "early", "confirmed", "terminated") {
-		return d, fmt.Errorf("dialoginfo: dialog %q: state %q, want trying, proceeding, early, confirmed or terminated", clip(d.ID), clip(d.State))
+	if !slices.Contains([]string{"trying", "proceeding", "early", "confirmed", "terminated"}, d.State) {
+		return d, fmt.Errorf("dialoginfo: dialog %q: state %q, want trying, proceeding, early, confirmed or terminated", xmltext.Clip(d.ID), xmltext.Clip(d.State))
 	}
 	d.Event = st.Event
-	if d.Event != "" && !oneOf(d.Event, "cancelled", "rejected", "replaced", "local-bye", "remote-bye", "error", "timeout") {
-		return d, fmt.Errorf("dialoginfo: dialog %q: state event %q is not one of RFC 4235", clip(d.ID), clip(d.Event))
+	if d.Event != "" && !slices.Contains([]string{"cancelled", "rejected", "replaced", "local-bye", "remote-bye", "error", "timeout"}, d.Event) {
+		return d, fmt.Errorf("dialoginfo: dialog %q: state event %q is not one of RFC 4235", xmltext.Clip(d.ID), xmltext.Clip(d.Event))
 	}
 	if st.Code != "" {
 		c, err := strconv.Atoi(strings.TrimSpace(st.Code))
 		if err != nil || c < 100 || c > 699 {
-			return d, fmt.Errorf("dialoginfo: dialog %q: state code %q is not a response code", clip(d.ID), clip(st.Code))
+			return d, fmt.Errorf("dialoginfo: dialog %q: state code %q is not a response code", xmltext.Clip(d.ID), xmltext.Clip(st.Code))
 		}
 		d.Code = c
 	}
 	if x.Duration != nil {
 		s, err := strconv.ParseUint(strings.TrimSpace(*x.Duration), 10, 31)
 		if err != nil {
-			return d, fmt.Errorf("dialoginfo: dialog %q: duration %q is not a number of seconds", clip(d.ID), clip(*x.Duration))
+			return d, fmt.Errorf("dialoginfo: dialog %q: duration %q is not a number of seconds", xmltext.Clip(d.ID), xmltext.Clip(*x.Duration))
 		}
 		d.Duration = time.Duration(s) * time.Second
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // FuzzParse feeds arbitrary bodies to Parse; whatever it accepts, Build
@@ -78,7 +80,7 @@ func safe(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x80 && !isXMLChar(r)) {
+		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x80 && !xmltext.IsXMLChar(r)) {
 			return false
 		}
 	}

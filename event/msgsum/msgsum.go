@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // ContentType is the media type of a message summary (RFC 3842 §5.1).
@@ -127,15 +129,15 @@ func Parse(b []byte) (Summary, error) {
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || line[0] == ' ' || line[0] == '\t' {
-			return s, fmt.Errorf("msgsum: line %q is not a header", clip(line))
+			return s, fmt.Errorf("msgsum: line %q is not a header", xmltext.Clip(line))
 		}
 		for i := 0; i < len(line); i++ {
 			if c := line[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return s, fmt.Errorf("msgsum: control character in line %q", clip(line))
+				return s, fmt.Errorf("msgsum: control character in line %q", xmltext.Clip(line))
 			}
 		}
 		if !utf8.ValidString(line) {
-			return s, fmt.Errorf("msgsum: line %q is not UTF-8", clip(line))
+			return s, fmt.Errorf("msgsum: line %q is not UTF-8", xmltext.Clip(line))
 		}
 		started = true
 		name = strings.TrimRight(name, " \t")
@@ -166,7 +168,7 @@ func (s *Summary) header(name, value string) (int, error) {
 		case strings.EqualFold(value, "no"):
 			s.Waiting = false
 		default:
-			return 0, fmt.Errorf("msgsum: Messages-Waiting is %q, want yes or no", clip(value))
+			return 0, fmt.Errorf("msgsum: Messages-Waiting is %q, want yes or no", xmltext.Clip(value))
 		}
 		return 1, nil
 	case strings.EqualFold(name, "Message-Account"):
@@ -196,21 +198,21 @@ func parseCounts(v string) (Counts, error) {
 	p := counter{s: v}
 	var ok bool
 	if c.New, ok = p.number(); !ok || !p.expect('/') {
-		return c, fmt.Errorf("%q is not new/old", clip(v))
+		return c, fmt.Errorf("%q is not new/old", xmltext.Clip(v))
 	}
 	if c.Old, ok = p.number(); !ok {
-		return c, fmt.Errorf("%q is not new/old", clip(v))
+		return c, fmt.Errorf("%q is not new/old", xmltext.Clip(v))
 	}
 	if p.expect('(') {
 		if c.UrgentNew, ok = p.number(); !ok || !p.expect('/') {
-			return c, fmt.Errorf("%q: urgent counts are not (new/old)", clip(v))
+			return c, fmt.Errorf("%q: urgent counts are not (new/old)", xmltext.Clip(v))
 		}
 		if c.UrgentOld, ok = p.number(); !ok || !p.expect(')') {
-			return c, fmt.Errorf("%q: urgent counts are not (new/old)", clip(v))
+			return c, fmt.Errorf("%q: urgent counts are not (new/old)", xmltext.Clip(v))
 		}
 	}
 	if p.skip(); p.s != "" {
-		return c, fmt.Errorf("%q has trailing text", clip(v))
+		return c, fmt.Errorf("%q has trailing text", xmltext.Clip(v))
 	}
 	return c, nil
 }
@@ -274,11 +276,4 @@ func normalizeDetails(d string) string {
 		b.WriteString("\r\n")
 	}
 	return b.String()
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/xml"
 	"strconv"
 	"time"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 const (
@@ -42,7 +44,7 @@ func Compose(entity string, docs ...*Document) []byte {
 	b := make([]byte, 0, size)
 	b = append(b, xmlDecl...)
 	b = append(b, rootOpen...)
-	b = appendEscaped(b, entity, true)
+	b = xmltext.AppendEscaped(b, entity, true)
 	b = append(b, "\">\n"...)
 
 	var arr [16]string
@@ -68,10 +70,10 @@ func Compose(entity string, docs ...*Document) []byte {
 			}
 			b = append(b, "<note"...)
 			if n.Lang != "" {
-				b = appendAttr(b, "xml:lang", n.Lang)
+				b = xmltext.AppendAttr(b, "xml:lang", n.Lang)
 			}
 			b = append(b, '>')
-			b = appendEscaped(b, n.Text, false)
+			b = xmltext.AppendEscaped(b, n.Text, false)
 			b = append(b, "</note>\n"...)
 		}
 	}
@@ -140,21 +142,21 @@ func appendTuple(b []byte, t *Tuple, id string) []byte {
 		return appendRaw(b, t.Raw, t.ID, id)
 	}
 	b = append(b, "<tuple"...)
-	b = appendAttr(b, "id", id)
+	b = xmltext.AppendAttr(b, "id", id)
 	b = append(b, "><status>"...)
 	if t.Basic != "" {
 		b = append(b, "<basic>"...)
-		b = appendEscaped(b, t.Basic, false)
+		b = xmltext.AppendEscaped(b, t.Basic, false)
 		b = append(b, "</basic>"...)
 	}
 	b = append(b, "</status>"...)
 	if t.Contact != "" {
 		b = append(b, "<contact"...)
 		if t.Priority != "" {
-			b = appendAttr(b, "priority", t.Priority)
+			b = xmltext.AppendAttr(b, "priority", t.Priority)
 		}
 		b = append(b, '>')
-		b = appendEscaped(b, t.Contact, false)
+		b = xmltext.AppendEscaped(b, t.Contact, false)
 		b = append(b, "</contact>"...)
 	}
 	b = appendNotes(b, "note", t.Notes)
@@ -169,7 +171,7 @@ func appendPerson(b []byte, p *Person, id string) []byte {
 		return appendRaw(b, p.Raw, p.ID, id)
 	}
 	b = append(b, "<dm:person"...)
-	b = appendAttr(b, "id", id)
+	b = xmltext.AppendAttr(b, "id", id)
 	b = append(b, '>')
 	if len(p.Activities) > 0 {
 		b = append(b, "<rpid:activities>"...)
@@ -180,7 +182,7 @@ func appendPerson(b []byte, p *Person, id string) []byte {
 				b = append(b, "/>"...)
 			} else {
 				b = append(b, "<rpid:other>"...)
-				b = appendEscaped(b, a, false)
+				b = xmltext.AppendEscaped(b, a, false)
 				b = append(b, "</rpid:other>"...)
 			}
 		}
@@ -198,10 +200,10 @@ func appendNotes(b []byte, name string, notes []Note) []byte {
 		b = append(b, '<')
 		b = append(b, name...)
 		if n.Lang != "" {
-			b = appendAttr(b, "xml:lang", n.Lang)
+			b = xmltext.AppendAttr(b, "xml:lang", n.Lang)
 		}
 		b = append(b, '>')
-		b = appendEscaped(b, n.Text, false)
+		b = xmltext.AppendEscaped(b, n.Text, false)
 		b = append(b, "</"...)
 		b = append(b, name...)
 		b = append(b, '>')
@@ -241,10 +243,10 @@ func appendRaw(b, raw []byte, oldID, newID string) []byte {
 		if a.Name.Space == "" && a.Name.Local == "id" {
 			v, found = newID, true
 		}
-		b = appendAttr(b, qname(a.Name), v)
+		b = xmltext.AppendAttr(b, qname(a.Name), v)
 	}
 	if !found {
-		b = appendAttr(b, "id", newID)
+		b = xmltext.AppendAttr(b, "id", newID)
 	}
 	if off >= 2 && raw[off-2] == '/' {
 		b = append(b, "/>"...)

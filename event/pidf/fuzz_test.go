@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // FuzzParse feeds arbitrary bodies to Parse. Whatever it accepts must
@@ -111,7 +113,7 @@ func xmlSafe(s string) bool {
 		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' {
 			return false
 		}
-		if r >= 0x80 && !isXMLChar(r) {
+		if r >= 0x80 && !xmltext.IsXMLChar(r) {
 			return false
 		}
 	}

@@ -6,14 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // ErrTooLarge is returned (wrapped) by Parse for a body above MaxSize; the
 // caller answers it with 413 rather than 400.
 var ErrTooLarge = errors.New("pidf: document larger than 64 KiB")
+
+// rules are the limits and error prefix Parse applies; a function rather
+// than a variable so that nothing can change them.
+func rules() xmltext.Rules {
+	return xmltext.Rules{Prefix: "pidf", MaxSize: MaxSize, MaxDepth: MaxDepth, TooLarge: ErrTooLarge}
+}
 
 const nsXML = "http://www.w3.org/XML/1998/namespace"
 
@@ -70,14 +78,11 @@ type binding struct{ prefix, uri string }
 // id and a status whose basic, if any, is open or closed. The error says
 // what is wrong, fit for the Warning of a 400.
 func Parse(b []byte) (*Document, error) {
-	if len(b) > MaxSize {
-		return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, len(b))
-	}
-	b, err := toUTF8(b)
+	b, err := rules().Prepare(b)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkChars(b); err != nil {
+	if err := rules().CheckChars(b); err != nil {
 		return nil, err
 	}
 	root, rootDecls, err := buildTree(b)
@@ -160,7 +165,7 @@ func parseTuple(e *element) (Tuple, error) {
 			case "open", "closed":
 				t.Basic = b
 			default:
-				return t, fmt.Errorf("pidf: tuple %q: <basic> is %q, want open or closed", id, clip(b))
+				return t, fmt.Errorf("pidf: tuple %q: <basic> is %q, want open or closed", id, xmltext.Clip(b))
 			}
 		case c.is(NSRPID, "activities"):
 			t.Activities = appendActivities(t.Activities, c)
@@ -198,7 +203,7 @@ func appendActivities(list []string, e *element) []string {
 				a = t
 			}
 		}
-		if !contains(list, a) {
+		if !slices.Contains(list, a) {
 			list = append(list, a)
 		}
 	}
@@ -213,21 +218,13 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
-}
-
 // buildTree tokenizes b into an element tree, checking what encoding/xml's
 // raw tokenizer leaves to the caller: matching end tags, namespace
 // prefixes, duplicate attributes, a single root, depth, and no DTD (the
 // decoder expands no entities, but a DOCTYPE has no place in PIDF).
 // It returns the root and the namespace declarations made on the root.
 func buildTree(b []byte) (*element, []binding, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.CharsetReader = passThrough
+	d := xmltext.NewDecoder(b)
 	var (
 		root      *element
 		rootDecls []binding
@@ -430,7 +427,7 @@ func rawCopy(b []byte, e *element, rootDecls []binding) []byte {
 	// even as xmlns="" when the source had none.
 	def, _ := resolve(rootDecls, "")
 	if def != NS && e.usesDefault && !own("") {
-		out = appendAttr(out, "xmlns", def)
+		out = xmltext.AppendAttr(out, "xmlns", def)
 	}
 	for i, bd := range rootDecls {
 		if bd.prefix == "" || bd.prefix == "xml" || own(bd.prefix) || shadowed(rootDecls[i+1:], bd.prefix) {
@@ -439,10 +436,10 @@ func rawCopy(b []byte, e *element, rootDecls []binding) []byte {
 		if std, ok := standardBinding(bd.prefix); ok && std == bd.uri {
 			continue
 		}
-		out = appendAttr(out, "xmlns:"+bd.prefix, bd.uri)
+		out = xmltext.AppendAttr(out, "xmlns:"+bd.prefix, bd.uri)
 	}
 	for _, a := range e.attrs {
-		out = appendAttr(out, qname(a.Name), a.Value)
+		out = xmltext.AppendAttr(out, qname(a.Name), a.Value)
 	}
 	if e.selfClosing {
 		return append(out, "/>"...)
@@ -458,34 +455,4 @@ func shadowed(later []binding, prefix string) bool {
 		}
 	}
 	return false
-}
-
-func appendAttr(dst []byte, name, value string) []byte {
-	dst = append(dst, ' ')
-	dst = append(dst, name...)
-	dst = append(dst, '=', '"')
-	dst = appendEscaped(dst, value, true)
-	return append(dst, '"')
-}
-
-// checkChars rejects characters XML 1.0 does not allow anywhere (comments
-// and processing instructions included, which encoding/xml does not check
-// but which raw copies carry to other parsers).
-func checkChars(b []byte) error {
-	for i := 0; i < len(b); {
-		c := b[i]
-		if c < utf8.RuneSelf {
-			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
-				return fmt.Errorf("pidf: control character %#02x at byte %d", c, i)
-			}
-			i++
-			continue
-		}
-		r, w := utf8.DecodeRune(b[i:])
-		if (r == utf8.RuneError && w == 1) || !isXMLChar(r) {
-			return fmt.Errorf("pidf: invalid UTF-8 or character at byte %d", i)
-		}
-		i += w
-	}
-	return nil
 }

@@ -9,6 +9,7 @@
 package pidf
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -119,7 +120,7 @@ func (d *Document) Activities() []string {
 	var out []string
 	for _, t := range d.Tuples {
 		for _, a := range t.Activities {
-			if !contains(out, a) {
+			if !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}
@@ -165,15 +166,6 @@ func firstNote(ns []Note) string {
 		}
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // isKnownActivity reports whether a is an activity element of RFC 4480

@@ -6,8 +6,11 @@ package reginfo
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // NS is the reginfo namespace and ContentType its media type
@@ -78,19 +81,15 @@ func Build(version uint32, full bool, regs []Registration) []byte {
 		}
 	}
 	b := make([]byte, 0, size+size/8)
-	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<reginfo xmlns=\""+NS+"\" version=\""...)
-	b = strconv.AppendUint(b, uint64(version), 10)
-	if full {
-		b = append(b, "\" state=\"full\">\n"...)
-	} else {
-		b = append(b, "\" state=\"partial\">\n"...)
-	}
+	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<reginfo xmlns=\""+NS+"\""...)
+	b = xmltext.AppendVersionState(b, version, full)
+	b = append(b, ">\n"...)
 	for i := range regs {
 		r := &regs[i]
 		b = append(b, "<registration"...)
-		b = appendAttr(b, "aor", r.AOR)
-		b = appendAttr(b, "id", r.ID)
-		b = appendAttr(b, "state", r.State)
+		b = xmltext.AppendAttr(b, "aor", r.AOR)
+		b = xmltext.AppendAttr(b, "id", r.ID)
+		b = xmltext.AppendAttr(b, "state", r.State)
 		b = append(b, ">\n"...)
 		for j := range r.Contacts {
 			b = appendContact(b, &r.Contacts[j])
@@ -102,17 +101,17 @@ func Build(version uint32, full bool, regs []Registration) []byte {
 
 func appendContact(b []byte, c *Contact) []byte {
 	b = append(b, "<contact"...)
-	b = appendAttr(b, "id", c.ID)
-	b = appendAttr(b, "state", c.State)
-	b = appendAttr(b, "event", c.Event)
-	b = appendUint(b, "duration-registered", c.DurationRegistered)
-	b = appendUint(b, "expires", c.Expires)
-	b = appendUint(b, "retry-after", c.RetryAfter)
+	b = xmltext.AppendAttr(b, "id", c.ID)
+	b = xmltext.AppendAttr(b, "state", c.State)
+	b = xmltext.AppendAttr(b, "event", c.Event)
+	b = xmltext.AppendUintAttr(b, "duration-registered", c.DurationRegistered)
+	b = xmltext.AppendUintAttr(b, "expires", c.Expires)
+	b = xmltext.AppendUintAttr(b, "retry-after", c.RetryAfter)
 	if c.Q != "" {
-		b = appendAttr(b, "q", c.Q)
+		b = xmltext.AppendAttr(b, "q", c.Q)
 	}
 	if c.CallID != "" {
-		b = appendAttr(b, "callid", c.CallID)
+		b = xmltext.AppendAttr(b, "callid", c.CallID)
 	}
 	if c.CallID != "" || c.CSeq != 0 {
 		b = append(b, " cseq=\""...)
@@ -120,33 +119,14 @@ func appendContact(b []byte, c *Contact) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, "><uri>"...)
-	b = appendEscaped(b, c.URI, false)
+	b = xmltext.AppendEscaped(b, c.URI, false)
 	b = append(b, "</uri>"...)
 	if c.DisplayName != "" {
 		b = append(b, "<display-name>"...)
-		b = appendEscaped(b, c.DisplayName, false)
+		b = xmltext.AppendEscaped(b, c.DisplayName, false)
 		b = append(b, "</display-name>"...)
 	}
 	return append(b, "</contact>\n"...)
-}
-
-func appendUint(b []byte, name string, v uint32) []byte {
-	if v == 0 {
-		return b
-	}
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	b = strconv.AppendUint(b, uint64(v), 10)
-	return append(b, '"')
-}
-
-func appendAttr(b []byte, name, value string) []byte {
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	b = appendEscaped(b, value, true)
-	return append(b, '"')
 }
 
 type xmlInfo struct {
@@ -183,24 +163,13 @@ type xmlContact struct {
 // The error says what is wrong.
 func Parse(b []byte) (*Info, error) {
 	var x xmlInfo
-	if err := decode(b, NS, "reginfo", &x); err != nil {
+	if err := rules().Decode(b, NS, "reginfo", &x); err != nil {
 		return nil, err
 	}
 	info := &Info{}
-	if x.Version == nil {
-		return nil, errors.New("reginfo: <reginfo> has no version attribute")
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(*x.Version), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("reginfo: version %q is not a 32-bit unsigned number", clip(*x.Version))
-	}
-	info.Version = uint32(v)
-	switch x.State {
-	case "full":
-		info.Full = true
-	case "partial":
-	default:
-		return nil, fmt.Errorf("reginfo: state %q, want full or partial", clip(x.State))
+	var err error
+	if info.Version, info.Full, err = rules().Versioned("reginfo", x.Version, x.State); err != nil {
+		return nil, err
 	}
 	info.Registrations = make([]Registration, 0, len(x.Registrations))
 	for i := range x.Registrations {
@@ -210,15 +179,15 @@ func Parse(b []byte) (*Info, error) {
 		case r.AOR == "":
 			return nil, errors.New("reginfo: <registration> without aor")
 		case r.ID == "":
-			return nil, fmt.Errorf("reginfo: registration %q without id", clip(r.AOR))
-		case !oneOf(r.State, "init", "active", "terminated"):
-			return nil, fmt.Errorf("reginfo: registration %q: state %q, want init, active or terminated", clip(r.AOR), clip(r.State))
+			return nil, fmt.Errorf("reginfo: registration %q without id", xmltext.Clip(r.AOR))
+		case !slices.Contains([]string{"init", "active", "terminated"}, r.State):
+			return nil, fmt.Errorf("reginfo: registration %q: state %q, want init, active or terminated", xmltext.Clip(r.AOR), xmltext.Clip(r.State))
 		}
 		r.Contacts = make([]Contact, 0, len(xr.Contacts))
 		for j := range xr.Contacts {
 			c, err := convertContact(&xr.Contacts[j])
 			if err != nil {
-				return nil, fmt.Errorf("reginfo: registration %q: %v", clip(r.AOR), err)
+				return nil, fmt.Errorf("reginfo: registration %q: %v", xmltext.Clip(r.AOR), err)
 			}
 			r.Contacts = append(r.Contacts, c)
 		}
@@ -232,17 +201,17 @@ func convertContact(x *xmlContact) (Contact, error) {
 	switch {
 	case c.ID == "":
 		return c, errors.New("<contact> without id")
-	case !oneOf(c.State, "active", "terminated"):
-		return c, fmt.Errorf("contact %q: state %q, want active or terminated", clip(c.ID), clip(c.State))
-	case !oneOf(c.Event, "registered", "created", "refreshed", "shortened", "expired", "deactivated", "probation", "unregistered", "rejected"):
-		return c, fmt.Errorf("contact %q: event %q is not one of RFC 3680", clip(c.ID), clip(c.Event))
+	case !slices.Contains([]string{"active", "terminated"}, c.State):
+		return c, fmt.Errorf("contact %q: state %q, want active or terminated", xmltext.Clip(c.ID), xmltext.Clip(c.State))
+	case !slices.Contains([]string{"registered", "created", "refreshed", "shortened", "expired", "deactivated", "probation", "unregistered", "rejected"}, c.Event):
+		return c, fmt.Errorf("contact %q: event %q is not one of RFC 3680", xmltext.Clip(c.ID), xmltext.Clip(c.Event))
 	case x.URI == nil || strings.TrimSpace(*x.URI) == "":
-		return c, fmt.Errorf("contact %q has no <uri>", clip(c.ID))
+		return c, fmt.Errorf("contact %q has no <uri>", xmltext.Clip(c.ID))
 	}
 	c.URI = strings.TrimSpace(*x.URI)
 	if c.Q != "" {
 		if !isQValue(c.Q) {
-			return c, fmt.Errorf("contact %q: q %q is not a q-value", clip(c.ID), clip(c.Q))
+			return c, fmt.Errorf("contact %q: q %q is not a q-value", xmltext.Clip(c.ID), xmltext.Clip(c.Q))
 		}
 	}
 	for _, f := range []struct {
@@ -260,7 +229,7 @@ func convertContact(x *xmlContact) (Contact, error) {
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(f.in), 10, 32)
 		if err != nil {
-			return c, fmt.Errorf("contact %q: %s %q is not a 32-bit unsigned number", clip(c.ID), f.name, clip(f.in))
+			return c, fmt.Errorf("contact %q: %s %q is not a 32-bit unsigned number", xmltext.Clip(c.ID), f.name, xmltext.Clip(f.in))
 		}
 		*f.out = uint32(n)
 	}

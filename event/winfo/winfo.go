@@ -7,8 +7,11 @@ package winfo
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
 )
 
 // NS is the watcherinfo namespace and ContentType its media type
@@ -69,56 +72,33 @@ func Build(version uint32, full bool, lists []WatcherList) []byte {
 		}
 	}
 	b := make([]byte, 0, size+size/8)
-	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<watcherinfo xmlns=\""+NS+"\" version=\""...)
-	b = strconv.AppendUint(b, uint64(version), 10)
-	if full {
-		b = append(b, "\" state=\"full\">\n"...)
-	} else {
-		b = append(b, "\" state=\"partial\">\n"...)
-	}
+	b = append(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<watcherinfo xmlns=\""+NS+"\""...)
+	b = xmltext.AppendVersionState(b, version, full)
+	b = append(b, ">\n"...)
 	for i := range lists {
 		l := &lists[i]
 		b = append(b, "<watcher-list"...)
-		b = appendAttr(b, "resource", l.Resource)
-		b = appendAttr(b, "package", l.Package)
+		b = xmltext.AppendAttr(b, "resource", l.Resource)
+		b = xmltext.AppendAttr(b, "package", l.Package)
 		b = append(b, ">\n"...)
 		for j := range l.Watchers {
 			w := &l.Watchers[j]
 			b = append(b, "<watcher"...)
-			b = appendAttr(b, "id", w.ID)
-			b = appendAttr(b, "status", w.Status)
-			b = appendAttr(b, "event", w.Event)
+			b = xmltext.AppendAttr(b, "id", w.ID)
+			b = xmltext.AppendAttr(b, "status", w.Status)
+			b = xmltext.AppendAttr(b, "event", w.Event)
 			if w.DisplayName != "" {
-				b = appendAttr(b, "display-name", w.DisplayName)
+				b = xmltext.AppendAttr(b, "display-name", w.DisplayName)
 			}
-			b = appendUint(b, "duration-subscribed", w.DurationSubscribed)
-			b = appendUint(b, "expiration", w.Expiration)
+			b = xmltext.AppendUintAttr(b, "duration-subscribed", w.DurationSubscribed)
+			b = xmltext.AppendUintAttr(b, "expiration", w.Expiration)
 			b = append(b, '>')
-			b = appendEscaped(b, w.URI, false)
+			b = xmltext.AppendEscaped(b, w.URI, false)
 			b = append(b, "</watcher>\n"...)
 		}
 		b = append(b, "</watcher-list>\n"...)
 	}
 	return append(b, "</watcherinfo>\n"...)
-}
-
-func appendUint(b []byte, name string, v uint32) []byte {
-	if v == 0 {
-		return b
-	}
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	b = strconv.AppendUint(b, uint64(v), 10)
-	return append(b, '"')
-}
-
-func appendAttr(b []byte, name, value string) []byte {
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, '=', '"')
-	b = appendEscaped(b, value, true)
-	return append(b, '"')
 }
 
 type xmlInfo struct {
@@ -150,24 +130,13 @@ type xmlWatcher struct {
 // The error says what is wrong.
 func Parse(b []byte) (*Info, error) {
 	var x xmlInfo
-	if err := decode(b, NS, "watcherinfo", &x); err != nil {
+	if err := rules().Decode(b, NS, "watcherinfo", &x); err != nil {
 		return nil, err
 	}
 	info := &Info{}
-	if x.Version == nil {
-		return nil, errors.New("winfo: <watcherinfo> has no version attribute")
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(*x.Version), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("winfo: version %q is not a 32-bit unsigned number", clip(*x.Version))
-	}
-	info.Version = uint32(v)
-	switch x.State {
-	case "full":
-		info.Full = true
-	case "partial":
-	default:
-		return nil, fmt.Errorf("winfo: state %q, want full or partial", clip(x.State))
+	var err error
+	if info.Version, info.Full, err = rules().Versioned("watcherinfo", x.Version, x.State); err != nil {
+		return nil, err
 	}
 	info.Lists = make([]WatcherList, 0, len(x.Lists))
 	for i := range x.Lists {
@@ -180,7 +149,7 @@ func Parse(b []byte) (*Info, error) {
 		for j := range xl.Watchers {
 			w, err := convertWatcher(&xl.Watchers[j])
 			if err != nil {
-				return nil, fmt.Errorf("winfo: list %q: %v", clip(l.Resource), err)
+				return nil, fmt.Errorf("winfo: list %q: %v", xmltext.Clip(l.Resource), err)
 			}
 			l.Watchers = append(l.Watchers, w)
 		}
@@ -194,12 +163,12 @@ func convertWatcher(x *xmlWatcher) (Watcher, error) {
 	switch {
 	case w.ID == "":
 		return w, errors.New("<watcher> without id")
-	case !oneOf(w.Status, "pending", "active", "waiting", "terminated"):
-		return w, fmt.Errorf("watcher %q: status %q, want pending, active, waiting or terminated", clip(w.ID), clip(w.Status))
-	case !oneOf(w.Event, "subscribe", "approved", "deactivated", "probation", "rejected", "timeout", "giveup", "noresource"):
-		return w, fmt.Errorf("watcher %q: event %q is not one of RFC 3857", clip(w.ID), clip(w.Event))
+	case !slices.Contains([]string{"pending", "active", "waiting", "terminated"}, w.Status):
+		return w, fmt.Errorf("watcher %q: status %q, want pending, active, waiting or terminated", xmltext.Clip(w.ID), xmltext.Clip(w.Status))
+	case !slices.Contains([]string{"subscribe", "approved", "deactivated", "probation", "rejected", "timeout", "giveup", "noresource"}, w.Event):
+		return w, fmt.Errorf("watcher %q: event %q is not one of RFC 3857", xmltext.Clip(w.ID), xmltext.Clip(w.Event))
 	case w.URI == "":
-		return w, fmt.Errorf("watcher %q has no URI", clip(w.ID))
+		return w, fmt.Errorf("watcher %q has no URI", xmltext.Clip(w.ID))
 	}
 	for _, f := range []struct {
 		name string
@@ -214,7 +183,7 @@ func convertWatcher(x *xmlWatcher) (Watcher, error) {
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(f.in), 10, 32)
 		if err != nil {
-			return w, fmt.Errorf("watcher %q: %s %q is not a 32-bit unsigned number", clip(w.ID), f.name, clip(f.in))
+			return w, fmt.Errorf("watcher %q: %s %q is not a 32-bit unsigned number", xmltext.Clip(w.ID), f.name, xmltext.Clip(f.in))
 		}
 		*f.out = uint32(n)
 	}

@@ -1,0 +1,23 @@
+package dialoginfo
+
+import (
+	"errors"
+
+	"github.com/hlas-voip/hlas/event/internal/xmltext"
+)
+
+// ErrTooLarge is returned (wrapped) by Parse for a body above MaxSize; the
+// caller answers it with 413 rather than 400.
+var ErrTooLarge = errors.New("dialoginfo: document larger than 64 KiB")
+
+// Limits enforced by Parse: they bound what one body can cost.
+const (
+	MaxSize  = 64 << 10
+	MaxDepth = 32
+)
+
+// rules are the limits and error prefix Parse applies; a function rather
+// than a variable so that nothing can change them.
+func rules() xmltext.Rules {
+	return xmltext.Rules{Prefix: "dialoginfo", MaxSize: MaxSize, MaxDepth: MaxDepth, TooLarge: ErrTooLarge}
+}
