@@ -157,10 +157,12 @@ func qValue(q int) string {
 // subscription to her comes, changes state or goes.
 type winfoPackage struct{ ev *events }
 
-func (winfoPackage) Name() string                                     { return "presence.winfo" }
-func (winfoPackage) Accept() []string                                 { return []string{"application/watcherinfo+xml"} }
-func (winfoPackage) DefaultExpires() time.Duration                    { return time.Hour }
-func (winfoPackage) Authorize(watcher, resource string) event.Decision { return ownOnly(watcher, resource) }
+func (winfoPackage) Name() string                  { return "presence.winfo" }
+func (winfoPackage) Accept() []string              { return []string{"application/watcherinfo+xml"} }
+func (winfoPackage) DefaultExpires() time.Duration { return time.Hour }
+func (winfoPackage) Authorize(watcher, resource string) event.Decision {
+	return ownOnly(watcher, resource)
+}
 
 func (w winfoPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
 	list := winfo.WatcherList{Resource: "sip:" + sub.Resource(), Package: "presence"}
