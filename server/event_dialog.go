@@ -223,15 +223,15 @@ func (o *blfObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 }
 
 // dialogPackage serves "dialog" (RFC 4235): the calls the server sees
-// and the dialog-info phones publish. Colleagues (the same domain) may
-// watch; others wait pending.
+// and the dialog-info phones publish. Who may watch is decided as for
+// presence (events.decide).
 type dialogPackage struct{ ev *events }
 
 func (dialogPackage) Name() string                  { return "dialog" }
 func (dialogPackage) Accept() []string              { return []string{"application/dialog-info+xml"} }
 func (dialogPackage) DefaultExpires() time.Duration { return time.Hour }
-func (dialogPackage) Authorize(watcher, resource string) event.Decision {
-	return presencePackage{}.Authorize(watcher, resource)
+func (d dialogPackage) Authorize(watcher, resource string) event.Decision {
+	return d.ev.decide(watcher, resource)
 }
 
 func (d dialogPackage) Document(sub *event.Subscription, full bool) (string, []byte) {

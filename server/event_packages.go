@@ -38,19 +38,15 @@ func ownOnly(watcher, resource string) event.Decision {
 
 // presencePackage serves "presence": the publications of the
 // presentity's devices composed into one PIDF document, one tuple each.
-// Watchers of the presentity's own domain are allowed; others wait
-// pending (RFC 3857: an authorization the presentity has not given yet).
+// Who may watch is the presentity's rules' (events.decide).
 type presencePackage struct{ ev *events }
 
 func (presencePackage) Name() string                  { return "presence" }
 func (presencePackage) Accept() []string              { return []string{"application/pidf+xml"} }
 func (presencePackage) DefaultExpires() time.Duration { return time.Hour }
 
-func (presencePackage) Authorize(watcher, resource string) event.Decision {
-	if watcher != "" && sameDomain(watcher, resource) {
-		return event.Active
-	}
-	return event.Pending
+func (p presencePackage) Authorize(watcher, resource string) event.Decision {
+	return p.ev.decide(watcher, resource)
 }
 
 func (p presencePackage) Document(sub *event.Subscription, full bool) (string, []byte) {

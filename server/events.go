@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -47,6 +48,12 @@ type events struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	// rules are the presentities' allow and block lists (hlas presence),
+	// read from the store when its version changes.
+	rulesMu      sync.RWMutex
+	rules        map[string]map[string]string // presentity → watcher → allow|block
+	rulesVersion int64
 }
 
 // openEvents builds the notifier and the publication state over the
@@ -66,6 +73,9 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 		},
 	}, map[string]publish.Codec{"presence": pidfCodec{}, "dialog": dialogCodec{}})
 	if err != nil {
+		return nil, err
+	}
+	if err := ev.loadRules(); err != nil {
 		return nil, err
 	}
 	ev.n, err = event.New(s.cfg.Events.Subscriptions, event.Env{
@@ -111,6 +121,7 @@ func (ev *events) run() {
 		case now := <-tick.C:
 			ev.pub.Sweep(now)
 			since = ev.pollMailboxes(since)
+			ev.pollRules()
 		}
 	}
 }
@@ -196,9 +207,18 @@ func (s *Server) eventsStep(next Handler) Handler {
 			return
 		}
 		resource := strings.ToLower(sip.Unescape(req.URI.User)) + "@" + domain
+		// The watcher is the authenticated user; a request nobody
+		// authenticated comes from another domain (a From of ours would
+		// have been challenged) or a trusted peer, and is known by its
+		// From.
 		watcher := ""
 		if id, ok := auth.FromContext(ctx); ok && id.Authenticated {
 			watcher = id.AOR()
+		} else if d, ok := s.aorDomain(&req.From.URI); req.From.URI.User != "" && req.From.URI.IsSIP() {
+			if !ok {
+				d = strings.ToLower(req.From.URI.Hostname())
+			}
+			watcher = strings.ToLower(sip.Unescape(req.From.URI.User)) + "@" + d
 		}
 		if req.Method == sip.SUBSCRIBE {
 			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), watcher, resource)
@@ -288,4 +308,92 @@ func (ss subscriptionStore) Subscriptions(ctx context.Context, now time.Time) ([
 		}
 	}
 	return out, nil
+}
+
+// loadRules reads the presence rules and their version.
+func (ev *events) loadRules() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := ev.s.store.PresenceRulesVersion(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := ev.s.store.PresenceRules(ctx, "")
+	if err != nil {
+		return err
+	}
+	rules := map[string]map[string]string{}
+	for _, r := range list {
+		if rules[r.Presentity] == nil {
+			rules[r.Presentity] = map[string]string{}
+		}
+		rules[r.Presentity][r.Watcher] = r.Action
+	}
+	ev.rulesMu.Lock()
+	old := ev.rules
+	ev.rules, ev.rulesVersion = rules, v
+	ev.rulesMu.Unlock()
+	if ev.n != nil {
+		// The subscriptions of presentities whose rules changed are
+		// decided again: a pending watcher now allowed gets the state, a
+		// blocked one a final NOTIFY.
+		for p := range old {
+			if !maps.Equal(old[p], rules[p]) {
+				ev.reauthorize(p)
+			}
+		}
+		for p := range rules {
+			if _, seen := old[p]; !seen {
+				ev.reauthorize(p)
+			}
+		}
+	}
+	return nil
+}
+
+func (ev *events) reauthorize(presentity string) {
+	ev.n.Reauthorize("presence", presentity)
+	ev.n.Reauthorize("dialog", presentity)
+}
+
+// pollRules reloads the rules when `hlas presence` changed them.
+func (ev *events) pollRules() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	v, err := ev.s.store.PresenceRulesVersion(ctx)
+	cancel()
+	ev.rulesMu.RLock()
+	same := v == ev.rulesVersion
+	ev.rulesMu.RUnlock()
+	if err != nil || same {
+		return
+	}
+	if err := ev.loadRules(); err != nil {
+		ev.log.Error("presence rules", "err", err)
+	}
+}
+
+// decide is the authorization of presence and dialog watchers (RFC 3857):
+// the presentity's rule about the watcher (or the watcher's domain,
+// "*@domain") first — block ends the subscription, allow activates it;
+// without a rule, users of the presentity's own domain are allowed and
+// others wait pending.
+func (ev *events) decide(watcher, resource string) event.Decision {
+	ev.rulesMu.RLock()
+	rs := ev.rules[resource]
+	action := rs[watcher]
+	if action == "" && watcher != "" {
+		if _, d, ok := strings.Cut(watcher, "@"); ok {
+			action = rs["*@"+d]
+		}
+	}
+	ev.rulesMu.RUnlock()
+	switch {
+	case action == "block":
+		return event.Rejected
+	case action == "allow":
+		return event.Active
+	case watcher != "" && sameDomain(watcher, resource):
+		return event.Active
+	}
+	return event.Pending
 }

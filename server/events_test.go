@@ -402,3 +402,45 @@ func TestBusyLampField(t *testing.T) {
 	}
 	waitState("terminated")
 }
+
+// RFC 3857 authorization: a watcher of another domain waits pending
+// until the presentity allows it; a blocked colleague's subscription ends
+// (terminated;reason=rejected) and a new one is refused.
+func TestPresenceRules(t *testing.T) {
+	srv, addr := eventServer(t, Config{})
+	ctx := context.Background()
+	if res := newEvClient(t, addr, "alice@example.test").publish("alice@example.test", "presence", "", 3600,
+		"application/pidf+xml", pidfDoc("alice@example.test", "open", "here")); res.StatusCode != 200 {
+		t.Fatalf("PUBLISH: %d", res.StatusCode)
+	}
+	dave := newEvClient(t, addr, "dave@partner.test") // another domain: not challenged
+	if res := dave.subscribe("alice@example.test", "presence", 3600, "rule-1", ""); res.StatusCode != 200 {
+		t.Fatalf("dave's SUBSCRIBE: %d", res.StatusCode)
+	}
+	if n := dave.notify(5 * time.Second); !strings.HasPrefix(n.Get("Subscription-State"), "pending") || len(n.Body) != 0 {
+		t.Fatalf("dave's first NOTIFY: %q, body %q; want pending without state", n.Get("Subscription-State"), n.Body)
+	}
+	if err := srv.store.PutPresenceRule(ctx, store.PresenceRule{Presentity: "alice@example.test", Watcher: "*@partner.test", Action: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	n := dave.notify(10 * time.Second)
+	if !strings.HasPrefix(n.Get("Subscription-State"), "active") || !strings.Contains(string(n.Body), "here") {
+		t.Fatalf("dave after the allow: %q\n%s", n.Get("Subscription-State"), n.Body)
+	}
+	bob := newEvClient(t, addr, "bob@example.test")
+	if res := bob.subscribe("alice@example.test", "presence", 3600, "rule-2", ""); res.StatusCode != 200 {
+		t.Fatalf("bob's SUBSCRIBE: %d", res.StatusCode)
+	}
+	if n := bob.notify(5 * time.Second); !strings.HasPrefix(n.Get("Subscription-State"), "active") {
+		t.Fatalf("bob's first NOTIFY: %q", n.Get("Subscription-State"))
+	}
+	if err := srv.store.PutPresenceRule(ctx, store.PresenceRule{Presentity: "alice@example.test", Watcher: "bob@example.test", Action: "block"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := bob.notify(10 * time.Second); !strings.Contains(n.Get("Subscription-State"), "terminated") || !strings.Contains(n.Get("Subscription-State"), "rejected") {
+		t.Fatalf("bob after the block: %q", n.Get("Subscription-State"))
+	}
+	if res := bob.subscribe("alice@example.test", "presence", 3600, "rule-3", ""); res.StatusCode != 403 {
+		t.Fatalf("bob subscribing again: %d, want 403", res.StatusCode)
+	}
+}

@@ -174,6 +174,7 @@ type Store interface {
 	Mailboxes
 	Publications
 	Subscriptions
+	PresenceRules
 	// Close releases the database.
 	Close() error
 }

@@ -35,6 +35,7 @@ commands:
   cdr       call detail records: list, export, purge (hlas cdr -h)
   ban       banned sources: list, add, del (hlas ban -h)
   mwi       message waiting: set, show (hlas mwi -h)
+  presence  who may watch whom: allow, block, del, list (hlas presence -h)
   version   print the version
 `
 
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return banMain(args[1:], stdout, stderr)
 	case "mwi":
 		return mwiMain(args[1:], stdout, stderr)
+	case "presence":
+		return presenceMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

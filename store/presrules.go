@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PresenceRule is a presentity's decision about one watcher (RFC 5025's
+// sub-handling, as a list): allow or block. Watcher is an AOR
+// "user@domain", or "*@domain" for a whole domain.
+type PresenceRule struct {
+	Presentity, Watcher string
+	Action              string // "allow" or "block"
+	Updated             time.Time
+}
+
+// PresenceRules is the table of presence authorization rules, which
+// `hlas presence allow|block|del` change while the server runs.
+type PresenceRules interface {
+	// PutPresenceRule creates or replaces the rule of presentity about
+	// watcher.
+	PutPresenceRule(ctx context.Context, r PresenceRule) error
+	// DeletePresenceRule removes one; ErrNotFound if there is none.
+	DeletePresenceRule(ctx context.Context, presentity, watcher string) error
+	// PresenceRules returns the rules of presentity, or all of them when
+	// presentity is "".
+	PresenceRules(ctx context.Context, presentity string) ([]PresenceRule, error)
+	// PresenceRulesVersion changes with every put and delete, in their
+	// transaction: a server polls it.
+	PresenceRulesVersion(ctx context.Context) (int64, error)
+}
+
+var presRulesSchema = []string{
+	`CREATE TABLE IF NOT EXISTS hlas_presence_rules (
+		presentity TEXT NOT NULL,
+		watcher    TEXT NOT NULL,
+		action     TEXT NOT NULL,
+		updated_ms BIGINT NOT NULL,
+		PRIMARY KEY (presentity, watcher)
+	)`,
+	`CREATE TABLE IF NOT EXISTS hlas_presence_rules_version (
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		version BIGINT NOT NULL
+	)`,
+}
+
+func (s *sqlStore) createPresenceRules(ctx context.Context) error {
+	for _, stmt := range presRulesSchema {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("store %s: create schema: %w", s.name, err)
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO hlas_presence_rules_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`), time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("store %s: create schema: %w", s.name, err)
+	}
+	return nil
+}
+
+const qRaisePresRules = `UPDATE hlas_presence_rules_version SET version = version + 1 WHERE id = 1`
+
+// PutPresenceRule implements PresenceRules.
+func (s *sqlStore) PutPresenceRule(ctx context.Context, r PresenceRule) error {
+	if r.Presentity == "" || r.Watcher == "" || (r.Action != "allow" && r.Action != "block") {
+		return errors.New("store: put presence rule: want a presentity, a watcher and allow or block")
+	}
+	if r.Updated.IsZero() {
+		r.Updated = time.Now()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("put presence rule", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO hlas_presence_rules (presentity, watcher, action, updated_ms) VALUES (?, ?, ?, ?)
+		ON CONFLICT (presentity, watcher) DO UPDATE SET action = excluded.action, updated_ms = excluded.updated_ms`),
+		r.Presentity, r.Watcher, r.Action, r.Updated.UnixMilli()); err != nil {
+		return s.wrap("put presence rule", err)
+	}
+	if _, err := tx.ExecContext(ctx, qRaisePresRules); err != nil {
+		return s.wrap("put presence rule", err)
+	}
+	return s.wrap("put presence rule", tx.Commit())
+}
+
+// DeletePresenceRule implements PresenceRules.
+func (s *sqlStore) DeletePresenceRule(ctx context.Context, presentity, watcher string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("delete presence rule", err)
+	}
+	defer tx.Rollback()
+	r, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM hlas_presence_rules WHERE presentity = ? AND watcher = ?`), presentity, watcher)
+	if err != nil {
+		return s.wrap("delete presence rule", err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return s.wrap("delete presence rule", err)
+	} else if n == 0 {
+		return ErrNotFound
+	}
+	if _, err := tx.ExecContext(ctx, qRaisePresRules); err != nil {
+		return s.wrap("delete presence rule", err)
+	}
+	return s.wrap("delete presence rule", tx.Commit())
+}
+
+// PresenceRules implements PresenceRules.
+func (s *sqlStore) PresenceRules(ctx context.Context, presentity string) ([]PresenceRule, error) {
+	q, args := `SELECT presentity, watcher, action, updated_ms FROM hlas_presence_rules ORDER BY presentity, watcher`, []any{}
+	if presentity != "" {
+		q, args = `SELECT presentity, watcher, action, updated_ms FROM hlas_presence_rules WHERE presentity = ? ORDER BY watcher`, []any{presentity}
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, s.wrap("presence rules", err)
+	}
+	defer rows.Close()
+	var out []PresenceRule
+	for rows.Next() {
+		var r PresenceRule
+		var ms int64
+		if err := rows.Scan(&r.Presentity, &r.Watcher, &r.Action, &ms); err != nil {
+			return nil, s.wrap("presence rules", err)
+		}
+		r.Updated = time.UnixMilli(ms)
+		out = append(out, r)
+	}
+	return out, s.wrap("presence rules", rows.Err())
+}
+
+// PresenceRulesVersion implements PresenceRules.
+func (s *sqlStore) PresenceRulesVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM hlas_presence_rules_version WHERE id = 1`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("presence rules version", errors.New("the row of hlas_presence_rules_version is missing"))
+	}
+	return v, s.wrap("presence rules version", err)
+}
