@@ -35,89 +35,57 @@ flags (every command):
 
 // banMain runs `hlas ban`.
 func banMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, banUsage)
-		return 2
-	}
-	cmd := args[0]
-	switch cmd {
-	case "list", "add", "del":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, banUsage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "hlas ban: unknown command %q\n%s", cmd, banUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("hlas ban "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, banUsage) }
-	sf := addStoreFlags(fs)
-	dur := fs.Duration("for", 0, "add: how long the ban lasts (default: until deleted)")
-	reason := fs.String("reason", "", "add: why (shown by list and in the server's log)")
-	pos, err := parseFlagsAnywhere(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	want := map[string]int{"list": 0, "add": 1, "del": 1}[cmd]
-	if len(pos) != want {
-		fmt.Fprintf(stderr, "hlas ban %s: wrong number of arguments\n%s", cmd, banUsage)
-		return 2
-	}
-	if *dur < 0 {
-		fmt.Fprintf(stderr, "hlas ban add: --for %s: must not be negative\n", *dur)
-		return 2
-	}
-	var p netip.Prefix
-	if want == 1 {
-		if p, err = parseBanPrefix(pos[0]); err != nil {
-			fmt.Fprintf(stderr, "hlas ban %s: %v\n", cmd, err)
-			return 2
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := sf.open(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "hlas ban:", err)
-		return 1
-	}
-	defer st.Close()
-	now := time.Now()
-	switch cmd {
-	case "list":
-		err = listBans(ctx, st, now, stdout)
-	case "add":
-		b := store.Ban{Prefix: p, Reason: *reason, Created: now, Manual: true}
-		if b.Reason == "" {
-			b.Reason = "added by an operator"
-		}
-		if *dur > 0 {
-			b.Expires = now.Add(*dur)
-		}
-		if err = st.PutBans(ctx, []store.Ban{b}); err == nil {
-			until := "until deleted"
-			if !b.Expires.IsZero() {
-				until = "until " + b.Expires.UTC().Format(time.RFC3339)
+	var dur time.Duration
+	var reason string
+	var prefix netip.Prefix
+	return storeCommand{
+		name: "ban", usage: banUsage,
+		args: map[string][2]int{"list": {0, 0}, "add": {1, 1}, "del": {1, 1}},
+		flags: func(fs *flag.FlagSet) {
+			fs.DurationVar(&dur, "for", 0, "add: how long the ban lasts (default: until deleted)")
+			fs.StringVar(&reason, "reason", "", "add: why (shown by list and in the server's log)")
+		},
+		check: func(cmd string, pos []string) (err error) {
+			if dur < 0 {
+				return fmt.Errorf("--for %s: must not be negative", dur)
 			}
-			fmt.Fprintf(stdout, "banned %s %s\n", p, until)
-		}
-	case "del":
-		err = st.DeleteBan(ctx, p)
-		if errors.Is(err, store.ErrNotFound) {
-			err = fmt.Errorf("%s is not banned", p)
-		} else if err == nil {
-			fmt.Fprintf(stdout, "lifted the ban of %s\n", p)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "hlas ban %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+			if len(pos) == 1 {
+				prefix, err = parseBanPrefix(pos[0])
+			}
+			return err
+		},
+		run: func(ctx context.Context, st store.Store, cmd string, _ []string, stdout io.Writer) error {
+			now := time.Now()
+			switch cmd {
+			case "list":
+				return listBans(ctx, st, now, stdout)
+			case "add":
+				b := store.Ban{Prefix: prefix, Reason: reason, Created: now, Manual: true}
+				if b.Reason == "" {
+					b.Reason = "added by an operator"
+				}
+				until := "until deleted"
+				if dur > 0 {
+					b.Expires = now.Add(dur)
+					until = "until " + b.Expires.UTC().Format(time.RFC3339)
+				}
+				if err := st.PutBans(ctx, []store.Ban{b}); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "banned %s %s\n", prefix, until)
+			case "del":
+				err := st.DeleteBan(ctx, prefix)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%s is not banned", prefix)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "lifted the ban of %s\n", prefix)
+			}
+			return nil
+		},
+	}.main(args, stdout, stderr)
 }
 
 // parseBanPrefix takes an address (a /32 or /128 ban) or a prefix.

@@ -30,72 +30,46 @@ flags (every command):
 
 // mwiMain runs `hlas mwi`.
 func mwiMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, mwiUsage)
-		return 2
-	}
-	cmd := args[0]
-	switch cmd {
-	case "set", "show":
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, mwiUsage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "hlas mwi: unknown command %q\n%s", cmd, mwiUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("hlas mwi "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, mwiUsage) }
-	sf := addStoreFlags(fs)
-	newMsgs := fs.Int("new", 0, "set: new (unheard) messages")
-	oldMsgs := fs.Int("old", 0, "set: old (heard) messages")
-	urgentNew := fs.Int("urgent-new", 0, "set: new urgent messages (of --new)")
-	urgentOld := fs.Int("urgent-old", 0, "set: old urgent messages (of --old)")
-	pos, err := parseFlagsAnywhere(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 || !strings.Contains(pos[0], "@") {
-		fmt.Fprintf(stderr, "hlas mwi %s: want one AOR, user@domain\n%s", cmd, mwiUsage)
-		return 2
-	}
-	if *newMsgs < 0 || *oldMsgs < 0 || *urgentNew < 0 || *urgentOld < 0 || *urgentNew > *newMsgs || *urgentOld > *oldMsgs {
-		fmt.Fprintln(stderr, "hlas mwi set: counts must not be negative, urgent ones at most their total")
-		return 2
-	}
-	aor := strings.ToLower(pos[0])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := sf.open(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "hlas mwi:", err)
-		return 1
-	}
-	defer st.Close()
-	switch cmd {
-	case "set":
-		m := store.Mailbox{AOR: aor, New: *newMsgs, Old: *oldMsgs, UrgentNew: *urgentNew, UrgentOld: *urgentOld}
-		if err := st.PutMailbox(ctx, m); err != nil {
-			fmt.Fprintln(stderr, "hlas mwi set:", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s: %d new, %d old (%d/%d urgent)\n", aor, m.New, m.Old, m.UrgentNew, m.UrgentOld)
-	case "show":
-		m, err := st.Mailbox(ctx, aor)
-		if errors.Is(err, store.ErrNotFound) {
-			fmt.Fprintf(stdout, "%s: no messages\n", aor)
-			return 0
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, "hlas mwi show:", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s: %d new, %d old (%d/%d urgent), updated %s\n", aor, m.New, m.Old, m.UrgentNew, m.UrgentOld,
-			m.Updated.UTC().Format(time.RFC3339))
-	}
-	return 0
+	var newMsgs, oldMsgs, urgentNew, urgentOld int
+	return storeCommand{
+		name: "mwi", usage: mwiUsage,
+		args: map[string][2]int{"set": {1, 1}, "show": {1, 1}},
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&newMsgs, "new", 0, "set: new (unheard) messages")
+			fs.IntVar(&oldMsgs, "old", 0, "set: old (heard) messages")
+			fs.IntVar(&urgentNew, "urgent-new", 0, "set: new urgent messages (of --new)")
+			fs.IntVar(&urgentOld, "urgent-old", 0, "set: old urgent messages (of --old)")
+		},
+		check: func(cmd string, pos []string) error {
+			if !strings.Contains(pos[0], "@") {
+				return errors.New("want an AOR, user@domain")
+			}
+			if newMsgs < 0 || oldMsgs < 0 || urgentNew < 0 || urgentOld < 0 || urgentNew > newMsgs || urgentOld > oldMsgs {
+				return errors.New("counts must not be negative, urgent ones at most their total")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, st store.Store, cmd string, pos []string, stdout io.Writer) error {
+			aor := strings.ToLower(pos[0])
+			if cmd == "set" {
+				m := store.Mailbox{AOR: aor, New: newMsgs, Old: oldMsgs, UrgentNew: urgentNew, UrgentOld: urgentOld}
+				if err := st.PutMailbox(ctx, m); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s: %d new, %d old (%d/%d urgent)\n", aor, m.New, m.Old, m.UrgentNew, m.UrgentOld)
+				return nil
+			}
+			m, err := st.Mailbox(ctx, aor)
+			if errors.Is(err, store.ErrNotFound) {
+				fmt.Fprintf(stdout, "%s: no messages\n", aor)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %d new, %d old (%d/%d urgent), updated %s\n", aor, m.New, m.Old, m.UrgentNew, m.UrgentOld,
+				m.Updated.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}.main(args, stdout, stderr)
 }

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/hlas-voip/hlas/store"
 )
@@ -33,80 +31,48 @@ flags (every command):
 
 // presenceMain runs `hlas presence`.
 func presenceMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, presenceUsage)
-		return 2
-	}
-	cmd := args[0]
-	want := map[string][2]int{"allow": {2, 2}, "block": {2, 2}, "del": {2, 2}, "list": {0, 1}}
-	if cmd == "help" || cmd == "-h" || cmd == "--help" {
-		fmt.Fprint(stdout, presenceUsage)
-		return 0
-	}
-	n, ok := want[cmd]
-	if !ok {
-		fmt.Fprintf(stderr, "hlas presence: unknown command %q\n%s", cmd, presenceUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("hlas presence "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, presenceUsage) }
-	sf := addStoreFlags(fs)
-	pos, err := parseFlagsAnywhere(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) < n[0] || len(pos) > n[1] {
-		fmt.Fprintf(stderr, "hlas presence %s: wrong number of arguments\n%s", cmd, presenceUsage)
-		return 2
-	}
-	for i := range pos {
-		pos[i] = strings.ToLower(pos[i])
-		if u, d, ok := strings.Cut(pos[i], "@"); !ok || u == "" || d == "" || (u == "*" && i == 0) {
-			fmt.Fprintf(stderr, "hlas presence %s: %q: want user@domain (a watcher may be *@domain)\n", cmd, pos[i])
-			return 2
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := sf.open(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "hlas presence:", err)
-		return 1
-	}
-	defer st.Close()
-	switch cmd {
-	case "allow", "block":
-		err = st.PutPresenceRule(ctx, store.PresenceRule{Presentity: pos[0], Watcher: pos[1], Action: cmd})
-		if err == nil {
-			fmt.Fprintf(stdout, "%s: %s %s\n", pos[0], cmd, pos[1])
-		}
-	case "del":
-		err = st.DeletePresenceRule(ctx, pos[0], pos[1])
-		if errors.Is(err, store.ErrNotFound) {
-			err = fmt.Errorf("%s has no rule about %s", pos[0], pos[1])
-		}
-	case "list":
-		p := ""
-		if len(pos) == 1 {
-			p = pos[0]
-		}
-		var rules []store.PresenceRule
-		if rules, err = st.PresenceRules(ctx, p); err == nil {
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PRESENTITY\tWATCHER\tRULE")
-			for _, r := range rules {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Presentity, r.Watcher, r.Action)
+	return storeCommand{
+		name: "presence", usage: presenceUsage,
+		args: map[string][2]int{"allow": {2, 2}, "block": {2, 2}, "del": {2, 2}, "list": {0, 1}},
+		check: func(cmd string, pos []string) error {
+			for i := range pos {
+				pos[i] = strings.ToLower(pos[i])
+				if u, d, ok := strings.Cut(pos[i], "@"); !ok || u == "" || d == "" || (u == "*" && i == 0) {
+					return fmt.Errorf("%q: want user@domain (a watcher may be *@domain)", pos[i])
+				}
 			}
-			err = tw.Flush()
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "hlas presence %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+			return nil
+		},
+		run: func(ctx context.Context, st store.Store, cmd string, pos []string, stdout io.Writer) error {
+			switch cmd {
+			case "allow", "block":
+				if err := st.PutPresenceRule(ctx, store.PresenceRule{Presentity: pos[0], Watcher: pos[1], Action: cmd}); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s: %s %s\n", pos[0], cmd, pos[1])
+			case "del":
+				err := st.DeletePresenceRule(ctx, pos[0], pos[1])
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%s has no rule about %s", pos[0], pos[1])
+				}
+				return err
+			case "list":
+				p := ""
+				if len(pos) == 1 {
+					p = pos[0]
+				}
+				rules, err := st.PresenceRules(ctx, p)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PRESENTITY\tWATCHER\tRULE")
+				for _, r := range rules {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Presentity, r.Watcher, r.Action)
+				}
+				return tw.Flush()
+			}
+			return nil
+		},
+	}.main(args, stdout, stderr)
 }
