@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hlas-voip/hlas/event"
@@ -50,18 +51,73 @@ func (p presencePackage) Authorize(watcher, resource string) event.Decision {
 }
 
 func (p presencePackage) Document(sub *event.Subscription, full bool) (string, []byte) {
-	entity := "sip:" + sub.Resource()
+	return "application/pidf+xml", p.ev.presenceDoc(sub.Resource())
+}
+
+// presenceDocs caches the composed presence document of each presentity
+// between two changes of its publications: ten watchers of one
+// presentity cost one composition, not ten.
+type presenceDocs struct {
+	mu sync.Mutex
+	m  map[string]*presenceDoc
+}
+
+type presenceDoc struct {
+	gen  uint64 // raised by every change of the presentity's state
+	body []byte // nil: not composed since
+}
+
+// forget drops resource's document at a change of its publications,
+// before the notifier is told.
+func (c *presenceDocs) forget(resource string) {
+	c.mu.Lock()
+	if d := c.m[resource]; d != nil {
+		d.gen++
+		d.body = nil
+	}
+	c.mu.Unlock()
+}
+
+// presenceDoc returns resource's composed document, composing it when
+// the cache has none. A composition that raced a change is not kept.
+func (ev *events) presenceDoc(resource string) []byte {
+	c := &ev.docs
+	c.mu.Lock()
+	d := c.m[resource]
+	if d == nil {
+		if len(c.m) >= maxCachedDocs {
+			clear(c.m) // bounded: a cache, not the state
+		}
+		d = &presenceDoc{}
+		c.m[resource] = d
+	}
+	body, gen := d.body, d.gen
+	c.mu.Unlock()
+	if body != nil {
+		return body
+	}
+	entity := "sip:" + resource
 	var docs []*pidf.Document
-	for _, pub := range p.ev.pub.Current("presence", sub.Resource()) {
+	for _, pub := range ev.pub.Current("presence", resource) {
 		if d, err := pidf.Parse(pub.Body); err == nil {
 			docs = append(docs, d)
 		}
 	}
 	if len(docs) == 0 {
-		return "application/pidf+xml", pidf.Closed(entity)
+		body = pidf.Closed(entity)
+	} else {
+		body = pidf.Compose(entity, docs...)
 	}
-	return "application/pidf+xml", pidf.Compose(entity, docs...)
+	c.mu.Lock()
+	if d := c.m[resource]; d != nil && d.gen == gen {
+		d.body = body
+	}
+	c.mu.Unlock()
+	return body
 }
+
+// maxCachedDocs bounds the presence documents cached.
+const maxCachedDocs = 100000
 
 // pidfCodec checks published presence documents.
 type pidfCodec struct{}

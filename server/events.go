@@ -49,6 +49,9 @@ type events struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
+	// docs caches the composed presence documents (event_packages.go).
+	docs presenceDocs
+
 	// rules are the presentities' allow and block lists (hlas presence),
 	// read from the store when its version changes.
 	rulesMu      sync.RWMutex
@@ -62,11 +65,15 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 	if !s.cfg.Events.on() {
 		return nil, nil
 	}
-	ev := &events{s: s, log: log.With("feature", "events"), stop: make(chan struct{})}
+	ev := &events{s: s, log: log.With("feature", "events"), stop: make(chan struct{}),
+		docs: presenceDocs{m: map[string]*presenceDoc{}}}
 	var err error
 	ev.pub, err = publish.New(s.cfg.Events.Publish, publish.Env{
 		Store: s.store, Logger: log,
 		OnExpire: func(pkg, resource string) {
+			if pkg == "presence" {
+				ev.docs.forget(resource)
+			}
 			if ev.n != nil {
 				ev.n.Changed(pkg, resource)
 			}
@@ -272,6 +279,9 @@ func (ev *events) publish(tx ServerTx, req *sip.Request, watcher, resource strin
 		res.Add("Warning", `399 hlas "`+warnEscape(out.Warning)+`"`)
 	case out.Code == 503:
 		res.Add("Retry-After", retryAfter)
+	}
+	if out.Changed && pkg == "presence" {
+		ev.docs.forget(resource) // before the 200: a NOTIFY it triggers composes anew
 	}
 	_ = tx.Respond(res)
 	if out.Changed {
