@@ -270,6 +270,12 @@ func (e *edge) request(p *transport.Packet, req *sip.Request) bool {
 	return true
 }
 
+// silenced reports whether responses to ip are to be dropped: it is
+// banned (and not trusted, which a ban cannot cover).
+func (e *edge) silenced(ip netip.Addr) bool {
+	return e.bans.Len() != 0 && e.bans.Banned(ip) && !e.trusted(ip)
+}
+
 // refused counts a final response refusing a request of src (the
 // detector keeps the codes scanners collect: 403, 404, 484 ...).
 func (e *edge) refused(src netip.Addr, code int) {

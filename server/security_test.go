@@ -216,6 +216,11 @@ func TestPasswordGuessingIsBanned(t *testing.T) {
 		if i < 2 && (res == nil || res.StatusCode != 401) {
 			t.Fatalf("guess %d: %v, want 401", i+1, res)
 		}
+		if i == 2 && res != nil {
+			// The guess that completed the evidence banned its source
+			// while it was processed: its answer is not sent either.
+			t.Fatalf("guess 3, which got its source banned, was answered %d", res.StatusCode)
+		}
 	}
 	// Banned now: the right password from there gets no answer at all.
 	if res := registerFrom(t, "127.0.0.10", to, "alice", "secret"); res != nil {
