@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/event"
 	"github.com/hlas-voip/hlas/event/dialoginfo"
 	"github.com/hlas-voip/hlas/media"
@@ -26,6 +27,11 @@ import (
 type dialogWatch struct {
 	s    *Server
 	next proxy.Accounting // nil when accounting is off
+	now  func() time.Time
+	// maxAge bounds how long an answered call is shown without its BYE
+	// (one that ended out of the proxy's sight): the accounting's
+	// max_duration.
+	maxAge time.Duration
 
 	mu    sync.Mutex
 	calls map[string]*blfCall // by Call-ID
@@ -56,7 +62,25 @@ type blfCall struct {
 }
 
 func newDialogWatch(s *Server, next proxy.Accounting) *dialogWatch {
-	return &dialogWatch{s: s, next: next, calls: map[string]*blfCall{}}
+	maxAge := s.cfg.Accounting.MaxDuration
+	if maxAge <= 0 {
+		maxAge = acc.DefaultMaxDuration
+	}
+	return &dialogWatch{s: s, next: next, now: time.Now, maxAge: maxAge, calls: map[string]*blfCall{}}
+}
+
+// sweep forgets the calls that ended more than blfKeep ago and those
+// answered longer than maxAge ago. The events goroutine runs it every
+// second: documents are built only for users someone watches, so the
+// table cannot rely on them to be emptied.
+func (w *dialogWatch) sweep(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, c := range w.calls {
+		if c.state == "terminated" && now.Sub(c.ended) > blfKeep || now.Sub(c.start) > w.maxAge {
+			delete(w.calls, id)
+		}
+	}
 }
 
 // ourAOR is the AOR of u when it is a user of our domains.
@@ -81,7 +105,7 @@ func (w *dialogWatch) Forwarding(ctx context.Context, req *sip.Request, info pro
 	case req.Method == sip.INVITE && req.To.Tag() == "":
 		c := &blfCall{callID: req.CallID, fromTag: req.From.Tag(), caller: w.ourAOR(&req.From.URI),
 			callee: w.ourAOR(&req.URI), callerURI: req.From.URI.String(), calleeURI: req.URI.String(),
-			state: "trying", start: time.Now()}
+			state: "trying", start: w.now()}
 		if c.caller == "" && c.callee == "" {
 			return inner
 		}
@@ -139,25 +163,20 @@ func (w *dialogWatch) set(c *blfCall, state, why string, code int, toTag string)
 		c.toTag = toTag
 	}
 	if state == "terminated" {
-		c.ended = time.Now()
+		c.ended = w.now()
 	}
 	w.mu.Unlock()
 	w.changed(c)
 }
 
-// dialogs returns the calls of aor as dialog-info, and forgets the calls
-// that ended more than blfKeep ago.
+// dialogs returns the calls of aor as dialog-info.
 func (w *dialogWatch) dialogs(aor string) []dialoginfo.Dialog {
-	now := time.Now()
+	now := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []dialoginfo.Dialog
-	for id, c := range w.calls {
-		if c.state == "terminated" && now.Sub(c.ended) > blfKeep {
-			delete(w.calls, id)
-			continue
-		}
-		if c.caller != aor && c.callee != aor {
+	for _, c := range w.calls {
+		if c.state == "terminated" && now.Sub(c.ended) > blfKeep || c.caller != aor && c.callee != aor {
 			continue
 		}
 		d := dialoginfo.Dialog{ID: c.id, CallID: c.callID, State: c.state, Code: c.code}

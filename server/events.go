@@ -127,6 +127,9 @@ func (ev *events) run() {
 			return
 		case now := <-tick.C:
 			ev.pub.Sweep(now)
+			if w := ev.s.dialogs; w != nil {
+				w.sweep(now)
+			}
 			since = ev.pollMailboxes(since)
 			ev.pollRules()
 		}
