@@ -223,7 +223,8 @@ type Guard interface {
 	// Observe is told the outcome r of a check of a request from src that
 	// claimed username@domain, on the worker, before anything is sent. It
 	// returns how long to hold back the response to a non-Accepted
-	// outcome: 0 sends it at once. It must not block.
+	// outcome: 0 sends it at once, a negative delay not at all (the
+	// source was banned for this very request). It must not block.
 	Observe(src netip.Addr, username, domain string, r Result) time.Duration
 }
 
@@ -699,6 +700,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, tx Responder, req *sip
 		if debug {
 			a.log.Debug("challenge", "method", req.Method, "aor", username+"@"+domain, "why", r.Reason, "stale", r.Stale)
 		}
+	}
+	if delay < 0 {
+		return Identity{}, false
 	}
 	if delay > 0 {
 		a.respondLater(delay, tx, req, kind, domain, r)

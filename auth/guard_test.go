@@ -130,3 +130,13 @@ func TestGuardDelaysChallenge(t *testing.T) {
 		t.Fatalf("delayed response: %d without a challenge", res.StatusCode)
 	}
 }
+
+// A negative delay from the Guard drops the response: the source was
+// banned for this request.
+func TestGuardDropsResponse(t *testing.T) {
+	a, _ := newGuardFixture(t, &fakeGuard{delay: -1}, 0)
+	rec := &sourcedRecorder{src: netip.MustParseAddrPort("192.0.2.9:5060"), got: make(chan struct{}, 1)}
+	if _, ok := a.Authenticate(context.Background(), rec, register(t, "alice@example.test"), Origin, "alice", "example.test"); ok || rec.count() != 0 {
+		t.Fatalf("ok=%v, %d responses sent; want none", ok, rec.count())
+	}
+}

@@ -270,12 +270,6 @@ func (e *edge) request(p *transport.Packet, req *sip.Request) bool {
 	return true
 }
 
-// silenced reports whether responses to ip are to be dropped: it is
-// banned (and not trusted, which a ban cannot cover).
-func (e *edge) silenced(ip netip.Addr) bool {
-	return e.bans.Len() != 0 && e.bans.Banned(ip) && !e.trusted(ip)
-}
-
 // refused counts a final response refusing a request of src (the
 // detector keeps the codes scanners collect: 403, 404, 484 ...).
 func (e *edge) refused(src netip.Addr, code int) {
@@ -304,6 +298,11 @@ func (e *edge) Observe(src netip.Addr, username, domain string, r auth.Result) t
 		// A stale nonce, a replay, malformed credentials: a client that
 		// answered the challenge, not a guess.
 		e.det.Credentials(src, account)
+	}
+	if e.bans.Banned(src) && !e.trusted(src) {
+		// This request completed the evidence: its answer is not sent
+		// either (auth drops it for a negative delay).
+		return -1
 	}
 	return e.det.ChallengeDelay(account)
 }

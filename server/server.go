@@ -805,12 +805,6 @@ func (ps *packetSender) Send(m sip.Message) error {
 // request's connection has closed, the new connection of §18.2.2 is dialed
 // by a bounded set of goroutines, not by the worker.
 func (ps *packetSender) SendWire(b []byte) error {
-	if ps.s.edge.silenced(ps.remote.Addr()) {
-		// Banned while its request was being processed (the request
-		// that completed the evidence, say): no answer, as to everything
-		// else it sends.
-		return nil
-	}
 	ps.s.met.responseSent(b)
 	var err error
 	if ps.conn != nil {

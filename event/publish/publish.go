@@ -357,12 +357,14 @@ func (s *State) NextExpiry() (time.Time, bool) {
 func (s *State) Sweep(now time.Time) {
 	var changed []resKey
 	var seen map[resKey]bool
+	var lapsed []Publication
 	s.mu.Lock()
 	for len(s.heap) > 0 && !s.heap[0].p.Expires.After(now) {
 		e := s.heap.pop()
 		if e.busy {
 			continue // its request puts it back or removes it
 		}
+		lapsed = append(lapsed, e.p)
 		s.removeLocked(s.res[e.key], e)
 		if seen == nil {
 			seen = make(map[resKey]bool)
@@ -377,11 +379,17 @@ func (s *State) Sweep(now time.Time) {
 		return
 	}
 	if s.env.Store != nil {
+		// The rows of exactly what left memory: a purge by time would
+		// also take the row of a publication whose request is still
+		// under way (busy above) and is about to enter memory, leaving
+		// memory and store apart.
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		if _, err := s.env.Store.PurgePublications(ctx, now); err != nil {
-			// The rows lapsed: a later Sweep or New purges them, and no
-			// reader returns them meanwhile.
-			s.log.Warn("purge lapsed publications", "err", err)
+		for _, p := range lapsed {
+			if err := s.env.Store.DeletePublication(ctx, p.Event, p.Resource, p.ETag); err != nil && !errors.Is(err, store.ErrNotFound) {
+				// The row lapsed: New purges it, and no reader returns
+				// it meanwhile.
+				s.log.Warn("delete lapsed publication", "err", err)
+			}
 		}
 		cancel()
 	}
