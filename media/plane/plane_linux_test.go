@@ -221,6 +221,9 @@ func TestHold(t *testing.T) {
 	expect(t, c.pa.rtp, rtpPacket(2), c.a.Addr())
 	send(t, c.pa.rtp, c.a.Addr(), rtpPacket(3))
 	expect(t, c.pb.rtp, rtpPacket(3), c.b.Addr())
+	// The counters are added after the batch is sent, so the receipt
+	// above can come first.
+	waitFor(t, "a's counters", func() bool { return c.a.Stats().Packets == 1 })
 	if st := c.a.Stats(); st.Packets != 1 || st.Dropped != 2 {
 		t.Errorf("a: %+v, want 1 forwarded, 2 dropped", st)
 	}
