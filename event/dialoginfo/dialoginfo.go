@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 // NS is the dialog-info namespace and ContentType its media type

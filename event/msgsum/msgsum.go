@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 // ContentType is the media type of a message summary (RFC 3842 §5.1).

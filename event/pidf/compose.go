@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 // ErrTooLarge is returned (wrapped) by Parse for a body above MaxSize; the

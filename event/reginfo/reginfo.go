@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 // NS is the reginfo namespace and ContentType its media type

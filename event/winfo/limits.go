@@ -3,7 +3,7 @@ package winfo
 import (
 	"errors"
 
-	"github.com/hlas-voip/hlas/event/internal/xmltext"
+	"github.com/hlas-voip/hlas/internal/xmltext"
 )
 
 // ErrTooLarge is returned (wrapped) by Parse for a body above MaxSize; the
