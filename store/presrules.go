@@ -9,12 +9,18 @@ import (
 )
 
 // PresenceRule is a presentity's decision about one watcher (RFC 5025's
-// sub-handling, as a list): allow or block. Watcher is an AOR
-// "user@domain", or "*@domain" for a whole domain.
+// sub-handling): allow, block, confirm (pending until decided) or
+// polite-block. Watcher is an AOR "user@domain", "*@domain" for a whole
+// domain, or "*" for everyone.
 type PresenceRule struct {
 	Presentity, Watcher string
-	Action              string // "allow" or "block"
+	Action              string // "allow", "block", "confirm" or "polite-block"
 	Updated             time.Time
+}
+
+// validAction reports whether a is a sub-handling the server honours.
+func validAction(a string) bool {
+	return a == "allow" || a == "block" || a == "confirm" || a == "polite-block"
 }
 
 // PresenceRules is the table of presence authorization rules, which
@@ -28,6 +34,9 @@ type PresenceRules interface {
 	// PresenceRules returns the rules of presentity, or all of them when
 	// presentity is "".
 	PresenceRules(ctx context.Context, presentity string) ([]PresenceRule, error)
+	// ReplacePresenceRules makes rules the whole rule set of presentity
+	// in one transaction (an XCAP PUT of its pres-rules document).
+	ReplacePresenceRules(ctx context.Context, presentity string, rules []PresenceRule) error
 	// PresenceRulesVersion changes with every put and delete, in their
 	// transaction: a server polls it.
 	PresenceRulesVersion(ctx context.Context) (int64, error)
@@ -63,8 +72,8 @@ const qRaisePresRules = `UPDATE hlas_presence_rules_version SET version = versio
 
 // PutPresenceRule implements PresenceRules.
 func (s *sqlStore) PutPresenceRule(ctx context.Context, r PresenceRule) error {
-	if r.Presentity == "" || r.Watcher == "" || (r.Action != "allow" && r.Action != "block") {
-		return errors.New("store: put presence rule: want a presentity, a watcher and allow or block")
+	if r.Presentity == "" || r.Watcher == "" || !validAction(r.Action) {
+		return errors.New("store: put presence rule: want a presentity, a watcher and allow, block, confirm or polite-block")
 	}
 	if r.Updated.IsZero() {
 		r.Updated = time.Now()
@@ -105,6 +114,38 @@ func (s *sqlStore) DeletePresenceRule(ctx context.Context, presentity, watcher s
 		return s.wrap("delete presence rule", err)
 	}
 	return s.wrap("delete presence rule", tx.Commit())
+}
+
+// ReplacePresenceRules implements PresenceRules.
+func (s *sqlStore) ReplacePresenceRules(ctx context.Context, presentity string, rules []PresenceRule) error {
+	if presentity == "" {
+		return errors.New("store: replace presence rules: want a presentity")
+	}
+	now := time.Now()
+	for _, r := range rules {
+		if r.Watcher == "" || !validAction(r.Action) {
+			return errors.New("store: replace presence rules: want a watcher and allow, block, confirm or polite-block")
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("replace presence rules", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM hlas_presence_rules WHERE presentity = ?`), presentity); err != nil {
+		return s.wrap("replace presence rules", err)
+	}
+	for _, r := range rules {
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO hlas_presence_rules (presentity, watcher, action, updated_ms) VALUES (?, ?, ?, ?)
+			ON CONFLICT (presentity, watcher) DO UPDATE SET action = excluded.action, updated_ms = excluded.updated_ms`),
+			presentity, r.Watcher, r.Action, now.UnixMilli()); err != nil {
+			return s.wrap("replace presence rules", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, qRaisePresRules); err != nil {
+		return s.wrap("replace presence rules", err)
+	}
+	return s.wrap("replace presence rules", tx.Commit())
 }
 
 // PresenceRules implements PresenceRules.

@@ -130,6 +130,11 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		s.usersVersion.Close()
 		return nil, err
 	}
+	if err := s.createXCAP(ctx); err != nil {
+		s.user.Close()
+		s.usersVersion.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -175,6 +175,7 @@ type Store interface {
 	Publications
 	Subscriptions
 	PresenceRules
+	XCAPDocuments
 	// Close releases the database.
 	Close() error
 }
