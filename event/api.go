@@ -79,6 +79,14 @@ type Package interface {
 	Document(s *Subscription, full bool) (contentType string, body []byte)
 }
 
+// Lister is implemented by a package that also serves resource lists
+// (RFC 4662): a subscription to a list resource that asked for one
+// (Supported: eventlist) gets Require: eventlist on its 2xx and on every
+// NOTIFY, whose body the package renders as a list.
+type Lister interface {
+	IsList(resource string) bool
+}
+
 // Env is what the Notifier needs from the server.
 type Env struct {
 	// Sender sends the NOTIFYs. Required.

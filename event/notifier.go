@@ -240,6 +240,9 @@ func (n *Notifier) finish(a *after) {
 			if ct, b := j.s.pkg.p.Document(j.s, j.full); b != nil {
 				j.req.ContentType, j.req.Body = ct, b
 			}
+			if j.s.isList() {
+				j.req.Add("Require", "eventlist")
+			}
 		}
 		j.s.pkg.m.notifies.Inc()
 		if err := n.env.Sender.SendRequest(j.req, j.flow, j.s.onDone); err != nil {
@@ -422,6 +425,9 @@ func (n *Notifier) create(ctx context.Context, tx handler.ServerTx, req *sip.Req
 		}
 	}
 	res.Add("Expires", strconv.FormatInt(int64(exp/time.Second), 10))
+	if s.isList() {
+		res.Add("Require", "eventlist")
+	}
 	res.Contact = contact
 	n.codes.Inc(200)
 	if err := tx.Respond(res); err != nil {
@@ -552,6 +558,9 @@ func (n *Notifier) inDialog(ctx context.Context, tx handler.ServerTx, req *sip.R
 		}
 	}
 	res.Add("Expires", strconv.FormatInt(int64(exp/time.Second), 10))
+	if s.isList() {
+		res.Add("Require", "eventlist")
+	}
 	n.codes.Inc(200)
 	_ = tx.Respond(res)
 	n.mu.Lock()

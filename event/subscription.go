@@ -268,3 +268,13 @@ func subscriptionState(st State, left time.Duration, reason string) string {
 	p = strconv.AppendInt(p, secs, 10)
 	return string(p)
 }
+
+// isList reports whether s is a subscription to a resource list, which
+// asked for one (RFC 4662).
+func (s *Subscription) isList() bool {
+	if !s.eventList {
+		return false
+	}
+	l, ok := s.pkg.p.(Lister)
+	return ok && l.IsList(s.resource)
+}

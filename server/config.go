@@ -148,6 +148,10 @@ type Config struct {
 	// and event state compositor (RFC 3903) for its users; see Events
 	// and docs/events.md.
 	Events Events `yaml:"events"`
+	// XCAP is the XCAP server (RFC 4825) for buddy lists, list services
+	// and presence rules; off unless xcap.listen is set. See XCAP and
+	// docs/xcap.md.
+	XCAP XCAP `yaml:"xcap"`
 	// TLSClientCA is a PEM file of the authorities whose client
 	// certificates tls listeners verify (mutual TLS): a peer that presents
 	// one can be trusted by name (routing.trusted "cert:NAME"). Clients

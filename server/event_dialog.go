@@ -144,10 +144,10 @@ func (w *dialogWatch) changed(c *blfCall) {
 		return
 	}
 	if c.caller != "" {
-		ev.n.Changed("dialog", c.caller)
+		ev.changed("dialog", c.caller)
 	}
 	if c.callee != "" && c.callee != c.caller {
-		ev.n.Changed("dialog", c.callee)
+		ev.changed("dialog", c.callee)
 	}
 }
 
@@ -250,20 +250,36 @@ func (dialogPackage) Name() string                  { return "dialog" }
 func (dialogPackage) Accept() []string              { return []string{"application/dialog-info+xml"} }
 func (dialogPackage) DefaultExpires() time.Duration { return time.Hour }
 func (d dialogPackage) Authorize(watcher, resource string) event.Decision {
+	if svc := d.ev.rls.service(resource); svc != nil {
+		return d.ev.rls.authorize(svc, "dialog", watcher)
+	}
 	return d.ev.decide(watcher, resource)
 }
 
 func (d dialogPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
-	var dialogs []dialoginfo.Dialog
-	if w := d.ev.s.dialogs; w != nil {
-		dialogs = w.dialogs(sub.Resource())
+	if svc := d.ev.rls.service(sub.Resource()); svc != nil {
+		return d.ev.rls.document(svc, sub, full)
 	}
-	for _, pub := range d.ev.pub.Current("dialog", sub.Resource()) {
+	var dialogs []dialoginfo.Dialog
+	if !d.ev.politeBlocked(sub.Watcher(), sub.Resource()) {
+		dialogs = d.ev.dialogsOf(sub.Resource())
+	}
+	return "application/dialog-info+xml", dialoginfo.Build("sip:"+sub.Resource(), sub.NextVersion(), true, dialogs)
+}
+
+// dialogsOf returns resource's dialogs: the calls the proxy tracks and
+// what its phones published.
+func (ev *events) dialogsOf(resource string) []dialoginfo.Dialog {
+	var dialogs []dialoginfo.Dialog
+	if w := ev.s.dialogs; w != nil {
+		dialogs = w.dialogs(resource)
+	}
+	for _, pub := range ev.pub.Current("dialog", resource) {
 		if info, err := dialoginfo.Parse(pub.Body); err == nil {
 			dialogs = append(dialogs, info.Dialogs...)
 		}
 	}
-	return "application/dialog-info+xml", dialoginfo.Build("sip:"+sub.Resource(), sub.NextVersion(), true, dialogs)
+	return dialogs
 }
 
 // dialogCodec checks published dialog-info.

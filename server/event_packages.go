@@ -47,10 +47,19 @@ func (presencePackage) Accept() []string              { return []string{"applica
 func (presencePackage) DefaultExpires() time.Duration { return time.Hour }
 
 func (p presencePackage) Authorize(watcher, resource string) event.Decision {
+	if svc := p.ev.rls.service(resource); svc != nil {
+		return p.ev.rls.authorize(svc, "presence", watcher)
+	}
 	return p.ev.decide(watcher, resource)
 }
 
 func (p presencePackage) Document(sub *event.Subscription, full bool) (string, []byte) {
+	if svc := p.ev.rls.service(sub.Resource()); svc != nil {
+		return p.ev.rls.document(svc, sub, full)
+	}
+	if p.ev.politeBlocked(sub.Watcher(), sub.Resource()) {
+		return "application/pidf+xml", pidf.Closed("sip:" + sub.Resource())
+	}
 	return "application/pidf+xml", p.ev.presenceDoc(sub.Resource())
 }
 
@@ -218,7 +227,7 @@ func (winfoPackage) Authorize(watcher, resource string) event.Decision {
 
 func (w winfoPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
 	list := winfo.WatcherList{Resource: "sip:" + sub.Resource(), Package: "presence"}
-	for _, wi := range w.ev.n.Watchers("presence", sub.Resource()) {
+	for _, wi := range append(w.ev.n.Watchers("presence", sub.Resource()), w.ev.endedSince(sub.ID(), sub.Resource())...) {
 		uri := "sip:anonymous@anonymous.invalid" // a watcher nobody authenticated (another domain's)
 		if wi.Watcher != "" {
 			uri = "sip:" + wi.Watcher

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/event"
 	"github.com/hlas-voip/hlas/event/publish"
+	"github.com/hlas-voip/hlas/event/subscriber"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/store"
@@ -52,8 +54,21 @@ type events struct {
 	// docs caches the composed presence documents (event_packages.go).
 	docs presenceDocs
 
+	// rls is the resource list server (event_rls.go).
+	rls *rls
+
+	// ended are the presence watchers whose subscriptions ended lately,
+	// by presentity, for the next watcher-info NOTIFYs (RFC 3857 §5.1);
+	// winfoSeen is, per watcher-info subscription, the last of them it
+	// was sent.
+	endedMu   sync.Mutex
+	ended     map[string][]endedWatcher
+	endSeq    uint64
+	winfoSeen map[string]uint64
+
 	// rules are the presentities' allow and block lists (hlas presence),
 	// read from the store when its version changes.
+	rulesLoad    sync.Mutex // orders the reloads (events goroutine, XCAP)
 	rulesMu      sync.RWMutex
 	rules        map[string]map[string]string // presentity → watcher → allow|block
 	rulesVersion int64
@@ -66,7 +81,8 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 		return nil, nil
 	}
 	ev := &events{s: s, log: log.With("feature", "events"), stop: make(chan struct{}),
-		docs: presenceDocs{m: map[string]*presenceDoc{}}}
+		docs: presenceDocs{m: map[string]*presenceDoc{}}, ended: map[string][]endedWatcher{}, winfoSeen: map[string]uint64{}}
+	ev.rls = newRLS(ev)
 	var err error
 	ev.pub, err = publish.New(s.cfg.Events.Publish, publish.Env{
 		Store: s.store, Logger: log,
@@ -75,7 +91,7 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 				ev.docs.forget(resource)
 			}
 			if ev.n != nil {
-				ev.n.Changed(pkg, resource)
+				ev.changed(pkg, resource)
 			}
 		},
 	}, map[string]publish.Codec{"presence": pidfCodec{}, "dialog": dialogCodec{}})
@@ -85,13 +101,32 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 	if err := ev.loadRules(); err != nil {
 		return nil, err
 	}
+	ev.rls.back, err = subscriber.New(subscriber.Config{}, subscriber.Env{
+		Sender: backSender{s}, Clock: s.txl.Config().Clock, Logger: ev.log,
+		Contact:   func() sip.Address { return s.ownContact("UDP", netip.AddrPort{}) },
+		OnState:   ev.rls.backChanged,
+		UserAgent: s.cfg.ServerName,
+	})
+	if err != nil {
+		return nil, err
+	}
 	ev.n, err = event.New(s.cfg.Events.Subscriptions, event.Env{
 		Sender: eventSender{s}, Clock: s.txl.Config().Clock, Logger: log, Registerer: s.reg,
 		Store:       subscriptionStore{s.store},
 		Contact:     s.ownContact,
 		NewResponse: s.response, ServerName: s.cfg.ServerName,
+		OnWatcher: ev.onWatcher,
 	}, presencePackage{ev}, winfoPackage{ev}, dialogPackage{ev}, mwiPackage{ev}, regPackage{ev})
 	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	v, err := s.store.XCAPVersion(ctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.rls.load(v); err != nil {
 		return nil, err
 	}
 	return ev, nil
@@ -113,6 +148,7 @@ func (ev *events) close() {
 	}
 	ev.once.Do(func() { close(ev.stop) })
 	ev.wg.Wait()
+	_ = ev.rls.back.Close()
 	_ = ev.n.Close()
 }
 
@@ -132,6 +168,8 @@ func (ev *events) run() {
 			}
 			since = ev.pollMailboxes(since)
 			ev.pollRules()
+			ev.rls.poll()
+			ev.pruneEnded(now)
 		}
 	}
 }
@@ -188,9 +226,17 @@ func (s *Server) eventsInDialog(next Handler) Handler {
 		return next
 	}
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if req.Method == sip.SUBSCRIBE && req.To.Tag() != "" && req.URI.User == "" && s.self.isSelf(&req.URI) {
-			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), "", "")
-			return
+		if req.To.Tag() != "" && req.URI.User == "" && s.self.isSelf(&req.URI) {
+			switch req.Method {
+			case sip.SUBSCRIBE:
+				ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), "", "")
+				return
+			case sip.NOTIFY:
+				// The state of a list member of another domain.
+				if ev.rls.back.HandleNOTIFY(tx, req) {
+					return
+				}
+			}
 		}
 		next.ServeSIP(ctx, tx, req)
 	})
@@ -231,6 +277,17 @@ func (s *Server) eventsStep(next Handler) Handler {
 			watcher = strings.ToLower(sip.Unescape(req.From.URI.User)) + "@" + d
 		}
 		if req.Method == sip.SUBSCRIBE {
+			// A list's subscriber must take its state as a list (RFC
+			// 4662 §5.1).
+			if svc := ev.rls.service(resource); svc != nil && !req.HasOption("Supported", "eventlist") {
+				pkg, _, _ := strings.Cut(req.Get("Event"), ";")
+				if svc.serves(strings.ToLower(strings.TrimSpace(pkg))) {
+					res := s.response(req, 421, "")
+					res.Add("Require", "eventlist")
+					_ = tx.Respond(res)
+					return
+				}
+			}
 			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), watcher, resource)
 			return
 		}
@@ -288,7 +345,7 @@ func (ev *events) publish(tx ServerTx, req *sip.Request, watcher, resource strin
 	}
 	_ = tx.Respond(res)
 	if out.Changed {
-		ev.n.Changed(pkg, resource)
+		ev.changed(pkg, resource)
 	}
 }
 
@@ -367,10 +424,100 @@ func (ev *events) loadRules() error {
 func (ev *events) reauthorize(presentity string) {
 	ev.n.Reauthorize("presence", presentity)
 	ev.n.Reauthorize("dialog", presentity)
+	ev.rls.memberChanged("presence", presentity)
+	ev.rls.memberChanged("dialog", presentity)
+}
+
+// changed tells the notifier that resource's state in pkg changed, for
+// its own watchers and for the lists it is a member of.
+func (ev *events) changed(pkg, resource string) {
+	ev.n.Changed(pkg, resource)
+	ev.rls.memberChanged(pkg, resource)
+}
+
+// backSender sends the back-end subscriptions' requests through the
+// proxy, which routes them by their Route set or Request-URI.
+type backSender struct{ s *Server }
+
+func (b backSender) SendRequest(req *sip.Request, done func(*sip.Response, error)) error {
+	return b.s.proxy.SendRequest(req, proxy.Flow{}, done)
+}
+
+// endedWatcher is a presence watcher whose subscription ended.
+type endedWatcher struct {
+	w   event.WatcherInfo
+	seq uint64
+	at  time.Time
+}
+
+// maxEnded bounds the ended watchers remembered per presentity.
+const maxEnded = 100
+
+// onWatcher is the notifier's news of a subscription's state: the
+// watcher-info of presence keeps those that ended, the list server
+// forgets its own.
+func (ev *events) onWatcher(pkg, resource string, w event.WatcherInfo) {
+	if w.State != event.StateTerminated {
+		return
+	}
+	switch pkg {
+	case "presence":
+		ev.endedMu.Lock()
+		ev.endSeq++
+		l := append(ev.ended[resource], endedWatcher{w: w, seq: ev.endSeq, at: time.Now()})
+		if len(l) > maxEnded {
+			l = l[len(l)-maxEnded:]
+		}
+		ev.ended[resource] = l
+		ev.endedMu.Unlock()
+	case "presence.winfo":
+		ev.endedMu.Lock()
+		delete(ev.winfoSeen, w.ID)
+		ev.endedMu.Unlock()
+	}
+	ev.rls.ended(w.ID)
+}
+
+// endedSince returns resource's ended watchers that the watcher-info
+// subscription id has not been sent, and marks them sent.
+func (ev *events) endedSince(id, resource string) []event.WatcherInfo {
+	ev.endedMu.Lock()
+	defer ev.endedMu.Unlock()
+	seen := ev.winfoSeen[id]
+	var out []event.WatcherInfo
+	for _, e := range ev.ended[resource] {
+		if e.seq > seen {
+			out = append(out, e.w)
+		}
+	}
+	ev.winfoSeen[id] = ev.endSeq
+	return out
+}
+
+// pruneEnded forgets watchers that ended over a minute ago: by then every
+// watcher-info subscription has been told (its NOTIFYs are at most
+// min_notify_interval apart).
+func (ev *events) pruneEnded(now time.Time) {
+	keep := time.Minute + 2*ev.s.cfg.Events.Subscriptions.MinInterval
+	ev.endedMu.Lock()
+	defer ev.endedMu.Unlock()
+	for r, l := range ev.ended {
+		i := 0
+		for i < len(l) && now.Sub(l[i].at) > keep {
+			i++
+		}
+		if i == len(l) {
+			delete(ev.ended, r)
+		} else if i > 0 {
+			ev.ended[r] = slices.Clone(l[i:])
+		}
+	}
 }
 
 // pollRules reloads the rules when `hlas presence` changed them.
 func (ev *events) pollRules() {
+	ev.rulesLoad.Lock()
+	defer ev.rulesLoad.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	v, err := ev.s.store.PresenceRulesVersion(ctx)
 	cancel()
@@ -385,28 +532,52 @@ func (ev *events) pollRules() {
 	}
 }
 
-// decide is the authorization of presence and dialog watchers (RFC 3857):
-// the presentity's rule about the watcher (or the watcher's domain,
-// "*@domain") first — block ends the subscription, allow activates it;
-// without a rule, users of the presentity's own domain are allowed and
-// others wait pending.
+// decide is the authorization of presence and dialog watchers (RFC 3857,
+// RFC 5025 sub-handling): the presentity's rule about the watcher, else
+// about the watcher's domain ("*@domain"), else about everyone ("*");
+// block ends the subscription, confirm leaves it pending, allow and
+// polite-block activate it (a politely blocked watcher sees the
+// presentity offline, politeBlocked). Without a rule, users of the
+// presentity's own domain are allowed and others wait pending.
 func (ev *events) decide(watcher, resource string) event.Decision {
-	ev.rulesMu.RLock()
-	rs := ev.rules[resource]
-	action := rs[watcher]
-	if action == "" && watcher != "" {
-		if _, d, ok := strings.Cut(watcher, "@"); ok {
-			action = rs["*@"+d]
-		}
-	}
-	ev.rulesMu.RUnlock()
-	switch {
+	switch action := ev.rule(watcher, resource); {
 	case action == "block":
 		return event.Rejected
-	case action == "allow":
+	case action == "allow" || action == "polite-block":
 		return event.Active
+	case action == "confirm":
+		return event.Pending
 	case watcher != "" && sameDomain(watcher, resource):
 		return event.Active
 	}
 	return event.Pending
+}
+
+// rule returns the action of the presentity's most specific rule about
+// watcher, "" when none applies.
+func (ev *events) rule(watcher, resource string) string {
+	ev.rulesMu.RLock()
+	defer ev.rulesMu.RUnlock()
+	rs := ev.rules[resource]
+	if len(rs) == 0 {
+		return ""
+	}
+	if watcher != "" {
+		if a := rs[watcher]; a != "" {
+			return a
+		}
+		if _, d, ok := strings.Cut(watcher, "@"); ok {
+			if a := rs["*@"+d]; a != "" {
+				return a
+			}
+		}
+	}
+	return rs["*"]
+}
+
+// politeBlocked reports whether resource's rules politely block watcher:
+// its subscription is active, and shows the presentity offline (RFC 5025
+// §3.2.1).
+func (ev *events) politeBlocked(watcher, resource string) bool {
+	return ev.rule(watcher, resource) == "polite-block"
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/hlas-voip/hlas/sip/transport"
 	"github.com/hlas-voip/hlas/store"
 	"github.com/hlas-voip/hlas/stund"
+	"github.com/hlas-voip/hlas/xcap"
 )
 
 // Version is the hlas release.
@@ -111,13 +112,18 @@ type Server struct {
 	events  *events
 	dialogs *dialogWatch
 
-	mu      sync.Mutex
-	addrs   []Addr
-	self    selfAddrs
-	http    *http.Server
-	httpLn  net.Listener
-	started bool
-	closed  bool
+	mu    sync.Mutex
+	addrs []Addr
+	self  selfAddrs
+	http  *http.Server
+
+	// The XCAP server (xcap.go), nil when off.
+	xcap     *xcap.Server
+	xcapLn   net.Listener
+	xcapHTTP *http.Server
+	httpLn   net.Listener
+	started  bool
+	closed   bool
 }
 
 // Addr is a bound listener.
@@ -257,6 +263,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeRegistrar()
 		return nil, fmt.Errorf("config events: %w", err)
 	}
+	if s.xcap, err = s.openXCAP(); err != nil {
+		s.events.close()
+		px.Close()
+		if s.media != nil {
+			_ = s.media.Close()
+		}
+		s.closeRegistrar()
+		return nil, fmt.Errorf("config xcap: %w", err)
+	}
 	if s.ident, err = newIdentity(s, cfg.Identity, log); err != nil {
 		px.Close()
 		if s.media != nil {
@@ -337,6 +352,10 @@ func (s *Server) Start() error {
 		s.workers.Add(1)
 		go s.work(q)
 	}
+	if err := s.startXCAP(); err != nil {
+		s.shutdownLocked()
+		return err
+	}
 	if s.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
 		if err != nil {
@@ -402,6 +421,11 @@ func (s *Server) shutdownLocked() error {
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.xcapHTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.xcapHTTP.Shutdown(ctx)
 		cancel()
 	}
 	s.nat.close()

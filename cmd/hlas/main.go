@@ -35,7 +35,8 @@ commands:
   cdr       call detail records: list, export, purge (hlas cdr -h)
   ban       banned sources: list, add, del (hlas ban -h)
   mwi       message waiting: set, show (hlas mwi -h)
-  presence  who may watch whom: allow, block, del, list (hlas presence -h)
+  presence  who may watch whom: allow, block, confirm, del, list (hlas presence -h)
+  list      buddy lists and list services: add, del, show (hlas list -h)
   version   print the version
 `
 
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return mwiMain(args[1:], stdout, stderr)
 	case "presence":
 		return presenceMain(args[1:], stdout, stderr)
+	case "list":
+		return listMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

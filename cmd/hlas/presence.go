@@ -19,8 +19,13 @@ pending. Works while the server runs: it decides the subscriptions again
 within a second (a blocked watcher's subscription ends).
 
 commands:
-  allow PRESENTITY WATCHER    let WATCHER (user@domain, or *@domain) watch
+  allow PRESENTITY WATCHER    let WATCHER (user@domain, *@domain or *) watch
   block PRESENTITY WATCHER    refuse WATCHER (its subscriptions end)
+  confirm PRESENTITY WATCHER  keep WATCHER pending (the presentity decides
+                              later; it sees the watcher in presence.winfo)
+  polite-block PRESENTITY WATCHER
+                              WATCHER's subscription is accepted, and shows
+                              the presentity offline
   del PRESENTITY WATCHER      remove the rule
   list [PRESENTITY]           the rules
 
@@ -33,19 +38,22 @@ flags (every command):
 func presenceMain(args []string, stdout, stderr io.Writer) int {
 	return storeCommand{
 		name: "presence", usage: presenceUsage,
-		args: map[string][2]int{"allow": {2, 2}, "block": {2, 2}, "del": {2, 2}, "list": {0, 1}},
+		args: map[string][2]int{"allow": {2, 2}, "block": {2, 2}, "confirm": {2, 2}, "polite-block": {2, 2}, "del": {2, 2}, "list": {0, 1}},
 		check: func(cmd string, pos []string) error {
 			for i := range pos {
 				pos[i] = strings.ToLower(pos[i])
+				if i == 1 && pos[i] == "*" {
+					continue
+				}
 				if u, d, ok := strings.Cut(pos[i], "@"); !ok || u == "" || d == "" || (u == "*" && i == 0) {
-					return fmt.Errorf("%q: want user@domain (a watcher may be *@domain)", pos[i])
+					return fmt.Errorf("%q: want user@domain (a watcher may be *@domain or *)", pos[i])
 				}
 			}
 			return nil
 		},
 		run: func(ctx context.Context, st store.Store, cmd string, pos []string, stdout io.Writer) error {
 			switch cmd {
-			case "allow", "block":
+			case "allow", "block", "confirm", "polite-block":
 				if err := st.PutPresenceRule(ctx, store.PresenceRule{Presentity: pos[0], Watcher: pos[1], Action: cmd}); err != nil {
 					return err
 				}

@@ -1,0 +1,571 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"hash/fnv"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlas-voip/hlas/event"
+	"github.com/hlas-voip/hlas/event/dialoginfo"
+	"github.com/hlas-voip/hlas/event/pidf"
+	"github.com/hlas-voip/hlas/event/rlmi"
+	"github.com/hlas-voip/hlas/event/subscriber"
+	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/store"
+	"github.com/hlas-voip/hlas/xcap"
+	"github.com/hlas-voip/hlas/xcap/resourcelists"
+)
+
+// The resource list server (RFC 4662): a SUBSCRIBE with Supported:
+// eventlist to a list's URI gets the state of every member of the list in
+// one NOTIFY, multipart/related with an RLMI document first. The lists
+// are the users' rls-services documents (RFC 4826 §4) and the
+// resource-lists they point at, as XCAP or `hlas list` stored them. The
+// state of members of our domains comes from the packages themselves; for
+// members of other domains the server subscribes on the list owner's
+// behalf (back-end subscriptions), while someone watches the list.
+
+// Bounds of the resource list server.
+const (
+	// maxListMembers bounds the members of one list served (RFC 4662
+	// lets the server cut a list; what is cut is logged).
+	maxListMembers = 500
+	// maxServices bounds the list services loaded.
+	maxServices = 100000
+)
+
+// rlsService is one list service: its URI as an AOR, its owner (the only
+// user who may subscribe to it), its members and its packages.
+type rlsService struct {
+	uri, owner string
+	members    []resourcelists.Entry
+	packages   []string // "presence", "dialog"; empty: both
+}
+
+func (svc *rlsService) serves(pkg string) bool {
+	return len(svc.packages) == 0 || slices.Contains(svc.packages, pkg)
+}
+
+// rlsSub is what the server remembers of one list subscription between
+// two NOTIFYs: a digest of each member's state as last sent, for partial
+// notifications (RFC 4662 §5.2).
+type rlsSub struct {
+	sent map[string]uint64 // member → digest of what was sent
+	// back is the back-end subscriptions this subscription holds.
+	back []string
+}
+
+// rls is the resource list server's state.
+type rls struct {
+	ev *events
+
+	// loadMu orders the loads of the events goroutine and the XCAP
+	// server's, so an older load never replaces a newer one.
+	loadMu sync.Mutex
+
+	mu       sync.Mutex
+	services map[string]*rlsService // service AOR → service
+	byMember map[string][]string    // member AOR → service AORs listing it
+	version  int64                  // of the XCAP documents loaded
+	subs     map[string]*rlsSub     // subscription id → state
+
+	// Back-end subscriptions, keyed by pkg|owner|member, shared by the
+	// subscriptions to lists of one owner with the same member.
+	back      *subscriber.Client
+	backRefs  map[string]int
+	backState map[string]subscriber.State
+}
+
+func newRLS(ev *events) *rls {
+	return &rls{ev: ev, services: map[string]*rlsService{}, byMember: map[string][]string{},
+		subs: map[string]*rlsSub{}, backRefs: map[string]int{}, backState: map[string]subscriber.State{}}
+}
+
+// service returns the list service at aor, nil when none.
+func (r *rls) service(aor string) *rlsService {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.services[aor]
+}
+
+// poll reloads the services when the XCAP documents changed.
+func (r *rls) poll() {
+	r.loadMu.Lock()
+	defer r.loadMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	v, err := r.ev.s.store.XCAPVersion(ctx)
+	cancel()
+	r.mu.Lock()
+	same := v == r.version
+	r.mu.Unlock()
+	if err != nil || same {
+		return
+	}
+	if err := r.load(v); err != nil {
+		r.ev.log.Error("resource lists", "err", err)
+	}
+}
+
+// load reads every rls-services document and the lists they name.
+func (r *rls) load(version int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	docs, err := r.ev.s.store.XCAPDocuments(ctx, "rls-services", "")
+	if err != nil {
+		return err
+	}
+	lists := map[string]store.XCAPDocument{} // owner/name → resource-lists document
+	services := map[string]*rlsService{}
+	for _, d := range docs {
+		doc, err := resourcelists.ParseServices(d.Body)
+		if err != nil {
+			r.ev.log.Warn("rls-services document", "owner", d.Owner, "name", d.Name, "err", err)
+			continue
+		}
+		for _, sv := range doc.Services {
+			aor, ok := r.ev.s.listAOR(sv.URI)
+			if !ok {
+				r.ev.log.Warn("list service outside our domains", "owner", d.Owner, "uri", sv.URI)
+				continue
+			}
+			if _, dup := services[aor]; dup || len(services) >= maxServices {
+				continue
+			}
+			svc := &rlsService{uri: aor, owner: d.Owner}
+			for _, p := range sv.Packages {
+				svc.packages = append(svc.packages, strings.ToLower(p))
+			}
+			var list *resourcelists.List
+			if sv.List != nil {
+				list = sv.List
+			} else {
+				list, err = r.resolve(ctx, sv.ResourceList, lists)
+				if err != nil {
+					r.ev.log.Warn("list of a service", "service", sv.URI, "ref", sv.ResourceList, "err", err)
+					continue
+				}
+			}
+			svc.members = list.Flatten(maxListMembers + 1)
+			if len(svc.members) > maxListMembers {
+				r.ev.log.Warn("list cut", "service", sv.URI, "max", maxListMembers)
+				svc.members = svc.members[:maxListMembers]
+			}
+			services[aor] = svc
+		}
+	}
+	byMember := map[string][]string{}
+	for aor, svc := range services {
+		for _, m := range svc.members {
+			if key, ok := memberAOR(m.URI); ok {
+				byMember[key] = append(byMember[key], aor)
+			}
+		}
+	}
+	r.mu.Lock()
+	old := r.services
+	r.services, r.byMember, r.version = services, byMember, version
+	r.mu.Unlock()
+	// Subscriptions to a list that changed get its full state; those to
+	// a list that went, a final NOTIFY.
+	for aor, svc := range services {
+		if o := old[aor]; o == nil || !slices.Equal(o.members, svc.members) || o.owner != svc.owner {
+			r.restate(aor)
+		}
+	}
+	for aor := range old {
+		if services[aor] == nil {
+			r.restate(aor)
+		}
+	}
+	return nil
+}
+
+// restate sends the subscriptions of a list its full state anew.
+func (r *rls) restate(aor string) {
+	for _, pkg := range []string{"presence", "dialog"} {
+		for _, w := range r.ev.n.Watchers(pkg, aor) {
+			r.mu.Lock()
+			if st := r.subs[w.ID]; st != nil {
+				st.sent = nil
+			}
+			r.mu.Unlock()
+		}
+		r.ev.n.Reauthorize(pkg, aor)
+		r.ev.n.Changed(pkg, aor)
+	}
+}
+
+// resolve returns the <list> an XCAP URI in a <resource-list> element
+// names: the server's own resource-lists documents, found by the path
+// after the XCAP root, whatever the host and root are.
+func (r *rls) resolve(ctx context.Context, ref string, cache map[string]store.XCAPDocument) (*resourcelists.List, error) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	path := u.EscapedPath()
+	i := strings.Index(path, "/resource-lists/users/")
+	if i < 0 {
+		return nil, errNotXCAPList
+	}
+	rest := path[i+len("/resource-lists/users/"):]
+	docPath, selector, hasSel := strings.Cut(rest, "/~~/")
+	xui, name, ok := strings.Cut(docPath, "/")
+	if !ok {
+		return nil, errNotXCAPList
+	}
+	if xui, err = url.PathUnescape(xui); err != nil {
+		return nil, err
+	}
+	if name, err = url.PathUnescape(name); err != nil {
+		return nil, err
+	}
+	owner, ok := xuiOwner(xui)
+	if !ok {
+		return nil, errNotXCAPList
+	}
+	key := owner + "/" + name
+	d, seen := cache[key]
+	if !seen {
+		if d, err = r.ev.s.store.XCAPDocument(ctx, "resource-lists", owner, name); err != nil {
+			return nil, err
+		}
+		cache[key] = d
+	}
+	if !hasSel {
+		all, err := resourcelists.Parse(d.Body)
+		if err != nil {
+			return nil, err
+		}
+		return &resourcelists.List{Lists: all.Lists}, nil
+	}
+	if selector, err = url.PathUnescape(selector); err != nil {
+		return nil, err
+	}
+	el, err := xcap.Select(d.Body, resourcelists.Namespace, selector, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resourcelists.ParseList(el)
+}
+
+type rlsError string
+
+func (e rlsError) Error() string { return string(e) }
+
+const errNotXCAPList = rlsError("not a resource-lists XCAP URI of this server")
+
+// xuiOwner turns an XCAP user id ("sip:alice@example.com") into the
+// store's owner key ("alice@example.com").
+func xuiOwner(xui string) (string, bool) {
+	u, err := sip.ParseURI(xui)
+	if err != nil || u.User == "" {
+		return "", false
+	}
+	return strings.ToLower(sip.Unescape(u.User)) + "@" + strings.ToLower(u.Hostname()), true
+}
+
+// memberAOR is the AOR of a list entry's URI, the key of member state.
+func memberAOR(uri string) (string, bool) {
+	return xuiOwner(uri)
+}
+
+// listAOR is the AOR of a list service's URI when it is in our domains.
+func (s *Server) listAOR(uri string) (string, bool) {
+	u, err := sip.ParseURI(uri)
+	if err != nil || u.User == "" || !u.IsSIP() {
+		return "", false
+	}
+	d, ok := s.aorDomain(&u)
+	if !ok {
+		return "", false
+	}
+	return strings.ToLower(sip.Unescape(u.User)) + "@" + d, true
+}
+
+// memberChanged tells the subscriptions to the lists holding member that
+// its state changed.
+func (r *rls) memberChanged(pkg, member string) {
+	r.mu.Lock()
+	svcs := r.byMember[member]
+	r.mu.Unlock()
+	for _, aor := range svcs {
+		r.ev.n.Changed(pkg, aor)
+	}
+}
+
+// authorize lets the owner of a list subscribe to it, nobody else.
+func (r *rls) authorize(svc *rlsService, pkg, watcher string) event.Decision {
+	if watcher != "" && watcher == svc.owner && svc.serves(pkg) {
+		return event.Active
+	}
+	return event.Rejected
+}
+
+// memberState is one member's state as a list NOTIFY carries it.
+type memberState struct {
+	state, reason string // RLMI instance state and reason
+	ct            string
+	body          []byte
+}
+
+// state returns member m's state as the list's owner may see it.
+func (r *rls) state(svc *rlsService, pkg string, m resourcelists.Entry, version uint32) memberState {
+	aor, ok := memberAOR(m.URI)
+	if !ok {
+		return memberState{state: "terminated", reason: "noresource"}
+	}
+	if u, err := sip.ParseURI(m.URI); err == nil && u.IsSIP() {
+		if d, local := r.ev.s.aorDomain(&u); local {
+			aor = strings.ToLower(sip.Unescape(u.User)) + "@" + d
+			return r.localState(svc.owner, pkg, aor, version)
+		}
+	}
+	r.mu.Lock()
+	st, ok := r.backState[backKey(pkg, svc.owner, aor)]
+	r.mu.Unlock()
+	switch {
+	case !ok:
+		return memberState{state: "pending"}
+	case st.Status == "active" && st.Body != nil:
+		return memberState{state: "active", ct: st.ContentType, body: st.Body}
+	case st.Status == "terminated" || st.Status == "failed":
+		reason := st.Reason
+		if reason == "" {
+			reason = "noresource"
+		}
+		return memberState{state: "terminated", reason: reason}
+	}
+	return memberState{state: "pending"}
+}
+
+func (r *rls) localState(owner, pkg, member string, version uint32) memberState {
+	ev := r.ev
+	switch ev.decide(owner, member) {
+	case event.Rejected:
+		return memberState{state: "terminated", reason: "rejected"}
+	case event.Pending:
+		return memberState{state: "pending"}
+	}
+	polite := ev.politeBlocked(owner, member)
+	if pkg == "dialog" {
+		var dialogs []dialoginfo.Dialog
+		if !polite {
+			dialogs = ev.dialogsOf(member)
+		}
+		return memberState{state: "active", ct: "application/dialog-info+xml",
+			body: dialoginfo.Build("sip:"+member, version, true, dialogs)}
+	}
+	if polite {
+		return memberState{state: "active", ct: "application/pidf+xml", body: pidf.Closed("sip:" + member)}
+	}
+	return memberState{state: "active", ct: "application/pidf+xml", body: ev.presenceDoc(member)}
+}
+
+func backKey(pkg, owner, member string) string { return pkg + "|" + owner + "|" + member }
+
+// document renders a list NOTIFY: the RLMI document and one part per
+// member whose state is known (all of them when full, those changed since
+// the last NOTIFY otherwise).
+func (r *rls) document(svc *rlsService, sub *event.Subscription, full bool) (string, []byte) {
+	pkg := sub.Package()
+	r.mu.Lock()
+	st := r.subs[sub.ID()]
+	if st == nil {
+		st = &rlsSub{}
+		r.subs[sub.ID()] = st
+	}
+	if st.sent == nil {
+		full = true
+	}
+	r.mu.Unlock()
+	r.hold(st, svc, pkg)
+
+	version := sub.NextVersion()
+	list := rlmi.List{URI: "sip:" + svc.uri, Version: version, FullState: full}
+	var parts []rlmi.Part
+	sent := make(map[string]uint64, len(svc.members))
+	r.mu.Lock()
+	prev := st.sent
+	r.mu.Unlock()
+	nonce := randomHex(6)
+	for i, m := range svc.members {
+		ms := r.state(svc, pkg, m, version)
+		h := fnv.New64a()
+		h.Write([]byte(ms.state))
+		h.Write([]byte{0})
+		h.Write([]byte(ms.reason))
+		h.Write([]byte{0})
+		h.Write(ms.body)
+		d := h.Sum64()
+		sent[m.URI] = d
+		if !full {
+			if old, ok := prev[m.URI]; ok && old == d {
+				continue
+			}
+		}
+		res := rlmi.Resource{URI: m.URI}
+		if m.DisplayName != "" {
+			res.Names = []rlmi.Name{{Text: m.DisplayName}}
+		}
+		in := rlmi.Instance{ID: instanceID(m.URI), State: ms.state, Reason: ms.reason}
+		if ms.body != nil {
+			in.CID = nonce + "." + strconv.Itoa(i) + "@" + svcHost(svc.uri)
+			parts = append(parts, rlmi.Part{CID: in.CID, ContentType: ms.ct, Body: ms.body})
+		}
+		res.Instances = []rlmi.Instance{in}
+		list.Resources = append(list.Resources, res)
+	}
+	r.mu.Lock()
+	st.sent = sent
+	r.mu.Unlock()
+	root := nonce + "@" + svcHost(svc.uri)
+	ct, body, err := rlmi.Multipart("hlas-"+nonce+"-"+randomHex(8), root, list.Append(nil), parts)
+	if err != nil {
+		r.ev.log.Error("list notify", "service", svc.uri, "err", err)
+		return "", nil
+	}
+	return ct, body
+}
+
+// hold makes sure the back-end subscriptions of a list subscription run:
+// one per member of another domain.
+func (r *rls) hold(st *rlsSub, svc *rlsService, pkg string) {
+	var want []string
+	var targets []sip.URI
+	for _, m := range svc.members {
+		u, err := sip.ParseURI(m.URI)
+		if err != nil || !u.IsSIP() || u.User == "" {
+			continue
+		}
+		if _, local := r.ev.s.aorDomain(&u); local {
+			continue
+		}
+		aor, _ := memberAOR(m.URI)
+		want = append(want, backKey(pkg, svc.owner, aor))
+		targets = append(targets, u)
+	}
+	r.mu.Lock()
+	if slices.Equal(want, st.back) {
+		r.mu.Unlock()
+		return
+	}
+	old := st.back
+	st.back = want
+	var start []int
+	for i, k := range want {
+		r.backRefs[k]++
+		if r.backRefs[k] == 1 {
+			start = append(start, i)
+		}
+	}
+	stop := r.releaseLocked(old)
+	back := r.back
+	r.mu.Unlock()
+	if back == nil {
+		return
+	}
+	for _, k := range stop {
+		back.Unsubscribe(k)
+	}
+	from := sip.Address{URI: sip.URI{Scheme: "sip"}}
+	if u, err := sip.ParseURI("sip:" + svc.owner); err == nil {
+		from.URI = u
+	}
+	accept := []string{"application/pidf+xml"}
+	if pkg == "dialog" {
+		accept = []string{"application/dialog-info+xml"}
+	}
+	for _, i := range start {
+		if err := back.Subscribe(want[i], from, targets[i], pkg, accept); err != nil {
+			r.ev.log.Warn("back-end subscription", "member", targets[i].String(), "err", err)
+		}
+	}
+}
+
+// releaseLocked drops references and returns the keys nobody holds any
+// more.
+func (r *rls) releaseLocked(keys []string) []string {
+	var stop []string
+	for _, k := range keys {
+		if r.backRefs[k]--; r.backRefs[k] <= 0 {
+			delete(r.backRefs, k)
+			delete(r.backState, k)
+			stop = append(stop, k)
+		}
+	}
+	return stop
+}
+
+// ended forgets a list subscription that ended, and the back-end
+// subscriptions only it held.
+func (r *rls) ended(id string) {
+	r.mu.Lock()
+	st := r.subs[id]
+	delete(r.subs, id)
+	var stop []string
+	if st != nil {
+		stop = r.releaseLocked(st.back)
+	}
+	back := r.back
+	r.mu.Unlock()
+	if back != nil {
+		for _, k := range stop {
+			back.Unsubscribe(k)
+		}
+	}
+}
+
+// backChanged is the back-end client's news of one member.
+func (r *rls) backChanged(key string, st subscriber.State) {
+	r.mu.Lock()
+	if _, held := r.backRefs[key]; !held {
+		r.mu.Unlock()
+		return
+	}
+	r.backState[key] = st
+	pkg, rest, _ := strings.Cut(key, "|")
+	owner, member, _ := strings.Cut(rest, "|")
+	var svcs []string
+	for _, aor := range r.byMember[member] {
+		if svc := r.services[aor]; svc != nil && svc.owner == owner {
+			svcs = append(svcs, aor)
+		}
+	}
+	r.mu.Unlock()
+	for _, aor := range svcs {
+		r.ev.n.Changed(pkg, aor)
+	}
+}
+
+// instanceID names a member's instance in the RLMI, stable across
+// NOTIFYs of one subscription (RFC 4662 §5.2).
+func instanceID(uri string) string {
+	h := fnv.New64a()
+	h.Write([]byte(uri))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+func svcHost(aor string) string {
+	_, d, _ := strings.Cut(aor, "@")
+	return d
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// IsList implements event.Lister for presence.
+func (p presencePackage) IsList(resource string) bool { return p.ev.rls.service(resource) != nil }
+
+// IsList implements event.Lister for dialog.
+func (d dialogPackage) IsList(resource string) bool { return d.ev.rls.service(resource) != nil }
