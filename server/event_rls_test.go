@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,6 +115,9 @@ func TestResourceList(t *testing.T) {
 	alice := newEvClient(t, addr, "alice@example.test")
 	if res := alice.subscribeList("alice-friends@example.test", false, "rls-0"); res.StatusCode != 421 || res.Get("Require") != "eventlist" {
 		t.Fatalf("SUBSCRIBE to a list without eventlist: %d (Require %q), want 421", res.StatusCode, res.Get("Require"))
+	}
+	if res := alice.subscribeList("nobody@example.test", true, "rls-x"); res.StatusCode != 404 {
+		t.Fatalf("SUBSCRIBE to nobody: %d, want 404", res.StatusCode)
 	}
 	if res := bob.subscribeList("alice-friends@example.test", true, "rls-1"); res.StatusCode != 403 {
 		t.Fatalf("bob subscribing to alice's list: %d, want 403", res.StatusCode)
@@ -241,4 +243,3 @@ func TestResourceListBackEnd(t *testing.T) {
 	}
 }
 
-var _ = netip.AddrPort{}

@@ -288,11 +288,27 @@ func (s *Server) eventsStep(next Handler) Handler {
 					return
 				}
 			}
+			if svc := ev.rls.service(resource); svc == nil && !ev.known(ctx, resource) {
+				_ = tx.Respond(s.response(req, 404, ""))
+				return
+			}
 			ev.n.HandleSUBSCRIBE(ctx, tx, req, eventFlow(tx), watcher, resource)
 			return
 		}
 		ev.publish(tx, req, watcher, resource)
 	})
+}
+
+// known reports whether resource is one of our users (RFC 3856 §6.6.2: a
+// SUBSCRIBE to nobody gets 404): a subscriber, one registered (in an open
+// domain), or a static location.
+func (ev *events) known(ctx context.Context, resource string) bool {
+	if len(ev.s.registrar.Lookup(resource)) > 0 || len(ev.s.cfg.Routing.Locations[resource]) > 0 {
+		return true
+	}
+	user, domain, _ := strings.Cut(resource, "@")
+	ok, err := ev.s.auth.IsSubscriber(ctx, user, domain)
+	return ok || err != nil // a store failure is not the user's absence
 }
 
 // publish answers a PUBLISH (RFC 3903 §4.1, §6): only a user may publish

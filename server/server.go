@@ -263,7 +263,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeRegistrar()
 		return nil, fmt.Errorf("config events: %w", err)
 	}
-	if s.xcap, err = s.openXCAP(); err != nil {
+	if s.xcap, err = s.openXCAP(log); err != nil {
 		s.events.close()
 		px.Close()
 		if s.media != nil {

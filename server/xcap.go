@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -229,7 +230,7 @@ func (d servicesDocs) PutDocument(ctx context.Context, auid, user, name string, 
 }
 
 // openXCAP builds the XCAP server when it is configured.
-func (s *Server) openXCAP() (*xcap.Server, error) {
+func (s *Server) openXCAP(log *slog.Logger) (*xcap.Server, error) {
 	if s.cfg.XCAP.Listen == "" {
 		return nil, nil
 	}
@@ -237,7 +238,7 @@ func (s *Server) openXCAP() (*xcap.Server, error) {
 	return xcap.New(s.cfg.XCAP.Config, xcap.Env{
 		Store:  docs,
 		HA1:    s.xcapHA1,
-		Logger: s.log.With("feature", "xcap"),
+		Logger: log,
 		OnChange: func(auid, user, name string) {
 			if s.events == nil {
 				return

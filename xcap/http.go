@@ -380,6 +380,11 @@ func (s *Server) commit(r *http.Request, t target, body []byte) outcome {
 				status = http.StatusCreated
 			}
 			return outcome{status: status, etag: newETag}
+		case errors.As(err, new(*Error)):
+			// The store's own constraint (a name another user holds).
+			var xe *Error
+			errors.As(err, &xe)
+			return outcome{xerr: xe}
 		case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
 			// Another writer came first.
 			if conditional {

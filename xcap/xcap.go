@@ -24,7 +24,8 @@ type Store interface {
 	Document(ctx context.Context, auid, user, name string) (body []byte, etag string, err error)
 	// PutDocument stores body when the current entity tag is ifETag (""
 	// : the document must not exist yet) and returns the new one;
-	// ErrConflict otherwise.
+	// ErrConflict otherwise. A *Error (a constraint only the store can
+	// check, such as a name unique across users) is answered 409.
 	PutDocument(ctx context.Context, auid, user, name string, body []byte, ifETag string) (etag string, err error)
 	// DeleteDocument removes the document when its entity tag is ifETag;
 	// ErrNotFound, ErrConflict.

@@ -154,6 +154,28 @@ func listRef(owner, list string) string {
 	return "http://localhost/xcap-root/resource-lists/users/" + url.PathEscape(ownerXUI(owner)) + "/" + listDoc + "/~~/" + sel
 }
 
+// sameList reports whether two XCAP URIs name one list: by their path
+// from the usage on, whatever host and root a client wrote.
+func sameList(a, b string) bool {
+	ka, ok := listKey(a)
+	kb, ok2 := listKey(b)
+	return ok && ok2 && ka == kb
+}
+
+func listKey(ref string) (string, bool) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return "", false
+	}
+	p := u.EscapedPath()
+	i := strings.Index(p, "/resource-lists/users/")
+	if i < 0 {
+		return "", false
+	}
+	k, err := url.PathUnescape(p[i:])
+	return strings.ToLower(k), err == nil
+}
+
 func defaultService(owner, list string) string {
 	u, d, _ := strings.Cut(owner, "@")
 	return "sip:" + u + "-" + list + "@" + d
@@ -216,7 +238,7 @@ func ensureService(ctx context.Context, st store.Store, owner, list, service str
 			return nil, err
 		}
 		for _, sv := range svcs.Services {
-			if sv.ResourceList == ref {
+			if sameList(sv.ResourceList, ref) {
 				service = sv.URI
 				return nil, nil
 			}
@@ -257,7 +279,7 @@ func delFromList(ctx context.Context, st store.Store, owner, list, entry string,
 		}
 		changed := false
 		for _, sv := range svcs.Services {
-			if sv.ResourceList == ref {
+			if sameList(sv.ResourceList, ref) {
 				if doc, err = xcap.Apply(doc, resourcelists.ServicesNamespace, `rls-services/service[@uri="`+sv.URI+`"]`, nil, xcap.OpDelete, nil); err != nil {
 					return nil, err
 				}
@@ -277,11 +299,13 @@ func delFromList(ctx context.Context, st store.Store, owner, list, entry string,
 }
 
 func showLists(ctx context.Context, st store.Store, owner string, stdout io.Writer) error {
-	services := map[string]string{} // list ref → service URI
+	services := map[string]string{} // list key → service URI
 	if d, err := st.XCAPDocument(ctx, "rls-services", owner, listDoc); err == nil {
 		if svcs, err := resourcelists.ParseServices(d.Body); err == nil {
 			for _, sv := range svcs.Services {
-				services[sv.ResourceList] = sv.URI
+				if k, ok := listKey(sv.ResourceList); ok {
+					services[k] = sv.URI
+				}
 			}
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -301,7 +325,8 @@ func showLists(ctx context.Context, st store.Store, owner string, stdout io.Writ
 		return fmt.Errorf("%s's lists: %w", owner, err)
 	}
 	for _, l := range lists.Lists {
-		svc := services[listRef(owner, l.Name)]
+		k, _ := listKey(listRef(owner, l.Name))
+		svc := services[k]
 		if svc == "" {
 			svc = "-"
 		}
