@@ -853,3 +853,25 @@ func (n *Notifier) notifyDone(s *Subscription, res *sip.Response, err error) {
 	n.mu.Unlock()
 	n.finish(&a)
 }
+
+// End ends every subscription to resource in pkg with a final NOTIFY,
+// terminated;reason=reason and no state: the resource is gone (a deleted
+// list: noresource, RFC 6665 §4.2.2).
+func (n *Notifier) End(pkg, resource, reason string) {
+	pe := n.lookup(pkg)
+	if pe == nil {
+		return
+	}
+	var a after
+	n.mu.Lock()
+	now := n.now()
+	for _, s := range append([]*Subscription(nil), n.byRes[resKey{pe, resource}]...) {
+		if s.term != "" {
+			continue
+		}
+		n.endLocked(s, reason, true, &a, now)
+		n.sendLocked(s, now, &a)
+	}
+	n.mu.Unlock()
+	n.finish(&a)
+}

@@ -227,7 +227,7 @@ func (winfoPackage) Authorize(watcher, resource string) event.Decision {
 
 func (w winfoPackage) Document(sub *event.Subscription, full bool) (string, []byte) {
 	list := winfo.WatcherList{Resource: "sip:" + sub.Resource(), Package: "presence"}
-	for _, wi := range append(w.ev.n.Watchers("presence", sub.Resource()), w.ev.endedSince(sub.ID(), sub.Resource())...) {
+	for _, wi := range append(w.ev.n.Watchers("presence", sub.Resource()), w.ev.endedSince(sub)...) {
 		uri := "sip:anonymous@anonymous.invalid" // a watcher nobody authenticated (another domain's)
 		if wi.Watcher != "" {
 			uri = "sip:" + wi.Watcher

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"hash/fnv"
 	"net/url"
 	"slices"
@@ -58,8 +59,16 @@ func (svc *rlsService) serves(pkg string) bool {
 // notifications (RFC 4662 §5.2).
 type rlsSub struct {
 	sent map[string]uint64 // member → digest of what was sent
-	// back is the back-end subscriptions this subscription holds.
-	back []string
+	// back is the back-end subscriptions this subscription needs.
+	back []backSpec
+}
+
+// backSpec is one back-end subscription: its key (pkg|owner|member), and
+// what to subscribe to.
+type backSpec struct {
+	key      string
+	pkg      string
+	from, to sip.URI
 }
 
 // rls is the resource list server's state.
@@ -77,15 +86,69 @@ type rls struct {
 	subs     map[string]*rlsSub     // subscription id → state
 
 	// Back-end subscriptions, keyed by pkg|owner|member, shared by the
-	// subscriptions to lists of one owner with the same member.
+	// subscriptions to lists of one owner with the same member. The list
+	// subscriptions say what they need (rlsSub.back); the events
+	// goroutine alone starts and stops them (reconcile), so a start and a
+	// stop of one key never race, and no client call happens inside a
+	// NOTIFY's rendering.
 	back      *subscriber.Client
-	backRefs  map[string]int
+	running   map[string]bool
 	backState map[string]subscriber.State
+	poke      chan struct{} // capacity 1: reconcile soon
 }
 
 func newRLS(ev *events) *rls {
 	return &rls{ev: ev, services: map[string]*rlsService{}, byMember: map[string][]string{},
-		subs: map[string]*rlsSub{}, backRefs: map[string]int{}, backState: map[string]subscriber.State{}}
+		subs: map[string]*rlsSub{}, running: map[string]bool{}, backState: map[string]subscriber.State{},
+		poke: make(chan struct{}, 1)}
+}
+
+func (r *rls) wake() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile starts the back-end subscriptions some list subscription
+// needs and stops those none needs any more. Only the events goroutine
+// calls it.
+func (r *rls) reconcile() {
+	r.mu.Lock()
+	want := map[string]backSpec{}
+	for _, st := range r.subs {
+		for _, b := range st.back {
+			want[b.key] = b
+		}
+	}
+	var start []backSpec
+	var stop []string
+	for k, b := range want {
+		if !r.running[k] {
+			r.running[k] = true
+			start = append(start, b)
+		}
+	}
+	for k := range r.running {
+		if _, ok := want[k]; !ok {
+			delete(r.running, k)
+			delete(r.backState, k)
+			stop = append(stop, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range stop {
+		r.back.Unsubscribe(k)
+	}
+	for _, b := range start {
+		accept := []string{"application/pidf+xml"}
+		if b.pkg == "dialog" {
+			accept = []string{"application/dialog-info+xml"}
+		}
+		if err := r.back.Subscribe(b.key, sip.Address{URI: b.from}, b.to, b.pkg, accept); err != nil {
+			r.ev.log.Warn("back-end subscription", "member", b.to.String(), "err", err)
+		}
+	}
 }
 
 // service returns the list service at aor, nil when none.
@@ -113,7 +176,10 @@ func (r *rls) poll() {
 	}
 }
 
-// load reads every rls-services document and the lists they name.
+// load reads every rls-services document and the lists they name. A
+// store failure leaves the lists loaded before in place (the next poll
+// tries again); a document or reference that does not resolve drops that
+// service alone.
 func (r *rls) load(version int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -135,7 +201,17 @@ func (r *rls) load(version int64) error {
 				r.ev.log.Warn("list service outside our domains", "owner", d.Owner, "uri", sv.URI)
 				continue
 			}
-			if _, dup := services[aor]; dup || len(services) >= maxServices {
+			if other, dup := services[aor]; dup {
+				r.ev.log.Warn("list service URI taken", "uri", sv.URI, "owner", d.Owner, "holder", other.owner)
+				continue
+			}
+			if len(services) >= maxServices {
+				continue
+			}
+			if r.ev.isUser(ctx, aor) {
+				// A user's own address is never a list: a document
+				// naming one must not hide the user's presence.
+				r.ev.log.Warn("list service URI is a user's", "owner", d.Owner, "uri", sv.URI)
 				continue
 			}
 			svc := &rlsService{uri: aor, owner: d.Owner}
@@ -146,8 +222,11 @@ func (r *rls) load(version int64) error {
 			if sv.List != nil {
 				list = sv.List
 			} else {
-				list, err = r.resolve(ctx, sv.ResourceList, lists)
+				list, err = r.resolve(ctx, d.Owner, sv.ResourceList, lists)
 				if err != nil {
+					if isStoreFailure(err) {
+						return err
+					}
 					r.ev.log.Warn("list of a service", "service", sv.URI, "ref", sv.ResourceList, "err", err)
 					continue
 				}
@@ -163,7 +242,7 @@ func (r *rls) load(version int64) error {
 	byMember := map[string][]string{}
 	for aor, svc := range services {
 		for _, m := range svc.members {
-			if key, ok := memberAOR(m.URI); ok {
+			if key, ok := r.ev.s.memberKey(m.URI); ok {
 				byMember[key] = append(byMember[key], aor)
 			}
 		}
@@ -173,18 +252,42 @@ func (r *rls) load(version int64) error {
 	r.services, r.byMember, r.version = services, byMember, version
 	r.mu.Unlock()
 	// Subscriptions to a list that changed get its full state; those to
-	// a list that went, a final NOTIFY.
+	// a list that went, or to a package it no longer serves, a final
+	// NOTIFY (noresource).
 	for aor, svc := range services {
-		if o := old[aor]; o == nil || !slices.Equal(o.members, svc.members) || o.owner != svc.owner {
-			r.restate(aor)
+		o := old[aor]
+		if o != nil && slices.Equal(o.members, svc.members) && o.owner == svc.owner && slices.Equal(o.packages, svc.packages) {
+			continue
 		}
+		for _, pkg := range []string{"presence", "dialog"} {
+			if !svc.serves(pkg) {
+				r.ev.n.End(pkg, aor, "noresource")
+			}
+		}
+		r.restate(aor)
 	}
 	for aor := range old {
 		if services[aor] == nil {
-			r.restate(aor)
+			r.ev.n.End("presence", aor, "noresource")
+			r.ev.n.End("dialog", aor, "noresource")
 		}
 	}
 	return nil
+}
+
+// isStoreFailure tells a failing store (try the whole load again later)
+// from a reference to nothing (drop the service).
+func isStoreFailure(err error) bool {
+	var ref rlsError
+	return !errors.As(err, &ref) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, xcap.ErrNotFound) &&
+		!errors.Is(err, xcap.ErrSelector) && !isParseError(err)
+}
+
+// isParseError reports an error of a document's content, not the store's.
+func isParseError(err error) bool {
+	var xe *xcap.Error
+	var ue *url.Error
+	return errors.As(err, &xe) || errors.As(err, &ue) || strings.HasPrefix(err.Error(), "resourcelists")
 }
 
 // restate sends the subscriptions of a list its full state anew.
@@ -197,7 +300,6 @@ func (r *rls) restate(aor string) {
 			}
 			r.mu.Unlock()
 		}
-		r.ev.n.Reauthorize(pkg, aor)
 		r.ev.n.Changed(pkg, aor)
 	}
 }
@@ -205,7 +307,7 @@ func (r *rls) restate(aor string) {
 // resolve returns the <list> an XCAP URI in a <resource-list> element
 // names: the server's own resource-lists documents, found by the path
 // after the XCAP root, whatever the host and root are.
-func (r *rls) resolve(ctx context.Context, ref string, cache map[string]store.XCAPDocument) (*resourcelists.List, error) {
+func (r *rls) resolve(ctx context.Context, owner, ref string, cache map[string]store.XCAPDocument) (*resourcelists.List, error) {
 	u, err := url.Parse(ref)
 	if err != nil {
 		return nil, err
@@ -227,9 +329,10 @@ func (r *rls) resolve(ctx context.Context, ref string, cache map[string]store.XC
 	if name, err = url.PathUnescape(name); err != nil {
 		return nil, err
 	}
-	owner, ok := xuiOwner(xui)
-	if !ok {
-		return nil, errNotXCAPList
+	if o, ok := xuiOwner(xui); !ok || o != owner {
+		// A service names its owner's lists only: another user's
+		// would be read with the service owner's eyes.
+		return nil, errOthersList
 	}
 	key := owner + "/" + name
 	d, seen := cache[key]
@@ -260,7 +363,10 @@ type rlsError string
 
 func (e rlsError) Error() string { return string(e) }
 
-const errNotXCAPList = rlsError("not a resource-lists XCAP URI of this server")
+const (
+	errNotXCAPList = rlsError("not a resource-lists XCAP URI of this server")
+	errOthersList  = rlsError("a list of another user")
+)
 
 // xuiOwner turns an XCAP user id ("sip:alice@example.com") into the
 // store's owner key ("alice@example.com").
@@ -275,6 +381,16 @@ func xuiOwner(xui string) (string, bool) {
 // memberAOR is the AOR of a list entry's URI, the key of member state.
 func memberAOR(uri string) (string, bool) {
 	return xuiOwner(uri)
+}
+
+// memberKey is the key of a member's state: the AOR as the packages
+// name it (canonical domain) for members of our domains, the URI's user
+// and host for others.
+func (s *Server) memberKey(uri string) (string, bool) {
+	if aor, ok := s.listAOR(uri); ok {
+		return aor, true
+	}
+	return memberAOR(uri)
 }
 
 // listAOR is the AOR of a list service's URI when it is in our domains.
@@ -373,28 +489,37 @@ func backKey(pkg, owner, member string) string { return pkg + "|" + owner + "|" 
 
 // document renders a list NOTIFY: the RLMI document and one part per
 // member whose state is known (all of them when full, those changed since
-// the last NOTIFY otherwise).
+// the last NOTIFY otherwise). The final NOTIFY of an ended subscription
+// renders the full state and keeps nothing.
 func (r *rls) document(svc *rlsService, sub *event.Subscription, full bool) (string, []byte) {
 	pkg := sub.Package()
-	r.mu.Lock()
-	st := r.subs[sub.ID()]
-	if st == nil {
-		st = &rlsSub{}
-		r.subs[sub.ID()] = st
+	live := sub.State() != event.StateTerminated
+	var prev map[string]uint64
+	var st *rlsSub
+	if live {
+		specs := r.backSpecs(svc, pkg)
+		r.mu.Lock()
+		st = r.subs[sub.ID()]
+		if st == nil {
+			st = &rlsSub{}
+			r.subs[sub.ID()] = st
+		}
+		prev = st.sent
+		changed := !slices.EqualFunc(st.back, specs, func(a, b backSpec) bool { return a.key == b.key })
+		st.back = specs
+		r.mu.Unlock()
+		if changed {
+			r.wake()
+		}
 	}
-	if st.sent == nil {
+	if prev == nil {
 		full = true
 	}
-	r.mu.Unlock()
-	r.hold(st, svc, pkg)
 
 	version := sub.NextVersion()
 	list := rlmi.List{URI: "sip:" + svc.uri, Version: version, FullState: full}
 	var parts []rlmi.Part
 	sent := make(map[string]uint64, len(svc.members))
-	r.mu.Lock()
-	prev := st.sent
-	r.mu.Unlock()
 	nonce := randomHex(6)
 	for i, m := range svc.members {
 		ms := r.state(svc, pkg, m, version)
@@ -423,9 +548,13 @@ func (r *rls) document(svc *rlsService, sub *event.Subscription, full bool) (str
 		res.Instances = []rlmi.Instance{in}
 		list.Resources = append(list.Resources, res)
 	}
-	r.mu.Lock()
-	st.sent = sent
-	r.mu.Unlock()
+	if live {
+		r.mu.Lock()
+		if r.subs[sub.ID()] == st {
+			st.sent = sent
+		}
+		r.mu.Unlock()
+	}
 	root := nonce + "@" + svcHost(svc.uri)
 	ct, body, err := rlmi.Multipart("hlas-"+nonce+"-"+randomHex(8), root, list.Append(nil), parts)
 	if err != nil {
@@ -435,11 +564,14 @@ func (r *rls) document(svc *rlsService, sub *event.Subscription, full bool) (str
 	return ct, body
 }
 
-// hold makes sure the back-end subscriptions of a list subscription run:
-// one per member of another domain.
-func (r *rls) hold(st *rlsSub, svc *rlsService, pkg string) {
-	var want []string
-	var targets []sip.URI
+// backSpecs are the back-end subscriptions a list needs: one per member
+// of another domain.
+func (r *rls) backSpecs(svc *rlsService, pkg string) []backSpec {
+	var specs []backSpec
+	from, err := sip.ParseURI("sip:" + svc.owner)
+	if err != nil {
+		return nil
+	}
 	for _, m := range svc.members {
 		u, err := sip.ParseURI(m.URI)
 		if err != nil || !u.IsSIP() || u.User == "" {
@@ -449,84 +581,27 @@ func (r *rls) hold(st *rlsSub, svc *rlsService, pkg string) {
 			continue
 		}
 		aor, _ := memberAOR(m.URI)
-		want = append(want, backKey(pkg, svc.owner, aor))
-		targets = append(targets, u)
+		specs = append(specs, backSpec{key: backKey(pkg, svc.owner, aor), pkg: pkg, from: from, to: u})
 	}
-	r.mu.Lock()
-	if slices.Equal(want, st.back) {
-		r.mu.Unlock()
-		return
-	}
-	old := st.back
-	st.back = want
-	var start []int
-	for i, k := range want {
-		r.backRefs[k]++
-		if r.backRefs[k] == 1 {
-			start = append(start, i)
-		}
-	}
-	stop := r.releaseLocked(old)
-	back := r.back
-	r.mu.Unlock()
-	if back == nil {
-		return
-	}
-	for _, k := range stop {
-		back.Unsubscribe(k)
-	}
-	from := sip.Address{URI: sip.URI{Scheme: "sip"}}
-	if u, err := sip.ParseURI("sip:" + svc.owner); err == nil {
-		from.URI = u
-	}
-	accept := []string{"application/pidf+xml"}
-	if pkg == "dialog" {
-		accept = []string{"application/dialog-info+xml"}
-	}
-	for _, i := range start {
-		if err := back.Subscribe(want[i], from, targets[i], pkg, accept); err != nil {
-			r.ev.log.Warn("back-end subscription", "member", targets[i].String(), "err", err)
-		}
-	}
+	return specs
 }
 
-// releaseLocked drops references and returns the keys nobody holds any
-// more.
-func (r *rls) releaseLocked(keys []string) []string {
-	var stop []string
-	for _, k := range keys {
-		if r.backRefs[k]--; r.backRefs[k] <= 0 {
-			delete(r.backRefs, k)
-			delete(r.backState, k)
-			stop = append(stop, k)
-		}
-	}
-	return stop
-}
-
-// ended forgets a list subscription that ended, and the back-end
-// subscriptions only it held.
+// ended forgets a list subscription that ended; the back-end
+// subscriptions only it needed stop at the next reconcile.
 func (r *rls) ended(id string) {
 	r.mu.Lock()
 	st := r.subs[id]
 	delete(r.subs, id)
-	var stop []string
-	if st != nil {
-		stop = r.releaseLocked(st.back)
-	}
-	back := r.back
 	r.mu.Unlock()
-	if back != nil {
-		for _, k := range stop {
-			back.Unsubscribe(k)
-		}
+	if st != nil && len(st.back) > 0 {
+		r.wake()
 	}
 }
 
 // backChanged is the back-end client's news of one member.
 func (r *rls) backChanged(key string, st subscriber.State) {
 	r.mu.Lock()
-	if _, held := r.backRefs[key]; !held {
+	if !r.running[key] {
 		r.mu.Unlock()
 		return
 	}

@@ -163,6 +163,19 @@ func TestResourceList(t *testing.T) {
 	if !list.FullState || len(list.Resources) != 1 || st["sip:carol@example.test"] == "" {
 		t.Fatalf("NOTIFY after the list changed: %+v", list)
 	}
+
+	// The list goes: its subscription ends, noresource.
+	d, err := srv.store.XCAPDocument(context.Background(), "rls-services", "alice@example.test", "index")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.store.DeleteXCAPDocument(context.Background(), "rls-services", "alice@example.test", "index", d.ETag); err != nil {
+		t.Fatal(err)
+	}
+	srv.events.rls.poll()
+	if n := alice.notify(10 * time.Second); n.Get("Subscription-State") != "terminated;reason=noresource" || len(n.Body) != 0 {
+		t.Fatalf("NOTIFY after the list went: %q, body %q", n.Get("Subscription-State"), n.Body)
+	}
 }
 
 // RFC 4662 §4.4: a member of another domain is watched through a

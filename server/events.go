@@ -169,7 +169,10 @@ func (ev *events) run() {
 			since = ev.pollMailboxes(since)
 			ev.pollRules()
 			ev.rls.poll()
+			ev.rls.reconcile()
 			ev.pruneEnded(now)
+		case <-ev.rls.poke:
+			ev.rls.reconcile()
 		}
 	}
 }
@@ -288,7 +291,8 @@ func (s *Server) eventsStep(next Handler) Handler {
 					return
 				}
 			}
-			if svc := ev.rls.service(resource); svc == nil && !ev.known(ctx, resource) {
+			pkg, _, _ := strings.Cut(req.Get("Event"), ";")
+			if svc := ev.rls.service(resource); svc == nil && ev.n.Serves(strings.TrimSpace(pkg)) && !ev.known(ctx, resource) {
 				_ = tx.Respond(s.response(req, 404, ""))
 				return
 			}
@@ -299,16 +303,24 @@ func (s *Server) eventsStep(next Handler) Handler {
 	})
 }
 
-// known reports whether resource is one of our users (RFC 3856 §6.6.2: a
-// SUBSCRIBE to nobody gets 404): a subscriber, one registered (in an open
-// domain), or a static location.
+// known reports whether a SUBSCRIBE to resource may be served (RFC 3856
+// §6.6.2: a SUBSCRIBE to nobody gets 404): one of our users, or anyone in
+// a domain without authentication (users there exist by registering).
 func (ev *events) known(ctx context.Context, resource string) bool {
-	if len(ev.s.registrar.Lookup(resource)) > 0 || len(ev.s.cfg.Routing.Locations[resource]) > 0 {
+	_, domain, _ := strings.Cut(resource, "@")
+	return ev.s.auth.IsOpen(domain) || ev.isUser(ctx, resource)
+}
+
+// isUser reports whether aor is a user's: a subscriber, registered, or a
+// static location. A store failure counts as a user (it is not the user's
+// absence).
+func (ev *events) isUser(ctx context.Context, aor string) bool {
+	if len(ev.s.registrar.Lookup(aor)) > 0 || len(ev.s.cfg.Routing.Locations[aor]) > 0 {
 		return true
 	}
-	user, domain, _ := strings.Cut(resource, "@")
+	user, domain, _ := strings.Cut(aor, "@")
 	ok, err := ev.s.auth.IsSubscriber(ctx, user, domain)
-	return ok || err != nil // a store failure is not the user's absence
+	return ok || err != nil
 }
 
 // publish answers a PUBLISH (RFC 3903 §4.1, §6): only a user may publish
@@ -496,17 +508,22 @@ func (ev *events) onWatcher(pkg, resource string, w event.WatcherInfo) {
 
 // endedSince returns resource's ended watchers that the watcher-info
 // subscription id has not been sent, and marks them sent.
-func (ev *events) endedSince(id, resource string) []event.WatcherInfo {
+func (ev *events) endedSince(sub *event.Subscription) []event.WatcherInfo {
+	id := sub.ID()
 	ev.endedMu.Lock()
 	defer ev.endedMu.Unlock()
 	seen := ev.winfoSeen[id]
 	var out []event.WatcherInfo
-	for _, e := range ev.ended[resource] {
+	for _, e := range ev.ended[sub.Resource()] {
 		if e.seq > seen {
 			out = append(out, e.w)
 		}
 	}
-	ev.winfoSeen[id] = ev.endSeq
+	if sub.State() != event.StateTerminated {
+		// An ended subscription's last NOTIFY remembers nothing: its
+		// entry went with it.
+		ev.winfoSeen[id] = ev.endSeq
+	}
 	return out
 }
 

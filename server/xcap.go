@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -71,40 +72,71 @@ func (d xcapDocs) DeleteDocument(ctx context.Context, auid, user, name, ifETag s
 	return err
 }
 
-// presRulesDocs serves pres-rules from the presence rules table, the one
-// place the server decides from: a GET renders the user's rules, a PUT
-// replaces them. The entity tag is a hash of the rendering, so a write
-// after `hlas presence allow` changed the rules fails its condition. The
-// document is "index", as RFC 5025 §9.2 names it.
+// presRulesDocs serves pres-rules over the presence rules table, the one
+// place the server decides from: a PUT replaces the user's rules and keeps
+// the client's document beside them (table hlas_xcap), so that a GET
+// gives back what the client wrote, its rule ids and all, while the rules
+// are still what it says. Once `hlas presence` changed them, a GET renders
+// the table instead. The entity tag is the stored document's, or a hash of
+// the rendering. The document is "index" (RFC 5025 §9.2).
 type presRulesDocs struct {
-	st store.PresenceRules
+	st store.Store
 	// mu makes the check of the tag and the write one step for the
 	// writes of this server.
 	mu sync.Mutex
 }
 
-func (p *presRulesDocs) render(ctx context.Context, user string) ([]byte, string, error) {
+func sameRules(a []presrules.Rule, b []store.PresenceRule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := make(map[string]string, len(b))
+	for _, r := range b {
+		m[r.Watcher] = r.Action
+	}
+	for _, r := range a {
+		if m[r.Watcher] != r.Action {
+			return false
+		}
+	}
+	return true
+}
+
+// current returns the document a GET shows, its tag, and the stored
+// client document's tag ("" when none).
+func (p *presRulesDocs) current(ctx context.Context, user string) (body []byte, etag, storedTag string, err error) {
 	rs, err := p.st.PresenceRules(ctx, user)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
+	}
+	d, err := p.st.XCAPDocument(ctx, "pres-rules", user, "index")
+	switch {
+	case err == nil:
+		storedTag = d.ETag
+		if parsed, perr := presrules.Parse(d.Body); perr == nil && sameRules(parsed, rs) {
+			return d.Body, d.ETag, storedTag, nil
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, "", "", err
 	}
 	if len(rs) == 0 {
-		return nil, "", xcap.ErrNotFound
+		return nil, "", storedTag, xcap.ErrNotFound
 	}
 	rules := make([]presrules.Rule, len(rs))
 	for i, r := range rs {
 		rules[i] = presrules.Rule{Watcher: r.Watcher, Action: r.Action}
 	}
-	body := presrules.Marshal(rules)
+	body = presrules.Marshal(rules)
 	sum := sha256.Sum256(body)
-	return body, hex.EncodeToString(sum[:8]), nil
+	return body, "r" + hex.EncodeToString(sum[:8]), storedTag, nil
 }
 
 func (p *presRulesDocs) Document(ctx context.Context, auid, user, name string) ([]byte, string, error) {
 	if name != "index" {
 		return nil, "", xcap.ErrNotFound
 	}
-	return p.render(ctx, user)
+	body, etag, _, err := p.current(ctx, user)
+	return body, etag, err
 }
 
 func (p *presRulesDocs) PutDocument(ctx context.Context, auid, user, name string, body []byte, ifETag string) (string, error) {
@@ -117,7 +149,7 @@ func (p *presRulesDocs) PutDocument(ctx context.Context, auid, user, name string
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, cur, err := p.render(ctx, user)
+	_, cur, stored, err := p.current(ctx, user)
 	if err != nil && !errors.Is(err, xcap.ErrNotFound) {
 		return "", err
 	}
@@ -131,27 +163,28 @@ func (p *presRulesDocs) PutDocument(ctx context.Context, auid, user, name string
 	if err := p.st.ReplacePresenceRules(ctx, user, rs); err != nil {
 		return "", err
 	}
-	_, etag, err := p.render(ctx, user)
-	if errors.Is(err, xcap.ErrNotFound) {
-		// A document without rules: nothing to render, but it exists
-		// for the client until it writes again.
-		sum := sha256.Sum256(body)
-		return hex.EncodeToString(sum[:8]), nil
-	}
-	return etag, err
+	return p.st.PutXCAPDocument(ctx, store.XCAPDocument{AUID: "pres-rules", Owner: user, Name: "index", Body: body}, stored)
 }
 
 func (p *presRulesDocs) DeleteDocument(ctx context.Context, auid, user, name, ifETag string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, cur, err := p.render(ctx, user)
+	_, cur, stored, err := p.current(ctx, user)
 	if err != nil {
 		return err
 	}
 	if cur != ifETag {
 		return xcap.ErrConflict
 	}
-	return p.st.ReplacePresenceRules(ctx, user, nil)
+	if err := p.st.ReplacePresenceRules(ctx, user, nil); err != nil {
+		return err
+	}
+	if stored != "" {
+		if err := p.st.DeleteXCAPDocument(ctx, "pres-rules", user, "index", stored); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // validatePresRules refuses rules the server cannot honour, naming them.
@@ -191,11 +224,15 @@ func (s *Server) validateServices(body []byte) error {
 	return nil
 }
 
-// servicesDocs is the rls-services store: a service URI is unique across
-// all users (RFC 4826 §4.3.3), refused with uniqueness-failure otherwise.
+// servicesDocs is the rls-services store. A service URI is unique across
+// all users (RFC 4826 §4.3.3; another's: uniqueness-failure), is no
+// user's address (a list must not hide a user's own presence), and names
+// only its owner's lists. mu makes the check and the write one step for
+// this server's writers.
 type servicesDocs struct {
 	xcapDocs
-	s *Server
+	s  *Server
+	mu *sync.Mutex
 }
 
 func (d servicesDocs) PutDocument(ctx context.Context, auid, user, name string, body []byte, ifETag string) (string, error) {
@@ -203,6 +240,8 @@ func (d servicesDocs) PutDocument(ctx context.Context, auid, user, name string, 
 	if err != nil {
 		return "", err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	others, err := d.st.XCAPDocuments(ctx, "rls-services", "")
 	if err != nil {
 		return "", err
@@ -221,12 +260,43 @@ func (d servicesDocs) PutDocument(ctx context.Context, auid, user, name string, 
 		}
 	}
 	for _, sv := range doc.Services {
-		if aor, ok := d.s.listAOR(sv.URI); ok && taken[aor] {
+		aor, ok := d.s.listAOR(sv.URI)
+		if !ok {
+			continue // validateServices refused it
+		}
+		if taken[aor] {
 			return "", &xcap.Error{Tag: "uniqueness-failure", Phrase: "the service URI is taken",
 				Exists: []xcap.Exists{{Field: `rls-services/service/@uri`}}}
 		}
+		if d.s.events != nil && d.s.events.isUser(ctx, aor) {
+			return "", &xcap.Error{Tag: "constraint-failure", Phrase: "service " + sv.URI + " is a user's address"}
+		}
+		if sv.ResourceList != "" && !ownList(sv.ResourceList, user) {
+			return "", &xcap.Error{Tag: "constraint-failure", Phrase: "a service may name only its owner's lists"}
+		}
 	}
 	return d.xcapDocs.PutDocument(ctx, auid, user, name, body, ifETag)
+}
+
+// ownList reports whether an XCAP URI names a resource-lists document of
+// owner's on this server.
+func ownList(ref, owner string) bool {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return false
+	}
+	p := u.EscapedPath()
+	i := strings.Index(p, "/resource-lists/users/")
+	if i < 0 {
+		return false
+	}
+	xui, _, _ := strings.Cut(p[i+len("/resource-lists/users/"):], "/")
+	xui, err = url.PathUnescape(xui)
+	if err != nil {
+		return false
+	}
+	o, ok := xuiOwner(xui)
+	return ok && o == owner
 }
 
 // openXCAP builds the XCAP server when it is configured.
@@ -253,7 +323,7 @@ func (s *Server) openXCAP(log *slog.Logger) (*xcap.Server, error) {
 	},
 		xcap.AUID{Name: "resource-lists", ContentType: resourcelists.ContentType, Namespace: resourcelists.Namespace, Validate: validateLists},
 		xcap.AUID{Name: "rls-services", ContentType: resourcelists.ServicesContentType, Namespace: resourcelists.ServicesNamespace,
-			Validate: s.validateServices, Store: servicesDocs{docs, s}},
+			Validate: s.validateServices, Store: servicesDocs{docs, s, new(sync.Mutex)}},
 		xcap.AUID{Name: "pres-rules", ContentType: presrules.ContentType, Namespace: "urn:ietf:params:xml:ns:common-policy",
 			Validate: validatePresRules, Store: &presRulesDocs{st: s.store}},
 	)

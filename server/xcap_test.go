@@ -97,6 +97,17 @@ func TestXCAPServer(t *testing.T) {
 	if got, _ := srv.store.PresenceRules(ctx, "alice@example.test"); len(got) != 1 {
 		t.Fatalf("a refused PUT changed the rules: %+v", got)
 	}
+	// The client gets back what it wrote, its rule ids and all, until
+	// `hlas presence` changes the rules.
+	if code, body := xcapDo(t, "alice", "secret", "GET", rules+`/~~/cr:ruleset/cr:rule%5b@id=%22a%22%5d?xmlns(cr=urn:ietf:params:xml:ns:common-policy)`, "", ""); code != 200 || !strings.Contains(body, "polite-block") {
+		t.Fatalf("GET of the rule by the id the client gave: %d %s", code, body)
+	}
+	if err := srv.store.PutPresenceRule(ctx, store.PresenceRule{Presentity: "alice@example.test", Watcher: "carol@example.test", Action: "block"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := xcapDo(t, "alice", "secret", "GET", rules, "", ""); code != 200 || !strings.Contains(body, "carol@example.test") || !strings.Contains(body, "bob@example.test") {
+		t.Fatalf("GET after hlas presence block: %d %s", code, body)
+	}
 
 	svc := func(uri string) string {
 		return `<?xml version="1.0" encoding="UTF-8"?><rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">` +
@@ -112,6 +123,17 @@ func TestXCAPServer(t *testing.T) {
 	}
 	if code, body := xcapDo(t, "dave", "secret", "PUT", daveSvc, "application/rls-services+xml", svc("sip:friends@elsewhere.test")); code != 409 {
 		t.Fatalf("a service outside our domains: %d %s", code, body)
+	}
+	// A user's address is never a list (it would hide her presence),
+	// and a service names only its owner's lists.
+	if code, body := xcapDo(t, "dave", "secret", "PUT", daveSvc, "application/rls-services+xml", svc("sip:bob@example.test")); code != 409 || !strings.Contains(body, "user's address") {
+		t.Fatalf("dave making bob's address a list: %d %s", code, body)
+	}
+	others := `<?xml version="1.0" encoding="UTF-8"?><rls-services xmlns="urn:ietf:params:xml:ns:rls-services">` +
+		`<service uri="sip:peek@example.test"><resource-list>` + base + `/resource-lists/users/sip:alice@example.test/index/~~/resource-lists/list%5b@name=%22secret%22%5d</resource-list>` +
+		`<packages><package>presence</package></packages></service></rls-services>`
+	if code, body := xcapDo(t, "dave", "secret", "PUT", daveSvc, "application/rls-services+xml", others); code != 409 || !strings.Contains(body, "owner's lists") {
+		t.Fatalf("dave's service over alice's list: %d %s", code, body)
 	}
 	// The inline list is served at once (the write reloads the lists).
 	if s := srv.events.rls.service("friends@example.test"); s == nil || s.owner != "alice@example.test" || len(s.members) != 1 {

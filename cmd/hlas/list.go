@@ -162,6 +162,9 @@ func sameList(a, b string) bool {
 	return ok && ok2 && ka == kb
 }
 
+// listKey is what names a list in an XCAP URI: the user (case folded, as
+// the store keys users), the document and the selector, exact (list names
+// are case-sensitive).
 func listKey(ref string) (string, bool) {
 	u, err := url.Parse(ref)
 	if err != nil {
@@ -172,8 +175,13 @@ func listKey(ref string) (string, bool) {
 	if i < 0 {
 		return "", false
 	}
-	k, err := url.PathUnescape(p[i:])
-	return strings.ToLower(k), err == nil
+	xui, rest, _ := strings.Cut(p[i+len("/resource-lists/users/"):], "/")
+	xui, err = url.PathUnescape(xui)
+	if err != nil {
+		return "", false
+	}
+	rest, err = url.PathUnescape(rest)
+	return strings.ToLower(xui) + "/" + rest, err == nil
 }
 
 func defaultService(owner, list string) string {
@@ -232,6 +240,9 @@ func ensureService(ctx context.Context, st store.Store, owner, list, service str
 	if service == "" {
 		service = defaultService(owner, list)
 	}
+	if err := serviceFree(ctx, st, owner, service); err != nil {
+		return "", err
+	}
 	err := editDoc(ctx, st, "rls-services", owner, resourcelists.NewServices, func(doc []byte) ([]byte, error) {
 		svcs, err := resourcelists.ParseServices(doc)
 		if err != nil {
@@ -247,6 +258,38 @@ func ensureService(ctx context.Context, st store.Store, owner, list, service str
 		return xcap.Apply(doc, resourcelists.ServicesNamespace, `rls-services/service[@uri="`+service+`"]`, nil, xcap.OpPut, el)
 	})
 	return service, err
+}
+
+// serviceFree refuses a service URI that is a subscriber's address or
+// another user's service, as the XCAP server does.
+func serviceFree(ctx context.Context, st store.Store, owner, service string) error {
+	u, err := sip.ParseURI(service)
+	if err != nil {
+		return err
+	}
+	user, domain := strings.ToLower(sip.Unescape(u.User)), strings.ToLower(u.Hostname())
+	if _, err := st.User(ctx, user, domain); err == nil {
+		return fmt.Errorf("%s is a subscriber's address; choose another with --service", service)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	docs, err := st.XCAPDocuments(ctx, "rls-services", "")
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d.Owner == owner {
+			continue
+		}
+		if svcs, err := resourcelists.ParseServices(d.Body); err == nil {
+			for _, sv := range svcs.Services {
+				if strings.EqualFold(sv.URI, service) {
+					return fmt.Errorf("%s is %s's service; choose another with --service", service, d.Owner)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func delFromList(ctx context.Context, st store.Store, owner, list, entry string, stdout io.Writer) error {
@@ -279,7 +322,7 @@ func delFromList(ctx context.Context, st store.Store, owner, list, entry string,
 		}
 		changed := false
 		for _, sv := range svcs.Services {
-			if sameList(sv.ResourceList, ref) {
+			if sameList(sv.ResourceList, ref) && !strings.Contains(sv.URI, `"`) {
 				if doc, err = xcap.Apply(doc, resourcelists.ServicesNamespace, `rls-services/service[@uri="`+sv.URI+`"]`, nil, xcap.OpDelete, nil); err != nil {
 					return nil, err
 				}

@@ -80,9 +80,66 @@ type xmlRuleset struct {
 }
 
 type xmlRule struct {
-	ID         *string         `xml:"id,attr"`
-	Conditions []xmlConditions `xml:"urn:ietf:params:xml:ns:common-policy conditions"`
-	Actions    []xmlActions    `xml:"urn:ietf:params:xml:ns:common-policy actions"`
+	ID              *string              `xml:"id,attr"`
+	Conditions      []xmlConditions      `xml:"urn:ietf:params:xml:ns:common-policy conditions"`
+	Actions         []xmlActions         `xml:"urn:ietf:params:xml:ns:common-policy actions"`
+	Transformations []xmlTransformations `xml:"urn:ietf:params:xml:ns:common-policy transformations"`
+}
+
+// xmlTransformations are a rule's permissions (RFC 5025 §3.3): hlas shows
+// an allowed watcher the whole document, so it accepts only those that
+// grant all of it.
+type xmlTransformations struct {
+	Items []xmlTransform `xml:",any"`
+}
+
+type xmlTransform struct {
+	XMLName xml.Name
+	Inner   []xmlAny `xml:",any"`
+}
+
+// fullView reports whether transformations grant every service, person,
+// device and attribute, and names what they withhold otherwise.
+func fullView(ts []xmlTransformations) (bool, string) {
+	given := false
+	for _, t := range ts {
+		for _, it := range t.Items {
+			given = given || it.XMLName.Space == PresRulesNS
+		}
+	}
+	if !given {
+		// None given (clients that only allow or block write an empty
+		// element or none): hlas shows all, as it always did.
+		return true, ""
+	}
+	need := map[string]string{"provide-services": "all-services", "provide-persons": "all-persons",
+		"provide-devices": "all-devices", "provide-all-attributes": ""}
+	for _, t := range ts {
+		for _, it := range t.Items {
+			if it.XMLName.Space != PresRulesNS {
+				continue
+			}
+			want, ok := need[it.XMLName.Local]
+			if !ok {
+				continue
+			}
+			if want == "" {
+				delete(need, it.XMLName.Local)
+				continue
+			}
+			for _, in := range it.Inner {
+				if in.XMLName.Space == PresRulesNS && in.XMLName.Local == want {
+					delete(need, it.XMLName.Local)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"provide-services", "provide-persons", "provide-devices", "provide-all-attributes"} {
+		if _, missing := need[k]; missing {
+			return false, k
+		}
+	}
+	return true, ""
 }
 
 type xmlConditions struct {
@@ -222,6 +279,11 @@ func (p *policy) add(r *xmlRule, id string) error {
 	action := rank(sh)
 	if action < 0 {
 		return fmt.Errorf("presrules: rule %q: sub-handling %q, want block, confirm, polite-block or allow", id, xmltext.Clip(sh))
+	}
+	if sh == "allow" {
+		if ok, what := fullView(r.Transformations); !ok {
+			return unsupported("rule %q: transformations that withhold part of the presence (no full <%s>)", id, what)
+		}
 	}
 	var identity *xmlIdentity
 	if len(r.Conditions) == 1 {

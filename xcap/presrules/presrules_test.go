@@ -33,7 +33,6 @@ func TestParseExamples(t *testing.T) {
 	}{
 		// The example of RFC 5025: one allowed watcher; its transformations are not
 		// something hlas filters by.
-		{"rfc5025.xml", []Rule{{"user@example.com", "allow"}}},
 		// RFC 4745 §7.1's identity forms, exceptions included.
 		{"rfc4745-identities.xml", []Rule{
 			{"*", "confirm"},
@@ -167,6 +166,13 @@ func TestParseUnsupported(t *testing.T) {
 		{"user excepted with no rule", doc(rule("r", `<many domain="h"><except id="sip:bob@h"/></many>`, "allow")), "leaves bob@h under no rule while *@h is allow"},
 		{"domain excepted with no rule", doc(rule("r", `<many><except domain="h"/></many>`, "confirm")), "leaves *@h under no rule while * is confirm"},
 		{"user excepted from everyone", doc(rule("r", `<many><except id="sip:bob@h"/></many>`, "block")), "leaves bob@h under no rule while * is block"},
+		// RFC 5025's own example shows some services and all persons:
+		// hlas shows an allowed watcher everything, so it refuses rather
+		// than widen what the presentity allowed.
+		{"rfc5025 narrowed transformations", string(readFile(t, "rfc5025.xml")), "no full <provide-services>"},
+		{"no devices", doc(`<rule id="r"><conditions><identity><one id="sip:a@h"/></identity></conditions><actions><pr:sub-handling>allow</pr:sub-handling></actions>` +
+			`<transformations><pr:provide-services><pr:all-services/></pr:provide-services><pr:provide-persons><pr:all-persons/></pr:provide-persons><pr:provide-all-attributes/></transformations></rule>`),
+			"no full <provide-devices>"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -179,6 +185,18 @@ func TestParseUnsupported(t *testing.T) {
 				t.Errorf("error %q, want it to mention %q", err, c.want)
 			}
 		})
+	}
+}
+
+// Transformations that grant everything, and none at all, are accepted.
+func TestParseFullTransformations(t *testing.T) {
+	full := `<transformations><pr:provide-services><pr:all-services/></pr:provide-services><pr:provide-persons><pr:all-persons/></pr:provide-persons>` +
+		`<pr:provide-devices><pr:all-devices/></pr:provide-devices><pr:provide-all-attributes/></transformations>`
+	for _, tr := range []string{full, `<transformations/>`, ``} {
+		in := doc(`<rule id="r"><conditions><identity><one id="sip:a@h"/></identity></conditions><actions><pr:sub-handling>allow</pr:sub-handling></actions>` + tr + `</rule>`)
+		if rs, err := Parse([]byte(in)); err != nil || len(rs) != 1 || rs[0].Action != "allow" {
+			t.Errorf("%q: %v %v", tr, rs, err)
+		}
 	}
 }
 
