@@ -255,4 +255,3 @@ func TestResourceListBackEnd(t *testing.T) {
 		t.Fatalf("%d back-end subscriptions held", n)
 	}
 }
-
