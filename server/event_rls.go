@@ -464,6 +464,9 @@ func (r *rls) state(svc *rlsService, pkg string, m resourcelists.Entry, version 
 
 func (r *rls) localState(owner, pkg, member string, version uint32) memberState {
 	ev := r.ev
+	if !ev.known(context.Background(), member) {
+		return memberState{state: "terminated", reason: "noresource"}
+	}
 	switch ev.decide(owner, member) {
 	case event.Rejected:
 		return memberState{state: "terminated", reason: "rejected"}

@@ -106,7 +106,7 @@ func listNotify(t *testing.T, e *evClient, wait time.Duration) (*rlmi.List, map[
 // in one NOTIFY, then only what changed.
 func TestResourceList(t *testing.T) {
 	srv, addr := eventServer(t, Config{})
-	putList(t, srv.store, "alice@example.test", "friends", "sip:alice-friends@example.test", "bob@example.test", "carol@example.test")
+	putList(t, srv.store, "alice@example.test", "friends", "sip:alice-friends@example.test", "bob@example.test", "carol@example.test", "nobody@example.test")
 	srv.events.rls.poll()
 	bob := newEvClient(t, addr, "bob@example.test")
 	if res := bob.publish("bob@example.test", "presence", "", 3600, "application/pidf+xml", pidfDoc("bob@example.test", "open", "in a meeting")); res.StatusCode != 200 {
@@ -126,8 +126,11 @@ func TestResourceList(t *testing.T) {
 		t.Fatalf("alice's list SUBSCRIBE: %d", res.StatusCode)
 	}
 	list, st := listNotify(t, alice, 5*time.Second)
-	if !list.FullState || list.URI != "sip:alice-friends@example.test" || len(list.Resources) != 2 {
+	if !list.FullState || list.URI != "sip:alice-friends@example.test" || len(list.Resources) != 3 {
 		t.Fatalf("first list NOTIFY: %+v", list)
+	}
+	if s := st["sip:nobody@example.test"]; s != "terminated;noresource" {
+		t.Fatalf("a member who is nobody: %q", s)
 	}
 	if s := st["sip:bob@example.test"]; !strings.HasPrefix(s, "active ") || !strings.Contains(s, "in a meeting") {
 		t.Fatalf("bob in the list: %q", s)

@@ -258,7 +258,7 @@ func TestPresenceLinphone(t *testing.T) {
 	etag := publishAs(t, s, "bob", "publish.xml", "", "open", "unknown")
 	at = lin.waitFrom(t, at, linPresenceFriend+"Online\n")
 	for _, step := range []struct{ basic, activity, status string }{
-		{"open", "busy", "Away"},
+		{"open", "away", "Away"},
 		{"open", "busy", "Busy"},
 		{"open", "on-the-phone", "On the phone"},
 		{"closed", "unknown", "Offline"},
