@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -116,44 +119,144 @@ func (s *sqlStore) PutPublication(ctx context.Context, p Publication, replaces s
 	if body == nil {
 		body = []byte{} // NOT NULL
 	}
-	var q string
-	var args []any
+	op := &pubOp{what: "put publication " + p.Event + " " + p.Resource}
 	if replaces == "" {
-		q = qAddPublication
-		args = []any{p.Event, p.Resource, p.ETag, p.ID, p.ContentType, body,
+		op.q = qAddPublication
+		op.args = []any{p.Event, p.Resource, p.ETag, p.ID, p.ContentType, body,
 			p.Created.UnixMilli(), p.Updated.UnixMilli(), p.Expires.UnixMilli()}
+		op.none = fmt.Errorf("%w: publication %s %s %s", ErrExists, p.Event, p.Resource, p.ETag)
 	} else {
-		q = qReplacePublication
-		args = []any{p.ETag, p.ID, p.ContentType, body, p.Created.UnixMilli(), p.Updated.UnixMilli(),
+		op.q = qReplacePublication
+		op.args = []any{p.ETag, p.ID, p.ContentType, body, p.Created.UnixMilli(), p.Updated.UnixMilli(),
 			p.Expires.UnixMilli(), p.Event, p.Resource, replaces}
+		op.none = fmt.Errorf("%w: publication %s %s %s", ErrNotFound, p.Event, p.Resource, replaces)
 	}
-	res, err := s.db.ExecContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return s.wrap("put publication "+p.Event+" "+p.Resource, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return s.wrap("put publication "+p.Event+" "+p.Resource, err)
-	}
-	if n == 0 {
-		if replaces == "" {
-			return fmt.Errorf("%w: publication %s %s %s", ErrExists, p.Event, p.Resource, p.ETag)
-		}
-		return fmt.Errorf("%w: publication %s %s %s", ErrNotFound, p.Event, p.Resource, replaces)
-	}
-	return nil
+	return s.writePublication(ctx, op)
 }
 
 // DeletePublication implements Publications.
 func (s *sqlStore) DeletePublication(ctx context.Context, event, resource, etag string) error {
-	res, err := s.db.ExecContext(ctx, s.rebind(qDeletePublication), event, resource, etag)
-	if err != nil {
-		return s.wrap("delete publication "+event+" "+resource, err)
+	return s.writePublication(ctx, &pubOp{what: "delete publication " + event + " " + resource,
+		q: qDeletePublication, args: []any{event, resource, etag},
+		none: fmt.Errorf("%w: publication %s %s %s", ErrNotFound, event, resource, etag)})
+}
+
+// pubOp is one publication write: a statement that must touch one row,
+// and the error when it touches none.
+type pubOp struct {
+	what string
+	q    string
+	args []any
+	none error
+	done chan pubResult // capacity 1
+}
+
+type pubResult struct {
+	err  error
+	lead bool // not a result: the caller now writes the queue
+}
+
+// pubWriter commits the publication writes of concurrent requests
+// together (group commit): a PUBLISH's 200 still waits for its own row
+// to be committed, but a storm of them costs one transaction per batch,
+// not one each. There is no goroutine of its own: the first writer to
+// find no one writing writes everything queued (its own row among it),
+// then hands the queue to the next waiter, so nobody writes for others
+// for long.
+type pubWriter struct {
+	mu      sync.Mutex
+	pending []*pubOp
+	leading bool
+}
+
+// maxPubBatch bounds the rows of one transaction.
+const maxPubBatch = 128
+
+func (s *sqlStore) writePublication(ctx context.Context, op *pubOp) error {
+	op.done = make(chan pubResult, 1)
+	w := &s.pubw
+	w.mu.Lock()
+	w.pending = append(w.pending, op)
+	if w.leading {
+		w.mu.Unlock()
+		if r := <-op.done; !r.lead {
+			return r.err
+		}
+		w.mu.Lock()
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return s.wrap("delete publication "+event+" "+resource, err)
-	} else if n == 0 {
-		return fmt.Errorf("%w: publication %s %s %s", ErrNotFound, event, resource, etag)
+	w.leading = true
+	for {
+		n := min(len(w.pending), maxPubBatch)
+		batch := w.pending[:n:n]
+		w.pending = w.pending[n:]
+		w.mu.Unlock()
+		s.writePubBatch(ctx, batch)
+		w.mu.Lock()
+		if !slices.Contains(batch, op) && len(w.pending) > 0 {
+			continue // ours is still queued
+		}
+		if len(w.pending) == 0 {
+			w.pending = nil
+			w.leading = false
+		} else {
+			w.pending[0].done <- pubResult{lead: true}
+		}
+		w.mu.Unlock()
+		return (<-op.done).err
+	}
+}
+
+// writePubBatch writes ops, in one transaction when there are several,
+// and gives each its result.
+func (s *sqlStore) writePubBatch(ctx context.Context, ops []*pubOp) {
+	if len(ops) == 1 {
+		ops[0].done <- pubResult{err: s.execPub(ctx, s.db, ops[0])}
+		return
+	}
+	fail := func(err error) {
+		for _, op := range ops {
+			op.done <- pubResult{err: s.wrap(op.what, err)}
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		errs[i] = s.execPub(ctx, tx, op)
+		if errs[i] != nil && !errors.Is(errs[i], ErrExists) && !errors.Is(errs[i], ErrNotFound) {
+			// The transaction may be aborted (PostgreSQL): all fail.
+			tx.Rollback()
+			fail(errs[i])
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, op := range ops {
+		op.done <- pubResult{err: errs[i]}
+	}
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *sqlStore) execPub(ctx context.Context, db execer, op *pubOp) error {
+	res, err := db.ExecContext(ctx, s.rebind(op.q), op.args...)
+	if err != nil {
+		return s.wrap(op.what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.wrap(op.what, err)
+	}
+	if n == 0 {
+		return op.none
 	}
 	return nil
 }

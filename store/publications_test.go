@@ -219,3 +219,53 @@ func TestPublicationsReopen(t *testing.T) {
 		t.Fatalf("after reopen: %+v, want %+v", got, p)
 	}
 }
+
+// Concurrent writers share transactions (group commit) and each gets its
+// own outcome: every put lands, a replace on a stale ETag fails alone.
+func TestPublicationGroupCommit(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			ctx := context.Background()
+			now := time.Now()
+			const writers, each = 8, 25
+			var wg sync.WaitGroup
+			errs := make(chan error, writers*each*2)
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						p := Publication{Event: "presence", Resource: fmt.Sprintf("u%d@x", w), ETag: fmt.Sprintf("e%d-%d", w, i), ID: "d",
+							ContentType: "application/pidf+xml", Body: []byte("x"), Created: now, Updated: now, Expires: now.Add(time.Hour)}
+						prev := ""
+						if i > 0 {
+							prev = fmt.Sprintf("e%d-%d", w, i-1)
+						}
+						errs <- s.PutPublication(ctx, p, prev)
+						// A replace naming an ETag that is gone fails, alone.
+						if err := s.PutPublication(ctx, p, "stale"); !errors.Is(err, ErrNotFound) {
+							errs <- fmt.Errorf("stale replace: %v", err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			pubs, err := s.Publications(ctx, now)
+			if err != nil || len(pubs) != writers {
+				t.Fatalf("%d publications, want %d (%v)", len(pubs), writers, err)
+			}
+			for _, p := range pubs {
+				if p.ETag[len(p.ETag)-2:] != "24" {
+					t.Fatalf("publication %s at %s, want its last version", p.Resource, p.ETag)
+				}
+			}
+		})
+	}
+}

@@ -85,6 +85,8 @@ type sqlStore struct {
 	user   *sql.Stmt // the hot query: one per authenticated request
 
 	usersVersion *sql.Stmt // see users_version.go
+
+	pubw pubWriter // group commit of publication writes (publications.go)
 }
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {

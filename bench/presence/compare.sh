@@ -31,6 +31,12 @@
 #                (transactions gone: Kamailio's after ~5 s, hlas's after 32 s)
 #   ORDER ["kamailio hlas hlas kamailio"]  HLAS_BIN [/tmp/hlas; built if missing]
 #   KAM_CHILDREN [2] UDP workers, as ../../../shared/bench/kamailio.sh; KAM_SHM_MB [2048]
+#   KAM_STATE [memory]  memory: publications and subscriptions in shared memory only (db_text
+#                for the watchers table); sqlite: publications in a SQLite presentity table,
+#                written before each PUBLISH's 200 as hlas does (needs kamailio-sqlite-modules
+#                and sqlite3), subscriptions in memory; postgres: the same in PostgreSQL
+#                (127.0.0.1, database hlas_bench_kam, made per run), and hlas's store there too
+#                (database hlas_bench_hlas), so both commit each PUBLISH to one server
 #   HLAS_MIN_NOTIFY_INTERVAL [500ms]  KAM_PORT [25264] HLAS_PORT [25364] SIPP_PORT0 [26001]
 #   OUT_DIR [/tmp/hlas-bench-presence]  work files and logs (emptied at start)
 # Needs: sipp 3.6, kamailio 5.6 + kamailio-presence-modules (presence, presence_xml, db_text,
@@ -52,6 +58,7 @@ ORDER=${ORDER:-kamailio hlas hlas kamailio}
 HLAS_BIN=${HLAS_BIN:-/tmp/hlas}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 KAM_SHM_MB=${KAM_SHM_MB:-2048}
+KAM_STATE=${KAM_STATE:-memory}
 HLAS_MIN_NOTIFY_INTERVAL=${HLAS_MIN_NOTIFY_INTERVAL:-500ms}
 KAM_PORT=${KAM_PORT:-25264}
 HLAS_PORT=${HLAS_PORT:-25364}
@@ -99,12 +106,33 @@ KIDS=""
 start_kamailio() {
 	local d=$1
 	mkdir -p "$d/db" "$d/run"
-	for t in version watchers presentity active_watchers xcap; do
-		cp "/usr/share/kamailio/dbtext/kamailio/$t" "$d/db/"
-	done
+	local dburl="text://$d/db" defs=()
+	if [ "$KAM_STATE" = postgres ]; then
+		# A database of its own per run on the machine's PostgreSQL.
+		psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS hlas_bench_kam" -c "CREATE DATABASE hlas_bench_kam" >/dev/null ||
+			die "psql: create database"
+		for f in standard presence; do
+			psql -q -h 127.0.0.1 -U postgres -d hlas_bench_kam -f "/usr/share/kamailio/postgres/$f-create.sql" >/dev/null ||
+				die "psql: $f schema"
+		done
+		dburl="postgres://postgres@127.0.0.1/hlas_bench_kam"
+		defs=(-A KAM_POSTGRES)
+	elif [ "$KAM_STATE" = sqlite ]; then
+		sqlite3 "$d/db/kamailio.db" </usr/share/kamailio/db_sqlite/standard-create.sql ||
+			die "sqlite3: standard schema"
+		sqlite3 "$d/db/kamailio.db" </usr/share/kamailio/db_sqlite/presence-create.sql ||
+			die "sqlite3: presence schema"
+		sqlite3 "$d/db/kamailio.db" "PRAGMA journal_mode=WAL;" >/dev/null
+		dburl="sqlite:///$d/db/kamailio.db" # db_sqlite drops one slash
+		defs=(-A KAM_SQLITE)
+	else
+		for t in version watchers presentity active_watchers xcap; do
+			cp "/usr/share/kamailio/dbtext/kamailio/$t" "$d/db/"
+		done
+	fi
 	"$KAMAILIO" -f "$HERE/kamailio-presence.cfg" -DD -E -l "udp:127.0.0.1:$KAM_PORT" \
-		-n "$KAM_CHILDREN" -m "$KAM_SHM_MB" -M 16 -x tlsf -b 262144 -Y "$d/run" -w "$d/run" \
-		-A "DBTEXT_URL=\"text://$d/db\"" -A "SERVER_ADDR=\"sip:127.0.0.1:$KAM_PORT\"" \
+		-n "$KAM_CHILDREN" -m "$KAM_SHM_MB" -M 16 -x tlsf -b 262144 -Y "$d/run" -w "$d/run" "${defs[@]}" \
+		-A "DBTEXT_URL=\"$dburl\"" -A "SERVER_ADDR=\"sip:127.0.0.1:$KAM_PORT\"" \
 		-A "CTL_SOCK=\"unix:$d/run/ctl.sock\"" >"$d/server.log" 2>&1 </dev/null &
 	SERVER_PID=$!
 	for _ in $(seq 1 100); do
@@ -118,9 +146,16 @@ start_kamailio() {
 start_hlas() {
 	local d=$1
 	mkdir -p "$d"
+	local storeline=""
+	if [ "$KAM_STATE" = postgres ]; then
+		psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS hlas_bench_hlas" -c "CREATE DATABASE hlas_bench_hlas" >/dev/null ||
+			die "psql: create database"
+		storeline="store: postgres://postgres@127.0.0.1:5432/hlas_bench_hlas?sslmode=disable"
+	fi
 	cat >"$d/hlas.yaml" <<-EOF
 	listen: ["udp:127.0.0.1:$HLAS_PORT"]
 	data: $d/data
+	$storeline
 	log_level: warn
 	metrics_listen: 127.0.0.1:$((HLAS_PORT + 1))
 	debug: { pprof: true }
@@ -369,7 +404,7 @@ run_one() {
 
 echo "presence NOTIFY load: $PRESENTITIES presentities x $WATCHERS_PER watchers = $SUBS subscriptions," \
 	"$PRESENTITIES PUBLISH/s, window ${STORM_S}s; order: $ORDER; logs in $OUT_DIR"
-echo "hlas: $HLAS_BIN (min_notify_interval $HLAS_MIN_NOTIFY_INTERVAL); kamailio: $($KAMAILIO -v | head -1)" \
+echo "hlas: $HLAS_BIN (min_notify_interval $HLAS_MIN_NOTIFY_INTERVAL); kamailio: $($KAMAILIO -v | head -1) state $KAM_STATE" \
 	"(children=$KAM_CHILDREN, subs_db_mode 0, publ_cache 2)"
 idx=0
 for s in $ORDER; do

@@ -205,12 +205,17 @@ func publishAs(t *testing.T, s *linServer, user, scenario, etag, basic, activity
 	return m[len(m)-1][1]
 }
 
-// notifyAnswers counts, in liblinphone's log, the NOTIFYs linphonec
-// received and the 200 responses it sent to NOTIFYs.
+// linNotifyRe and linNotify200Re find, in liblinphone's log, the NOTIFYs
+// linphonec received and the 200 responses it sent to NOTIFYs.
+var (
+	linNotifyRe    = regexp.MustCompile(`(?m)^NOTIFY sip:`)
+	linNotify200Re = regexp.MustCompile(`(?m)^SIP/2\.0 200 Ok\r?\n(?:[^\r\n]+\r?\n)*?CSeq: \d+ NOTIFY\r?$`)
+)
+
+// notifyAnswers counts the NOTIFYs in liblinphone's log and the 200s
+// linphonec answered them with.
 func notifyAnswers(log string) (notifies, ok200 int) {
-	notifies = len(regexp.MustCompile(`(?m)^NOTIFY sip:`).FindAllStringIndex(log, -1))
-	ok200 = len(regexp.MustCompile(`(?m)^SIP/2\.0 200 Ok\r?\n(?:[^\r\n]+\r?\n)*?CSeq: \d+ NOTIFY\r?$`).FindAllStringIndex(log, -1))
-	return notifies, ok200
+	return len(linNotifyRe.FindAllStringIndex(log, -1)), len(linNotify200Re.FindAllStringIndex(log, -1))
 }
 
 // TestPresenceLinphone: Linphone as watcher and as presentity.
