@@ -1,7 +1,6 @@
 package event
 
 import (
-	"container/heap"
 	"time"
 )
 
@@ -10,27 +9,84 @@ import (
 // in one heap keyed by each subscription's earliest (wake), behind a single
 // Clock timer: no goroutine and no runtime timer per subscription.
 
-// wakeHeap orders subscriptions by wake time.
-type wakeHeap []*Subscription
+// wakeHeap orders subscriptions by wake time. Each entry carries its key,
+// so that the comparisons of a sift read the heap's own array rather
+// than ten thousand subscriptions scattered in memory.
+type wakeHeap []wakeEntry
 
-func (h wakeHeap) Len() int           { return len(h) }
-func (h wakeHeap) Less(i, j int) bool { return h[i].wake < h[j].wake }
-func (h wakeHeap) Swap(i, j int) {
+type wakeEntry struct {
+	wake int64
+	s    *Subscription
+}
+
+func (h wakeHeap) less(i, j int) bool { return h[i].wake < h[j].wake }
+
+func (h wakeHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = int32(i), int32(j)
+	h[i].s.idx, h[j].s.idx = int32(i), int32(j)
 }
-func (h *wakeHeap) Push(x any) {
-	s := x.(*Subscription)
+
+func (h wakeHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+func (h wakeHeap) down(i int) bool {
+	i0, n := i, len(h)
+	for {
+		l := 2*i + 1
+		if l >= n || l < 0 {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && h.less(r, l) {
+			j = r
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
+}
+
+func (h *wakeHeap) push(s *Subscription) {
 	s.idx = int32(len(*h))
-	*h = append(*h, s)
+	*h = append(*h, wakeEntry{s.wake, s})
+	h.up(len(*h) - 1)
 }
-func (h *wakeHeap) Pop() any {
+
+// remove takes the entry at i out and returns its subscription.
+func (h *wakeHeap) remove(i int) *Subscription {
 	old := *h
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
+	n := len(old) - 1
+	if n != i {
+		old.swap(i, n)
+		if !old[:n].down(i) {
+			old[:n].up(i)
+		}
+	}
+	s := old[n].s
+	old[n] = wakeEntry{}
+	*h = old[:n]
 	s.idx = -1
 	return s
+}
+
+// fix restores the order after the wake time of the entry at i changed
+// (the subscription's wake field holds the new one).
+func (h wakeHeap) fix(i int) {
+	h[i].wake = h[i].s.wake
+	if !h.down(i) {
+		h.up(i)
+	}
 }
 
 // wakeAt is when s next needs the timer, 0 for never: the deadline of its
@@ -61,7 +117,7 @@ func (n *Notifier) reschedLocked(s *Subscription, now int64) {
 	switch {
 	case w == 0:
 		if s.idx >= 0 {
-			heap.Remove(&n.heap, int(s.idx))
+			n.heap.remove(int(s.idx))
 		}
 		s.wake = 0
 		if len(n.heap) == 0 && n.timer != nil {
@@ -77,10 +133,10 @@ func (n *Notifier) reschedLocked(s *Subscription, now int64) {
 			return
 		}
 		s.wake = w
-		heap.Fix(&n.heap, int(s.idx))
+		n.heap.fix(int(s.idx))
 	default:
 		s.wake = w
-		heap.Push(&n.heap, s)
+		n.heap.push(s)
 	}
 	n.armLocked(now)
 }
@@ -119,7 +175,7 @@ func (n *Notifier) fire(gen uint64) {
 	now := n.now()
 	var a after
 	for len(n.heap) > 0 && n.heap[0].wake <= now {
-		s := heap.Pop(&n.heap).(*Subscription)
+		s := n.heap.remove(0)
 		s.wake = 0
 		switch {
 		case s.inFlight && now >= s.deadline:

@@ -210,7 +210,7 @@ func (s *sqlStore) writePublication(ctx context.Context, op *pubOp) error {
 // and gives each its result.
 func (s *sqlStore) writePubBatch(ctx context.Context, ops []*pubOp) {
 	if len(ops) == 1 {
-		ops[0].done <- pubResult{err: s.execPub(ctx, s.db, ops[0])}
+		ops[0].done <- pubResult{err: s.execPub(ctx, nil, ops[0])}
 		return
 	}
 	fail := func(err error) {
@@ -242,12 +242,13 @@ func (s *sqlStore) writePubBatch(ctx context.Context, ops []*pubOp) {
 	}
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (s *sqlStore) execPub(ctx context.Context, db execer, op *pubOp) error {
-	res, err := db.ExecContext(ctx, s.rebind(op.q), op.args...)
+// execPub runs op's prepared statement, in tx when there is one.
+func (s *sqlStore) execPub(ctx context.Context, tx *sql.Tx, op *pubOp) error {
+	st := s.pubStmts[op.q]
+	if tx != nil {
+		st = tx.StmtContext(ctx, st)
+	}
+	res, err := st.ExecContext(ctx, op.args...)
 	if err != nil {
 		return s.wrap(op.what, err)
 	}

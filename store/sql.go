@@ -87,6 +87,9 @@ type sqlStore struct {
 	usersVersion *sql.Stmt // see users_version.go
 
 	pubw pubWriter // group commit of publication writes (publications.go)
+	// pubStmts are the publication writes, prepared once: a PUBLISH
+	// storm would otherwise have SQLite parse each statement anew.
+	pubStmts map[string]*sql.Stmt
 }
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {
@@ -137,6 +140,15 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		s.usersVersion.Close()
 		return nil, err
 	}
+	s.pubStmts = map[string]*sql.Stmt{}
+	for _, q := range []string{qAddPublication, qReplacePublication, qDeletePublication} {
+		st, err := db.PrepareContext(ctx, rebind(q))
+		if err != nil {
+			s.closeStmts()
+			return nil, fmt.Errorf("store %s: prepare: %w", name, err)
+		}
+		s.pubStmts[q] = st
+	}
 	return s, nil
 }
 
@@ -169,9 +181,16 @@ func (s *sqlStore) hasColumn(ctx context.Context, table, column string) bool {
 
 // Close implements Store.
 func (s *sqlStore) Close() error {
+	s.closeStmts()
+	return s.db.Close()
+}
+
+func (s *sqlStore) closeStmts() {
 	s.user.Close()
 	s.usersVersion.Close()
-	return s.db.Close()
+	for _, st := range s.pubStmts {
+		st.Close()
+	}
 }
 
 func (s *sqlStore) wrap(op string, err error) error {

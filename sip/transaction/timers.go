@@ -73,7 +73,7 @@ type timerQueue struct {
 	run   func() // q.fire, made once
 
 	mu    sync.Mutex
-	heap  []*timerSlot
+	heap  []timerEntry // keys inline: a sift reads this array, not the slots
 	seq   uint32
 	t     Timer // the Clock timer, set for at (or nil)
 	armed bool  // t is set and will call run
@@ -101,7 +101,7 @@ func (q *timerQueue) arm(s *timerSlot, d time.Duration) {
 	}
 	s.when, s.seq = satAdd(now, int64(d)), q.seq
 	q.push(s)
-	if q.heap[0] == s {
+	if q.heap[0].s == s {
 		q.schedule(now)
 	}
 	q.mu.Unlock()
@@ -151,8 +151,8 @@ func (q *timerQueue) fire() {
 	q.armed = false
 	for len(q.heap) > 0 {
 		now := q.now()
-		s := q.heap[0]
-		if s.when > now {
+		s := q.heap[0].s
+		if q.heap[0].when > now {
 			q.schedule(now)
 			break
 		}
@@ -168,7 +168,7 @@ func (q *timerQueue) fire() {
 // less orders the heap: due time, then arming order (seq wraps: of two
 // timers armed less than 2^31 arms apart, the one armed first).
 func (q *timerQueue) less(i, j int) bool {
-	a, b := q.heap[i], q.heap[j]
+	a, b := &q.heap[i], &q.heap[j]
 	if a.when != b.when {
 		return a.when < b.when
 	}
@@ -178,23 +178,30 @@ func (q *timerQueue) less(i, j int) bool {
 func (q *timerQueue) swap(i, j int) {
 	h := q.heap
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = int32(i), int32(j)
+	h[i].s.idx, h[j].s.idx = int32(i), int32(j)
+}
+
+// timerEntry is a slot in the heap with its order keys.
+type timerEntry struct {
+	when int64
+	seq  uint32
+	s    *timerSlot
 }
 
 func (q *timerQueue) push(s *timerSlot) {
 	s.idx = int32(len(q.heap))
-	q.heap = append(q.heap, s)
+	q.heap = append(q.heap, timerEntry{s.when, s.seq, s})
 	q.up(len(q.heap) - 1)
 }
 
 // remove takes the slot at index i out of the heap.
 func (q *timerQueue) remove(i int) {
 	n := len(q.heap) - 1
-	s := q.heap[i]
+	s := q.heap[i].s
 	if i != n {
 		q.swap(i, n)
 	}
-	q.heap[n] = nil
+	q.heap[n] = timerEntry{}
 	q.heap = q.heap[:n]
 	if i != n && !q.down(i) {
 		q.up(i)

@@ -67,11 +67,12 @@ func linPresenceServer(t *testing.T) (*linServer, string) {
 	return &linServer{server: s, data: data}, metrics
 }
 
-// startPresenceLinphone runs linphonec as user@example.test over UDP
+// startPresenceLinphone runs linphonec as user@example.test over tr
+// ("udp" or "tcp")
 // with testdata/linphone-presence/linphonerc.tmpl (the server as
 // registrar and outbound proxy, publishing its presence) and returns once
 // it has registered. No sound card: nothing here makes a call.
-func startPresenceLinphone(t *testing.T, s *linServer, user string) *linphone {
+func startPresenceLinphone(t *testing.T, s *linServer, user, tr string) *linphone {
 	t.Helper()
 	requireLinphone(t)
 	home := t.TempDir()
@@ -92,10 +93,16 @@ func startPresenceLinphone(t *testing.T, s *linServer, user string) *linphone {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The transport not used is off (-1): every message goes over tr.
+	udpPort, tcpPort := strconv.Itoa(sipPort), "-1"
+	if tr == "tcp" {
+		udpPort, tcpPort = "-1", strconv.Itoa(sipPort)
+	}
 	rc := strings.NewReplacer(
-		"@UDP_PORT@", strconv.Itoa(sipPort),
+		"@UDP_PORT@", udpPort,
+		"@TCP_PORT@", tcpPort,
 		"@RTP_PORT@", strconv.Itoa(rtpPort),
-		"@PROXY@", fmt.Sprintf("<sip:%s;transport=udp;lr>", s.UDP4),
+		"@PROXY@", fmt.Sprintf("<sip:%s;transport=%s;lr>", s.UDP4, tr),
 		"@USER@", user,
 		"@PASSWORD@", linSubscribers[user],
 	).Replace(string(tmpl))
@@ -118,8 +125,8 @@ func startPresenceLinphone(t *testing.T, s *linServer, user string) *linphone {
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("started linphonec (pid %d) %s as %s@example.test over udp on port %d",
-		l.cmd.Process.Pid, strings.Join(args, " "), user, sipPort)
+	t.Logf("started linphonec (pid %d) %s as %s@example.test over %s on port %d",
+		l.cmd.Process.Pid, strings.Join(args, " "), user, tr, sipPort)
 	go func() {
 		l.err = l.cmd.Wait()
 		close(l.exited)
@@ -236,6 +243,11 @@ func notifyAnswers(log string) (notifies, ok200 int) {
 func TestPresenceLinphone(t *testing.T) {
 	t.Parallel() // waits on timers and peers, not the CPU: runs beside the others
 	requireLinphone(t)
+	overTransports(t, func(t *testing.T, tr string) { presenceLinphone(t, tr) })
+}
+
+// presenceLinphone is TestPresenceLinphone with Linphone over tr.
+func presenceLinphone(t *testing.T, tr string) {
 	s, metrics := linPresenceServer(t)
 	const timeout = 20 * time.Second
 
@@ -245,7 +257,7 @@ func TestPresenceLinphone(t *testing.T) {
 		"-trace_msg", "-message_file", watchTrace, s.UDP4)
 	waitFile(t, watchTrace, watch, timeout, "NOTIFY sip:bob@", "<basic>closed</basic>", "SIP/2.0 200 OK")
 
-	lin := startPresenceLinphone(t, s, "alice")
+	lin := startPresenceLinphone(t, s, "alice", tr)
 	waitFile(t, watchTrace, watch, timeout, "NOTIFY sip:bob@", "<basic>closed</basic>", "SIP/2.0 200 OK",
 		"NOTIFY sip:bob@", "<basic>open</basic>", ">sip:alice@example.test</contact>", "SIP/2.0 200 OK")
 	lin.wantLog(t, "PUBLISH sip:alice@example.test SIP/2.0", "Event: presence", "Content-Type: application/pidf+xml",
