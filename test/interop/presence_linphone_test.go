@@ -265,11 +265,17 @@ func presenceLinphone(t *testing.T, tr string) {
 		"PUBLISH sip:alice@example.test SIP/2.0", "Proxy-Authorization:", `username="alice"`,
 		"SIP/2.0 200 OK", "CSeq: 21 PUBLISH", "SIP-ETag: ")
 
+	// Over UDP Linphone's Contact is its listening port; over TCP, the
+	// port of the connection it opened (RFC 5626 style reuse).
+	notifyTo := "NOTIFY sip:alice@127.0.0.1:" + strconv.Itoa(lin.port)
+	if tr == "tcp" {
+		notifyTo = "NOTIFY sip:alice@127.0.0.1:"
+	}
 	lin.send(t, "friend add Bob sip:bob@example.test")
 	at := lin.waitFrom(t, 0, linPresenceFriend+"Offline\n")
 	lin.wantLog(t, "SUBSCRIBE sip:bob@example.test SIP/2.0", "Event: presence", "SIP/2.0 407 Proxy Authentication Required",
 		"SUBSCRIBE sip:bob@example.test SIP/2.0", "Proxy-Authorization:", "SIP/2.0 200 OK", "CSeq: 21 SUBSCRIBE",
-		"NOTIFY sip:alice@127.0.0.1:"+strconv.Itoa(lin.port), "Subscription-State: active", "<basic>closed</basic>",
+		notifyTo, "Subscription-State: active", "<basic>closed</basic>",
 		"SIP/2.0 200 Ok", "CSeq: 1 NOTIFY")
 
 	etag := publishAs(t, s, "bob", "publish.xml", "", "open", "unknown")
