@@ -260,7 +260,7 @@ func presenceLinphone(t *testing.T, tr string) {
 	lin := startPresenceLinphone(t, s, "alice", tr)
 	waitFile(t, watchTrace, watch, timeout, "NOTIFY sip:bob@", "<basic>closed</basic>", "SIP/2.0 200 OK",
 		"NOTIFY sip:bob@", "<basic>open</basic>", ">sip:alice@example.test</contact>", "SIP/2.0 200 OK")
-	lin.wantLog(t, "PUBLISH sip:alice@example.test SIP/2.0", "Event: presence", "Content-Type: application/pidf+xml",
+	lin.waitLog(t, "PUBLISH sip:alice@example.test SIP/2.0", "Event: presence", "Content-Type: application/pidf+xml",
 		"<basic>open</basic>", "SIP/2.0 407 Proxy Authentication Required",
 		"PUBLISH sip:alice@example.test SIP/2.0", "Proxy-Authorization:", `username="alice"`,
 		"SIP/2.0 200 OK", "CSeq: 21 PUBLISH", "SIP-ETag: ")
@@ -273,7 +273,7 @@ func presenceLinphone(t *testing.T, tr string) {
 	}
 	lin.send(t, "friend add Bob sip:bob@example.test")
 	at := lin.waitFrom(t, 0, linPresenceFriend+"Offline\n")
-	lin.wantLog(t, "SUBSCRIBE sip:bob@example.test SIP/2.0", "Event: presence", "SIP/2.0 407 Proxy Authentication Required",
+	lin.waitLog(t, "SUBSCRIBE sip:bob@example.test SIP/2.0", "Event: presence", "SIP/2.0 407 Proxy Authentication Required",
 		"SUBSCRIBE sip:bob@example.test SIP/2.0", "Proxy-Authorization:", "SIP/2.0 200 OK", "CSeq: 21 SUBSCRIBE",
 		notifyTo, "Subscription-State: active", "<basic>closed</basic>",
 		"SIP/2.0 200 Ok", "CSeq: 1 NOTIFY")
@@ -291,7 +291,7 @@ func presenceLinphone(t *testing.T, tr string) {
 	}
 	// What Linphone showed came from the server's NOTIFYs with bob's
 	// documents, RPID person and all.
-	lin.wantLog(t, "<rpid:away/>", "SIP/2.0 200 Ok", "<rpid:busy/>", "SIP/2.0 200 Ok",
+	lin.waitLog(t, "<rpid:away/>", "SIP/2.0 200 Ok", "<rpid:busy/>", "SIP/2.0 200 Ok",
 		"<rpid:on-the-phone/>", "SIP/2.0 200 Ok", "<basic>closed</basic>", "SIP/2.0 200 Ok")
 
 	// Every NOTIFY answered: 200 in Linphone's log; in the server's
@@ -328,8 +328,8 @@ func presenceLinphone(t *testing.T, tr string) {
 	lo := lin.quit(t)
 	wantLines(t, "linphonec", lo, linPresenceFriend+"Offline", linPresenceFriend+"Online", linPresenceFriend+"Away",
 		linPresenceFriend+"Busy", linPresenceFriend+"On the phone", linPresenceFriend+"Offline")
-	lin.wantLog(t, "PUBLISH sip:alice@example.test SIP/2.0", "Expires: 0", "SIP-If-Match: ")
-	lin.wantLog(t, "SUBSCRIBE sip:"+s.UDP4, "Event: presence", "Expires: 0")
+	lin.waitLog(t, "PUBLISH sip:alice@example.test SIP/2.0", "Expires: 0", "SIP-If-Match: ")
+	lin.waitLog(t, "SUBSCRIBE sip:"+s.UDP4, "Event: presence", "Expires: 0")
 
 	// Linphone's publication removed, bob sees alice closed, and ends his
 	// subscription.
@@ -350,4 +350,31 @@ func presenceLinphone(t *testing.T, tr string) {
 		"msg=authenticated feature=auth method=PUBLISH aor=alice@example.test",
 		"msg=authenticated feature=auth method=SUBSCRIBE aor=alice@example.test",
 		"msg=authenticated feature=auth method=PUBLISH aor=bob@example.test")
+}
+
+// waitLog is wantLog polling liblinphone's log until want is there in
+// order or 10 s pass: the log is written after the console line the test
+// waited for (a NOTIFY's 200 after the friend's new status).
+func (l *linphone) waitLog(t *testing.T, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rest, ok := l.log(t), true
+		for _, w := range want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.wantLog(t, want...) // reports what is missing
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
