@@ -175,6 +175,11 @@ func (n *Notifier) load() error {
 			}
 			s := n.newSub(pe, d, ss.ID, ss.Watcher, ss.Resource, ss.EventID, "", accept, ss.EventList, st,
 				ss.Created.UnixNano(), ss.Expires.UnixNano())
+			// Document versions (RFC 3680, 4235, 3858, 4662) must keep
+			// rising across the restart. Each document went out in a
+			// NOTIFY of this dialog whose CSeq exceeded its version, and
+			// the resumed CSeq is above every CSeq sent: start there.
+			s.docs.Store(d.localSeq)
 			s.ready = true
 			n.addLocked(s, now)
 		}

@@ -3,6 +3,7 @@ package event
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -203,5 +204,45 @@ func TestResumeSeq(t *testing.T) {
 		if got := resumeSeq(tc.stored, t0, t0.Add(tc.elapsed), tc.min, tc.subs); got != tc.want {
 			t.Errorf("resumeSeq(%d, %v, %v, %d) = %d, want %d", tc.stored, tc.elapsed, tc.min, tc.subs, got, tc.want)
 		}
+	}
+}
+
+// versionPkg renders the document version in the body.
+type versionPkg struct{ *fakePkg }
+
+func (p versionPkg) Document(s *Subscription, full bool) (string, []byte) {
+	return "text/plain", fmt.Appendf(nil, "version %d", s.NextVersion())
+}
+
+// Document versions keep rising across a restart (a watcher discards a
+// reginfo or dialog-info document older than one it has).
+func TestStoreVersionsRiseAcrossRestart(t *testing.T) {
+	st := newStore()
+	pkg := versionPkg{newPkg("reg")}
+	r := newRig(t, Config{MinInterval: time.Second}, st, pkg)
+	r.snd.auto = 200
+	r.subscribe(t, "c1", "Event: reg", "Expires: 3000")
+	for range 5 {
+		r.clock.Advance(2 * time.Second)
+		r.n.Changed("reg", "bob@example.com")
+	}
+	sent := r.snd.all()
+	last := string(sent[len(sent)-1].req.Body)
+	if last != "version 5" {
+		t.Fatalf("last document before the restart: %q, want version 5", last)
+	}
+	r.n.Close()
+
+	clock := transaction.NewFakeClock(t0.Add(time.Minute))
+	snd := &fakeSender{auto: 200}
+	n, err := New(Config{MinInterval: time.Second}, Env{Sender: snd, Clock: clock, Contact: testContact, Store: st}, versionPkg{newPkg("reg")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	n.Changed("reg", "bob@example.com")
+	var v int
+	if _, err := fmt.Sscanf(string(snd.last(t).req.Body), "version %d", &v); err != nil || v <= 5 {
+		t.Fatalf("first document after the restart: %q, want a version above 5", snd.last(t).req.Body)
 	}
 }
