@@ -782,8 +782,13 @@ func TestFloodSippBanned(t *testing.T) {
 	if lossPct > 5 {
 		t.Errorf("the legitimate client lost %.1f%% of its requests during the flood, want at most 5%%", lossPct)
 	}
-	if p99 := pct(0.99); p99 < 0 || p99 >= 50*time.Millisecond {
-		t.Errorf("the legitimate client's p99 answer time during the flood is %v, want under 50ms", p99)
+	// A flood queued ahead of the client would show as seconds (the
+	// server sheds at max_queue_delay, 5 s here) or as losses; on the
+	// shared 2-core machine, beside the other interop tests, a protected
+	// client's p99 was seen at 3 to 60 ms. The bound separates the two
+	// without measuring the machine.
+	if p99 := pct(0.99); p99 < 0 || p99 >= 250*time.Millisecond {
+		t.Errorf("the legitimate client's p99 answer time during the flood is %v, want under 250ms", p99)
 	}
 	// On the 2-core test machine the senders and the server share the
 	// CPU: the batch sender alone reaches about 510000/s with the server
