@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/fnv"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,7 +223,7 @@ func (r *rls) load(version int64) error {
 			} else {
 				list, err = r.resolve(ctx, d.Owner, sv.ResourceList, lists)
 				if err != nil {
-					if isStoreFailure(err) {
+					if errors.As(err, new(storeFailure)) {
 						return err
 					}
 					r.ev.log.Warn("list of a service", "service", sv.URI, "ref", sv.ResourceList, "err", err)
@@ -275,21 +274,6 @@ func (r *rls) load(version int64) error {
 	return nil
 }
 
-// isStoreFailure tells a failing store (try the whole load again later)
-// from a reference to nothing (drop the service).
-func isStoreFailure(err error) bool {
-	var ref rlsError
-	return !errors.As(err, &ref) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, xcap.ErrNotFound) &&
-		!errors.Is(err, xcap.ErrSelector) && !isParseError(err)
-}
-
-// isParseError reports an error of a document's content, not the store's.
-func isParseError(err error) bool {
-	var xe *xcap.Error
-	var ue *url.Error
-	return errors.As(err, &xe) || errors.As(err, &ue) || strings.HasPrefix(err.Error(), "resourcelists")
-}
-
 // restate sends the subscriptions of a list its full state anew.
 func (r *rls) restate(aor string) {
 	for _, pkg := range []string{"presence", "dialog"} {
@@ -308,51 +292,34 @@ func (r *rls) restate(aor string) {
 // names: the server's own resource-lists documents, found by the path
 // after the XCAP root, whatever the host and root are.
 func (r *rls) resolve(ctx context.Context, owner, ref string, cache map[string]store.XCAPDocument) (*resourcelists.List, error) {
-	u, err := url.Parse(ref)
-	if err != nil {
-		return nil, err
-	}
-	path := u.EscapedPath()
-	i := strings.Index(path, "/resource-lists/users/")
-	if i < 0 {
+	x, ok := xcap.ParseRef(ref)
+	if !ok || x.AUID != "resource-lists" {
 		return nil, errNotXCAPList
 	}
-	rest := path[i+len("/resource-lists/users/"):]
-	docPath, selector, hasSel := strings.Cut(rest, "/~~/")
-	xui, name, ok := strings.Cut(docPath, "/")
-	if !ok {
-		return nil, errNotXCAPList
-	}
-	if xui, err = url.PathUnescape(xui); err != nil {
-		return nil, err
-	}
-	if name, err = url.PathUnescape(name); err != nil {
-		return nil, err
-	}
-	if o, ok := xuiOwner(xui); !ok || o != owner {
+	if x.User != owner {
 		// A service names its owner's lists only: another user's
 		// would be read with the service owner's eyes.
 		return nil, errOthersList
 	}
-	key := owner + "/" + name
+	key := owner + "/" + x.Doc
 	d, seen := cache[key]
 	if !seen {
-		if d, err = r.ev.s.store.XCAPDocument(ctx, "resource-lists", owner, name); err != nil {
+		var err error
+		if d, err = r.ev.s.store.XCAPDocument(ctx, "resource-lists", owner, x.Doc); errors.Is(err, store.ErrNotFound) {
 			return nil, err
+		} else if err != nil {
+			return nil, storeFailure{err}
 		}
 		cache[key] = d
 	}
-	if !hasSel {
+	if x.Selector == "" {
 		all, err := resourcelists.Parse(d.Body)
 		if err != nil {
 			return nil, err
 		}
 		return &resourcelists.List{Lists: all.Lists}, nil
 	}
-	if selector, err = url.PathUnescape(selector); err != nil {
-		return nil, err
-	}
-	el, err := xcap.Select(d.Body, resourcelists.Namespace, selector, nil)
+	el, err := xcap.Select(d.Body, resourcelists.Namespace, x.Selector, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +334,14 @@ const (
 	errNotXCAPList = rlsError("not a resource-lists XCAP URI of this server")
 	errOthersList  = rlsError("a list of another user")
 )
+
+// storeFailure is a store that failed while the lists were read: the
+// load stops and keeps the lists it had, where a reference to nothing
+// drops that service alone.
+type storeFailure struct{ err error }
+
+func (e storeFailure) Error() string { return e.err.Error() }
+func (e storeFailure) Unwrap() error { return e.err }
 
 // xuiOwner turns an XCAP user id ("sip:alice@example.com") into the
 // store's owner key ("alice@example.com").

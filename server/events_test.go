@@ -332,6 +332,20 @@ func TestWatcherInfo(t *testing.T) {
 	if res := bob.subscribe("alice@example.test", "presence.winfo", 3600, "winfo-2", ""); res.StatusCode != 403 {
 		t.Fatalf("bob reading alice's watchers: %d, want 403", res.StatusCode)
 	}
+	// bob leaves: alice's next watcher list shows him once more,
+	// terminated, with the event that ended him (RFC 3857 §5.1).
+	if res := bob.subscribe("alice@example.test", "presence", 0, "pres-w", res.To.Tag()); res.StatusCode != 200 {
+		t.Fatalf("bob's unsubscribe: %d", res.StatusCode)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		body := string(alice.notify(time.Until(deadline)).Body)
+		if strings.Contains(body, "sip:bob@example.test") && strings.Contains(body, `status="terminated"`) {
+			if !strings.Contains(body, `event="timeout"`) {
+				t.Fatalf("bob's end without its event:\n%s", body)
+			}
+			break
+		}
+	}
 }
 
 // RFC 4235, the busy lamp field: carol watches bob's dialogs; a call from

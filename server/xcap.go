@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -279,24 +278,10 @@ func (d servicesDocs) PutDocument(ctx context.Context, auid, user, name string, 
 }
 
 // ownList reports whether an XCAP URI names a resource-lists document of
-// owner's on this server.
+// owner's.
 func ownList(ref, owner string) bool {
-	u, err := url.Parse(ref)
-	if err != nil {
-		return false
-	}
-	p := u.EscapedPath()
-	i := strings.Index(p, "/resource-lists/users/")
-	if i < 0 {
-		return false
-	}
-	xui, _, _ := strings.Cut(p[i+len("/resource-lists/users/"):], "/")
-	xui, err = url.PathUnescape(xui)
-	if err != nil {
-		return false
-	}
-	o, ok := xuiOwner(xui)
-	return ok && o == owner
+	x, ok := xcap.ParseRef(ref)
+	return ok && x.AUID == "resource-lists" && x.User == owner
 }
 
 // openXCAP builds the XCAP server when it is configured.

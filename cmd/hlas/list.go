@@ -154,34 +154,12 @@ func listRef(owner, list string) string {
 	return "http://localhost/xcap-root/resource-lists/users/" + url.PathEscape(ownerXUI(owner)) + "/" + listDoc + "/~~/" + sel
 }
 
-// sameList reports whether two XCAP URIs name one list: by their path
-// from the usage on, whatever host and root a client wrote.
+// sameList reports whether two XCAP URIs name one list: by user,
+// document and selector, whatever host and root a client wrote.
 func sameList(a, b string) bool {
-	ka, ok := listKey(a)
-	kb, ok2 := listKey(b)
-	return ok && ok2 && ka == kb
-}
-
-// listKey is what names a list in an XCAP URI: the user (case folded, as
-// the store keys users), the document and the selector, exact (list names
-// are case-sensitive).
-func listKey(ref string) (string, bool) {
-	u, err := url.Parse(ref)
-	if err != nil {
-		return "", false
-	}
-	p := u.EscapedPath()
-	i := strings.Index(p, "/resource-lists/users/")
-	if i < 0 {
-		return "", false
-	}
-	xui, rest, _ := strings.Cut(p[i+len("/resource-lists/users/"):], "/")
-	xui, err = url.PathUnescape(xui)
-	if err != nil {
-		return "", false
-	}
-	rest, err = url.PathUnescape(rest)
-	return strings.ToLower(xui) + "/" + rest, err == nil
+	ra, ok := xcap.ParseRef(a)
+	rb, ok2 := xcap.ParseRef(b)
+	return ok && ok2 && ra == rb
 }
 
 func defaultService(owner, list string) string {
@@ -194,8 +172,8 @@ func addToList(ctx context.Context, st store.Store, owner, list, entry, name, se
 	err := editDoc(ctx, st, "resource-lists", owner, resourcelists.NewDocument, func(doc []byte) ([]byte, error) {
 		if _, err := xcap.Select(doc, resourcelists.Namespace, listSelector(list), nil); errors.Is(err, xcap.ErrNotFound) {
 			created = true
-			el := `<list xmlns="` + resourcelists.Namespace + `" name="` + list + `"/>`
-			if doc, err = xcap.Apply(doc, resourcelists.Namespace, listSelector(list), nil, xcap.OpPut, []byte(el)); err != nil {
+			el := (&resourcelists.List{Name: list}).Append(nil)
+			if doc, err = xcap.Apply(doc, resourcelists.Namespace, listSelector(list), nil, xcap.OpPut, el); err != nil {
 				return nil, err
 			}
 		} else if err != nil {
@@ -208,14 +186,8 @@ func addToList(ctx context.Context, st store.Store, owner, list, entry, name, se
 			return doc, nil
 		}
 		sel := listSelector(list) + `/entry[@uri="` + entry + `"]`
-		var b strings.Builder
-		b.WriteString(`<entry xmlns="` + resourcelists.Namespace + `" uri="` + xmlEscape(entry) + `"`)
-		if name == "" {
-			b.WriteString("/>")
-		} else {
-			b.WriteString("><display-name>" + xmlEscape(name) + "</display-name></entry>")
-		}
-		return xcap.Apply(doc, resourcelists.Namespace, sel, nil, xcap.OpPut, []byte(b.String()))
+		el := resourcelists.Entry{URI: entry, DisplayName: name}.Append(nil)
+		return xcap.Apply(doc, resourcelists.Namespace, sel, nil, xcap.OpPut, el)
 	})
 	if err != nil {
 		return err
@@ -342,11 +314,11 @@ func delFromList(ctx context.Context, st store.Store, owner, list, entry string,
 }
 
 func showLists(ctx context.Context, st store.Store, owner string, stdout io.Writer) error {
-	services := map[string]string{} // list key → service URI
+	services := map[xcap.Ref]string{} // the list a service names → its URI
 	if d, err := st.XCAPDocument(ctx, "rls-services", owner, listDoc); err == nil {
 		if svcs, err := resourcelists.ParseServices(d.Body); err == nil {
 			for _, sv := range svcs.Services {
-				if k, ok := listKey(sv.ResourceList); ok {
+				if k, ok := xcap.ParseRef(sv.ResourceList); ok {
 					services[k] = sv.URI
 				}
 			}
@@ -368,7 +340,7 @@ func showLists(ctx context.Context, st store.Store, owner string, stdout io.Writ
 		return fmt.Errorf("%s's lists: %w", owner, err)
 	}
 	for _, l := range lists.Lists {
-		k, _ := listKey(listRef(owner, l.Name))
+		k, _ := xcap.ParseRef(listRef(owner, l.Name))
 		svc := services[k]
 		if svc == "" {
 			svc = "-"
@@ -382,9 +354,4 @@ func showLists(ctx context.Context, st store.Store, owner string, stdout io.Writ
 		}
 	}
 	return tw.Flush()
-}
-
-func xmlEscape(s string) string {
-	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
-	return r.Replace(s)
 }
