@@ -45,8 +45,37 @@ const (
 // user who may subscribe to it), its members and its packages.
 type rlsService struct {
 	uri, owner string
-	members    []resourcelists.Entry
+	from       sip.URI // the owner's, From of the back-end subscriptions
+	members    []rlsMember
 	packages   []string // "presence", "dialog"; empty: both
+}
+
+// rlsMember is a list entry as the server reads it, once per load rather
+// than per NOTIFY.
+type rlsMember struct {
+	resourcelists.Entry
+	// key names the member's state: the AOR as the packages name it for
+	// members of our domains, user@host for others; "" for an entry that
+	// is no SIP URI with a user (its state is noresource).
+	key   string
+	local bool
+	uri   sip.URI // the SUBSCRIBE's target for a member of another domain
+}
+
+// member reads a list entry.
+func (s *Server) member(e resourcelists.Entry) rlsMember {
+	m := rlsMember{Entry: e}
+	u, err := sip.ParseURI(e.URI)
+	if err != nil || !u.IsSIP() || u.User == "" {
+		return m
+	}
+	user := strings.ToLower(sip.Unescape(u.User))
+	if d, ok := s.aorDomain(&u); ok {
+		m.key, m.local = user+"@"+d, true
+	} else {
+		m.key, m.uri = user+"@"+strings.ToLower(u.Hostname()), u
+	}
+	return m
 }
 
 func (svc *rlsService) serves(pkg string) bool {
@@ -230,10 +259,15 @@ func (r *rls) load(version int64) error {
 					continue
 				}
 			}
-			svc.members = list.Flatten(maxListMembers + 1)
-			if len(svc.members) > maxListMembers {
+			entries := list.Flatten(maxListMembers + 1)
+			if len(entries) > maxListMembers {
 				r.ev.log.Warn("list cut", "service", sv.URI, "max", maxListMembers)
-				svc.members = svc.members[:maxListMembers]
+				entries = entries[:maxListMembers]
+			}
+			svc.from, _ = sip.ParseURI("sip:" + d.Owner)
+			svc.members = make([]rlsMember, len(entries))
+			for i, e := range entries {
+				svc.members[i] = r.ev.s.member(e)
 			}
 			services[aor] = svc
 		}
@@ -241,8 +275,8 @@ func (r *rls) load(version int64) error {
 	byMember := map[string][]string{}
 	for aor, svc := range services {
 		for _, m := range svc.members {
-			if key, ok := r.ev.s.memberKey(m.URI); ok {
-				byMember[key] = append(byMember[key], aor)
+			if m.key != "" {
+				byMember[m.key] = append(byMember[m.key], aor)
 			}
 		}
 	}
@@ -255,7 +289,8 @@ func (r *rls) load(version int64) error {
 	// NOTIFY (noresource).
 	for aor, svc := range services {
 		o := old[aor]
-		if o != nil && slices.Equal(o.members, svc.members) && o.owner == svc.owner && slices.Equal(o.packages, svc.packages) {
+		sameEntries := o != nil && slices.EqualFunc(o.members, svc.members, func(a, b rlsMember) bool { return a.Entry == b.Entry })
+		if sameEntries && o.owner == svc.owner && slices.Equal(o.packages, svc.packages) {
 			continue
 		}
 		for _, pkg := range []string{"presence", "dialog"} {
@@ -343,31 +378,6 @@ type storeFailure struct{ err error }
 func (e storeFailure) Error() string { return e.err.Error() }
 func (e storeFailure) Unwrap() error { return e.err }
 
-// xuiOwner turns an XCAP user id ("sip:alice@example.com") into the
-// store's owner key ("alice@example.com").
-func xuiOwner(xui string) (string, bool) {
-	u, err := sip.ParseURI(xui)
-	if err != nil || u.User == "" {
-		return "", false
-	}
-	return strings.ToLower(sip.Unescape(u.User)) + "@" + strings.ToLower(u.Hostname()), true
-}
-
-// memberAOR is the AOR of a list entry's URI, the key of member state.
-func memberAOR(uri string) (string, bool) {
-	return xuiOwner(uri)
-}
-
-// memberKey is the key of a member's state: the AOR as the packages
-// name it (canonical domain) for members of our domains, the URI's user
-// and host for others.
-func (s *Server) memberKey(uri string) (string, bool) {
-	if aor, ok := s.listAOR(uri); ok {
-		return aor, true
-	}
-	return memberAOR(uri)
-}
-
 // listAOR is the AOR of a list service's URI when it is in our domains.
 func (s *Server) listAOR(uri string) (string, bool) {
 	u, err := sip.ParseURI(uri)
@@ -408,19 +418,15 @@ type memberState struct {
 }
 
 // state returns member m's state as the list's owner may see it.
-func (r *rls) state(svc *rlsService, pkg string, m resourcelists.Entry, version uint32) memberState {
-	aor, ok := memberAOR(m.URI)
-	if !ok {
+func (r *rls) state(svc *rlsService, pkg string, m rlsMember, version uint32) memberState {
+	switch {
+	case m.key == "":
 		return memberState{state: "terminated", reason: "noresource"}
-	}
-	if u, err := sip.ParseURI(m.URI); err == nil && u.IsSIP() {
-		if d, local := r.ev.s.aorDomain(&u); local {
-			aor = strings.ToLower(sip.Unescape(u.User)) + "@" + d
-			return r.localState(svc.owner, pkg, aor, version)
-		}
+	case m.local:
+		return r.localState(svc.owner, pkg, m.key, version)
 	}
 	r.mu.Lock()
-	st, ok := r.backState[backKey(pkg, svc.owner, aor)]
+	st, ok := r.backState[backKey(pkg, svc.owner, m.key)]
 	r.mu.Unlock()
 	switch {
 	case !ok:
@@ -546,20 +552,10 @@ func (r *rls) document(svc *rlsService, sub *event.Subscription, full bool) (str
 // of another domain.
 func (r *rls) backSpecs(svc *rlsService, pkg string) []backSpec {
 	var specs []backSpec
-	from, err := sip.ParseURI("sip:" + svc.owner)
-	if err != nil {
-		return nil
-	}
 	for _, m := range svc.members {
-		u, err := sip.ParseURI(m.URI)
-		if err != nil || !u.IsSIP() || u.User == "" {
-			continue
+		if m.key != "" && !m.local {
+			specs = append(specs, backSpec{key: backKey(pkg, svc.owner, m.key), pkg: pkg, from: svc.from, to: m.uri})
 		}
-		if _, local := r.ev.s.aorDomain(&u); local {
-			continue
-		}
-		aor, _ := memberAOR(m.URI)
-		specs = append(specs, backSpec{key: backKey(pkg, svc.owner, aor), pkg: pkg, from: from, to: u})
 	}
 	return specs
 }
