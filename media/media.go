@@ -30,6 +30,13 @@ var (
 	ErrNoSession = errors.New("media: no such call")
 	// ErrUnavailable: an external engine did not answer (503).
 	ErrUnavailable = errors.New("media: engine unavailable")
+	// ErrNoCodec: the parties share no codec, and the relay does not
+	// transcode (488 Not Acceptable Here, RFC 3261 §21.4.26): an offer
+	// with no stream the receiver could take (a WebRTC client offering
+	// only a data channel to a phone, a phone offering only SDES-SRTP or
+	// T.38 to a browser), or an answer accepting none of the offered
+	// codecs on a stream the relay bridges.
+	ErrNoCodec = errors.New("media: no common codec")
 )
 
 // Request is one session description on its way from one party of a
@@ -54,6 +61,13 @@ type Request struct {
 	// from there, and its family is the receiver's (IPv4/IPv6 bridging).
 	// Zero: the engine's default.
 	Advertise netip.Addr
+	// ReceiverWebRTC: the party this SDP goes to is a WebRTC client (its
+	// SIP arrives over WebSocket, RFC 7118), so the engine offers it
+	// ICE-lite and DTLS-SRTP (RFC 8829) when the sender speaks plain RTP.
+	// Whether the sender is one the engine reads from its SDP (the
+	// UDP/TLS/RTP/SAVP(F) profile with a=fingerprint). For an answer the
+	// engine knows the receiver's kind from its offer and ignores this.
+	ReceiverWebRTC bool
 }
 
 // Engine relays the media of calls. Its methods are called on the

@@ -126,6 +126,10 @@ func protoByte(p string) byte {
 		return 2
 	case transport.TLS:
 		return 3
+	case transport.WS:
+		return 4
+	case transport.WSS:
+		return 5
 	}
 	return 0
 }
@@ -138,6 +142,10 @@ func byteProto(b byte) string {
 		return transport.TCP
 	case 3:
 		return transport.TLS
+	case 4:
+		return transport.WS
+	case 5:
+		return transport.WSS
 	}
 	return ""
 }

@@ -295,9 +295,15 @@ type route struct {
 // (lookupHops, off the worker): a Resolver of the library user's, or a
 // host name the cache cannot answer for.
 func (p *Proxy) hopsNow(req *sip.Request, next sip.URI, t Target) (hops Hops, wait bool, err error) {
-	if !t.Flow.IsZero() && len(req.Route) == 0 && p.flowUsable(t.Flow) {
-		f := t.Flow
-		return singleHop(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), false, nil
+	if !t.Flow.IsZero() && len(req.Route) == 0 {
+		if f := t.Flow; p.flowUsable(f) {
+			return singleHop(Hop{Proto: f.Proto, Addr: f.Remote, Host: f.Remote.Addr().String()}), false, nil
+		}
+		if f := t.Flow; f.Proto == transport.WS || f.Proto == transport.WSS {
+			// A browser cannot be reached but over the connection it
+			// opened: once that closed, fail at once.
+			return nil, false, errFlowClosed
+		}
 	}
 	sr, ok := p.resolver.(*StaticResolver)
 	if !ok {
@@ -324,6 +330,11 @@ func (p *Proxy) lookupHops(next sip.URI) (Hops, error) {
 	return p.resolver.Resolve(ctx, next)
 }
 
+// errFlowClosed is the route error of a target only reachable over a
+// WebSocket connection that is gone (RFC 7118 §5: its Contact's host is
+// .invalid, so nothing else reaches it): 480, as for a user not online.
+var errFlowClosed = errors.New("proxy: the target's WebSocket connection is closed")
+
 // noRouteCode is the answer to a request whose next hop could not be
 // found: 504 when the DNS could not be asked (RFC 3261 §21.5.5, a server
 // it accessed did not answer in time; the caller may try again or another
@@ -331,6 +342,9 @@ func (p *Proxy) lookupHops(next sip.URI) (Hops, error) {
 func noRouteCode(err error) int {
 	if errors.Is(err, resolve.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return 504
+	}
+	if errors.Is(err, errFlowClosed) {
+		return 480
 	}
 	return 404
 }
@@ -538,7 +552,7 @@ func (p *Proxy) sendResponse(res *sip.Response) error {
 		return fmt.Errorf("proxy: response Via %s has no address", v.String())
 	}
 	switch proto {
-	case transport.UDP, transport.TCP, transport.TLS:
+	case transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS:
 	default:
 		return fmt.Errorf("proxy: response Via transport %q not supported", v.Transport)
 	}

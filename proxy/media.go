@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
@@ -100,6 +101,16 @@ func behindNAT(req *sip.Request, in Flow) bool {
 	return false
 }
 
+// isWebSocket reports the transports of browsers (RFC 7118), whose media
+// is WebRTC's: ICE and DTLS-SRTP.
+func isWebSocket(proto string) bool { return proto == transport.WS || proto == transport.WSS }
+
+// webRTCSDP reports an offer in WebRTC's profile (RFC 8829 §5.1.2), from a
+// browser behind another proxy.
+func webRTCSDP(req *sip.Request) bool {
+	return hasSDP(&req.Header, req.Body) && bytes.Contains(req.Body, []byte("UDP/TLS/RTP/SAVP"))
+}
+
 // targetNATed reports a target reached over its flow at another address
 // than its Contact's, or in another address family than the caller's.
 func targetNATed(t Target, in Flow) bool {
@@ -138,11 +149,14 @@ func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan) *mcall {
 		return c
 	}
 	relay := p.mediaPolicy == MediaAlways || behindNAT(req, in)
+	web := isWebSocket(in.Proto) || webRTCSDP(req)
 	for _, t := range pl.all() {
 		if relay {
 			break
 		}
-		relay = targetNATed(t, in)
+		// A browser and a phone only hear each other through the
+		// relay, which terminates ICE and DTLS-SRTP for the browser.
+		relay = targetNATed(t, in) || isWebSocket(t.Flow.Proto) != web
 	}
 	if !relay {
 		return nil
@@ -197,6 +211,8 @@ func mediaCode(err error) (int, string) {
 		return 400, "Malformed Session Description"
 	case errors.Is(err, media.ErrNoPorts):
 		return 503, "No Media Ports Available"
+	case errors.Is(err, media.ErrNoCodec):
+		return 488, "No Common Codec"
 	default:
 		return 503, "Media Relay Unavailable"
 	}
@@ -242,6 +258,7 @@ func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body [
 	mr := &media.Request{
 		CallID: c.req.CallID, FromTag: c.req.From.Tag(), ToTag: c.req.To.Tag(), SDP: c.req.Body,
 		Source: c.in.Remote.Addr().Unmap(), Local: p.localIP(c.in), Advertise: madv,
+		ReceiverWebRTC: isWebSocket(h.Proto),
 	}
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()
@@ -282,6 +299,7 @@ func (c *rctx) mediaResponse(b *branch, res *sip.Response) *sip.Response {
 	mr := &media.Request{
 		CallID: c.req.CallID, FromTag: res.To.Tag(), ToTag: c.req.From.Tag(), SDP: res.Body,
 		Source: rt.hop.Addr.Addr().Unmap(), Local: madv, Advertise: p.localIP(c.in),
+		ReceiverWebRTC: isWebSocket(c.in.Proto),
 	}
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()
@@ -378,6 +396,7 @@ func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, r route) {
 	mr := &media.Request{
 		CallID: req.CallID, FromTag: req.From.Tag(), ToTag: req.To.Tag(), SDP: req.Body,
 		Source: in.Remote.Addr().Unmap(), Local: p.localIP(in), Advertise: r.out.ip,
+		ReceiverWebRTC: isWebSocket(r.hop.Proto),
 	}
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()

@@ -637,6 +637,12 @@ func (s side) uri(r2 bool) sip.URI {
 		if r2 {
 			params = ";lr;transport=tls;r2=on"
 		}
+	case transport.WS, transport.WSS:
+		// RFC 7118 §5.2 names one transport parameter for both.
+		params = ";lr;transport=ws"
+		if r2 {
+			params = ";lr;transport=ws;r2=on"
+		}
 	default:
 		params = ";lr"
 		if r2 {

@@ -163,6 +163,9 @@ func target(u sip.URI) (host, proto string, port int, err error) {
 		switch p := strings.ToUpper(t); p {
 		case transport.UDP, transport.TCP, transport.TLS:
 			proto = p
+		case transport.WS, transport.WSS:
+			// Only over the connection the client opened (its flow).
+			return "", "", 0, fmt.Errorf("proxy: resolve %s: %w", u.String(), errFlowClosed)
 		default:
 			return "", "", 0, fmt.Errorf("proxy: resolve %s: transport %q not supported", u.String(), t)
 		}

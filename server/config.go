@@ -19,6 +19,7 @@ import (
 	"github.com/hlas-voip/hlas/registrar"
 	"github.com/hlas-voip/hlas/security"
 	"github.com/hlas-voip/hlas/sip/resolve"
+	"github.com/hlas-voip/hlas/sip/transport"
 )
 
 // Config is the server's configuration. The YAML file given by --config maps
@@ -27,7 +28,8 @@ import (
 // field means its documented default.
 type Config struct {
 	// Listen lists the listeners as proto:host:port, proto one of udp, tcp,
-	// tls; IPv6 hosts in brackets ("udp:[::1]:5060").
+	// tls, ws, wss (SIP over WebSocket, RFC 7118, for browser phones); IPv6
+	// hosts in brackets ("udp:[::1]:5060").
 	// Default: udp:0.0.0.0:5060 and tcp:0.0.0.0:5060.
 	Listen []string `yaml:"listen"`
 	// Domains are the SIP domains this server is responsible for. Requests
@@ -35,7 +37,7 @@ type Config struct {
 	Domains []string `yaml:"domain"`
 	// DataDir is where the server keeps its state. Default ./hlas-data.
 	DataDir string `yaml:"data"`
-	// TLSCert and TLSKey are PEM files for tls listeners.
+	// TLSCert and TLSKey are PEM files for tls and wss listeners.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
 	// LogLevel is debug, info, warn or error. Default info.
@@ -152,6 +154,11 @@ type Config struct {
 	// and presence rules; off unless xcap.listen is set. See XCAP and
 	// docs/xcap.md.
 	XCAP XCAP `yaml:"xcap"`
+	// WebSocket tunes the ws and wss listeners: allowed_origins,
+	// ping_interval, ping_timeout (docs/websocket.md). Their connections
+	// count against max_connections and max_connections_per_source like
+	// TCP's, and their messages against max_message_size.
+	WebSocket transport.WebSocketConfig `yaml:"websocket"`
 	// TLSClientCA is a PEM file of the authorities whose client
 	// certificates tls listeners verify (mutual TLS): a peer that presents
 	// one can be trusted by name (routing.trusted "cert:NAME"). Clients
@@ -189,7 +196,7 @@ type Runtime struct {
 
 // Listener is one parsed Listen entry.
 type Listener struct {
-	Proto string // "udp", "tcp" or "tls"
+	Proto string // "udp", "tcp", "tls", "ws" or "wss"
 	Addr  string // host:port as given to net.Listen
 }
 
@@ -284,8 +291,8 @@ func (c Config) Listeners() ([]Listener, error) {
 func ParseListener(s string) (Listener, error) {
 	proto, hostport, ok := strings.Cut(s, ":")
 	proto = strings.ToLower(proto)
-	if !ok || (proto != "udp" && proto != "tcp" && proto != "tls") {
-		return Listener{}, fmt.Errorf("config listen %q: want proto:host:port with proto udp, tcp or tls", s)
+	if !ok || (proto != "udp" && proto != "tcp" && proto != "tls" && proto != "ws" && proto != "wss") {
+		return Listener{}, fmt.Errorf("config listen %q: want proto:host:port with proto udp, tcp, tls, ws or wss", s)
 	}
 	ap, err := netip.ParseAddrPort(hostport)
 	if err != nil {
@@ -305,9 +312,12 @@ func (c Config) Validate() error {
 		return err
 	}
 	for _, l := range ls {
-		if l.Proto == "tls" && (c.TLSCert == "" || c.TLSKey == "") {
-			return fmt.Errorf("config listen %s:%s: tls listeners need tls_cert and tls_key", l.Proto, l.Addr)
+		if (l.Proto == "tls" || l.Proto == "wss") && (c.TLSCert == "" || c.TLSKey == "") {
+			return fmt.Errorf("config listen %s:%s: %s listeners need tls_cert and tls_key", l.Proto, l.Addr, l.Proto)
 		}
+	}
+	if err := (transport.Config{WebSocket: c.WebSocket}).Validate(); err != nil {
+		return fmt.Errorf("config websocket: %w", err)
 	}
 	if err := c.Media.validate(); err != nil {
 		return err

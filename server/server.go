@@ -53,6 +53,9 @@ type Server struct {
 	handler Handler
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
+	// wsFlows removes bindings over closed WebSockets; nil without ws or
+	// wss listeners.
+	wsFlows *wsFlows
 	// media relays the RTP of calls (media section); nil: none.
 	media    media.Engine
 	mediaEnd mediaEnder
@@ -152,6 +155,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}),
 	}
 	s.now = monotonicClock()
+	if ls, err := cfg.Listeners(); err == nil {
+		for _, l := range ls {
+			if l.Proto == "ws" || l.Proto == "wss" {
+				s.wsFlows = newWSFlows(s)
+				break
+			}
+		}
+	}
 	s.redials = make(chan struct{}, maxRedials)
 	per := max(cfg.QueueSize/cfg.Workers, 1)
 	s.queues = make([]chan work, cfg.Workers)
@@ -170,6 +181,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		MaxConns:          cfg.MaxConns,
 		MaxConnsPerSource: cfg.MaxConnsPerSource,
 		MessageTimeout:    cfg.MessageTimeout,
+		WebSocket:         cfg.WebSocket,
 		Logger:            log,
 	}
 	if cfg.TLSCert != "" {
@@ -1019,6 +1031,9 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 		Domain: s.aorDomain, IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) }, Supported: s.supported,
 		Store: st, Logger: log, Registerer: s.reg, NewResponse: s.response,
 		OnChange: func(aor string) {
+			if w := s.wsFlows; w != nil {
+				w.changed(aor)
+			}
 			if ev := s.events; ev != nil {
 				ev.n.Changed("reg", aor)
 			}

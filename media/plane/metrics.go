@@ -14,10 +14,18 @@ const (
 	dropNoDest           // no usable address for the other party (hold, or a family its socket cannot reach)
 	dropTooBig           // larger than the read buffer
 	dropSendError        // the kernel refused to send it
+	// Only on legs with a Secure (WebRTC):
+	dropNotReady        // SRTP to or from a party whose DTLS handshake has not completed
+	dropUnknown         // not STUN, DTLS or RTP by its first byte (RFC 7983), or on the RTCP port of a leg that muxes
+	dropSTUNRefused     // a STUN message the Secure refused (bad credentials, malformed)
+	dropSTUNRateLimited // STUN beyond the leg's budget
+	dropSRTPFailed      // SRTP or SRTCP that failed authentication (or replayed), or RTP that could not be protected
+	dropQueueFull       // a DTLS record the Secure had no room for
 	numDrops
 )
 
-var dropReasons = [numDrops]string{"stranger", "no_partner", "no_destination", "too_big", "send_error"}
+var dropReasons = [numDrops]string{"stranger", "no_partner", "no_destination", "too_big", "send_error",
+	"not_ready", "unknown_protocol", "stun_refused", "stun_rate_limited", "srtp_failed", "queue_full"}
 
 // counters are one reader's: only it writes them, so the packet path
 // touches no shared cache line; the collector sums the readers'.

@@ -10,6 +10,13 @@
 // sends from (symmetric latching, RFC 7362) and refuses other sources once
 // latched. Linux only: elsewhere New returns an error.
 //
+// A leg facing a WebRTC party terminates its secure transport through a
+// Secure (media/webrtc: ICE-lite and DTLS-SRTP): the plane demultiplexes
+// STUN, DTLS and SRTP on the leg's port, lets ICE checks take the place
+// of latching, decrypts in place what it forwards from that party and
+// encrypts in place what it forwards to it, so that the partner leg's
+// party (a desk phone) sees plain RTP.
+//
 // The session glue (media/relay) allocates two legs per stream, links
 // them, and sets each leg's peer from the SDP its party sent.
 package plane
@@ -121,13 +128,17 @@ type LegStats struct {
 	// Dropped counts packets that arrived at the leg and were not
 	// forwarded: from strangers (RFC 7362 §3), with no partner leg, with
 	// no destination known for the other party (hold), too big, or
-	// refused by the kernel on sending.
+	// refused by the kernel on sending; on a leg with a Secure also
+	// refused STUN, SRTP failing authentication, and media before the
+	// keys. STUN and DTLS the Secure handled count neither as forwarded
+	// nor as dropped.
 	Dropped uint64
 	// Lost (cumulative packets lost) and JitterMS (interarrival jitter in
 	// milliseconds, at the clock rate of SetClockRate) are from the latest
 	// RTCP sender or receiver report of the leg's party: what it receives
-	// from the other party. Zero when none was seen (also with SRTP, whose
-	// reports are encrypted).
+	// from the other party. Zero when none was seen (also with SRTP passed
+	// through, whose reports are encrypted; a leg with a Secure reads them
+	// decrypted).
 	Lost     int64
 	JitterMS float64
 	// Last is when the latest packet from the party was accepted; zero if

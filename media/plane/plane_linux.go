@@ -173,10 +173,15 @@ func (p *Plane) closeReaders() {
 			}
 			s.leg.mu.Lock()
 			s.leg.closed = true
+			sec := s.leg.sec
+			s.leg.sec = nil
 			s.leg.mu.Unlock()
 			unix.Close(int(s.fd[rtpFlow]))
 			unix.Close(int(s.fd[rtcpFlow]))
 			s.leg = nil
+			if sec != nil {
+				sec.s.Detached()
+			}
 		}
 		r.closed = true
 		unix.Close(r.epfd)
@@ -289,6 +294,9 @@ type Leg struct {
 	rep    report
 	sig    [2]netip.AddrPort // signalled RTP and RTCP addresses
 	flow   [2]flow           // what arrives on the RTP and the RTCP socket
+	// sec is the secure transport the leg terminates, with its ICE
+	// state; nil for a plain leg.
+	sec *secureLeg
 }
 
 // Addr is the RTP socket's address (an even port); RTCP is on the next
@@ -388,10 +396,120 @@ func (l *Leg) Close() {
 		return
 	}
 	l.closed = true
+	sec := l.sec
+	l.sec = nil
 	l.mu.Unlock()
 	Link(l, nil)
 	l.r.remove(l)
 	l.p.pool.release(int(l.pair))
+	if sec != nil {
+		sec.s.Detached()
+	}
+}
+
+// SetSecure makes the leg terminate the secure transport s (nil: none,
+// a plain leg again). With a Secure, the leg's RTP port is
+// demultiplexed by first byte (RFC 7983): STUN goes to s, which answers
+// it; DTLS from a source that passed an ICE check goes to s; SRTP and
+// SRTCP from such a source are decrypted by s and forwarded plain to
+// the partner; anything else is dropped. Sources that never passed a
+// check are strangers: ICE takes the place of latching, and the
+// signalled addresses of SetPeer are not used. What the partner
+// forwards to the party is protected by s and sent, RTCP muxed, from
+// the RTP socket to the address ICE selected; nothing arriving on the
+// RTCP port is accepted (WebRTC muxes, RFC 8829 §4.1.3).
+//
+// A Secure replaced or removed, or set on a closed leg, is told so with
+// Detached. Setting the Secure the leg already has changes nothing.
+func (l *Leg) SetSecure(s Secure) {
+	l.mu.Lock()
+	old := l.sec
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		if s != nil {
+			s.Detached()
+		}
+		return
+	case old != nil && s != nil && old.s == s:
+		l.mu.Unlock()
+		return
+	case s == nil:
+		l.sec = nil
+	default:
+		l.sec = &secureLeg{s: s}
+	}
+	l.mu.Unlock()
+	if old != nil {
+		old.s.Detached()
+	}
+}
+
+// RestartICE forgets which sources passed an ICE check and where media
+// went (an ICE restart, RFC 8445 §9): until the party's checks with its
+// new credentials pass, its media is dropped and nothing is sent to it.
+// It does nothing on a plain leg.
+func (l *Leg) RestartICE() {
+	l.mu.Lock()
+	if l.sec != nil {
+		l.sec.restart()
+	}
+	l.mu.Unlock()
+}
+
+// Selected is where the party of a leg with a Secure receives media: the
+// source of its nominating check (nominated true) or, before one, of its
+// latest check; invalid before any check or on a plain leg.
+func (l *Leg) Selected() (addr netip.AddrPort, nominated bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sec == nil {
+		return netip.AddrPort{}, false
+	}
+	return l.sec.selected, l.sec.nominated
+}
+
+// Send sends b from the leg's RTP socket to its party: to the address
+// ICE selected on a leg with a Secure, else where its RTP goes. A
+// Secure sends its own records (DTLS) with it; it never blocks, and a
+// full socket buffer loses b as the network may. It returns
+// ErrNoDestination when there is no address yet, ErrClosed on a closed
+// leg.
+func (l *Leg) Send(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	var dst netip.AddrPort
+	if l.sec != nil {
+		dst = l.sec.selected
+	} else {
+		dst = l.flow[rtpFlow].dest(l.sig[rtpFlow])
+	}
+	if !dst.IsValid() {
+		return ErrNoDestination
+	}
+	var name unix.RawSockaddrInet6
+	namelen := toSockaddr(&name, dst, l.v6)
+	if namelen == 0 {
+		return ErrNoDestination
+	}
+	var iov unix.Iovec
+	iov.Base = &b[0]
+	iov.SetLen(len(b))
+	var msg [1]mmsghdr
+	msg[0].hdr.Name = (*byte)(unsafe.Pointer(&name))
+	msg[0].hdr.Namelen = namelen
+	msg[0].hdr.Iov = &iov
+	msg[0].hdr.SetIovlen(1)
+	if _, errno := sendmmsg(int(l.fd[rtpFlow]), msg[:]); errno != 0 {
+		return fmt.Errorf("plane: send to %v: %w", dst, errno)
+	}
+	return nil
 }
 
 // slot is a leg's place in its reader's table; epoll events name it by
@@ -432,13 +550,23 @@ type reader struct {
 	smsg   [2][batch]mmsghdr
 	siov   [2][batch]unix.Iovec
 	snames [2][batch]unix.RawSockaddrInet6
+
+	// A Secure's answer to a STUN message, sent at once.
+	reply     [maxPacket]byte
+	replyMsg  [1]mmsghdr
+	replyIov  unix.Iovec
+	replyName unix.RawSockaddrInet6
 }
 
 // Verdicts of a received datagram beside the drop reasons (>= 0).
 const (
 	acceptRTP  = -1
 	acceptRTCP = -2
+	consumed   = -3 // STUN or DTLS, handled by the leg's Secure
 )
+
+// forwarding reports whether a verdict sends the datagram on.
+func forwarding(v int8) bool { return v == acceptRTP || v == acceptRTCP }
 
 func newReader(p *Plane) (*reader, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -446,6 +574,9 @@ func newReader(p *Plane) (*reader, error) {
 		return nil, fmt.Errorf("plane: epoll: %w", err)
 	}
 	r := &reader{p: p, epfd: epfd, events: make([]unix.EpollEvent, maxEvents)}
+	r.replyMsg[0].hdr.Iov = &r.replyIov
+	r.replyMsg[0].hdr.SetIovlen(1)
+	r.replyMsg[0].hdr.Name = (*byte)(unsafe.Pointer(&r.replyName))
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, p.wakeFD, &ev); err != nil {
 		unix.Close(epfd)
@@ -578,6 +709,20 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 			drops[dropStranger]++
 			continue
 		}
+		if l.sec != nil {
+			v := r.secure(l, kind, i, src)
+			r.verdict[i] = v
+			switch {
+			case v >= 0:
+				drops[v]++
+			case v == acceptRTCP:
+				rtcpSeen = true
+				accepted++
+			case v == acceptRTP:
+				accepted++
+			}
+			continue
+		}
 		ok, moved := l.flow[kind].accept(src, l.sig[kind], l.flow[1-kind].src.Addr(), mono, r.p.window)
 		if !ok {
 			r.verdict[i] = dropStranger
@@ -596,6 +741,22 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 		}
 	}
 	l.mu.Unlock()
+
+	// Reports of the party about what it receives: rare, and parsing
+	// allocates, so only RTCP gets here. Before forwarding, which may
+	// encrypt the packets in place.
+	if rtcpSeen {
+		for i := range n {
+			if r.verdict[i] != acceptRTCP {
+				continue
+			}
+			if rep, ok := parseReport(r.bufs[i][:r.rmsg[i].n]); ok {
+				l.mu.Lock()
+				l.rep, l.hasRep = rep, true
+				l.mu.Unlock()
+			}
+		}
+	}
 
 	var sent, sentBytes uint64
 	if accepted > 0 {
@@ -617,21 +778,77 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 	if dropped != 0 {
 		l.dropped.Add(dropped)
 	}
+}
 
-	// Reports of the party about what it receives: rare, and parsing
-	// allocates, so only RTCP gets here.
-	if rtcpSeen {
-		for i := range n {
-			if r.verdict[i] != acceptRTCP {
-				continue
-			}
-			if rep, ok := parseReport(r.bufs[i][:r.rmsg[i].n]); ok {
-				l.mu.Lock()
-				l.rep, l.hasRep = rep, true
-				l.mu.Unlock()
-			}
-		}
+// secure decides datagram i of the batch, from src on l's socket of the
+// given kind, for a leg with a Secure; the caller holds l.mu. STUN is
+// answered at once; SRTP and SRTCP are decrypted in place (the
+// datagram's length shrinks to the plain packet's).
+func (r *reader) secure(l *Leg, kind, i int, src netip.AddrPort) int8 {
+	sl := l.sec
+	b := r.bufs[i][:r.rmsg[i].n]
+	if kind == rtcpFlow {
+		return dropUnknown
 	}
+	switch demux(b) {
+	case pktSTUN:
+		n, res := sl.s.STUN(b, src, r.reply[:])
+		if n > 0 && n <= len(r.reply) {
+			r.answer(l, src, n)
+		}
+		switch res {
+		case STUNValid, STUNNominated:
+			if sl.checked(src, res == STUNNominated) && r.p.log.Enabled(context.Background(), slog.LevelDebug) {
+				r.p.log.Debug("media leg selected ICE address", "leg", l.local, "address", src, "nominated", sl.nominated)
+			}
+			return consumed
+		case STUNRefused:
+			return dropSTUNRefused
+		case STUNRateLimited:
+			return dropSTUNRateLimited
+		}
+		return consumed
+	case pktDTLS:
+		if !sl.validated(src) {
+			return dropStranger
+		}
+		if !sl.s.DTLS(b, src) {
+			return dropQueueFull
+		}
+		return consumed
+	case pktSRTP:
+		if !sl.validated(src) {
+			return dropStranger
+		}
+		rtcp := isRTCP(b)
+		n, err := sl.s.Unprotect(b, rtcp)
+		if err != nil {
+			return secureVerdict(err)
+		}
+		if n < 0 || n > len(b) {
+			return dropSRTPFailed
+		}
+		r.rmsg[i].n = uint32(n)
+		if rtcp {
+			return acceptRTCP
+		}
+		return acceptRTP
+	}
+	return dropUnknown
+}
+
+// answer sends the Secure's answer in r.reply[:n] from l's RTP socket
+// to src; the caller holds l.mu. A lost answer is as if the network had
+// lost it: the party retransmits its check.
+func (r *reader) answer(l *Leg, src netip.AddrPort, n int) {
+	namelen := toSockaddr(&r.replyName, src, l.v6)
+	if namelen == 0 {
+		return
+	}
+	r.replyMsg[0].hdr.Namelen = namelen
+	r.replyIov.Base = &r.reply[0]
+	r.replyIov.SetLen(n)
+	sendmmsg(int(l.fd[rtpFlow]), r.replyMsg[:])
 }
 
 // forward sends the accepted datagrams of the batch out of b's sockets to
@@ -639,7 +856,7 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 func (r *reader) forward(b *Leg, n int, drops *[numDrops]uint64) (sent, bytes uint64) {
 	accepted := func(reason int) {
 		for i := range n {
-			if r.verdict[i] < 0 {
+			if forwarding(r.verdict[i]) {
 				drops[reason]++
 			}
 		}
@@ -655,13 +872,20 @@ func (r *reader) forward(b *Leg, n int, drops *[numDrops]uint64) (sent, bytes ui
 		return 0, 0
 	}
 	// RTCP to a party that muxes goes to its RTP address, from the RTP
-	// socket (RFC 5761 §5.1.3).
+	// socket (RFC 5761 §5.1.3); a secure leg's party always muxes and
+	// gets both at the address ICE selected.
 	var dst [2]netip.AddrPort
-	dst[rtpFlow] = b.flow[rtpFlow].dest(b.sig[rtpFlow])
 	out := [2]int{rtpFlow, rtcpFlow}
-	if b.mux {
+	sec := b.sec
+	switch {
+	case sec != nil:
+		dst[rtpFlow] = sec.selected
 		dst[rtcpFlow], out[rtcpFlow] = dst[rtpFlow], rtpFlow
-	} else {
+	case b.mux:
+		dst[rtpFlow] = b.flow[rtpFlow].dest(b.sig[rtpFlow])
+		dst[rtcpFlow], out[rtcpFlow] = dst[rtpFlow], rtpFlow
+	default:
+		dst[rtpFlow] = b.flow[rtpFlow].dest(b.sig[rtpFlow])
 		dst[rtcpFlow] = b.flow[rtcpFlow].dest(b.sig[rtcpFlow])
 	}
 	var cnt [2]int
@@ -685,10 +909,29 @@ func (r *reader) forward(b *Leg, n int, drops *[numDrops]uint64) (sent, bytes ui
 			drops[dropNoDest]++
 			continue
 		}
+		size := int(r.rmsg[i].n)
+		if sec != nil {
+			pkt := r.bufs[i][:size]
+			if demux(pkt) != pktSRTP {
+				// Whatever it is, it must not reach the party's STUN
+				// or DTLS stack.
+				drops[dropUnknown]++
+				continue
+			}
+			var err error
+			if size, err = sec.s.Protect(pkt, k == rtcpFlow); err != nil {
+				drops[secureVerdict(err)]++
+				continue
+			}
+			if size <= 0 || size > maxPacket {
+				drops[dropSRTPFailed]++
+				continue
+			}
+		}
 		m := &r.smsg[o][j]
 		m.hdr.Namelen = namelen
 		r.siov[o][j].Base = &r.bufs[i][0]
-		r.siov[o][j].SetLen(int(r.rmsg[i].n))
+		r.siov[o][j].SetLen(size)
 		cnt[o]++
 	}
 	for o := range cnt {

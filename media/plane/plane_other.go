@@ -42,6 +42,22 @@ func (l *Leg) SetClockRate(hz int) {}
 // Link makes a and b partners.
 func Link(a, b *Leg) {}
 
+// SetSecure tells s it is detached: there are no legs without Linux.
+func (l *Leg) SetSecure(s Secure) {
+	if s != nil {
+		s.Detached()
+	}
+}
+
+// RestartICE does nothing.
+func (l *Leg) RestartICE() {}
+
+// Selected returns no address.
+func (l *Leg) Selected() (netip.AddrPort, bool) { return netip.AddrPort{}, false }
+
+// Send fails: there are no legs without Linux.
+func (l *Leg) Send(b []byte) error { return errUnsupported }
+
 // Stats returns what the leg saw of its party.
 func (l *Leg) Stats() LegStats { return LegStats{} }
 

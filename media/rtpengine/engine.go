@@ -11,13 +11,20 @@ import (
 	"time"
 
 	"github.com/hlas-voip/hlas/media"
+	"github.com/hlas-voip/hlas/media/sdpedit"
 )
 
 // Offer sends an "offer" for r: the first one of a Call-ID creates the
 // call in rtpengine, later ones (re-INVITE, UPDATE) update it. The NG
 // from-tag is the sender's, as in SIP: r.FromTag.
+//
+// A WebRTC sender (read from its SDP) and a receiver that is not, or the
+// other way round (r.ReceiverWebRTC), are bridged: see bridge.
 func (c *Client) Offer(ctx context.Context, r *media.Request) ([]byte, error) {
-	reply, err := c.request(ctx, "offer", c.sdpRequest(r, r.FromTag, r.ToTag))
+	senderWebRTC := webRTCSDP(r.SDP)
+	d := c.sdpRequest(r, r.FromTag, r.ToTag)
+	bridge(d, senderWebRTC, r.ReceiverWebRTC, false)
+	reply, err := c.request(ctx, "offer", d)
 	if err != nil {
 		return nil, err
 	}
@@ -26,6 +33,7 @@ func (c *Client) Offer(ctx context.Context, r *media.Request) ([]byte, error) {
 		return nil, err
 	}
 	c.calls.add(r.CallID, r.FromTag, time.Now())
+	c.calls.offered(r.CallID, senderWebRTC)
 	return sdp, nil
 }
 
@@ -36,11 +44,65 @@ func (c *Client) Answer(ctx context.Context, r *media.Request) ([]byte, error) {
 	if r.ToTag == "" {
 		return nil, fmt.Errorf("rtpengine: answer in call %q names no offerer tag", r.CallID)
 	}
-	reply, err := c.request(ctx, "answer", c.sdpRequest(r, r.ToTag, r.FromTag))
+	// The receiver of an answer is the offerer, whose kind its offer
+	// told; a call the client no longer remembers takes the signalling's
+	// word.
+	receiverWebRTC := r.ReceiverWebRTC
+	if e, ok := c.calls.get(r.CallID); ok {
+		receiverWebRTC = e.offerWebRTC
+	}
+	d := c.sdpRequest(r, r.ToTag, r.FromTag)
+	bridge(d, webRTCSDP(r.SDP), receiverWebRTC, true)
+	reply, err := c.request(ctx, "answer", d)
 	if err != nil {
 		return nil, err
 	}
 	return replySDP(reply, "answer")
+}
+
+// webRTCSDP reports a description from a WebRTC client (DTLS-SRTP, see
+// sdpedit.Stream.WebRTC). One rtpengine cannot read is not: rtpengine
+// will say what is wrong with it.
+func webRTCSDP(body []byte) bool {
+	d, err := sdpedit.Parse(body)
+	return err == nil && d.WebRTC()
+}
+
+// bridge sets the NG options of an offer or answer (d) for the kinds of
+// its sender and receiver, as rtpengine's documentation spells them
+// (docs/ng_control_protocol.md, its "WebRTC" flag):
+//
+//   - towards a WebRTC client: "ICE": "force" (rtpengine's own
+//     candidates, the client's removed: browsers need ICE); and from a
+//     plain phone also "transport-protocol": "UDP/TLS/RTP/SAVPF"
+//     (DTLS-SRTP), "SDES": ["off"] (browsers do not take a=crypto) and,
+//     in an offer, "rtcp-mux": ["offer", "require"] and the flag
+//     "generate-mid" (browsers require both);
+//   - from a WebRTC client to a plain phone: "transport-protocol":
+//     "RTP/AVP", "ICE": "remove", and in an offer "rtcp-mux": ["demux"]
+//     (the phone gets separate RTCP, the browser its mux back in the
+//     answer).
+//
+// Two plain parties keep the client's defaults.
+func bridge(d map[string]any, senderWebRTC, receiverWebRTC, answer bool) {
+	switch {
+	case receiverWebRTC && senderWebRTC:
+		d["ICE"] = "force"
+	case receiverWebRTC:
+		d["ICE"] = "force"
+		d["transport-protocol"] = "UDP/TLS/RTP/SAVPF"
+		d["SDES"] = []string{"off"}
+		if !answer {
+			d["rtcp-mux"] = []string{"offer", "require"}
+			d["flags"] = append(d["flags"].([]string), "generate-mid")
+		}
+	case senderWebRTC:
+		d["ICE"] = "remove"
+		d["transport-protocol"] = "RTP/AVP"
+		if !answer {
+			d["rtcp-mux"] = []string{"demux"}
+		}
+	}
 }
 
 // Delete ends the call in rtpengine and returns its statistics. The
@@ -215,6 +277,8 @@ type callTable struct {
 type callEntry struct {
 	id, caller string
 	start      time.Time
+	// offerWebRTC: the sender of the latest offer is a WebRTC client.
+	offerWebRTC bool
 }
 
 func (t *callTable) init(max int) {
@@ -236,6 +300,15 @@ func (t *callTable) add(id, caller string, now time.Time) {
 		t.evicted++
 	}
 	t.byID[id] = t.order.PushBack(&callEntry{id: id, caller: caller, start: now})
+}
+
+// offered records the kind of the latest offer's sender of a known call.
+func (t *callTable) offered(id string, webrtc bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if el, ok := t.byID[id]; ok {
+		el.Value.(*callEntry).offerWebRTC = webrtc
+	}
 }
 
 func (t *callTable) get(id string) (callEntry, bool) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -354,5 +355,101 @@ func TestPollReportsCallsRtpengineEnded(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// A WebRTC client and a plain phone are bridged by rtpengine's own
+// options; the answer's receiver is known from the offer.
+func TestWebRTCBridgeFlags(t *testing.T) {
+	const browserSDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n" +
+		"a=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\na=mid:0\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n"
+	phone := sdpWith("198.51.100.9")
+	toBrowser := map[string]any{"ICE": "force", "transport-protocol": "UDP/TLS/RTP/SAVPF", "SDES": []any{"off"}}
+	toPhone := map[string]any{"ICE": "remove", "transport-protocol": "RTP/AVP"}
+	with := func(m map[string]any, k string, v any) map[string]any {
+		n := map[string]any{k: v}
+		for k, v := range m {
+			n[k] = v
+		}
+		return n
+	}
+	tests := []struct {
+		name        string
+		offer       media.Request
+		wantOffer   map[string]any
+		answer      media.Request
+		wantAnswer  map[string]any
+		offerFlag   string // a flag the offer must carry
+		absentInAns []string
+	}{
+		{
+			name:       "browser calls a phone",
+			offer:      media.Request{CallID: "c1", FromTag: "a", SDP: []byte(browserSDP)},
+			wantOffer:  with(toPhone, "rtcp-mux", []any{"demux"}),
+			answer:     media.Request{CallID: "c1", FromTag: "b", ToTag: "a", SDP: phone},
+			wantAnswer: toBrowser,
+			// the offer's mux choice stands for the answer
+			absentInAns: []string{"rtcp-mux"},
+		},
+		{
+			name:        "phone calls a browser",
+			offer:       media.Request{CallID: "c2", FromTag: "a", SDP: phone, ReceiverWebRTC: true},
+			wantOffer:   with(toBrowser, "rtcp-mux", []any{"offer", "require"}),
+			offerFlag:   "generate-mid",
+			answer:      media.Request{CallID: "c2", FromTag: "b", ToTag: "a", SDP: []byte(browserSDP)},
+			wantAnswer:  toPhone,
+			absentInAns: []string{"rtcp-mux"},
+		},
+		{
+			name:        "browser calls a browser: ICE both ways, profiles as they are",
+			offer:       media.Request{CallID: "c3", FromTag: "a", SDP: []byte(browserSDP), ReceiverWebRTC: true},
+			wantOffer:   map[string]any{"ICE": "force"},
+			answer:      media.Request{CallID: "c3", FromTag: "b", ToTag: "a", SDP: []byte(browserSDP)},
+			wantAnswer:  map[string]any{"ICE": "force"},
+			absentInAns: []string{"transport-protocol", "rtcp-mux", "SDES"},
+		},
+		{
+			name:        "two phones: the defaults",
+			offer:       media.Request{CallID: "c4", FromTag: "a", SDP: phone},
+			wantOffer:   map[string]any{"ICE": "remove"},
+			answer:      media.Request{CallID: "c4", FromTag: "b", ToTag: "a", SDP: phone, ReceiverWebRTC: true},
+			wantAnswer:  map[string]any{"ICE": "remove"},
+			absentInAns: []string{"transport-protocol", "rtcp-mux", "SDES"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFakeNG(t, answer(okSDP))
+			c, _ := newTestClient(t, Config{Address: srv.addr()})
+			ctx := context.Background()
+			if _, err := c.Offer(ctx, &tc.offer); err != nil {
+				t.Fatal(err)
+			}
+			req := srv.wait(t).req
+			for k, v := range tc.wantOffer {
+				if !reflect.DeepEqual(req[k], v) {
+					t.Errorf("offer %s = %#v, want %#v", k, req[k], v)
+				}
+			}
+			flags, _ := req["flags"].([]any)
+			if has := slices.Contains(flags, any("generate-mid")); has != (tc.offerFlag == "generate-mid") {
+				t.Errorf("offer flags %v", flags)
+			}
+			if _, err := c.Answer(ctx, &tc.answer); err != nil {
+				t.Fatal(err)
+			}
+			req = srv.wait(t).req
+			for k, v := range tc.wantAnswer {
+				if !reflect.DeepEqual(req[k], v) {
+					t.Errorf("answer %s = %#v, want %#v", k, req[k], v)
+				}
+			}
+			for _, k := range tc.absentInAns {
+				if v, ok := req[k]; ok {
+					t.Errorf("answer %s = %#v, want none", k, v)
+				}
+			}
+		})
 	}
 }

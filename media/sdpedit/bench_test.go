@@ -32,6 +32,22 @@ func BenchmarkRewrite(b *testing.B) {
 	}
 }
 
+// A browser's offer converted for a phone, once per bridged call.
+func BenchmarkConvert(b *testing.B) {
+	d, err := Parse([]byte(chromeOffer))
+	if err != nil {
+		b.Fatal(err)
+	}
+	eps := []Endpoint{{relay4, 30000, 30001}}
+	bs := []Bridge{{To: Plain}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Convert(eps, bs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkPionRoundTrip is the alternative not taken, for comparison:
 // pion/sdp Unmarshal and Marshal of the same offer.
 func BenchmarkPionRoundTrip(b *testing.B) {

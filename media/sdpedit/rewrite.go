@@ -25,12 +25,17 @@ type Endpoint struct {
 	RTP, RTCP int
 }
 
-// plan is what Rewrite writes for one stream.
+// plan is what Rewrite or Convert writes for one stream.
 type plan struct {
 	relayed bool
 	addr    netip.Addr // for c= and a=rtcp: the relay's, or unspecified on hold
 	rtp     int
 	rtcp    int
+	// to is the receiver's profile (Keep: the stream's own); off writes
+	// the stream disabled, br is its Bridge.
+	to  Profile
+	off bool
+	br  *Bridge
 }
 
 // Rewrite returns the description with the relay's endpoints in place of
@@ -60,14 +65,47 @@ type plan struct {
 // and the same input and endpoints give the same bytes. Every other line
 // passes unchanged and in order; line ends become CRLF.
 func (d *Description) Rewrite(eps []Endpoint) ([]byte, error) {
-	if len(eps) != len(d.media) {
-		return nil, fmt.Errorf("%w: %d endpoints for %d streams", ErrEndpoint, len(eps), len(d.media))
+	return d.write(eps, nil)
+}
+
+// write is Rewrite, and Convert when bs is not nil.
+func (d *Description) write(eps []Endpoint, bs []Bridge) ([]byte, error) {
+	if len(eps) != len(d.media) || bs != nil && len(bs) != len(d.media) {
+		return nil, fmt.Errorf("%w: %d endpoints and %d bridges for %d streams", ErrEndpoint, len(eps), len(bs), len(d.media))
 	}
 	var plans [MaxStreams]plan
 	p := plans[:len(eps)]
 	first := -1
 	var origin netip.Addr
+	// toPlain and toWebRTC: some stream is converted (or disabled for
+	// it); lite: some stream is relayed to a browser.
+	var toPlain, toWebRTC, lite bool
 	for i, ep := range eps {
+		var br *Bridge
+		if bs != nil && bs[i].To != Keep {
+			br = &bs[i]
+			switch br.To {
+			case Plain:
+				toPlain = true
+			case WebRTC:
+				toWebRTC = true
+			default:
+				return nil, fmt.Errorf("%w: stream %d: profile %d", ErrEndpoint, i, br.To)
+			}
+			if !d.media[i].live || !d.Bridgeable(i, br.To) {
+				if br.Mid != "" && !token(br.Mid, 64) {
+					return nil, fmt.Errorf("%w: stream %d: mid %q", ErrEndpoint, i, br.Mid)
+				}
+				p[i] = plan{to: br.To, off: true, br: br}
+				continue
+			}
+			if !ep.Addr.IsValid() {
+				return nil, fmt.Errorf("%w: stream %d: converted without a relay endpoint", ErrEndpoint, i)
+			}
+			if err := br.check(); err != nil {
+				return nil, fmt.Errorf("%w: stream %d: %v", ErrEndpoint, i, err)
+			}
+		}
 		if !ep.Addr.IsValid() || !d.media[i].live {
 			continue
 		}
@@ -83,17 +121,29 @@ func (d *Description) Rewrite(eps []Endpoint) ([]byte, error) {
 			return nil, fmt.Errorf("%w: stream %d: ports %d/%d", ErrEndpoint, i, ep.RTP, ep.RTCP)
 		}
 		w := a
-		if d.media[i].hold {
+		pl := plan{relayed: true, rtp: ep.RTP, rtcp: rtcp}
+		if br != nil {
+			// The far end of a converted stream needs the relay's real
+			// address: a WebRTC sender's 0.0.0.0 is no hold, and a
+			// browser finds the relay by ICE whatever c= says.
+			pl.to, pl.br = br.To, br
+			if br.To == WebRTC {
+				pl.rtcp = ep.RTP // rtcp-mux, which browsers require (RFC 8829 §4.1.1)
+				lite = true
+			}
+		} else if d.media[i].hold {
 			w = unspecified(a)
 		}
-		p[i] = plan{relayed: true, addr: w, rtp: ep.RTP, rtcp: rtcp}
+		pl.addr = w
+		p[i] = pl
 		if first < 0 {
 			first, origin = i, a
 		}
 	}
+	conv := toPlain || toWebRTC
 
-	out := make([]byte, 0, len(d.text)+2*len(d.lines)+64)
-	if first < 0 {
+	out := make([]byte, 0, len(d.text)+2*len(d.lines)+64+len(d.media)*bridgeExtra(toWebRTC))
+	if first < 0 && !conv {
 		for i := range d.lines {
 			out = d.appendLine(out, i)
 		}
@@ -107,71 +157,145 @@ func (d *Description) Rewrite(eps []Endpoint) ([]byte, error) {
 	for i := 0; i < d.sessionEnd(); i++ {
 		if d.lines[i].kind == kSessConn {
 			sessConn = i
-			old := d.line(i)
-			var buf [64]byte
-			sessChanged = string(appendConn(buf[:0], p[first].addr)) != old
+			if first >= 0 {
+				old := d.line(i)
+				var buf [64]byte
+				sessChanged = string(appendConn(buf[:0], p[first].addr)) != old
+			}
 		}
 	}
 
 	for i := 0; i < d.sessionEnd(); i++ {
-		switch d.lines[i].kind {
-		case kOrigin:
+		switch k := d.lines[i].kind; {
+		case k == kOrigin && first >= 0:
 			l := d.line(i)
 			out = append(out, l[:d.verEnd]...)
 			out = append(out, " IN "...)
 			out = appendFamilyAddr(out, origin)
 			out = append(out, "\r\n"...)
-		case kSessConn:
+		case k == kSessConn && first >= 0:
 			out = appendConn(out, p[first].addr)
 			out = append(out, "\r\n"...)
-		case kICE, kICECred:
+		case k == kICE || k == kICECred:
+		case conv && (k == kDTLS || k == kGroup):
+			// Towards a phone there is no DTLS and no BUNDLE; towards a
+			// browser the relay writes its own per m-line and declines
+			// BUNDLE, which RFC 8843 §7.3.3 allows: each m-line keeps its
+			// own transport.
+		case toPlain && k == kWeb:
 		default:
 			out = d.appendLine(out, i)
+		}
+	}
+	if lite {
+		// The relay is an ICE-lite agent (RFC 8445 §2.5): it answers the
+		// browser's checks and makes none.
+		out = append(out, "a=ice-lite\r\n"...)
+		for i := range p {
+			if pl := &p[i]; pl.relayed && pl.to == WebRTC && pl.br.Bundle && pl.br.Mid != "" {
+				out = appendAttr(out, "group", "BUNDLE "+pl.br.Mid)
+			}
 		}
 	}
 
 	for si := range d.media {
 		sec := &d.media[si]
 		pl := &p[si]
-		if !pl.relayed {
-			out = d.appendKept(out, sec, sessConn, sessChanged)
-			continue
-		}
-		ml := d.line(sec.start)
-		out = append(out, ml[:sec.portStart]...)
-		out = strconv.AppendInt(out, int64(pl.rtp), 10)
-		out = append(out, ml[sec.portEnd:]...)
-		out = append(out, "\r\n"...)
-		i := sec.start + 1
-		for ; i < sec.end && d.line(i)[0] == 'i'; i++ {
-			out = d.appendLine(out, i)
-		}
-		if !sec.hasConn && pl.addr != p[first].addr {
-			out = appendConn(out, pl.addr)
-			out = append(out, "\r\n"...)
-		}
-		for ; i < sec.end; i++ {
-			switch d.lines[i].kind {
-			case kConn:
-				out = appendConn(out, pl.addr)
-				out = append(out, "\r\n"...)
-			case kRTCP:
-				out = appendRTCP(out, pl.rtcp, pl.addr)
-			case kICE:
-			default:
-				out = d.appendLine(out, i)
-			}
-		}
-		if !sec.hasRTCP && pl.rtcp != pl.rtp+1 {
-			out = appendRTCP(out, pl.rtcp, pl.addr)
+		switch {
+		case pl.off:
+			out = d.appendOff(out, sec, pl)
+		case !pl.relayed:
+			out = d.appendKept(out, sec, sessConn, sessChanged, conv)
+		default:
+			out = d.appendRelayed(out, sec, pl, p[first].addr)
 		}
 	}
 	return out, nil
 }
 
+// appendRelayed writes a relayed section (see Rewrite and Convert).
+func (d *Description) appendRelayed(out []byte, sec *section, pl *plan, sessAddr netip.Addr) []byte {
+	ml := d.line(sec.start)
+	out = append(out, ml[:sec.portStart]...)
+	out = strconv.AppendInt(out, int64(pl.rtp), 10)
+	if pl.to == Keep {
+		out = append(out, ml[sec.portEnd:]...)
+	} else {
+		out = append(out, ml[sec.portEnd:sec.protoStart]...)
+		out = append(out, pl.to.proto()...)
+		out = append(out, ml[sec.protoEnd:]...)
+	}
+	out = append(out, "\r\n"...)
+	i := sec.start + 1
+	for ; i < sec.end && d.line(i)[0] == 'i'; i++ {
+		out = d.appendLine(out, i)
+	}
+	if !sec.hasConn && pl.addr != sessAddr {
+		out = appendConn(out, pl.addr)
+		out = append(out, "\r\n"...)
+	}
+	conv := pl.to != Keep
+	for ; i < sec.end; i++ {
+		switch k := d.lines[i].kind; {
+		case k == kConn:
+			out = appendConn(out, pl.addr)
+			out = append(out, "\r\n"...)
+		case k == kRTCP && pl.to == WebRTC:
+			// Muxed: RTCP is on the RTP port.
+		case k == kRTCP:
+			out = appendRTCP(out, pl.rtcp, pl.addr)
+		case k == kICE:
+		case conv && (k == kDTLS || k == kMid || k == kMux || k == kCrypto || k == kGroup):
+		case pl.to == Plain && k == kWeb:
+		default:
+			out = d.appendLine(out, i)
+		}
+	}
+	if pl.to != WebRTC && !sec.hasRTCP && pl.rtcp != pl.rtp+1 {
+		out = appendRTCP(out, pl.rtcp, pl.addr)
+	}
+	if pl.to == WebRTC {
+		out = pl.br.appendWebRTC(out, pl.addr, pl.rtp)
+	}
+	return out
+}
+
+// appendOff writes a section a conversion cannot carry, or one its
+// sender disabled, as a disabled m-line (RFC 3264 §8.2): port 0, the
+// receiver's proto for an RTP stream, nothing of the sender's but a c=
+// with no address in it, and the a=mid a browser matches m-lines by.
+func (d *Description) appendOff(out []byte, sec *section, pl *plan) []byte {
+	ml := d.line(sec.start)
+	out = append(out, ml[:sec.portStart]...)
+	out = append(out, '0')
+	if rtpProto(ml[sec.protoStart:sec.protoEnd]) {
+		out = append(out, ml[sec.portEnd:sec.protoStart]...)
+		out = append(out, pl.to.proto()...)
+		out = append(out, ml[sec.protoEnd:]...)
+	} else {
+		out = append(out, ml[sec.portEnd:]...)
+	}
+	out = append(out, "\r\n"...)
+	if sec.hasConn {
+		if sec.connIP6 {
+			out = append(out, "c=IN IP6 ::\r\n"...)
+		} else {
+			out = append(out, "c=IN IP4 0.0.0.0\r\n"...)
+		}
+	}
+	if pl.to == WebRTC && pl.br.Mid != "" {
+		out = append(out, "a=mid:"...)
+		out = append(out, pl.br.Mid...)
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
+
 // appendKept writes a section that is not relayed: as it was, plus what
-// it took from the session level that the rewrite changed.
-func (d *Description) appendKept(out []byte, sec *section, sessConn int, sessChanged bool) []byte {
+// it took from the session level that the rewrite changed or dropped
+// (the c=, the ICE credentials for a stream with candidates, and when
+// conv dropped them, the DTLS attributes).
+func (d *Description) appendKept(out []byte, sec *section, sessConn int, sessChanged, conv bool) []byte {
 	out = d.appendLine(out, sec.start)
 	i := sec.start + 1
 	for ; i < sec.end && d.line(i)[0] == 'i'; i++ {
@@ -185,14 +309,27 @@ func (d *Description) appendKept(out []byte, sec *section, sessConn int, sessCha
 	for ; i < sec.end; i++ {
 		out = d.appendLine(out, i)
 	}
-	if sec.live && sec.hasCand && d.sessICE {
-		for j := 0; j < d.sessionEnd(); j++ {
-			if d.lines[j].kind != kICECred {
+	if !sec.live {
+		return out
+	}
+	for j := 0; j < d.sessionEnd(); j++ {
+		switch d.lines[j].kind {
+		case kICECred:
+			if !sec.hasCand {
 				continue
 			}
 			name, _ := attr(d.line(j))
 			if name == "ice-ufrag" && !sec.hasUfrag || name == "ice-pwd" && !sec.hasPwd ||
 				name == "ice-options" && !sec.hasOptions {
+				out = d.appendLine(out, j)
+			}
+		case kDTLS:
+			if !conv {
+				continue
+			}
+			name, _ := attr(d.line(j))
+			if name == "fingerprint" && !sec.hasFP || name == "setup" && !sec.hasSetup ||
+				name == "tls-id" && !sec.hasTLSID {
 				out = d.appendLine(out, j)
 			}
 		}

@@ -2,6 +2,9 @@
 // offer/answer RFC 3264) for hlas's media relay: Parse reports where each
 // m-line's media goes, and Description.Rewrite replaces those transport
 // addresses with the relay's, so that the other party sends to the relay.
+// Description.Convert does that and also changes a stream's profile for a
+// relay that bridges a WebRTC client (ICE, DTLS-SRTP, rtcp-mux) and a
+// plain RTP phone.
 //
 // Editing is line-based rather than a pion/sdp Unmarshal and Marshal: a
 // relay must pass what it does not understand, and pion/sdp/v3 refuses
@@ -52,9 +55,10 @@ type Stream struct {
 	Port int
 	// Addr is the effective connection address: the media-level c= over
 	// the session-level one, IPv4-mapped IPv6 unmapped. The unspecified
-	// address (0.0.0.0 or ::) is a hold in the style of RFC 2543. Note
-	// that a WebRTC offer made before ICE gathering (port 9, c=IN IP4
-	// 0.0.0.0) reads as a hold too: without ICE there is no other address.
+	// address (0.0.0.0 or ::) is a hold in the style of RFC 2543, except
+	// in a WebRTC stream, where ICE finds the path and c= is only the
+	// default candidate (JSEP, RFC 8829 §5.2.1: port 9 and c=IN IP4
+	// 0.0.0.0 before gathering); see OnHold.
 	Addr netip.Addr
 	// RTCP is where the party receives RTCP: a=rtcp (RFC 3605) when
 	// present (its address defaulting to Addr), else Addr:Port+1 (zero
@@ -70,6 +74,18 @@ type Stream struct {
 	// 8000 for audio and 90000 for video; 0 when none of these applies
 	// (a non-RTP stream such as T.38 or a data channel).
 	ClockRate int
+	// WebRTC is a DTLS-SRTP stream as browsers send it: proto
+	// UDP/TLS/RTP/SAVP or UDP/TLS/RTP/SAVPF with an a=fingerprint (media
+	// or session level, RFC 8122). SRTP keyed by a=crypto (SDES, RFC 4568)
+	// over RTP/SAVP is not: it passes as any other stream.
+	WebRTC bool
+}
+
+// OnHold reports whether the party asks for no media now: a direction
+// other than sendrecv, or the unspecified address of RFC 2543 on a stream
+// that is not WebRTC.
+func (s Stream) OnHold() bool {
+	return s.Direction != SendRecv || s.Addr.IsUnspecified() && !s.WebRTC
 }
 
 // Description is a parsed session description, kept as its lines so that
@@ -79,11 +95,11 @@ type Description struct {
 	// Streams are the m-lines in order.
 	Streams []Stream
 
-	text    string // the body, copied
-	lines   []line
-	verEnd  int // in the o= line: end of <sess-version>
-	sessICE bool
-	media   []section
+	text   string // the body, copied
+	lines  []line
+	verEnd int  // in the o= line: end of <sess-version>
+	sessFP bool // session-level a=fingerprint
+	media  []section
 }
 
 // kind is what Rewrite may do to a line.
@@ -98,6 +114,12 @@ const (
 	kRTCP                 // a=rtcp
 	kICE                  // ICE attribute: dropped where relayed
 	kICECred              // session-level a=ice-ufrag, ice-pwd, ice-options
+	kDTLS                 // a=fingerprint, setup, tls-id: dropped where converted
+	kWeb                  // WebRTC's RTP extras (see webAttr): dropped towards a phone
+	kMid                  // a=mid: dropped where converted (the relay writes its own)
+	kGroup                // a=group: dropped where converted
+	kMux                  // a=rtcp-mux, rtcp-mux-only: dropped where converted
+	kCrypto               // a=crypto: dropped where converted
 )
 
 // line is one line of the body, without its line end.
@@ -110,15 +132,20 @@ type line struct {
 // m= line first.
 type section struct {
 	start, end int
-	// portStart, portEnd bound <port>[/<number of ports>] in the m= line.
-	portStart, portEnd int
-	live               bool // port != 0
-	hold               bool // effective address unspecified
-	hasConn            bool // media-level c=
-	hasRTCP            bool
-	hasCand            bool // a=candidate
-	hasUfrag, hasPwd   bool
-	hasOptions         bool // a=ice-options
+	// portStart, portEnd bound <port>[/<number of ports>] in the m= line;
+	// protoStart, protoEnd its <proto>.
+	portStart, portEnd   int
+	protoStart, protoEnd int
+	live                 bool // port != 0
+	hold                 bool // effective address unspecified
+	hasConn              bool // media-level c=
+	connIP6              bool // its address type is IP6
+	hasRTCP              bool
+	hasCand              bool // a=candidate
+	hasUfrag, hasPwd     bool
+	hasOptions           bool // a=ice-options
+	hasFP, hasSetup      bool // a=fingerprint, a=setup
+	hasTLSID             bool // a=tls-id
 }
 
 // errf returns a parse error wrapping media.ErrBadSDP, so that the proxy
@@ -243,7 +270,9 @@ func (d *Description) structure() error {
 			}
 			if k := iceKind(name); k != kPlain {
 				d.lines[i].kind = k
-				d.sessICE = true
+			} else if k := bridgeKind(name); k != kPlain {
+				d.lines[i].kind = k
+				d.sessFP = d.sessFP || name == "fingerprint"
 			}
 		}
 	}
@@ -295,6 +324,7 @@ func (d *Description) section(start, end int, sessConn connLine, sessDir string)
 	st := Stream{Media: f[0], Proto: f[2]}
 	_, pe := nextField(ml, 2)
 	sec.portStart, sec.portEnd = nextField(ml, pe)
+	sec.protoStart, sec.protoEnd = nextField(ml, sec.portEnd)
 	portTok := ml[sec.portStart:sec.portEnd]
 	portS, count, hasCount := strings.Cut(portTok, "/")
 	port, ok := parsePort(portS)
@@ -334,6 +364,7 @@ func (d *Description) section(start, end int, sessConn connLine, sessDir string)
 			}
 			conn = c
 			sec.hasConn = true
+			sec.connIP6 = strings.EqualFold(c.addrType, "IP6")
 			d.lines[i].kind = kConn
 		case 'a':
 			name, val := attr(l)
@@ -353,6 +384,7 @@ func (d *Description) section(start, end int, sessConn connLine, sessDir string)
 				continue
 			case "rtcp-mux":
 				st.RTCPMux = true
+				d.lines[i].kind = kMux
 				continue
 			case "rtpmap":
 				if rate == 0 && firstFmt != "" {
@@ -372,6 +404,18 @@ func (d *Description) section(start, end int, sessConn connLine, sessDir string)
 				case "ice-options":
 					sec.hasOptions = true
 				}
+				continue
+			}
+			if k := bridgeKind(name); k != kPlain {
+				d.lines[i].kind = k
+				switch name {
+				case "fingerprint":
+					sec.hasFP = true
+				case "setup":
+					sec.hasSetup = true
+				case "tls-id":
+					sec.hasTLSID = true
+				}
 			}
 		}
 	}
@@ -382,6 +426,7 @@ func (d *Description) section(start, end int, sessConn connLine, sessDir string)
 		st.Direction = SendRecv
 	}
 	st.ClockRate = clockRate(st.Media, firstFmt, rate)
+	st.WebRTC = dtlsProto(st.Proto) && (sec.hasFP || d.sessFP)
 
 	if !conn.ok {
 		conn = sessConn
@@ -492,6 +537,46 @@ func iceKind(name string) kind {
 		return kICE
 	}
 	return kPlain
+}
+
+// bridgeKind tells the attributes Convert removes or replaces when it
+// changes a stream's profile.
+func bridgeKind(name string) kind {
+	switch name {
+	case "fingerprint", "setup", "tls-id":
+		return kDTLS
+	case "mid":
+		return kMid
+	case "group":
+		return kGroup
+	case "rtcp-mux", "rtcp-mux-only":
+		return kMux
+	case "crypto":
+		return kCrypto
+	case "rtcp-fb", "extmap", "extmap-allow-mixed", "msid", "msid-semantic", "bundle-only",
+		"rid", "simulcast", "rtcp-rsize", "identity":
+		// RTCP feedback (RFC 4585) needs AVPF; header extensions, media
+		// stream ids, RIDs and simulcast are the browser's and mean
+		// nothing to a phone; reduced-size RTCP (RFC 5506) would break an
+		// RTCP reader that expects compound packets.
+		return kWeb
+	}
+	return kPlain
+}
+
+// dtlsProto reports the protos of DTLS-SRTP over UDP (RFC 5764 §8).
+func dtlsProto(p string) bool {
+	return strings.EqualFold(p, "UDP/TLS/RTP/SAVPF") || strings.EqualFold(p, "UDP/TLS/RTP/SAVP")
+}
+
+// plainProto reports the protos of unencrypted RTP (RFC 3551, RFC 4585).
+func plainProto(p string) bool {
+	return strings.EqualFold(p, "RTP/AVP") || strings.EqualFold(p, "RTP/AVPF")
+}
+
+// rtpProto reports whether a proto carries RTP in some profile.
+func rtpProto(p string) bool {
+	return strings.HasPrefix(strings.ToUpper(p), "RTP/") || strings.Contains(strings.ToUpper(p), "/RTP/")
 }
 
 // rtpmapRate returns the clock rate in a=rtpmap:<pt> <name>/<rate>[/<params>]

@@ -35,8 +35,8 @@ func TestParseStreams(t *testing.T) {
 			{Media: "audio", Proto: "RTP/AVP", Port: 7078, Addr: v4("198.51.100.7"), RTCP: ap("198.51.100.7:7079"), Direction: SendRecv, ClockRate: 48000},
 		}},
 		{"WebRTC offer: SAVPF, rtcp-mux, data channel", webrtcOffer, []Stream{
-			{Media: "audio", Proto: "UDP/TLS/RTP/SAVPF", Port: 52000, Addr: v4("198.51.100.20"), RTCP: ap("0.0.0.0:9"), RTCPMux: true, Direction: SendRecv, ClockRate: 48000},
-			{Media: "video", Proto: "UDP/TLS/RTP/SAVPF", Port: 52002, Addr: v4("198.51.100.20"), RTCP: ap("0.0.0.0:9"), RTCPMux: true, Direction: RecvOnly, ClockRate: 90000},
+			{Media: "audio", Proto: "UDP/TLS/RTP/SAVPF", Port: 52000, Addr: v4("198.51.100.20"), RTCP: ap("0.0.0.0:9"), RTCPMux: true, Direction: SendRecv, ClockRate: 48000, WebRTC: true},
+			{Media: "video", Proto: "UDP/TLS/RTP/SAVPF", Port: 52002, Addr: v4("198.51.100.20"), RTCP: ap("0.0.0.0:9"), RTCPMux: true, Direction: RecvOnly, ClockRate: 90000, WebRTC: true},
 			{Media: "application", Proto: "UDP/DTLS/SCTP", Port: 52004, Addr: v4("198.51.100.20"), RTCP: ap("198.51.100.20:52005"), Direction: SendRecv, ClockRate: 0},
 		}},
 		{"hold re-INVITE: c=0.0.0.0 and a=sendonly (RFC 3264 §8.4)", holdReinvite, []Stream{
@@ -547,6 +547,8 @@ func samples() map[string]string {
 		"baresip": baresipOffer, "linphone": linphoneOffer, "webrtc": webrtcOffer,
 		"hold": holdReinvite, "rejected": rejectedVideoAnswer, "ipv6": ipv6Offer,
 		"mediaconn": mediaConnOnly, "rtcpaddr": rtcpWithAddr, "t38": t38Offer,
+		"chrome": chromeOffer, "chromeanswer": chromeAnswer, "maxbundle": chromeMaxBundle,
+		"baresipanswer": baresipAnswer, "sdes": sdesOffer,
 	}
 }
 

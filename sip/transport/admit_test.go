@@ -281,10 +281,14 @@ func TestAdmitMetrics(t *testing.T) {
 hlas_transport_packets_dropped_total{proto="TCP",reason="admit"} 0
 hlas_transport_packets_dropped_total{proto="TLS",reason="admit"} 0
 hlas_transport_packets_dropped_total{proto="UDP",reason="admit"} 3
+hlas_transport_packets_dropped_total{proto="WS",reason="admit"} 0
+hlas_transport_packets_dropped_total{proto="WSS",reason="admit"} 0
 # HELP hlas_transport_connections_dropped_total Stream connections closed, by reason (admit: refused by the admission check when accepted or on a frame).
 # TYPE hlas_transport_connections_dropped_total counter
 hlas_transport_connections_dropped_total{proto="TCP",reason="admit"} 0
 hlas_transport_connections_dropped_total{proto="TLS",reason="admit"} 0
+hlas_transport_connections_dropped_total{proto="WS",reason="admit"} 0
+hlas_transport_connections_dropped_total{proto="WSS",reason="admit"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"hlas_transport_packets_dropped_total", "hlas_transport_connections_dropped_total"); err != nil {

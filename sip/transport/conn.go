@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // drainTimeout bounds how long a connection closed after an unusable
@@ -50,6 +52,16 @@ type Conn struct {
 	replied   chan struct{} // capacity 1
 
 	keys []connKey // table entries pointing here; guarded by m.mu
+
+	// WebSocket connections only (ws.go): ws is the connection, gated
+	// says a gatedConn holds its slot, wsTLS is a wss handshake's state,
+	// lastRead (unix ns) and pinger keep it alive.
+	onClose  []func() // guarded by qmu; see OnClose
+	ws       *websocket.Conn
+	gated    bool
+	wsTLS    *tls.ConnectionState
+	lastRead atomic.Int64
+	pinger   *time.Timer
 
 	// peerNames are the names of the peer's verified certificate, set
 	// once after the TLS handshake, before c is in the table or any of
@@ -94,7 +106,7 @@ func newConn(m *Manager, proto string, nc net.Conn, local, remote netip.AddrPort
 	return c
 }
 
-// Proto returns TCP or TLS.
+// Proto returns TCP, TLS, WS or WSS.
 func (c *Conn) Proto() string { return c.proto }
 
 // LocalAddr returns the connection's local address, IPv4 unmapped.
@@ -109,6 +121,9 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // TLSConnectionState returns the TLS state (peer certificates, ALPN, ...)
 // and true for a TLS connection whose handshake is complete.
 func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) {
+	if c.ws != nil {
+		return c.wsTLSState()
+	}
 	if c.tls == nil {
 		return tls.ConnectionState{}, false
 	}
@@ -154,6 +169,23 @@ func (c *Conn) setPeerNames() {
 
 func (c *Conn) isClosed() bool { return c.closed.Load() }
 
+// OnClose has f called once c has closed and left the table, so that
+// state tied to the connection (a browser's registration, which nothing
+// else can reach) goes with it instead of waiting for a timeout. f runs
+// on the goroutine that closed c and must not block. On a closed c it
+// runs at once.
+func (c *Conn) OnClose(f func()) {
+	c.qmu.Lock()
+	if !c.isClosed() {
+		c.onClose = append(c.onClose, f)
+		c.qmu.Unlock()
+		return
+	}
+	c.qmu.Unlock()
+	<-c.done
+	f()
+}
+
 // Close closes the connection and removes it and its aliases from the
 // table. TLS connections are closed without a close_notify alert, so that
 // closing never waits on the peer.
@@ -168,13 +200,27 @@ func (c *Conn) closeWith(reason string) {
 		c.closed.Store(true)
 		c.queue, c.qbytes = nil, 0
 		c.qmu.Unlock()
-		if err := c.raw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		if c.pinger != nil {
+			c.pinger.Stop()
+		}
+		if c.ws != nil {
+			// At once: Close must not wait up to the library's five
+			// seconds for the peer's close frame.
+			_ = c.ws.CloseNow()
+		} else if err := c.raw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			c.closeErr = err
 		}
 		c.m.release(c)
 		c.m.log.Debug("connection closed", "proto", c.proto, "remote", c.remote.String(),
 			"local", c.local.String(), "reason", reason)
 		close(c.done)
+		c.qmu.Lock()
+		fs := c.onClose
+		c.onClose = nil
+		c.qmu.Unlock()
+		for _, f := range fs {
+			f()
+		}
 	})
 }
 
@@ -250,6 +296,9 @@ func (c *Conn) write(data []byte, message bool) error {
 		return fmt.Errorf("transport: write %s %s: %w", c.proto, c.remote, ErrConnClosed)
 	}
 	st := &c.m.stats[protoIndex(c.proto)]
+	if c.ws != nil {
+		return c.writeWS(st, data, message)
+	}
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.m.cfg.WriteTimeout)); err != nil {
 		st.writeErrors.Add(1)
 		c.closeWith("write failed: " + err.Error())

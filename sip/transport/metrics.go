@@ -6,15 +6,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-const numProtos = 3
+const numProtos = 5
 
-// protoIndex maps UDP, TCP, TLS to 0, 1, 2.
+// protoIndex maps UDP, TCP, TLS, WS, WSS to 0 to 4.
 func protoIndex(proto string) int {
 	switch proto {
 	case TCP:
 		return 1
 	case TLS:
 		return 2
+	case WS:
+		return 3
+	case WSS:
+		return 4
 	}
 	return 0
 }
@@ -93,7 +97,7 @@ type ProtoStats struct {
 
 // Stats is a snapshot of the Manager's counters.
 type Stats struct {
-	UDP, TCP, TLS ProtoStats
+	UDP, TCP, TLS, WS, WSS ProtoStats
 }
 
 // Stats returns a snapshot of the counters.
@@ -102,6 +106,8 @@ func (m *Manager) Stats() Stats {
 		UDP: m.stats[0].snapshot(),
 		TCP: m.stats[1].snapshot(),
 		TLS: m.stats[2].snapshot(),
+		WS:  m.stats[3].snapshot(),
+		WSS: m.stats[4].snapshot(),
 	}
 }
 
@@ -146,7 +152,7 @@ func newMetricDefs() []metricDef {
 		def("connections_rejected_total", "Inbound stream connections refused by a connection limit.", c, true, func(s ProtoStats) float64 { return float64(s.ConnsRejected) }),
 		def("connections_idle_closed_total", "Stream connections closed by the idle timeout or the message timeout (a message that took too long to arrive).", c, true, func(s ProtoStats) float64 { return float64(s.ConnsIdleClosed) }),
 		def("dial_errors_total", "Outbound stream connections that failed.", c, true, func(s ProtoStats) float64 { return float64(s.DialErrors) }),
-		def("tls_handshake_errors_total", "Inbound TLS handshakes that failed.", c, true, func(s ProtoStats) float64 { return float64(s.HandshakeErrors) }),
+		def("tls_handshake_errors_total", "Inbound TLS handshakes, and WebSocket handshakes (ws, wss), that failed or were refused.", c, true, func(s ProtoStats) float64 { return float64(s.HandshakeErrors) }),
 		labelled("packets_dropped_total", admit, "Datagrams and stream frames dropped unread, by reason (admit: refused by the admission check, such as a flood guard's ban).", c, false, func(s ProtoStats) float64 { return float64(s.Dropped) }),
 		labelled("connections_dropped_total", admit, "Stream connections closed, by reason (admit: refused by the admission check when accepted or on a frame).", c, true, func(s ProtoStats) float64 { return float64(s.ConnsDropped) }),
 		udp(def("reads_total", "Reads of UDP sockets that returned datagrams, each one system call taking up to the read batch size.", c, false, func(s ProtoStats) float64 { return float64(s.Reads) })),
@@ -161,15 +167,15 @@ func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: every metric has a proto label;
-// connection and framing metrics exist for TCP and TLS only, reads for UDP
-// only.
+// connection and framing metrics exist for the streams (TCP, TLS, WS,
+// WSS) only, reads for UDP only.
 func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 	s := m.Stats()
 	for _, d := range m.metrics {
 		for _, ps := range []struct {
 			proto string
 			st    ProtoStats
-		}{{UDP, s.UDP}, {TCP, s.TCP}, {TLS, s.TLS}} {
+		}{{UDP, s.UDP}, {TCP, s.TCP}, {TLS, s.TLS}, {WS, s.WS}, {WSS, s.WSS}} {
 			if (d.streamOnly && ps.proto == UDP) || (d.udpOnly && ps.proto != UDP) {
 				continue
 			}

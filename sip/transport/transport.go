@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -126,6 +127,8 @@ type Config struct {
 	// process may force it (CAP_NET_ADMIN), which is tried first. Default
 	// 4 MiB.
 	ReadBuffer int
+	// WebSocket configures the ws and wss listeners (RFC 7118).
+	WebSocket WebSocketConfig
 	// ReadBatch is how many datagrams one read takes from a UDP socket on
 	// Linux (one recvmmsg system call), at most 1024; each slot holds a
 	// 64 KiB buffer, so a socket's reader holds ReadBatch times 64 KiB. 1
@@ -158,7 +161,7 @@ func (c Config) Validate() error {
 	case c.ReadBatch > maxReadBatch:
 		return fmt.Errorf("transport: ReadBatch %d is over %d", c.ReadBatch, maxReadBatch)
 	}
-	return nil
+	return c.WebSocket.validate()
 }
 
 // withDefaults returns c with defaults for zero (and negative) fields.
@@ -191,6 +194,7 @@ func (c Config) withDefaults() Config {
 		c.ReadBatch = DefaultReadBatch
 	}
 	c.ReadBatch = min(c.ReadBatch, maxReadBatch)
+	c.WebSocket = c.WebSocket.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -266,6 +270,7 @@ type streamListener struct {
 	ln    net.Listener
 	proto string
 	addr  netip.AddrPort
+	srv   *http.Server // the handshake server of a ws or wss listener
 }
 
 // Manager owns the listeners and connections of one server: it frames
@@ -321,7 +326,7 @@ func New(cfg Config, h Handler) *Manager {
 // normalizeProto maps "udp", "Tcp", ... to UDP, TCP or TLS.
 func normalizeProto(proto string) (string, error) {
 	switch p := strings.ToUpper(proto); p {
-	case UDP, TCP, TLS:
+	case UDP, TCP, TLS, WS, WSS:
 		return p, nil
 	}
 	return "", fmt.Errorf("transport: unknown protocol %q", proto)
@@ -353,14 +358,16 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p == TLS && m.cfg.TLSConfig == nil {
-		return nil, fmt.Errorf("transport: listen tls %s: Config.TLSConfig is nil", addr)
+	if (p == TLS || p == WSS) && m.cfg.TLSConfig == nil {
+		return nil, fmt.Errorf("transport: listen %s %s: Config.TLSConfig is nil", strings.ToLower(p), addr)
 	}
 	if m.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
 	var lc net.ListenConfig
 	switch p {
+	case WS, WSS:
+		return m.listenWS(&lc, p, addr)
 	case UDP:
 		network, family, err := listenNetwork("udp", addr)
 		if err != nil {
@@ -526,8 +533,10 @@ func (m *Manager) release(c *Conn) {
 	m.mu.Lock()
 	m.removeKeysLocked(c)
 	delete(m.conns, c)
-	m.open--
-	if c.inbound {
+	if !c.gated { // a gatedConn gives a WebSocket's slot back itself
+		m.open--
+	}
+	if c.inbound && !c.gated {
 		ip := c.remote.Addr()
 		if m.perSource[ip]--; m.perSource[ip] <= 0 {
 			delete(m.perSource, ip)
@@ -583,6 +592,14 @@ func (m *Manager) Dial(ctx context.Context, proto string, local, remote netip.Ad
 	}
 	if p == UDP {
 		return nil, fmt.Errorf("transport: dial %s: UDP has no connections", remote)
+	}
+	if isWebSocket(p) {
+		// The server never dials a WebSocket: a browser's messages go
+		// over the connection it opened, or nowhere.
+		if c := m.Lookup(p, remote); c != nil {
+			return c, nil
+		}
+		return nil, fmt.Errorf("transport: %s %s: %w", strings.ToLower(p), remote, ErrNoConnection)
 	}
 	remote = unmap(remote)
 	if !remote.IsValid() {
@@ -910,6 +927,12 @@ func (m *Manager) Close() error {
 		}
 	}
 	for _, l := range streams {
+		if l.srv != nil {
+			// Closes the listener and the connections still in their
+			// handshake; upgraded ones are in conns.
+			l.srv.Close()
+			continue
+		}
 		if err := l.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}

@@ -773,16 +773,20 @@ func TestMetrics(t *testing.T) {
 hlas_transport_packets_received_total{proto="TCP"} 0
 hlas_transport_packets_received_total{proto="TLS"} 0
 hlas_transport_packets_received_total{proto="UDP"} 1
+hlas_transport_packets_received_total{proto="WS"} 0
+hlas_transport_packets_received_total{proto="WSS"} 0
 # HELP hlas_transport_connections_open Stream connections open.
 # TYPE hlas_transport_connections_open gauge
 hlas_transport_connections_open{proto="TCP"} 0
 hlas_transport_connections_open{proto="TLS"} 0
+hlas_transport_connections_open{proto="WS"} 0
+hlas_transport_connections_open{proto="WSS"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"hlas_transport_packets_received_total", "hlas_transport_connections_open"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(m); n != 7*3+10*2+1 {
+	if n := testutil.CollectAndCount(m); n != 7*5+10*4+1 { // 7 metrics for every protocol, 10 for the four streams, reads for UDP
 		t.Fatalf("%d series", n)
 	}
 }
