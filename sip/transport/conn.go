@@ -53,11 +53,13 @@ type Conn struct {
 
 	keys []connKey // table entries pointing here; guarded by m.mu
 
-	// WebSocket connections only (ws.go): ws is the connection, gated
-	// says a gatedConn holds its slot, wsTLS is a wss handshake's state,
-	// lastRead (unix ns) and pinger keep it alive.
+	// WebSocket connections only (ws.go): ws is the connection and wire
+	// what it writes to, gated says a gatedConn holds its slot, wsTLS is
+	// a wss handshake's state, lastRead (unix ns) and pinger keep it
+	// alive.
 	onClose  []func() // guarded by qmu; see OnClose
 	ws       *websocket.Conn
+	wire     *wsWire
 	gated    bool
 	wsTLS    *tls.ConnectionState
 	lastRead atomic.Int64

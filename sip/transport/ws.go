@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,10 +28,11 @@ import (
 // WebSocket message instead of a Content-Length-framed run of bytes.
 //
 // The library is github.com/coder/websocket: it is maintained, has no
-// dependencies, keeps a connection at the net/http hijack buffers with no
-// goroutine of its own (timeouts use context.AfterFunc), and enforces the
-// read limit while a frame arrives, so an oversized message is refused
-// (close 1009) before it is buffered.
+// dependencies, keeps a connection at the buffers the hijack hands it
+// (small ones here, see wsHijacker) with no goroutine of its own (its
+// timeouts use context.AfterFunc), and enforces the read limit while a
+// frame arrives, so an oversized message is refused (close 1009) before it
+// is buffered.
 const (
 	WS  = "WS"
 	WSS = "WSS"
@@ -295,9 +299,135 @@ func (m *Manager) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// upgrade completes a handshake and reads the connection; it runs on the
-// HTTP server's goroutine for the connection, which becomes the
-// connection's reader.
+// The buffers the library keeps for a connection's life; net/http's
+// hijacked connection would give it 4 KiB of each.
+//
+// wsReadBufSize is the read buffer, the size of a TCP connection's idle
+// one: it holds a frame header and, read with it, a typical SIP message
+// whole; the rest of a longer one is read straight into the pooled buffer
+// readWS reads messages into.
+//
+// wsWriteBufSize is the write buffer: room for the largest control frame
+// (2 header bytes and 125 of payload, RFC 6455 §5.5), so that a ping, a
+// pong or a close goes out in one write. Messages are collected by the
+// wsWire under it.
+const (
+	wsReadBufSize  = idleBufSize
+	wsWriteBufSize = 128
+)
+
+// wsHijacker is the ResponseWriter a handshake is accepted through: it
+// hands the library small buffers in place of net/http's (see
+// wsReadBufSize), and keeps the wsWire they write to for Conn.writeWS.
+type wsHijacker struct {
+	http.ResponseWriter
+	bufs *streamBufs
+	wire *wsWire
+}
+
+func (h *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nc, brw, err
+	}
+	// What the client sent after its request (a frame sent without
+	// waiting for the 101) is in net/http's read buffer, where the
+	// library looks for it: it moves to the small buffer if it fits,
+	// else that buffer stays.
+	if n := brw.Reader.Buffered(); n <= wsReadBufSize {
+		pending, _ := brw.Reader.Peek(n)
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(pending), nc), wsReadBufSize)
+		if _, err := br.Peek(n); err == nil {
+			brw.Reader = br
+		}
+	}
+	h.wire = &wsWire{nc: nc, bufs: h.bufs}
+	brw.Writer = bufio.NewWriterSize(h.wire, wsWriteBufSize)
+	return nc, brw, nil
+}
+
+// wsWire is what the library's write buffer writes to. While Conn.writeWS
+// sends a message it collects the frame in a buffer from the pool and
+// sends it in one write at the end, under the write deadline; otherwise
+// (the library's pings, pongs and closes) it writes through. So a message
+// still leaves in one system call, as it did through a 4 KiB write
+// buffer, but an idle connection holds no such buffer.
+type wsWire struct {
+	nc   net.Conn
+	bufs *streamBufs
+	// mu guards what follows and orders the writes to nc: the library
+	// writes frames from several goroutines, one frame at a time, and a
+	// frame it writes while a message is collected is collected behind
+	// it, not written ahead.
+	mu          sync.Mutex
+	buf         *[readBufSize]byte // while collecting
+	n           int                // bytes collected in buf
+	deadlineSet bool               // a message's write deadline is still on nc
+}
+
+// begin starts collecting; deadline bounds every write until end.
+func (w *wsWire) begin(deadline time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	w.buf, w.n, w.deadlineSet = w.bufs.get(), 0, true
+	return nil
+}
+
+func (w *wsWire) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf == nil {
+		// The library's own frame, with its own timeout: the last
+		// message's deadline must not cut it. Cleared here, not after
+		// each message, which would cost a second deadline per message.
+		if w.deadlineSet {
+			if err := w.nc.SetWriteDeadline(time.Time{}); err != nil {
+				return 0, err
+			}
+			w.deadlineSet = false
+		}
+		return w.nc.Write(p)
+	}
+	if w.n+len(p) > len(w.buf) {
+		// A message larger than the buffer goes out in pieces, as
+		// through a bufio.Writer.
+		if err := w.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) >= len(w.buf) {
+			return w.nc.Write(p)
+		}
+	}
+	w.n += copy(w.buf[w.n:], p)
+	return len(p), nil
+}
+
+func (w *wsWire) flushLocked() error {
+	if w.n == 0 {
+		return nil
+	}
+	_, err := w.nc.Write(w.buf[:w.n])
+	w.n = 0
+	return err
+}
+
+// end sends what was collected and gives the buffer back.
+func (w *wsWire) end() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.flushLocked()
+	w.bufs.put(w.buf)
+	w.buf = nil
+	return err
+}
+
+// upgrade completes a handshake and starts the connection's reader. It
+// runs on the HTTP server's goroutine for the connection, and returns once
+// the reader is started, so that net/http's state for the request and the
+// connection is not kept for the WebSocket's life.
 func (m *Manager) upgrade(l *streamListener, w http.ResponseWriter, r *http.Request) {
 	st := &m.stats[protoIndex(l.proto)]
 	if g, ok := r.Context().Value(gatedKey{}).(*gatedConn); ok {
@@ -324,7 +454,8 @@ func (m *Manager) upgrade(l *streamListener, w http.ResponseWriter, r *http.Requ
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hj := &wsHijacker{ResponseWriter: w, bufs: &m.bufs}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
 		InsecureSkipVerify: true, // the origin was checked above
 	})
@@ -341,7 +472,7 @@ func (m *Manager) upgrade(l *streamListener, w http.ResponseWriter, r *http.Requ
 	}
 	c := &Conn{
 		m: m, proto: l.proto, local: local, remote: remote, inbound: true, gated: true,
-		ws: ws, done: make(chan struct{}), replied: make(chan struct{}, 1),
+		ws: ws, wire: hj.wire, done: make(chan struct{}), replied: make(chan struct{}, 1),
 	}
 	if r.TLS != nil {
 		c.wsTLS = r.TLS
@@ -366,10 +497,11 @@ func (m *Manager) upgrade(l *streamListener, w http.ResponseWriter, r *http.Requ
 	m.mu.Unlock()
 	m.log.Debug("websocket connection accepted", "proto", l.proto, "remote", remote.String(), "local", local.String(),
 		"origin", r.Header.Get("Origin"))
-	m.serveWS(c)
+	go m.serveWS(c)
 }
 
-// serveWS reads one WebSocket connection until it closes.
+// serveWS reads one WebSocket connection until it closes. It is the
+// connection's only goroutine while nothing is being sent (see Send).
 func (m *Manager) serveWS(c *Conn) {
 	defer m.wg.Done()
 	why := m.readWS(c)
@@ -528,9 +660,17 @@ func (c *Conn) wsTLSState() (tls.ConnectionState, bool) {
 // writeWS sends data as one text message (RFC 7118 §5: SIP is UTF-8
 // text); c.wmu is held.
 func (c *Conn) writeWS(st *protoCounters, data []byte, message bool) error {
-	ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.WriteTimeout)
-	err := c.ws.Write(ctx, websocket.MessageText, data)
-	cancel()
+	// WriteTimeout is a write deadline on the connection, as on TCP, not
+	// a context: one with a deadline would cost a timer and the library a
+	// context.AfterFunc on every message. The library's own control
+	// frames have their own timeouts.
+	err := c.wire.begin(time.Now().Add(c.m.cfg.WriteTimeout))
+	if err == nil {
+		err = c.ws.Write(context.Background(), websocket.MessageText, data)
+		if endErr := c.wire.end(); err == nil {
+			err = endErr
+		}
+	}
 	if err != nil {
 		st.writeErrors.Add(1)
 		c.closeWith("write failed: " + err.Error())

@@ -8,9 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1211,5 +1216,422 @@ func TestWSConfig(t *testing.T) {
 	d := Config{}.withDefaults().WebSocket
 	if d.PingInterval != DefaultPingInterval || d.PingTimeout != DefaultPingTimeout {
 		t.Fatalf("defaults %+v", d)
+	}
+}
+
+// Environment of TestWSIdleMemory: how many connections it opens, and
+// where it writes a heap profile taken while they are idle.
+const (
+	wsMemConnsEnv   = "HLAS_WS_MEM_CONNS"
+	wsMemProfileEnv = "HLAS_WS_MEM_PROFILE"
+)
+
+// TestWSIdleMemory measures what an idle WebSocket connection costs the
+// Manager: heap and stack in use per connection, once each has carried
+// one request and its reply, and whether closed connections leave any of
+// it behind. The clients are in the process, but as small as a client
+// can be (a TCP connection with the handshake and frames written by hand,
+// no goroutine), so the figures include about 0.1 KiB of theirs. Run it
+// with HLAS_WS_MEM_CONNS=1000 and -v to see the figures at scale, and
+// HLAS_WS_MEM_PROFILE=file for a heap profile of the idle connections
+// (go tool pprof -sample_index=inuse_space).
+func TestWSIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens hundreds of connections")
+	}
+	n := 300
+	if s := os.Getenv(wsMemConnsEnv); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			t.Fatalf("%s=%q: want a positive number", wsMemConnsEnv, s)
+		}
+		n = v
+	}
+	profile := os.Getenv(wsMemProfileEnv)
+	if profile != "" {
+		runtime.MemProfileRate = 1
+	}
+	// The handler keeps no packet: a packet holds its connection.
+	m := newManager(t, Config{MaxConns: n + 1, MaxConnsPerSource: n + 1},
+		HandlerFunc(func(p *Packet) { _ = p.Conn.Send([]byte(wsOK)) }))
+	addr := listen(t, m, WS, "127.0.0.1")
+	used := func() (heap, stack uint64) {
+		// Several cycles: each halves an idle goroutine stack that uses
+		// under a quarter of itself.
+		for range 6 {
+			runtime.GC()
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse, ms.StackInuse
+	}
+	per := func(a, b uint64) int64 { return (int64(a) - int64(b)) / int64(n) }
+	heap0, stack0 := used()
+	goroutines0 := runtime.NumGoroutine()
+	var heapFirst uint64
+	for round := 1; round <= 2; round++ {
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			conns[i] = idleWSClient(t, addr)
+		}
+		waitFor(t, "the replies counted", func() bool { return m.Stats().WS.PacketsOut == uint64(round*n) })
+		waitFor(t, "one goroutine per connection", func() bool { return runtime.NumGoroutine() <= goroutines0+n+8 })
+		heap, stack := used()
+		perConn := per(heap+stack, heap0+stack0)
+		t.Logf("round %d, %d idle WS connections: %d B heap+stack per connection (heap %d B, stack %d B), %.2f goroutines per connection",
+			round, n, perConn, per(heap, heap0), per(stack, stack0), float64(runtime.NumGoroutine()-goroutines0)/float64(n))
+		if profile != "" && round == 1 {
+			f, err := os.Create(profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		// Generous (10 KiB measured, 14 KiB under -race): it catches the
+		// 25 KiB an idle connection cost when the handshake's goroutine
+		// was its reader, not the noise of a busy collector.
+		if perConn > 20<<10 {
+			t.Errorf("an idle WS connection costs %d bytes, want at most %d", perConn, 20<<10)
+		}
+		for _, c := range conns {
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+		waitFor(t, "the connections to close", func() bool { return m.Stats().WS.ConnsOpen == 0 })
+		waitFor(t, "their goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines0 })
+		heap, stack = used()
+		t.Logf("round %d, after they closed: %d B heap+stack per former connection still in use", round, per(heap+stack, heap0+stack0))
+		// What stays is the runtime's high-water mark (dead goroutines
+		// kept for reuse, map capacity): it must not grow from one round
+		// to the next.
+		if round == 1 {
+			heapFirst = heap
+		} else if grown := per(heap, heapFirst); grown > 512 {
+			t.Errorf("heap in use grew by %d bytes per connection from one round of closed connections to the next", grown)
+		}
+	}
+}
+
+// idleWSClient opens a WebSocket connection by hand, sends a REGISTER
+// once the handshake is answered, as a browser does, and reads the reply:
+// the smallest client that leaves the server's side as a browser's would
+// be between two registrations.
+func idleWSClient(t *testing.T, addr netip.AddrPort) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr.String(), failsafe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(failsafe))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+	var buf [512]byte
+	// readUntil reads until buf[:got] ends with end; the server sends
+	// nothing more before the client's next message.
+	readUntil := func(got int, end string) int {
+		for !strings.HasSuffix(string(buf[:got]), end) {
+			k, err := c.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("read %q, then %v", buf[:got], err)
+			}
+			got += k
+		}
+		return got
+	}
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := readUntil(0, "\r\n\r\n"); !strings.HasPrefix(string(buf[:got]), "HTTP/1.1 101 ") {
+		t.Fatalf("handshake answered %q", buf[:got])
+	}
+	if _, err := c.Write(wsFrame(bitFin|opText, true, []byte(wsRegister))); err != nil {
+		t.Fatal(err)
+	}
+	// The reply: an unmasked text frame under 126 bytes.
+	if got := readUntil(0, wsOK); got != 2+len(wsOK) || buf[0] != bitFin|opText {
+		t.Fatalf("reply %q", buf[:got])
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c
+}
+
+// hijackable is a ResponseWriter whose Hijack returns a connection and
+// the buffers net/http would hand over.
+type hijackable struct {
+	http.ResponseWriter
+	nc  net.Conn
+	brw *bufio.ReadWriter
+}
+
+func (h hijackable) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.nc, h.brw, nil }
+
+// TestWSHijackBuffers: the library gets a read buffer of wsReadBufSize
+// and a write buffer of wsWriteBufSize in place of net/http's 4 KiB ones,
+// and bytes net/http had read past the request (a client that sent a
+// frame without waiting for the 101) are read first, from the small
+// buffer if they fit in it, else from net/http's.
+func TestWSHijackBuffers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pending int
+		keeps   bool // net/http's read buffer stays
+	}{
+		{"nothing read ahead", 0, false},
+		{"a frame read ahead", 300, false},
+		{"as much as the small buffer holds", wsReadBufSize, false},
+		{"one byte more", wsReadBufSize + 1, true},
+		{"a large frame", 3000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := net.Pipe()
+			defer server.Close()
+			defer client.Close()
+			pending := strings.Repeat("p", tc.pending)
+			// As net/http leaves it: what it read past the request is
+			// buffered, the rest still in the connection.
+			netHTTP := bufio.NewReaderSize(io.MultiReader(strings.NewReader(pending), server), 4096)
+			if _, err := netHTTP.Peek(tc.pending); err != nil {
+				t.Fatal(err)
+			}
+			h := &wsHijacker{
+				ResponseWriter: hijackable{nc: server, brw: bufio.NewReadWriter(netHTTP, bufio.NewWriter(server))},
+				bufs:           &streamBufs{},
+			}
+			nc, brw, err := h.Hijack()
+			if err != nil || nc != server {
+				t.Fatalf("Hijack: %v, %v", nc, err)
+			}
+			if got, want := brw.Reader.Size(), wsReadBufSize; tc.keeps && got != 4096 || !tc.keeps && got != want {
+				t.Fatalf("read buffer of %d bytes", got)
+			}
+			if brw.Writer.Size() != wsWriteBufSize || h.wire == nil {
+				t.Fatalf("write buffer of %d bytes, wire %v", brw.Writer.Size(), h.wire)
+			}
+			go func() { _, _ = io.WriteString(client, "after") }()
+			got := make([]byte, tc.pending+len("after"))
+			if _, err := io.ReadFull(brw.Reader, got); err != nil || string(got) != pending+"after" {
+				t.Fatalf("read %q, %v; want what was read ahead, then the rest", got, err)
+			}
+		})
+	}
+}
+
+// TestWSFrameWithHandshake: a client that sends its first frames with
+// its handshake request, without waiting for the 101, has them read as
+// the first messages, short or long.
+func TestWSFrameWithHandshake(t *testing.T) {
+	big := hdr(strings.Repeat("b", 2*wsReadBufSize), fmt.Sprintf("Content-Length: %d", 2*wsReadBufSize))
+	for _, tc := range []struct {
+		name string
+		msgs []string
+	}{
+		{"one message", []string{options0}},
+		{"two messages", []string{options0, wsRegister}},
+		{"a message over the read buffer", []string{big}},
+		{"a short one and a long one", []string{wsRegister, big}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newSink()
+			m := newManager(t, Config{}, replier(h))
+			addr := listen(t, m, WS, "127.0.0.1")
+			c := dialClient(t, TCP, addr, nil)
+			out := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+			for _, msg := range tc.msgs {
+				out += string(wsFrame(bitFin|opText, true, []byte(msg)))
+			}
+			if _, err := io.WriteString(c, out); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake answered %v, %v", resp, err)
+			}
+			for i, msg := range tc.msgs {
+				if p := h.next(t); string(p.Data) != msg {
+					t.Fatalf("message %d delivered as %d bytes %.40q, want %d bytes", i, len(p.Data), p.Data, len(msg))
+				}
+				if op, p, err := readFrame(br); err != nil || op != opText || string(p) != wsOK {
+					t.Fatalf("reply %d: %#x %q, %v", i, op, p, err)
+				}
+			}
+		})
+	}
+}
+
+// TestWSWriteTimeout: a peer that stops reading makes the writes to it
+// fail after WriteTimeout, which closes its connection and is counted,
+// while other connections go on.
+func TestWSWriteTimeout(t *testing.T) {
+	reasons := make(closeReasons, 16)
+	h := newSink()
+	m := newManager(t, Config{WriteTimeout: 50 * time.Millisecond, Logger: slog.New(reasons)}, h)
+	addr := listen(t, m, WS, "127.0.0.1")
+	stuck := upgraded(t, addr)
+	_ = stuck.conn.(*net.TCPConn).SetReadBuffer(4096)
+	stuck.write(t, wsFrame(bitFin|opText, true, []byte(options0)))
+	ps := h.next(t)
+	// A small socket buffer on the server's side too, so that what the
+	// kernels hold is far below what is sent.
+	_ = ps.Conn.wire.nc.(*gatedConn).Conn.(*net.TCPConn).SetWriteBuffer(4096)
+	fine := mustDialWS(t, WS, addr, nil)
+	fine.send(t, options0)
+	pf := h.next(t)
+
+	msg := []byte(strings.Repeat("x", 32<<10))
+	for i := range 64 { // 2 MiB: the send queue takes 4 MiB
+		if err := ps.Conn.Send(msg); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	select {
+	case <-ps.Conn.Done():
+	case <-time.After(failsafe):
+		t.Fatal("the connection to a peer that does not read stayed open")
+	}
+	if why := <-reasons; !strings.HasPrefix(why, "write failed") {
+		t.Fatalf("closed for %q, want a failed write", why)
+	}
+	if err := pf.Conn.Write([]byte(wsOK)); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := fine.recv(t); got != wsOK {
+		t.Fatalf("reply %q", got)
+	}
+	if s := m.Stats().WS; s.WriteErrors != 1 || s.ConnsOpen != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestWSControlFramesAfterWrite: the write deadline of a message does not
+// outlive it: pings the server sends later, past WriteTimeout, go out,
+// and the connection stays.
+func TestWSControlFramesAfterWrite(t *testing.T) {
+	h := newSink()
+	m := newManager(t, Config{
+		WriteTimeout: 10 * time.Millisecond,
+		WebSocket:    WebSocketConfig{PingInterval: 50 * time.Millisecond, PingTimeout: failsafe},
+	}, replier(h))
+	addr := listen(t, m, WS, "127.0.0.1")
+	c := upgraded(t, addr)
+	c.write(t, wsFrame(bitFin|opText, true, []byte(options0)))
+	<-h
+	if op, p, err := readFrame(c.br); err != nil || op != opText || string(p) != wsOK {
+		t.Fatalf("reply %#x %q, %v", op, p, err)
+	}
+	for i := range 3 {
+		op, p, err := readFrame(c.br)
+		if err != nil || op != opPing {
+			t.Fatalf("frame %d after the reply: %#x %q, %v; want a ping", i, op, p, err)
+		}
+		c.write(t, wsFrame(bitFin|opPong, true, p))
+	}
+	if s := m.Stats().WS; s.ConnsOpen != 1 || s.WriteErrors != 0 || s.ConnsIdleClosed != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestWSControlFramesAmidMessages: the library's control frames (pongs to
+// the client's pings, written by the reader, and the server's own pings)
+// go out whole between messages sent meanwhile, short or longer than a
+// pooled buffer, which arrive whole and in order.
+func TestWSControlFramesAmidMessages(t *testing.T) {
+	h := newSink()
+	reasons := make(closeReasons, 16)
+	m := newManager(t, Config{Logger: slog.New(reasons), WebSocket: WebSocketConfig{PingInterval: time.Millisecond, PingTimeout: failsafe}}, h)
+	addr := listen(t, m, WS, "127.0.0.1")
+	c := upgraded(t, addr)
+	c.write(t, wsFrame(bitFin|opText, true, []byte(options0)))
+	p := h.next(t)
+
+	// 2.4 MiB in all: the send queue takes 4 MiB.
+	const n = 600
+	msgs := make([]string, n)
+	for i := range msgs {
+		body := strings.Repeat("b", i*53%(2*readBufSize+100))
+		msgs[i] = hdr(body, fmt.Sprintf("Content-Length: %d", len(body)))
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for _, msg := range msgs {
+			if err := p.Conn.Send([]byte(msg)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	// The client pings while it reads, and answers the server's pings.
+	var pinger sync.WaitGroup
+	stop := make(chan struct{})
+	var wmu sync.Mutex
+	write := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := c.conn.Write(b)
+		return err
+	}
+	pinger.Go(func() {
+		for i := range 5000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if write(wsFrame(bitFin|opPing, true, []byte(strconv.Itoa(i)))) != nil {
+				return
+			}
+			runtime.Gosched()
+		}
+	})
+	defer func() { close(stop); pinger.Wait() }()
+	got, pongs, pings := 0, 0, 0
+	last := false // the pong to the ping sent after the last message came
+	for got < n || !last {
+		op, payload, err := readFrame(c.br)
+		if err != nil {
+			select {
+			case why := <-reasons:
+				t.Fatalf("after %d messages: %v; the server closed: %s", got, err, why)
+			default:
+			}
+			t.Fatalf("after %d messages: %v", got, err)
+		}
+		switch op {
+		case opText:
+			if got == n || string(payload) != msgs[got] {
+				t.Fatalf("message %d arrived as %d bytes %.40q", got, len(payload), payload)
+			}
+			if got++; got == n {
+				if err := write(wsFrame(bitFin|opPing, true, []byte("last"))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case opPong:
+			if string(payload) == "last" {
+				last = true
+			} else if _, err := strconv.Atoi(string(payload)); err != nil {
+				t.Fatalf("pong %q", payload)
+			}
+			pongs++
+		case opPing:
+			pings++
+			if err := write(wsFrame(bitFin|opPong, true, payload)); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("frame %#x %q", op, payload)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d messages, %d pongs and %d pings among them", got, pongs, pings)
+	if s := m.Stats().WS; s.ConnsOpen != 1 || s.WriteErrors != 0 || s.PacketsOut != n {
+		t.Fatalf("stats %+v", s)
 	}
 }
