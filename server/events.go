@@ -32,9 +32,9 @@ type Events struct {
 	// max_expires, min_notify_interval, max_subscriptions, max_pending;
 	// see event.Config.
 	Subscriptions event.Config `yaml:"subscriptions"`
-	// Publish bounds publications: min_expires, max_expires,
-	// default_expires, max_body, max_publications, max_per_resource; see
-	// publish.Config.
+	// Publish bounds publications and times their commits: min_expires,
+	// max_expires, default_expires, max_body, max_publications,
+	// max_per_resource, max_bytes, commit_window; see publish.Config.
 	Publish publish.Config `yaml:"publish"`
 }
 
@@ -85,7 +85,7 @@ func (s *Server) openEvents(log *slog.Logger) (*events, error) {
 	ev.rls = newRLS(ev)
 	var err error
 	ev.pub, err = publish.New(s.cfg.Events.Publish, publish.Env{
-		Store: s.store, Logger: log,
+		Store: s.store, Logger: log, Callers: s.cfg.Workers, // PUBLISHes are served by the workers
 		OnExpire: func(pkg, resource string) {
 			if pkg == "presence" {
 				ev.docs.forget(resource)

@@ -86,10 +86,7 @@ type sqlStore struct {
 
 	usersVersion *sql.Stmt // see users_version.go
 
-	pubw pubWriter // group commit of publication writes (publications.go)
-	// pubStmts are the publication writes, prepared once: a PUBLISH
-	// storm would otherwise have SQLite parse each statement anew.
-	pubStmts map[string]*sql.Stmt
+	pubw pubConn // the connection of publication writes (publications.go)
 }
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {
@@ -140,14 +137,14 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 		s.usersVersion.Close()
 		return nil, err
 	}
-	s.pubStmts = map[string]*sql.Stmt{}
-	for _, q := range []string{qAddPublication, qReplacePublication, qDeletePublication} {
-		st, err := db.PrepareContext(ctx, rebind(q))
-		if err != nil {
-			s.closeStmts()
-			return nil, fmt.Errorf("store %s: prepare: %w", name, err)
-		}
-		s.pubStmts[q] = st
+	if err := s.createAPITokens(ctx); err != nil {
+		s.user.Close()
+		s.usersVersion.Close()
+		return nil, err
+	}
+	if err := s.pubw.connect(ctx, s); err != nil {
+		s.closeStmts()
+		return nil, err
 	}
 	return s, nil
 }
@@ -188,9 +185,7 @@ func (s *sqlStore) Close() error {
 func (s *sqlStore) closeStmts() {
 	s.user.Close()
 	s.usersVersion.Close()
-	for _, st := range s.pubStmts {
-		st.Close()
-	}
+	s.pubw.close()
 }
 
 func (s *sqlStore) wrap(op string, err error) error {

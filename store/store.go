@@ -176,6 +176,7 @@ type Store interface {
 	Subscriptions
 	PresenceRules
 	XCAPDocuments
+	APITokens
 	// Close releases the database.
 	Close() error
 }

@@ -59,62 +59,91 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // memStore is store.Publications in memory, with the SQL back ends'
-// semantics (store/publications_test.go checks those), and hooks to fail
-// or watch writes.
+// semantics (store/publications_test.go checks those): rows keyed by
+// event, resource and ID, a batch applied whole or not at all. It has
+// hooks to fail or watch writes.
 type memStore struct {
 	mu   sync.Mutex
 	rows map[[3]string]store.Publication
-	// fail, when set, is returned by the next writes.
-	fail error
-	// onWrite runs before each write is applied, outside the lock.
+	// fail, when set, is returned by the next writes; failOnce by the
+	// next batch to start after it is set only.
+	fail, failOnce error
+	// onWrite runs before each batch is applied, outside the lock;
+	// onBatch after each batch is applied, with its size, under it.
 	onWrite func()
-	puts    int
+	onBatch func(n int)
+	// writes counts the writes applied and batches the batches.
+	writes, batches int
 }
 
 func newMemStore() *memStore { return &memStore{rows: make(map[[3]string]store.Publication)} }
 
-func (m *memStore) PutPublication(_ context.Context, p store.Publication, replaces string) error {
-	if f := m.hook(); f != nil {
-		f()
+func (m *memStore) PutPublication(ctx context.Context, p store.Publication, replaces string) error {
+	ws := []store.PublicationWrite{{P: p, Replaces: replaces}}
+	if err := m.WritePublications(ctx, ws); err != nil {
+		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	m.puts++
-	p.Body = slices.Clone(p.Body)
-	k := [3]string{p.Event, p.Resource, p.ETag}
-	if replaces == "" {
-		if _, ok := m.rows[k]; ok {
-			return store.ErrExists
-		}
-		m.rows[k] = p
-		return nil
-	}
-	old := [3]string{p.Event, p.Resource, replaces}
-	if _, ok := m.rows[old]; !ok {
-		return fmt.Errorf("%w: %s", store.ErrNotFound, replaces)
-	}
-	delete(m.rows, old)
-	m.rows[k] = p
-	return nil
+	return ws[0].Err
 }
 
-func (m *memStore) DeletePublication(_ context.Context, event, resource, etag string) error {
+func (m *memStore) DeletePublication(ctx context.Context, event, resource, etag string) error {
+	ws := []store.PublicationWrite{{P: store.Publication{Event: event, Resource: resource, ETag: etag}, Delete: true}}
+	if err := m.WritePublications(ctx, ws); err != nil {
+		return err
+	}
+	return ws[0].Err
+}
+
+func (m *memStore) WritePublications(_ context.Context, ws []store.PublicationWrite) error {
+	m.mu.Lock()
+	failOnce := m.failOnce
+	m.failOnce = nil
+	m.mu.Unlock()
 	if f := m.hook(); f != nil {
 		f()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if failOnce != nil {
+		return failOnce
+	}
 	if m.fail != nil {
 		return m.fail
 	}
-	k := [3]string{event, resource, etag}
-	if _, ok := m.rows[k]; !ok {
-		return store.ErrNotFound
+	m.batches++
+	if m.onBatch != nil {
+		defer m.onBatch(len(ws))
 	}
-	delete(m.rows, k)
+	for i := range ws {
+		w := &ws[i]
+		p := w.P
+		p.Body = slices.Clone(p.Body)
+		k := [3]string{p.Event, p.Resource, p.ID}
+		w.Err = nil
+		m.writes++
+		switch {
+		case w.Delete:
+			w.Err = store.ErrNotFound
+			for k, row := range m.rows {
+				if k[0] == p.Event && k[1] == p.Resource && row.ETag == p.ETag {
+					delete(m.rows, k)
+					w.Err = nil
+				}
+			}
+		case w.Replaces == "":
+			if _, ok := m.rows[k]; ok {
+				w.Err = store.ErrExists
+			} else {
+				m.rows[k] = p
+			}
+		default:
+			if old, ok := m.rows[k]; !ok || old.ETag != w.Replaces {
+				w.Err = fmt.Errorf("%w: %s", store.ErrNotFound, w.Replaces)
+			} else {
+				m.rows[k] = p
+			}
+		}
+	}
 	return nil
 }
 
@@ -157,8 +186,8 @@ func (m *memStore) etags() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
-	for k := range m.rows {
-		out = append(out, k[2])
+	for _, p := range m.rows {
+		out = append(out, p.ETag)
 	}
 	slices.Sort(out)
 	return out

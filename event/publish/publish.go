@@ -45,11 +45,16 @@ const (
 	DefaultMaxPublications = 200_000
 	DefaultMaxPerResource  = 16
 	DefaultMaxBytes        = 256 << 20
+	DefaultCommitWindow    = 4 * time.Millisecond
 )
 
 // storeTimeout bounds the store calls made without a caller's context
 // (loading in New, purging in Sweep).
 const storeTimeout = time.Minute
+
+// maxCommitWindow bounds Config.CommitWindow: an answer later than a
+// fraction of Timer E's 500 ms brings retransmissions.
+const maxCommitWindow = 100 * time.Millisecond
 
 // Publication is one device's published state for a resource.
 type Publication = store.Publication
@@ -112,6 +117,15 @@ type Codec interface {
 	Validate(contentType string, body []byte) error
 }
 
+// Parser is implemented by a Codec whose parsed documents are worth
+// keeping: Publish calls Parse instead of Validate and keeps the result
+// beside the body, so that composing the resource's state for its
+// watchers (Documents) does not parse the body again.
+type Parser interface {
+	// Parse is Validate that also returns the parsed document.
+	Parse(contentType string, body []byte) (any, error)
+}
+
 // Config is the compositor's configuration; the YAML file maps onto it.
 // Zero fields take the defaults named.
 type Config struct {
@@ -137,6 +151,19 @@ type Config struct {
 	MaxPublications int `yaml:"max_publications"`
 	MaxPerResource  int `yaml:"max_per_resource"`
 	MaxBytes        int `yaml:"max_bytes"`
+	// CommitWindow is how long a PUBLISH's store write may wait for the
+	// writes of other PUBLISHes to share its transaction (group commit):
+	// a commit costs more than the rows in it, and at 1 000 PUBLISH/s
+	// the commits seldom overlap by themselves. The 200 still leaves only
+	// after its own change is committed, so this is latency added to
+	// answers, under load only (see committer for when a write waits).
+	// Default 4ms (at 1 000 PUBLISH/s on the embedded database: about
+	// four writes a commit and a third less CPU per PUBLISH than without
+	// waiting; 2ms gathers two, 8ms five for a little more saving at
+	// twice the latency); at most 100ms; negative: no waiting (a write
+	// still shares the commit of the writes queued while another
+	// committed).
+	CommitWindow time.Duration `yaml:"commit_window"`
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -161,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.CommitWindow == 0 {
+		c.CommitWindow = DefaultCommitWindow
 	}
 	return c
 }
@@ -187,6 +217,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("publish default_expires %v is outside min_expires..max_expires (%v..%v)", c.DefaultExpires, c.MinExpires, c.MaxExpires)
 	case c.MaxBody > c.MaxBytes:
 		return fmt.Errorf("publish max_body %d is above max_bytes %d", c.MaxBody, c.MaxBytes)
+	case c.CommitWindow > maxCommitWindow:
+		return fmt.Errorf("publish commit_window %v is above %v", c.CommitWindow, maxCommitWindow)
 	}
 	return nil
 }
@@ -203,6 +235,10 @@ type Env struct {
 	OnExpire func(event, resource string)
 	// Logger gets records with feature=publish. Default slog.Default().
 	Logger *slog.Logger
+	// Callers is the most goroutines that call Publish at once (the
+	// server's workers), 0 when unknown: a write waiting for others to
+	// share its commit stops waiting once that many are queued.
+	Callers int
 }
 
 // State holds the published event state. Its methods are safe for
@@ -212,6 +248,7 @@ type State struct {
 	env    Env
 	codecs map[string]Codec
 	log    *slog.Logger
+	commit *committer // nil without a store
 
 	mu    sync.Mutex
 	res   map[resKey]*resource
@@ -242,6 +279,10 @@ type entry struct {
 	// (only one of two can succeed, RFC 3903 §6 step 6), and Sweep leaves
 	// the entry to the request that will commit or give up.
 	busy bool
+	// doc is what the codec's Parse made of p.Body; nil when the codec
+	// has none, or for a publication loaded from the store until
+	// Documents first parses it.
+	doc any
 }
 
 // New checks cfg and returns a State holding the unexpired publications of
@@ -250,6 +291,9 @@ type entry struct {
 func New(cfg Config, env Env, codecs map[string]Codec) (*State, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if env.Callers < 0 {
+		return nil, errors.New("publish: Env.Callers must not be negative")
 	}
 	if env.Now == nil {
 		env.Now = time.Now
@@ -273,6 +317,7 @@ func New(cfg Config, env Env, codecs map[string]Codec) (*State, error) {
 	if env.Store == nil {
 		return s, nil
 	}
+	s.commit = newCommitter(env.Store, s.cfg.CommitWindow, env.Callers)
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	now := env.Now()
@@ -340,6 +385,57 @@ func (s *State) Current(event, resource string) []Publication {
 	return out
 }
 
+// Document is a current publication with what its codec's Parse made of
+// its body.
+type Document struct {
+	Publication
+	// Parsed is the parsed Body; nil when the event package's codec is
+	// not a Parser, or Body no longer parses (stored by a release whose
+	// parser was more lenient).
+	Parsed any
+}
+
+// Documents is Current with each body parsed: parsed when it was
+// published, or for a publication loaded from the store, on the first
+// call that returns it. Parsed documents are shared, read only.
+func (s *State) Documents(event, resource string) []Document {
+	now := s.env.Now()
+	var out []Document
+	var ents []*entry
+	unparsed := false
+	s.mu.Lock()
+	if r := s.res[resKey{event, resource}]; r != nil {
+		for _, e := range r.pubs {
+			if e.p.Expires.After(now) {
+				out = append(out, Document{Publication: e.p, Parsed: e.doc})
+				ents = append(ents, e)
+				unparsed = unparsed || e.doc == nil
+			}
+		}
+	}
+	s.mu.Unlock()
+	p, ok := s.codecs[event].(Parser)
+	if !unparsed || !ok {
+		return out
+	}
+	for i := range out {
+		if out[i].Parsed != nil {
+			continue
+		}
+		doc, err := p.Parse(out[i].ContentType, out[i].Body)
+		if err != nil {
+			continue
+		}
+		out[i].Parsed = doc
+		s.mu.Lock()
+		if e := ents[i]; e.doc == nil && e.p.ETag == out[i].ETag {
+			e.doc = doc // the body is still the one parsed
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
 // NextExpiry returns when the next publication lapses, for a caller that
 // runs Sweep on a timer; false when none is held.
 func (s *State) NextExpiry() (time.Time, bool) {
@@ -382,13 +478,20 @@ func (s *State) Sweep(now time.Time) {
 		// The rows of exactly what left memory: a purge by time would
 		// also take the row of a publication whose request is still
 		// under way (busy above) and is about to enter memory, leaving
-		// memory and store apart.
+		// memory and store apart. A row that fails to go has lapsed
+		// all the same: New purges it, and no reader returns it
+		// meanwhile.
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		for _, p := range lapsed {
-			if err := s.env.Store.DeletePublication(ctx, p.Event, p.Resource, p.ETag); err != nil && !errors.Is(err, store.ErrNotFound) {
-				// The row lapsed: New purges it, and no reader returns
-				// it meanwhile.
-				s.log.Warn("delete lapsed publication", "err", err)
+		ws := make([]store.PublicationWrite, 0, min(len(lapsed), maxBatch))
+		for len(lapsed) > 0 {
+			n := min(len(lapsed), maxBatch)
+			ws = ws[:0]
+			for _, p := range lapsed[:n] {
+				ws = append(ws, store.PublicationWrite{P: p, Delete: true})
+			}
+			lapsed = lapsed[n:]
+			if err := s.env.Store.WritePublications(ctx, ws); err != nil {
+				s.log.Warn("delete lapsed publications", "err", err)
 			}
 		}
 		cancel()
@@ -594,8 +697,15 @@ func (s *State) Publish(ctx context.Context, r Request) Result {
 	}
 	s.mu.Unlock()
 
+	var doc any
 	if hasBody {
-		if err := codec.Validate(mt, r.Body); err != nil {
+		var err error
+		if p, ok := codec.(Parser); ok && expires != 0 {
+			doc, err = p.Parse(mt, r.Body)
+		} else {
+			err = codec.Validate(mt, r.Body)
+		}
+		if err != nil {
 			s.release(k, old, len(r.Body))
 			return Result{Code: 400, Warning: err.Error()}
 		}
@@ -603,12 +713,20 @@ func (s *State) Publish(ctx context.Context, r Request) Result {
 
 	switch {
 	case old == nil:
-		return s.create(ctx, k, r, mt, etag, expires, now)
+		return s.create(ctx, k, r, mt, etag, expires, now, doc)
 	case expires == 0:
 		return s.remove(ctx, old, etag)
 	default:
-		return s.update(ctx, old, r, mt, etag, expires, now)
+		return s.update(ctx, old, r, mt, etag, expires, now, doc)
 	}
+}
+
+// write commits one change to the store, if there is one.
+func (s *State) write(ctx context.Context, w store.PublicationWrite) error {
+	if s.commit == nil {
+		return nil
+	}
+	return s.commit.write(ctx, w)
 }
 
 // reserveLocked checks the limits for a new publication of size bytes and
@@ -684,21 +802,19 @@ func (s *State) unbusyLocked(e *entry) {
 // restart is the state before it.
 func ms(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()) }
 
-func (s *State) create(ctx context.Context, k resKey, r Request, mt, etag string, expires int, now time.Time) Result {
+func (s *State) create(ctx context.Context, k resKey, r Request, mt, etag string, expires int, now time.Time, doc any) Result {
 	now = ms(now)
 	p := Publication{
 		Event: r.Event, Resource: r.Resource, ETag: etag, ID: newTag(idBytes),
 		ContentType: mt, Body: r.Body,
 		Created: now, Updated: now, Expires: now.Add(time.Duration(expires) * time.Second),
 	}
-	if s.env.Store != nil {
-		if err := s.env.Store.PutPublication(ctx, p, ""); err != nil {
-			s.log.Error("store publication", "event", r.Event, "resource", r.Resource, "err", err)
-			s.release(k, nil, len(r.Body))
-			return Result{Code: 500}
-		}
+	if err := s.write(ctx, store.PublicationWrite{P: p}); err != nil {
+		s.log.Error("store publication", "event", r.Event, "resource", r.Resource, "err", err)
+		s.release(k, nil, len(r.Body))
+		return Result{Code: 500}
 	}
-	e := &entry{p: p, key: k}
+	e := &entry{p: p, key: k, doc: doc}
 	s.mu.Lock()
 	res := s.res[k]
 	res.reserved--
@@ -710,7 +826,7 @@ func (s *State) create(ctx context.Context, k resKey, r Request, mt, etag string
 	return Result{Code: 200, ETag: etag, Expires: expires, Changed: true}
 }
 
-func (s *State) update(ctx context.Context, old *entry, r Request, mt, etag string, expires int, now time.Time) Result {
+func (s *State) update(ctx context.Context, old *entry, r Request, mt, etag string, expires int, now time.Time, doc any) Result {
 	now = ms(now)
 	s.mu.Lock()
 	p := old.p // only this request changes old.p while it is busy
@@ -724,14 +840,15 @@ func (s *State) update(ctx context.Context, old *entry, r Request, mt, etag stri
 		changed = mt != p.ContentType || string(r.Body) != string(p.Body)
 		p.ContentType, p.Body = mt, r.Body
 	}
-	if s.env.Store != nil {
-		if err := s.env.Store.PutPublication(ctx, p, prev); err != nil {
-			return s.storeFailed(old, err)
-		}
+	if err := s.write(ctx, store.PublicationWrite{P: p, Replaces: prev}); err != nil {
+		return s.storeFailed(old, err)
 	}
 	s.mu.Lock()
 	s.bytes += len(p.Body) - len(old.p.Body)
 	old.p = p
+	if len(r.Body) > 0 {
+		old.doc = doc
+	}
 	if old.heapIdx >= 0 {
 		s.heap.fix(old)
 	}
@@ -744,10 +861,8 @@ func (s *State) remove(ctx context.Context, old *entry, etag string) Result {
 	s.mu.Lock()
 	p := old.p
 	s.mu.Unlock()
-	if s.env.Store != nil {
-		if err := s.env.Store.DeletePublication(ctx, p.Event, p.Resource, p.ETag); err != nil {
-			return s.storeFailed(old, err)
-		}
+	if err := s.write(ctx, store.PublicationWrite{P: p, Delete: true}); err != nil {
+		return s.storeFailed(old, err)
 	}
 	s.mu.Lock()
 	s.removeLocked(s.res[old.key], old)

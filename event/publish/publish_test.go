@@ -451,6 +451,7 @@ func TestConfig(t *testing.T) {
 		{MinExpires: 2 * time.Hour},
 		{DefaultExpires: 10 * time.Second},
 		{MaxBody: 1 << 20, MaxBytes: 1 << 10},
+		{CommitWindow: time.Second}, // answers late enough to be retransmitted
 	}
 	for _, cfg := range bad {
 		if err := cfg.Validate(); err == nil {
@@ -462,6 +463,12 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := New(Config{}, Env{}, map[string]Codec{"presence": nil}); err == nil {
 		t.Error("New with a nil codec succeeded")
+	}
+	if err := (Config{CommitWindow: -1}).Validate(); err != nil {
+		t.Errorf("commit_window off: %v", err)
+	}
+	if _, err := New(Config{}, Env{Callers: -1}, codecs()); err == nil {
+		t.Error("New with negative Callers succeeded")
 	}
 }
 
