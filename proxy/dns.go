@@ -184,7 +184,7 @@ func (p *Proxy) routeENUM(ctx context.Context, tx handler.ServerTx, req *sip.Req
 		// Ours: one of our domains, or our own address with our
 		// port (the host alone may be a phone on this machine).
 		if u.IsSIP() && (p.domains[strings.ToLower(u.Hostname())] || p.isSelf(u)) {
-			ts, err := p.locator.Lookup(ctx, *u)
+			ts, err := p.rt.Load().locator.Lookup(ctx, *u)
 			if err == nil && len(ts) > 0 {
 				pl.groups = append(pl.groups, byQ(ts)...)
 			}

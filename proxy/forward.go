@@ -305,7 +305,7 @@ func (p *Proxy) hopsNow(req *sip.Request, next sip.URI, t Target) (hops Hops, wa
 			return nil, false, errFlowClosed
 		}
 	}
-	sr, ok := p.resolver.(*StaticResolver)
+	sr, ok := p.rt.Load().resolver.(*StaticResolver)
 	if !ok {
 		return nil, true, nil
 	}
@@ -327,7 +327,7 @@ func (p *Proxy) hopsNow(req *sip.Request, next sip.URI, t Target) (hops Hops, wa
 func (p *Proxy) lookupHops(next sip.URI) (Hops, error) {
 	ctx, cancel := context.WithTimeout(p.stop, resolveTimeout)
 	defer cancel()
-	return p.resolver.Resolve(ctx, next)
+	return p.rt.Load().resolver.Resolve(ctx, next)
 }
 
 // errFlowClosed is the route error of a target only reachable over a

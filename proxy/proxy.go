@@ -103,19 +103,18 @@ type Env struct {
 // (HandleACK, HandleResponse). It starts no goroutines: work happens on
 // the server's workers and on transaction timers. Safe for concurrent use.
 type Proxy struct {
-	cfg      Config
-	c        *compiled
-	env      Env
-	log      *slog.Logger
-	met      *metrics
-	clock    transaction.Clock
-	t1       time.Duration
-	salt     uint64
-	flowKey  []byte
-	locator  Locator
-	resolver Resolver
-	domains  map[string]bool
-	rules    []handler.Middleware
+	cfg     Config
+	env     Env
+	log     *slog.Logger
+	met     *metrics
+	clock   transaction.Clock
+	t1      time.Duration
+	salt    uint64
+	flowKey []byte
+	domains map[string]bool
+	// rt is the part of the configuration Reload replaces; a request
+	// loads it where it needs it, without a lock.
+	rt atomic.Pointer[routing]
 	// mediaPolicy is Env.MediaPolicy checked; mcalls the relayed calls.
 	mediaPolicy MediaPolicy
 	mcalls      mediaCalls
@@ -176,7 +175,6 @@ func New(cfg Config, env Env) (*Proxy, error) {
 	_, _ = rand.Read(salt[:])
 	p := &Proxy{
 		cfg:     cfg,
-		c:       c,
 		env:     env,
 		log:     env.Logger.With("feature", "proxy"),
 		clock:   tc.Clock,
@@ -203,24 +201,11 @@ func New(cfg Config, env Env) (*Proxy, error) {
 		p.flowKey = make([]byte, 32)
 		_, _ = rand.Read(p.flowKey)
 	}
-	p.locator = c.locations
-	if env.Locator != nil {
-		p.locator = chainLocator{c.locations, env.Locator}
+	rt, err := p.newRouting(cfg, c)
+	if err != nil {
+		return nil, err
 	}
-	p.resolver = env.Resolver
-	if p.resolver == nil {
-		p.resolver = &StaticResolver{Routes: c.routes, DNS: env.DNS}
-	}
-	for i, r := range cfg.Rules {
-		if r.Action == ActionENUM {
-			if env.DNS == nil {
-				return nil, fmt.Errorf("routing.rules[%d]: action enum needs a DNS resolver", i)
-			}
-			p.rules = append(p.rules, p.ENUM(r.matcher()))
-			continue
-		}
-		p.rules = append(p.rules, When(r.matcher(), p.action(i, r)))
-	}
+	p.rt.Store(rt)
 	// The routing of ACKs outside transactions (HandleACK), built once.
 	p.ackRoute = p.Route(handler.HandlerFunc(func(context.Context, handler.ServerTx, *sip.Request) {}))
 	p.met = newMetrics(p)
@@ -232,8 +217,64 @@ func New(cfg Config, env Env) (*Proxy, error) {
 	return p, nil
 }
 
-// Config returns the effective configuration.
-func (p *Proxy) Config() Config { return p.cfg }
+// routing is what Reload replaces as a whole: the trusted peers, static
+// locations and routes, gateway groups and rules, and what is built of
+// them. A request or call under way keeps the one it started with.
+type routing struct {
+	cfg      Config // the effective configuration, these fields included
+	c        *compiled
+	locator  Locator
+	resolver Resolver
+	rules    []handler.Middleware
+}
+
+// newRouting builds the routing of cfg, compiled as c.
+func (p *Proxy) newRouting(cfg Config, c *compiled) (*routing, error) {
+	rt := &routing{cfg: cfg, c: c, locator: c.locations, resolver: p.env.Resolver}
+	if p.env.Locator != nil {
+		rt.locator = chainLocator{c.locations, p.env.Locator}
+	}
+	if rt.resolver == nil {
+		rt.resolver = &StaticResolver{Routes: c.routes, DNS: p.env.DNS}
+	}
+	for i, r := range cfg.Rules {
+		if r.Action == ActionENUM {
+			if p.env.DNS == nil {
+				return nil, fmt.Errorf("routing.rules[%d]: action enum needs a DNS resolver", i)
+			}
+			rt.rules = append(rt.rules, p.ENUM(r.matcher()))
+			continue
+		}
+		rt.rules = append(rt.rules, When(r.matcher(), p.action(c, i, r)))
+	}
+	return rt, nil
+}
+
+// Reload replaces the routing without a restart: trusted, locations,
+// routes, gateways and rules are taken from cfg; its other fields (mode,
+// timers, bounds) need a new Proxy and are ignored. Requests that arrive
+// afterwards see the new routing; requests being forwarded and calls set
+// up keep theirs (in-dialog requests follow their route sets, not the
+// rules). On an error nothing changes.
+func (p *Proxy) Reload(cfg Config) error {
+	c, err := compile(cfg)
+	if err != nil {
+		return err
+	}
+	next := p.cfg
+	next.Trusted, next.Locations, next.Routes = cfg.Trusted, cfg.Locations, cfg.Routes
+	next.Gateways, next.Rules = cfg.Gateways, cfg.Rules
+	rt, err := p.newRouting(next, c)
+	if err != nil {
+		return err
+	}
+	p.rt.Store(rt)
+	return nil
+}
+
+// Config returns the effective configuration, with the routing of the
+// last Reload.
+func (p *Proxy) Config() Config { return p.rt.Load().cfg }
 
 // Mode returns the proxy's mode.
 func (p *Proxy) Mode() Mode { return p.cfg.Mode }

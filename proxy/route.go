@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlas-voip/hlas/handler"
@@ -80,16 +81,16 @@ func (r Rule) matcher() Matcher {
 }
 
 // action is rule i's action as a Handler.
-func (p *Proxy) action(i int, r Rule) handler.Handler {
+func (p *Proxy) action(c *compiled, i int, r Rule) handler.Handler {
 	switch r.Action {
 	case ActionLocal:
 		return p.Local()
 	case ActionForward:
-		return p.Forward(p.c.gateways[r.Gateways], ForwardOptions{Strip: r.Strip, Timeout: r.Timeout})
+		return p.Forward(c.gateways[r.Gateways], ForwardOptions{Strip: r.Strip, Timeout: r.Timeout})
 	case ActionResolve:
 		return p.resolve(r.Timeout)
 	case ActionRedirect:
-		return p.Redirect(r.Code, r.Reason, p.c.redirects[i]...)
+		return p.Redirect(r.Code, r.Reason, c.redirects[i]...)
 	}
 	return p.Reject(r.Code, r.Reason)
 }
@@ -145,10 +146,38 @@ func (p *Proxy) preprocess(req *sip.Request) (routed bool, tok flowToken, hasTok
 // caller-ID check (CheckIdentity), requests following a recorded route
 // (InDialog), the Config's rules in order, and the location service for
 // the server's own domains. Anything else goes on to next (404).
+//
+// The rules are those of the last Reload when the request arrives.
 func (p *Proxy) Route(next handler.Handler) handler.Handler {
-	mws := append([]handler.Middleware{p.CheckLoop, p.CheckIdentity, p.InDialog}, p.rules...)
-	mws = append(mws, When(func(req *sip.Request) bool { return req.URI.IsSIP() && p.IsLocalDomain(&req.URI) }, p.Local()))
-	return handler.Chain(next, mws...)
+	rc := &ruleChain{p: p, tail: When(func(req *sip.Request) bool {
+		return req.URI.IsSIP() && p.IsLocalDomain(&req.URI)
+	}, p.Local())(next)}
+	return handler.Chain(rc, p.CheckLoop, p.CheckIdentity, p.InDialog)
+}
+
+// ruleChain runs the rules of the current routing, then tail. The chain
+// of handlers is built once per routing (after a Reload, by the first
+// request that meets it), so a request pays two atomic loads.
+type ruleChain struct {
+	p     *Proxy
+	tail  handler.Handler
+	built atomic.Pointer[builtRules]
+}
+
+type builtRules struct {
+	rt *routing
+	h  handler.Handler
+}
+
+func (rc *ruleChain) ServeSIP(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
+	rt := rc.p.rt.Load()
+	b := rc.built.Load()
+	if b == nil || b.rt != rt {
+		// Racing builders build the same thing; the last store wins.
+		b = &builtRules{rt: rt, h: handler.Chain(rc.tail, rt.rules...)}
+		rc.built.Store(b)
+	}
+	b.h.ServeSIP(ctx, tx, req)
 }
 
 // CheckLoop answers 482 Loop Detected to a request that has passed
@@ -221,7 +250,7 @@ func (p *Proxy) InDialog(next handler.Handler) handler.Handler {
 // parallel. An unknown user gets 404, one with no contacts 480.
 func (p *Proxy) Local() handler.Handler {
 	return handler.HandlerFunc(func(ctx context.Context, tx handler.ServerTx, req *sip.Request) {
-		ts, err := p.locator.Lookup(ctx, req.URI)
+		ts, err := p.rt.Load().locator.Lookup(ctx, req.URI)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			p.met.requests.WithLabelValues("not_found").Inc()
@@ -366,7 +395,7 @@ func (p *Proxy) Redirect(code int, reason string, targets ...Target) handler.Han
 		ts := targets
 		if len(ts) == 0 {
 			var err error
-			ts, err = p.locator.Lookup(ctx, req.URI)
+			ts, err = p.rt.Load().locator.Lookup(ctx, req.URI)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				p.reply(tx, req, 404, "")

@@ -237,8 +237,9 @@ type PeerNamer interface {
 func (p *Proxy) TrustedSource(proto string, src netip.AddrPort, peerNames []string) bool {
 	proto = strings.ToUpper(proto) // no allocation when it is already
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	for i := range p.c.trusted {
-		if p.c.trusted[i].matches(proto, src, peerNames) {
+	c := p.rt.Load().c
+	for i := range c.trusted {
+		if c.trusted[i].matches(proto, src, peerNames) {
 			return true
 		}
 	}
@@ -250,7 +251,7 @@ func (p *Proxy) TrustedSource(proto string, src netip.AddrPort, peerNames []stri
 // PeerNamer, its peer's certificate names.
 func (p *Proxy) TrustedTx(tx handler.ServerTx) bool {
 	var names []string
-	if pn, ok := tx.(PeerNamer); ok && p.c.certRules {
+	if pn, ok := tx.(PeerNamer); ok && p.rt.Load().c.certRules {
 		names = pn.PeerNames() // only when a rule can use them
 	}
 	f := flowOf(tx)
@@ -265,8 +266,9 @@ func (p *Proxy) TrustedTx(tx handler.ServerTx) bool {
 // which TrustedSource and TrustedTx do by the whole rule.
 func (p *Proxy) TrustedAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	for i := range p.c.trusted {
-		if r := &p.c.trusted[i]; r.name == "" && r.prefix.Contains(ip) {
+	c := p.rt.Load().c
+	for i := range c.trusted {
+		if r := &c.trusted[i]; r.name == "" && r.prefix.Contains(ip) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,10 +41,8 @@ type LimiterStats struct {
 // Limiter applies the call limits against toll fraud. Its methods are
 // safe for concurrent use.
 type Limiter struct {
-	cfg   LimitsConfig
-	rules []costlyRule
-	now   func() time.Time
-	keep  int64 // the longest window
+	set atomic.Pointer[limitSet] // replaced by SetConfig
+	now func() time.Time
 
 	mu            sync.Mutex
 	m             map[limKey]*callState
@@ -59,9 +58,14 @@ type costlyRule struct {
 	PerHour  int
 }
 
-// NewLimiter checks cfg and returns a Limiter; now is the clock (nil:
-// time.Now).
-func NewLimiter(cfg LimitsConfig, now func() time.Time) (*Limiter, error) {
+// limitSet is a LimitsConfig ready for Call.
+type limitSet struct {
+	cfg   LimitsConfig
+	rules []costlyRule
+	keep  int64 // the longest window
+}
+
+func newLimitSet(cfg LimitsConfig) (*limitSet, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -69,22 +73,62 @@ func NewLimiter(cfg LimitsConfig, now func() time.Time) (*Limiter, error) {
 		return nil, fmt.Errorf("security.limits.costly: at most %d rules", maxCostlyRules)
 	}
 	cfg = cfg.WithDefaults()
-	if now == nil {
-		now = time.Now
-	}
-	l := &Limiter{cfg: cfg, now: now, m: map[limKey]*callState{}, keep: int64(time.Minute)}
+	ls := &limitSet{cfg: cfg, keep: int64(time.Minute)}
 	for _, r := range cfg.Costly {
 		lr := costlyRule{PerHour: r.PerHour}
 		for _, p := range r.Prefixes {
 			n, _ := normNumber(p)
 			lr.Prefixes = append(lr.Prefixes, n)
 		}
-		l.rules = append(l.rules, lr)
-		l.keep = int64(time.Hour)
+		ls.rules = append(ls.rules, lr)
+		ls.keep = int64(time.Hour)
 	}
+	return ls, nil
+}
+
+// NewLimiter checks cfg and returns a Limiter; now is the clock (nil:
+// time.Now).
+func NewLimiter(cfg LimitsConfig, now func() time.Time) (*Limiter, error) {
+	ls, err := newLimitSet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	l := &Limiter{now: now, m: map[limKey]*callState{}}
+	l.set.Store(ls)
 	t := now().UnixNano()
 	l.lastSweep, l.lastFullSweep = t, t
 	return l, nil
+}
+
+// SetConfig replaces the limits without a restart (a configuration
+// reload); on an error nothing changes. The calls counted so far keep
+// counting against the per-minute limits; the counts of costly
+// destinations start afresh, since their rules may have changed.
+func (l *Limiter) SetConfig(cfg LimitsConfig) error {
+	ls, err := newLimitSet(cfg)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.set.Store(ls)
+	for _, st := range l.m {
+		st.costly = nil
+	}
+	return nil
+}
+
+// Config returns the limits in force.
+func (l *Limiter) Config() LimitsConfig { return l.set.Load().cfg }
+
+// Off reports whether no limit is set, so that Call would let every call
+// through.
+func (l *Limiter) Off() bool {
+	c := l.set.Load().cfg
+	return c.ConcurrentCalls == 0 && c.CallsPerMinute == 0 && c.SourceCallsPerMinute == 0 && len(c.Costly) == 0
 }
 
 // Call decides on a new call from user (empty when not authenticated) at
@@ -94,16 +138,17 @@ func NewLimiter(cfg LimitsConfig, now func() time.Time) (*Limiter, error) {
 // costly destination, and a text for a Warning header (RFC 3261 §20.43,
 // code 399).
 func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) (code int, warning string) {
-	c := l.cfg
+	ls := l.set.Load()
+	c := ls.cfg
 	if c.ConcurrentCalls > 0 && user != "" && active >= c.ConcurrentCalls {
 		l.concurrent.Add(1)
 		return 486, fmt.Sprintf("too many calls at once (limit %d)", c.ConcurrentCalls)
 	}
 	var matched uint64
-	if len(l.rules) > 0 {
+	if len(ls.rules) > 0 {
 		var buf [maxNumberLen]byte
 		if num, ok := normInto(buf[:0], dialled); ok && len(num) > 0 {
-			for i, r := range l.rules {
+			for i, r := range ls.rules {
 				for _, p := range r.Prefixes {
 					if len(num) >= len(p) && string(num[:len(p)]) == p {
 						matched |= 1 << i
@@ -133,7 +178,7 @@ func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) 
 	minute := int64(time.Minute)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := l.stateLocked(k, now)
+	st := l.stateLocked(ls, k, now)
 	if perMin > 0 && st.perMin.full(now, perMin, minute) {
 		what.Add(1)
 		if user != "" {
@@ -141,10 +186,11 @@ func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) 
 		}
 		return 403, fmt.Sprintf("call rate limit for this address (%d a minute)", perMin)
 	}
-	if matched != 0 && st.costly == nil {
-		st.costly = make([]ring, len(l.rules))
+	if matched != 0 && len(st.costly) != len(ls.rules) {
+		// New, or counted under the rules before a SetConfig.
+		st.costly = make([]ring, len(ls.rules))
 	}
-	for i, r := range l.rules {
+	for i, r := range ls.rules {
 		if matched&(1<<i) != 0 && st.costly[i].full(now, r.PerHour, int64(time.Hour)) {
 			l.costly.Add(1)
 			return 403, fmt.Sprintf("calls to %s limited (%d an hour)", strings.Join(r.Prefixes, ", "), r.PerHour)
@@ -154,7 +200,7 @@ func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) 
 	if perMin > 0 {
 		st.perMin.push(now, perMin)
 	}
-	for i, r := range l.rules {
+	for i, r := range ls.rules {
 		if matched&(1<<i) != 0 {
 			st.costly[i].push(now, r.PerHour)
 		}
@@ -164,19 +210,19 @@ func (l *Limiter) Call(user string, src netip.Addr, dialled string, active int) 
 
 // stateLocked returns the counts of k, made if need be, keeping the table
 // within MaxTracked.
-func (l *Limiter) stateLocked(k limKey, now int64) *callState {
+func (l *Limiter) stateLocked(ls *limitSet, k limKey, now int64) *callState {
 	if now-l.lastSweep >= limSweepEvery {
-		l.sweepLocked(now)
+		l.sweepLocked(ls, now)
 	}
 	if st := l.m[k]; st != nil {
 		return st
 	}
-	if len(l.m) >= l.cfg.MaxTracked {
+	if len(l.m) >= ls.cfg.MaxTracked {
 		if now-l.lastFullSweep >= int64(time.Second) {
-			l.sweepLocked(now)
+			l.sweepLocked(ls, now)
 		}
 		for victim := range l.m {
-			if len(l.m) < l.cfg.MaxTracked {
+			if len(l.m) < ls.cfg.MaxTracked {
 				break
 			}
 			delete(l.m, victim)
@@ -188,10 +234,10 @@ func (l *Limiter) stateLocked(k limKey, now int64) *callState {
 	return st
 }
 
-func (l *Limiter) sweepLocked(now int64) {
+func (l *Limiter) sweepLocked(ls *limitSet, now int64) {
 	l.lastSweep, l.lastFullSweep = now, now
 	for k, st := range l.m {
-		if now-st.last > l.keep {
+		if now-st.last > ls.keep {
 			delete(l.m, k)
 		}
 	}

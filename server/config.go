@@ -138,6 +138,11 @@ type Config struct {
 	// (default true), rate (default 20 per second per source), burst;
 	// see STUNConfig and docs/stun.md.
 	STUN STUNConfig `yaml:"stun"`
+	// Capture copies every SIP message received and sent to a HEP v3
+	// collector (Homer, sngrep): hep (udp:host:port; empty, the default,
+	// is off), node_id, password, queue (default 4096); see CaptureConfig
+	// and docs/capture.md.
+	Capture CaptureConfig `yaml:"capture"`
 	// Security is the defence at the edge: trusted networks, the flood
 	// guard, the detector of scanners and password guessing, bans, and
 	// the call limits against toll fraud; see security.Config and
@@ -154,6 +159,9 @@ type Config struct {
 	// and presence rules; off unless xcap.listen is set. See XCAP and
 	// docs/xcap.md.
 	XCAP XCAP `yaml:"xcap"`
+	// API is the REST API (docs/api.md): off unless api.listen is set
+	// or api.enabled (then on 127.0.0.1:8088). See APIConfig.
+	API APIConfig `yaml:"api"`
 	// WebSocket tunes the ws and wss listeners: allowed_origins,
 	// ping_interval, ping_timeout (docs/websocket.md). Their connections
 	// count against max_connections and max_connections_per_source like
@@ -368,6 +376,9 @@ func (c Config) Validate() error {
 	if err := c.STUN.validate(); err != nil {
 		return err
 	}
+	if err := c.Capture.validate(); err != nil {
+		return err
+	}
 	if err := c.Security.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
 	}
@@ -389,6 +400,9 @@ func (c Config) Validate() error {
 	if c.Store != "" && c.Store != "sqlite" && !strings.HasPrefix(c.Store, "sqlite:") &&
 		!strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
 		return errors.New("config store: want sqlite, sqlite:PATH or a postgres:// URL")
+	}
+	if err := c.API.validate(&c); err != nil {
+		return err
 	}
 	if c.Debug.PProf && c.MetricsListen == "" {
 		return errors.New("config debug.pprof: needs metrics_listen")

@@ -30,6 +30,8 @@ type edge struct {
 	det     *security.Detector
 	lim     *security.Limiter
 	trusted func(netip.Addr) bool
+	// own is security.trusted, which a reload replaces.
+	own *security.TrustSet
 
 	// persist queues the bans the detectors placed for the store; full,
 	// a ban is enforced but not written (counted).
@@ -54,9 +56,10 @@ func newEdge(s *Server, cfg security.Config, log *slog.Logger) (*edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	own := security.TrustFunc(prefixes)
+	own := security.NewTrustSet(prefixes)
 	e := &edge{
 		s:       s,
+		own:     own,
 		log:     log.With("feature", "security"),
 		persist: make(chan security.Ban, persistQueue),
 		stop:    make(chan struct{}),
@@ -66,7 +69,7 @@ func newEdge(s *Server, cfg security.Config, log *slog.Logger) (*edge, error) {
 	// second is not a flood). The proxy exists only after the transport,
 	// so it is asked through the server.
 	e.trusted = func(ip netip.Addr) bool {
-		if own(ip) {
+		if own.Contains(ip) {
 			return true
 		}
 		px := s.proxy
@@ -314,11 +317,9 @@ func (e *edge) Observe(src netip.Addr, username, domain string, r auth.Result) t
 // with a Warning saying which. Trusted peers are not limited.
 func (s *Server) callLimits(next Handler) Handler {
 	e := s.edge
-	if l := s.cfg.Security.Limits; l.ConcurrentCalls == 0 && l.CallsPerMinute == 0 && l.SourceCallsPerMinute == 0 && len(l.Costly) == 0 {
-		return next
-	}
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if req.Method != sip.INVITE || req.To.Tag() != "" || s.trustedTx(tx) {
+		// Off is read per request: a reload may set limits or clear them.
+		if req.Method != sip.INVITE || req.To.Tag() != "" || e.lim.Off() || s.trustedTx(tx) {
 			next.ServeSIP(ctx, tx, req)
 			return
 		}

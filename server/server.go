@@ -29,6 +29,7 @@ import (
 
 	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/auth"
+	"github.com/hlas-voip/hlas/capture/hep"
 	"github.com/hlas-voip/hlas/internal/shard"
 	"github.com/hlas-voip/hlas/media"
 	"github.com/hlas-voip/hlas/proxy"
@@ -102,6 +103,9 @@ type Server struct {
 	nat *natKeeper
 	// stun answers STUN Binding requests (server/stun.go); nil when off.
 	stun *stund.Server
+	// capture sends every message to a HEP collector (server/capture.go);
+	// nil when off.
+	capture *hep.Sender
 	// edge is the flood guard, the bans, the detector of scanners and the
 	// call limits (server/security.go); bansVersion the store's ban
 	// version it loaded at start.
@@ -114,6 +118,12 @@ type Server struct {
 	// dialog package (server/event_dialog.go).
 	events  *events
 	dialogs *dialogWatch
+
+	// api is the REST API's listener (api.go), nil when off.
+	api *apiServer
+
+	// reload is the state of Reload (server/reload.go).
+	reload reloadState
 
 	mu    sync.Mutex
 	addrs []Addr
@@ -208,6 +218,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.edge = edge
 	tcfg.Admit = edge.admit
 	s.newSTUN(&tcfg, log)
+	if err := s.newCapture(&tcfg, log); err != nil {
+		return nil, err
+	}
 	s.tm = transport.New(tcfg, transport.HandlerFunc(s.enqueue))
 	s.writeTo = s.tm.WriteTo
 	s.reg.MustRegister(s.tm)
@@ -335,6 +348,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.startCapture(); err != nil {
+		s.shutdownLocked()
+		return err
+	}
 	// Packets that arrive while the other listeners bind wait in the queue:
 	// workers start only once the server knows all its own addresses.
 	for _, l := range ls {
@@ -365,6 +382,10 @@ func (s *Server) Start() error {
 		go s.work(q)
 	}
 	if err := s.startXCAP(); err != nil {
+		s.shutdownLocked()
+		return err
+	}
+	if err := s.startAPI(); err != nil {
 		s.shutdownLocked()
 		return err
 	}
@@ -430,6 +451,7 @@ func (s *Server) shutdownLocked() error {
 		return nil
 	}
 	s.closed = true
+	s.closeAPI()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.http.Shutdown(ctx)
@@ -443,7 +465,7 @@ func (s *Server) shutdownLocked() error {
 	s.nat.close()
 	// After the transport has closed no reader calls enqueue any more, so
 	// the queue can be closed and drained.
-	err := errors.Join(s.tm.Close(), s.closeSTUN())
+	err := errors.Join(s.tm.Close(), s.closeSTUN(), s.closeCapture())
 	for _, q := range s.queues {
 		close(q)
 	}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -87,24 +85,13 @@ func cdrMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hlas cdr %s: unexpected argument %q\n", cmd, pos[0])
 		return 2
 	}
-	now := time.Now()
-	f := store.CDRFilter{User: *user, Status: strings.ToLower(*status), Kind: strings.ToLower(*kind), Limit: *limit}
-	if f.Since, err = parseWhen(*since, now); err != nil {
-		fmt.Fprintln(stderr, "hlas cdr: --since:", err)
+	// The filters are the REST API's /cdrs query too: one parser.
+	f, err := acc.ParseCDRQuery(acc.CDRQuery{Since: *since, Until: *until, User: *user, Status: *status, Kind: *kind}, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "hlas cdr: --%v\n", err)
 		return 2
 	}
-	if f.Until, err = parseWhen(*until, now); err != nil {
-		fmt.Fprintln(stderr, "hlas cdr: --until:", err)
-		return 2
-	}
-	switch f.Status {
-	case "", acc.StatusAnswered, acc.StatusFailed, acc.StatusCancelled:
-	default:
-		if n, err := strconv.Atoi(f.Status); err != nil || n < 100 || n > 699 {
-			fmt.Fprintf(stderr, "hlas cdr: --status %q: want answered, failed, cancelled or a status code\n", *status)
-			return 2
-		}
-	}
+	f.Limit = *limit
 	if *format != "csv" && *format != "json" {
 		fmt.Fprintf(stderr, "hlas cdr: --format %q: want csv or json\n", *format)
 		return 2
@@ -247,26 +234,5 @@ func dash(s string) string {
 	return s
 }
 
-// parseWhen reads a time: RFC 3339, a date (local midnight), or a
-// duration before now. A time before 1970 counts as 1970: no record is
-// older, and the zero time would mean no bound at all to the store.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		t, err = time.ParseInLocation("2006-01-02", s, time.Local)
-	}
-	if err != nil {
-		d, derr := time.ParseDuration(s)
-		if derr != nil || d < 0 {
-			return time.Time{}, fmt.Errorf("%q: want RFC 3339, YYYY-MM-DD or a duration like 1h", s)
-		}
-		t = now.Add(-d)
-	}
-	if epoch := time.Unix(0, 0); t.Before(epoch) {
-		t = epoch
-	}
-	return t, nil
-}
+// parseWhen reads a time as --since and --until do (acc.ParseWhen).
+func parseWhen(s string, now time.Time) (time.Time, error) { return acc.ParseWhen(s, now) }

@@ -37,6 +37,8 @@ commands:
   mwi       message waiting: set, show (hlas mwi -h)
   presence  who may watch whom: allow, block, confirm, del, list (hlas presence -h)
   list      buddy lists and list services: add, del, show (hlas list -h)
+  config    check a configuration file: hlas config check FILE
+  api       REST API tokens: token add, list, del (hlas api -h)
   version   print the version
 `
 
@@ -66,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return presenceMain(args[1:], stdout, stderr)
 	case "list":
 		return listMain(args[1:], stdout, stderr)
+	case "config":
+		return configMain(args[1:], stdout, stderr)
+	case "api":
+		return apiMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hlas %s (%s, %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -78,7 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serve parses the flags over the config file and runs the server until
-// SIGINT or SIGTERM.
+// SIGINT or SIGTERM; SIGHUP reloads the file (with the same flags over
+// it).
 func serve(args []string, stderr io.Writer) int {
 	cfg, err := serveConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -88,7 +95,9 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hlas:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+	level := new(slog.LevelVar) // a reload may change it
+	level.Set(parseLevel(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	dataDir := cfg.DataDir
 	if dataDir == "" {
 		dataDir = "./hlas-data"
@@ -102,8 +111,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("config", "err", err)
 		return 1
 	}
+	srv.SetLogLevelVar(level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer reloadOnHangup(ctx, srv, args, log)()
 	log.Info("starting", "version", server.Version, "data", dataDir)
 	if err := srv.Run(ctx); err != nil {
 		log.Error("server", "err", err)

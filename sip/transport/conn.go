@@ -315,6 +315,9 @@ func (c *Conn) write(data []byte, message bool) error {
 	}
 	if message {
 		st.packetsOut.Add(1)
+		if c.m.cfg.Capture != nil {
+			c.m.cfg.Capture(true, c.proto, c.local, c.remote, data)
+		}
 	}
 	if c.lingering.Load() {
 		select {
@@ -434,6 +437,9 @@ func (m *Manager) readConn(c *Conn) string {
 			}
 		case frameMessage:
 			st.packetsIn.Add(1)
+			if m.cfg.Capture != nil {
+				m.cfg.Capture(false, c.proto, c.local, c.remote, fr.data)
+			}
 			m.handler.HandlePacket(&Packet{Data: fr.data, Proto: c.proto, Local: c.local, Remote: c.remote, Conn: c})
 		case frameOversize, frameBadFraming:
 			p := &Packet{Data: fr.data, Proto: c.proto, Local: c.local, Remote: c.remote, Conn: c}

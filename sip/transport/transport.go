@@ -129,6 +129,18 @@ type Config struct {
 	ReadBuffer int
 	// WebSocket configures the ws and wss listeners (RFC 7118).
 	WebSocket WebSocketConfig
+	// Capture, when set, sees every SIP message the transport hands to
+	// the Handler (whole UDP datagrams, stream and WebSocket messages) and
+	// every message it sends (UDP datagrams, stream and WebSocket writes;
+	// not keep-alives, STUN or Oversize/BadFraming input), for a packet
+	// capture such as HEP (package capture/hep). out says the message went
+	// from local to remote, else came from remote to local; proto is UDP,
+	// TCP, TLS, WS or WSS, and data is the SIP message, decrypted. For UDP,
+	// local is the listener's bound address, which may be a wildcard. It
+	// runs synchronously on the reading or writing goroutine, received
+	// messages before the Handler sees them and sent ones once written,
+	// so it must be quick, must not block and must not keep data.
+	Capture func(out bool, proto string, local, remote netip.AddrPort, data []byte)
 	// ReadBatch is how many datagrams one read takes from a UDP socket on
 	// Linux (one recvmmsg system call), at most 1024; each slot holds a
 	// 64 KiB buffer, so a socket's reader holds ReadBatch times 64 KiB. 1
@@ -775,6 +787,9 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 	}
 	st.packetsOut.Add(1)
 	st.bytesOut.Add(uint64(n))
+	if m.cfg.Capture != nil {
+		m.cfg.Capture(true, UDP, l.addr, remote, data)
+	}
 	return nil
 }
 
@@ -796,7 +811,7 @@ func (m *Manager) readUDP(l *udpListener) {
 	defer m.wg.Done()
 	st := &m.stats[protoIndex(UDP)]
 	r := newDatagramReader(l.pc, m.cfg.ReadBatch)
-	admit := m.cfg.Admit
+	admit, capture := m.cfg.Admit, m.cfg.Capture
 	var out []byte // STUN answers; allocated on the first
 	// Counts of the current batch, added to st before each packet is
 	// handed on and after the batch: one atomic add per batch under a
@@ -849,6 +864,9 @@ func (m *Manager) readUDP(l *udpListener) {
 			}
 			packetsIn++
 			flush()
+			if capture != nil {
+				capture(false, UDP, l.addr, src, b)
+			}
 			p := newPacket(b)
 			p.Proto, p.Local, p.Remote = UDP, l.addr, src
 			m.handler.HandlePacket(p)

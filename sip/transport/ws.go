@@ -232,6 +232,15 @@ func withGatedConn(ctx context.Context, nc net.Conn) context.Context {
 	return ctx
 }
 
+// CloseWrite shuts the sending side of the TCP connection (see
+// wsLinger): the embedded net.Conn does not carry it.
+func (g *gatedConn) CloseWrite() error {
+	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (g *gatedConn) Close() error {
 	if g.held.CompareAndSwap(true, false) {
 		m := g.m
@@ -560,6 +569,9 @@ func (m *Manager) readWS(c *Conn) string {
 			continue
 		}
 		st.packetsIn.Add(1)
+		if m.cfg.Capture != nil {
+			m.cfg.Capture(false, c.proto, c.local, c.remote, data)
+		}
 		m.handler.HandlePacket(&Packet{Data: data, Proto: c.proto, Local: c.local, Remote: c.remote, Conn: c})
 	}
 }
@@ -595,8 +607,9 @@ func (m *Manager) wsReadError(c *Conn, err error) string {
 	switch status := websocket.CloseStatus(err); {
 	case status != -1:
 		return fmt.Sprintf("%s: close %d %s", closedByPeer, int(status), status)
-	case strings.Contains(err.Error(), "read limited at"):
+	case errors.Is(err, websocket.ErrMessageTooBig):
 		st.oversize.Add(1)
+		m.wsLinger(c)
 		return "oversize message (closed with 1009)"
 	case errors.Is(err, net.ErrClosed) || c.isClosed() || m.ctx.Err() != nil:
 		return "closed locally"
@@ -604,8 +617,30 @@ func (m *Manager) wsReadError(c *Conn, err error) string {
 		return closedByPeer + " without a close frame"
 	}
 	st.badFraming.Add(1)
+	m.wsLinger(c)
 	return "websocket read failed: " + err.Error()
 }
+
+// wsLinger lets the close frame the library just sent (1009, 1002) reach
+// the peer: closing with the rest of its message unread would make the
+// kernel answer with a reset, which can overtake the frame. It shuts the
+// sending side and discards input for a moment, as linger does for TCP.
+func (m *Manager) wsLinger(c *Conn) {
+	if c.wire == nil || c.wire.nc == nil {
+		return
+	}
+	nc := c.wire.nc
+	if cw, ok := nc.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, wsDrainMax))
+}
+
+// wsDrainMax bounds what wsLinger discards: the rest of an oversized
+// message, whose real size only its sender knows; drainTimeout bounds
+// the time.
+const wsDrainMax = 1 << 20
 
 // ping keeps a silent WebSocket connection alive, and closes it when its
 // peer is gone: it runs from the connection's timer, only while a ping is
@@ -679,6 +714,9 @@ func (c *Conn) writeWS(st *protoCounters, data []byte, message bool) error {
 	st.bytesOut.Add(uint64(len(data)))
 	if message {
 		st.packetsOut.Add(1)
+		if c.m.cfg.Capture != nil {
+			c.m.cfg.Capture(true, c.proto, c.local, c.remote, data)
+		}
 	}
 	return nil
 }
