@@ -315,7 +315,16 @@ func (ev *events) known(ctx context.Context, resource string) bool {
 // static location. A store failure counts as a user (it is not the user's
 // absence).
 func (ev *events) isUser(ctx context.Context, aor string) bool {
-	if len(ev.s.registrar.Lookup(aor)) > 0 || len(ev.s.cfg.Routing.Locations[aor]) > 0 {
+	if len(ev.s.registrar.Lookup(aor)) > 0 {
+		return true
+	}
+	// The static locations as the proxy routes now: a reload may have
+	// changed them since the server started.
+	locations := ev.s.cfg.Routing.Locations
+	if ev.s.proxy != nil {
+		locations = ev.s.proxy.Config().Locations
+	}
+	if len(locations[aor]) > 0 {
 		return true
 	}
 	user, domain, _ := strings.Cut(aor, "@")
