@@ -27,6 +27,7 @@ func main() {
 const usage = `usage: hlas <command> [flags]
 
 commands:
+  init      write a starter configuration (and with --tls a certificate): hlas init [DIR]
   serve     run the SIP server (hlas serve -h for flags)
   ua        a SIP user agent: register, call, answer, message, options (hlas ua -h)
   dns       RFC 3263 server location and ENUM look-ups (hlas dns -h)
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "init":
+		return initMain(args[1:], stdout, stderr)
 	case "serve":
 		return serve(args[1:], stderr)
 	case "ua":

@@ -25,7 +25,8 @@ import (
 const uaUsage = `usage: hlas ua <command> [flags] [target]
 
 commands:
-  register   register with --server (and stay registered for --duration)
+  register   register with --server, refresh until SIGINT/SIGTERM (or
+             --duration), then unregister; --once registers and exits
   call       call target, hang up after --duration
   answer     listen on --local and answer calls (--code, --ring, --max-calls)
   message    send a MESSAGE with --body to target
@@ -44,6 +45,7 @@ type uaFlags struct {
 	dns                               string
 	q, advertise                      string
 	registerFirst                     bool
+	once                              bool
 	expires, timeout, duration, t1    time.Duration
 	drain                             time.Duration
 	// answer
@@ -79,8 +81,11 @@ func (f *uaFlags) register(fs *flag.FlagSet, cmd string) {
 		fs.BoolVar(&f.registerFirst, "register", false, "register with --server first (and unregister on exit)")
 	}
 	switch cmd {
-	case "call", "register":
-		fs.DurationVar(&f.duration, "duration", 0, "call: hang up after this long (0: at once); register: stay registered this long")
+	case "call":
+		fs.DurationVar(&f.duration, "duration", 0, "hang up after this long (0: at once)")
+	case "register":
+		fs.DurationVar(&f.duration, "duration", 0, "stay registered this long, then unregister (0: until SIGINT/SIGTERM)")
+		fs.BoolVar(&f.once, "once", false, "register once and exit, leaving the binding at the registrar until it expires")
 	case "answer":
 		fs.IntVar(&f.code, "code", 200, "final response to send: 200 answers, 486, 603, ... reject")
 		fs.DurationVar(&f.ring, "ring", 0, "ring (180) this long before the final response")
@@ -107,8 +112,16 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// uaMain runs `hlas ua ...`.
+// uaMain runs `hlas ua ...` until SIGINT or SIGTERM.
 func uaMain(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return uaMainContext(ctx, args, stdout, stderr)
+}
+
+// uaMainContext runs `hlas ua ...` until ctx ends: the tests stop a
+// registration by cancelling, not by signalling the whole test binary.
+func uaMainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, uaUsage)
 		if len(args) == 0 {
@@ -153,7 +166,11 @@ func uaMain(args []string, stdout, stderr io.Writer) int {
 		}
 		target = "sip:" + f.server
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if f.once && f.duration > 0 {
+		fmt.Fprintln(stderr, "hlas ua register: --once and --duration exclude each other")
+		return 2
+	}
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	r := &uaRun{f: f, out: stdout, stderr: stderr, stop: stop}
 	return r.run(ctx, cmd, target)
@@ -354,16 +371,36 @@ func (r *uaRun) unregister(u *ua.UA) {
 	_, _ = u.Unregister(c)
 }
 
+// register registers and, unless --once, stays: the UA refreshes the
+// binding at half its granted expiry (each refresh prints its response)
+// until --duration passes or ctx ends, then the binding is removed. A
+// registration left behind would point calls at a port nobody listens
+// on, so --once says plainly what it leaves.
 func (r *uaRun) register(ctx context.Context, u *ua.UA) int {
 	if code := r.registerOnce(ctx, u); code != 0 {
 		return code
 	}
-	if r.f.duration <= 0 {
+	if r.f.once {
+		granted := u.Registered()
+		r.printf("left behind: the registrar sends calls for %s to %s for %s (until %s), and nothing listens there once this exits;"+
+			" without --once, hlas ua register stays, refreshes and unregisters when stopped",
+			u.AOR().String(), u.Contact().URI.String(), granted, time.Now().Add(granted).UTC().Format(time.RFC3339))
 		return 0
+	}
+	if r.f.duration > 0 {
+		r.printf("staying registered for %s, refreshing every %s", r.f.duration, u.Registered()/2)
+	} else {
+		r.printf("staying registered, refreshing every %s; SIGINT or SIGTERM unregisters", u.Registered()/2)
+	}
+	var until <-chan time.Time
+	if r.f.duration > 0 {
+		t := time.NewTimer(r.f.duration)
+		defer t.Stop()
+		until = t.C
 	}
 	select {
 	case <-ctx.Done():
-	case <-time.After(r.f.duration):
+	case <-until:
 	}
 	c2, cancel2 := context.WithTimeout(context.Background(), r.f.timeout)
 	defer cancel2()
