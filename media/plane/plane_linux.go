@@ -792,7 +792,7 @@ func (r *reader) secure(l *Leg, kind, i int, src netip.AddrPort) int8 {
 	}
 	switch demux(b) {
 	case pktSTUN:
-		n, res := sl.s.STUN(b, src, r.reply[:])
+		n, res := sl.s.STUN(b, src, sl.validated(src), r.reply[:])
 		if n > 0 && n <= len(r.reply) {
 			r.answer(l, src, n)
 		}

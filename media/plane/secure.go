@@ -35,8 +35,11 @@ type Secure interface {
 	// or a consent freshness check of RFC 7675, which is the same). It
 	// may write an answer into resp, which the plane sends back to src
 	// from the RTP socket, and returns the answer's length (0: none) and
-	// what the message proved about src.
-	STUN(msg []byte, src netip.AddrPort, resp []byte) (n int, r STUNResult)
+	// what the message proved about src. validated says src already
+	// passed a check since the last RestartICE: a Secure that limits
+	// its STUN rate must not let strangers spend the budget of the
+	// party's own checks (consent freshness keeps the call alive).
+	STUN(msg []byte, src netip.AddrPort, validated bool, resp []byte) (n int, r STUNResult)
 	// DTLS takes a DTLS record from src, a source that passed an ICE
 	// check. It copies what it keeps; false means its queue was full and
 	// the record is dropped (queue_full).

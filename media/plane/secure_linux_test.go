@@ -40,7 +40,7 @@ const (
 
 func stunCmd(c byte) []byte { return []byte{0x00, c, 0, 0} }
 
-func (f *fakeSecure) STUN(msg []byte, src netip.AddrPort, resp []byte) (int, STUNResult) {
+func (f *fakeSecure) STUN(msg []byte, src netip.AddrPort, _ bool, resp []byte) (int, STUNResult) {
 	if len(msg) < 2 {
 		return 0, STUNRefused
 	}

@@ -124,9 +124,13 @@ func understood(t stun.AttrType) bool {
 // later, consent freshness checks (RFC 7675 §5.1), with a success
 // response proving that the source reached us. A lite agent sends no
 // checks of its own, so responses to it are refused.
-func (e *Endpoint) handleSTUN(b []byte, src netip.AddrPort, resp []byte) (int, plane.STUNResult) {
+//
+// The rate limit applies to sources that have not passed a check
+// (validated false): a stranger flooding the port must not starve the
+// browser's own consent checks (RFC 7675), which would end the call.
+func (e *Endpoint) handleSTUN(b []byte, src netip.AddrPort, validated bool, resp []byte) (int, plane.STUNResult) {
 	st := &e.stun
-	if !st.allow(e.now()) {
+	if !validated && !st.allow(e.now()) {
 		return 0, plane.STUNRateLimited
 	}
 	// Over UDP a datagram is one whole message (RFC 8489 §6.1), its

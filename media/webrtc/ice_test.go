@@ -118,7 +118,7 @@ func TestSTUNResponder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := append([]byte(nil), tt.msg...)
 			resp := make([]byte, 2048)
-			n, res := e.handleSTUN(tt.msg, peerSrc, resp)
+			n, res := e.handleSTUN(tt.msg, peerSrc, false, resp)
 			if res != tt.result {
 				t.Errorf("result %d, want %d", res, tt.result)
 			}
@@ -209,7 +209,7 @@ func TestSTUNTampered(t *testing.T) {
 	b = binary.BigEndian.AppendUint16(b, 4)
 	b = binary.BigEndian.AppendUint32(b, stun.FingerprintValue(b[:len(b)-4]))
 	resp := make([]byte, 2048)
-	n, res := e.handleSTUN(b, peerSrc, resp)
+	n, res := e.handleSTUN(b, peerSrc, false, resp)
 	if res != plane.STUNRefused {
 		t.Fatalf("tampered check: %d", res)
 	}
@@ -222,14 +222,14 @@ func TestSTUNEarlyCheck(t *testing.T) {
 	e, _ := newResponder(1000, false)
 	local := e.Local()
 	resp := make([]byte, 2048)
-	if _, res := e.handleSTUN(check(t, local.Ufrag+":whoever", local.Pwd, controlling), peerSrc, resp); res != plane.STUNValid {
+	if _, res := e.handleSTUN(check(t, local.Ufrag+":whoever", local.Pwd, controlling), peerSrc, false, resp); res != plane.STUNValid {
 		t.Errorf("early check: %d", res)
 	}
 	if !e.iceOK.Load() {
 		t.Error("a passed check did not mark ICE as validated")
 	}
 	for _, user := range []string{local.Ufrag + ":", local.Ufrag, "other:" + local.Ufrag} {
-		if _, res := e.handleSTUN(check(t, user, local.Pwd, controlling), peerSrc, resp); res != plane.STUNRefused {
+		if _, res := e.handleSTUN(check(t, user, local.Pwd, controlling), peerSrc, false, resp); res != plane.STUNRefused {
 			t.Errorf("USERNAME %q: %d", user, res)
 		}
 	}
@@ -243,7 +243,7 @@ func TestSTUNRateLimit(t *testing.T) {
 	resp := make([]byte, 2048)
 	results := func(k int) (answered, limited int) {
 		for range k {
-			switch n, res := e.handleSTUN(msg, peerSrc, resp); {
+			switch n, res := e.handleSTUN(msg, peerSrc, false, resp); {
 			case res == plane.STUNRateLimited && n == 0:
 				limited++
 			case res == plane.STUNValid && n > 0:
@@ -310,7 +310,7 @@ func FuzzSTUN(f *testing.F) {
 	resp := make([]byte, 2048)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := append([]byte(nil), b...)
-		n, res := e.handleSTUN(b, peerSrc, resp)
+		n, res := e.handleSTUN(b, peerSrc, false, resp)
 		if !bytes.Equal(in, b) {
 			t.Fatal("the datagram was changed")
 		}
@@ -349,4 +349,28 @@ func FuzzSTUN(f *testing.F) {
 			t.Fatalf("answer to a message %v with another transaction ID", err)
 		}
 	})
+}
+
+// A stranger that spends the leg's STUN budget does not starve the
+// checks of the validated browser: its consent checks keep the call.
+func TestSTUNRateLimitSparesValidated(t *testing.T) {
+	e, _ := newResponder(2, true)
+	local := e.Local()
+	msg := check(t, local.Ufrag+":"+peerUfrag, local.Pwd, controlling)
+	resp := make([]byte, 2048)
+	stranger := netip.MustParseAddrPort("198.51.100.66:4000")
+	limited := 0
+	for range 50 {
+		if _, res := e.handleSTUN(msg, stranger, false, resp); res == plane.STUNRateLimited {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("the stranger was never limited")
+	}
+	for i := range 10 {
+		if n, res := e.handleSTUN(msg, peerSrc, true, resp); res != plane.STUNValid || n == 0 {
+			t.Fatalf("check %d of the validated source: result %d, %d bytes; want an answer", i, res, n)
+		}
+	}
 }

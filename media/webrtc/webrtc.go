@@ -316,8 +316,8 @@ type secure Endpoint
 var _ plane.Secure = (*secure)(nil)
 
 // STUN answers ICE checks; see handleSTUN.
-func (s *secure) STUN(msg []byte, src netip.AddrPort, resp []byte) (int, plane.STUNResult) {
-	return (*Endpoint)(s).handleSTUN(msg, src, resp)
+func (s *secure) STUN(msg []byte, src netip.AddrPort, validated bool, resp []byte) (int, plane.STUNResult) {
+	return (*Endpoint)(s).handleSTUN(msg, src, validated, resp)
 }
 
 // DTLS queues a copy of a record for the DTLS connection.
