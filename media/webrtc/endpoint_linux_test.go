@@ -327,3 +327,21 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		})
 	}
 }
+
+// A re-offer with actpass keeps the DTLS roles and the session it has
+// (RFC 8842 §5.5): the relay that was the client stays the client, with
+// its keys.
+func TestReofferActpassKeepsRole(t *testing.T) {
+	br := newBridge(t, Config{})
+	st := newStub(t, br)
+	connect(t, br, st, false) // the browser said passive: the relay is the client
+	if err := br.e.SetRemote(st.params(), "actpass"); err != nil {
+		t.Fatal(err)
+	}
+	if got := br.e.LocalSetup(); got != "active" {
+		t.Errorf("a=setup:%s after a re-offer with actpass, want active (unchanged)", got)
+	}
+	if !br.e.Ready() {
+		t.Error("the keys were dropped: the re-offer restarted DTLS")
+	}
+}

@@ -200,8 +200,19 @@ func (e *Endpoint) SetRemote(p Params, remoteSetup string) error {
 	if e.closed || e.isDetached() {
 		return ErrClosed
 	}
+	if remoteSetup == "actpass" && e.hasRemote {
+		// A re-offer leaves the roles as they are (RFC 8842 §5.5):
+		// flipping them would restart DTLS for nothing.
+		client = e.client
+	}
 	iceRestart := e.hasRemote && (p.Ufrag != e.remote.Ufrag || p.Pwd != e.remote.Pwd)
-	dtlsRestart := !e.hasRemote || !fp.equal(e.remoteFP) || client != e.client
+	// A session that failed (a timeout, a wrong certificate) is tried
+	// again by the next offer or answer, even with the same values.
+	failed := false
+	if s := e.sess.Load(); s != nil && s.failure() != nil {
+		failed = true
+	}
+	dtlsRestart := !e.hasRemote || !fp.equal(e.remoteFP) || client != e.client || failed
 	switch {
 	case iceRestart:
 		e.ice.Store(newICECreds().withRemote(p.Ufrag, p.Pwd))
