@@ -16,7 +16,19 @@ type wsFlows struct {
 
 	mu   sync.Mutex
 	aors map[*transport.Conn]map[string]struct{} // the AORs bound over each connection
+	// closing are connections that closed with bindings to remove, for a
+	// goroutine that runs only while there are some (as Conn.Send's
+	// writer): the removal writes to the store and notifies, which the
+	// goroutine that closed the connection (a worker's failed send, a
+	// timer) must not wait for.
+	closing []*transport.Conn
+	running bool
 }
+
+// maxClosing bounds the connections waiting for their bindings to be
+// removed; beyond it they are left to expire (calls to them fail with
+// 480 anyway, their flow being gone).
+const maxClosing = 1 << 16
 
 func newWSFlows(s *Server) *wsFlows {
 	return &wsFlows{s: s, aors: map[*transport.Conn]map[string]struct{}{}}
@@ -47,8 +59,53 @@ func (w *wsFlows) watch(c *transport.Conn, aor string) {
 	set[aor] = struct{}{}
 	w.mu.Unlock()
 	if first {
-		c.OnClose(func() { w.closed(c) })
+		c.OnClose(func() { w.queue(c) })
 	}
+}
+
+// queue hands a closed connection to the remover goroutine, starting it
+// when none runs.
+func (w *wsFlows) queue(c *transport.Conn) {
+	s := w.s
+	w.mu.Lock()
+	if len(w.closing) >= maxClosing {
+		w.mu.Unlock()
+		s.log.Warn("bindings over a closed websocket left to expire: too many closing at once")
+		return
+	}
+	w.closing = append(w.closing, c)
+	if w.running {
+		w.mu.Unlock()
+		return
+	}
+	w.running = true
+	w.mu.Unlock()
+	s.asyncMu.Lock()
+	if s.noAsync { // stopping: the bindings stay, as the connection's peers would after a restart
+		s.asyncMu.Unlock()
+		w.mu.Lock()
+		w.closing, w.running = nil, false
+		w.mu.Unlock()
+		return
+	}
+	s.async.Add(1)
+	s.asyncMu.Unlock()
+	go func() {
+		defer s.async.Done()
+		for {
+			w.mu.Lock()
+			if len(w.closing) == 0 {
+				w.closing, w.running = nil, false
+				w.mu.Unlock()
+				return
+			}
+			c := w.closing[0]
+			w.closing[0] = nil
+			w.closing = w.closing[1:]
+			w.mu.Unlock()
+			w.closed(c)
+		}
+	}()
 }
 
 // closed removes the bindings still over c, as an unregistration would.
