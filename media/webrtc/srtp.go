@@ -29,6 +29,61 @@ type srtpKeys struct {
 	// Scratch headers, so that parsing reuses their slices.
 	decRTP, encRTP rtp.Header
 	rtcpHdr        rtcp.Header
+	// The SSRCs each direction has carried: pion/srtp keeps state for
+	// every SSRC it sees for the context's life, and the phone's side
+	// is plain, unauthenticated RTP, so a stream of new SSRCs would grow
+	// it without end. Beyond maxSSRCs new ones are refused.
+	encSSRC, decSSRC ssrcSet
+}
+
+// maxSSRCs bounds the SSRCs one direction of a leg may carry. A phone
+// sends one per stream and may change it at a re-INVITE; no call comes
+// near this.
+const maxSSRCs = 256
+
+// errTooManySSRCs refuses a packet of one SSRC too many.
+var errTooManySSRCs = errors.New("webrtc: too many SSRCs on one leg")
+
+// ssrcSet is a small set of SSRCs, searched linearly (most legs carry
+// one or two).
+type ssrcSet struct{ ids []uint32 }
+
+func (s *ssrcSet) has(ssrc uint32) bool {
+	for _, id := range s.ids {
+		if id == ssrc {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *ssrcSet) full() bool { return len(s.ids) >= maxSSRCs }
+
+// admit reports whether ssrc may be carried, adding it if there is room.
+func (s *ssrcSet) admit(ssrc uint32) bool {
+	for _, id := range s.ids {
+		if id == ssrc {
+			return true
+		}
+	}
+	if len(s.ids) >= maxSSRCs {
+		return false
+	}
+	s.ids = append(s.ids, ssrc)
+	return true
+}
+
+// packetSSRC is the SSRC of an RTP packet (bytes 8-11) or the sender SSRC
+// of an RTCP one (bytes 4-7); ok false when the packet is too short.
+func packetSSRC(pkt []byte, isRTCP bool) (uint32, bool) {
+	off := 8
+	if isRTCP {
+		off = 4
+	}
+	if len(pkt) < off+4 {
+		return 0, false
+	}
+	return uint32(pkt[off])<<24 | uint32(pkt[off+1])<<16 | uint32(pkt[off+2])<<8 | uint32(pkt[off+3]), true
 }
 
 // newSRTPKeys derives the keys from a completed handshake: the
@@ -85,6 +140,12 @@ var errNotInPlace = errors.New("webrtc: SRTP did not work in place")
 
 // unprotect authenticates and decrypts pkt in place (RFC 3711 §3.3).
 func (k *srtpKeys) unprotect(pkt []byte, isRTCP bool) (int, error) {
+	// Counted once authenticated (pion too keeps state only then), so
+	// forged packets cannot fill the set.
+	ssrc, ok := packetSSRC(pkt, isRTCP)
+	if !ok || !k.decSSRC.has(ssrc) && k.decSSRC.full() {
+		return 0, errTooManySSRCs
+	}
 	var out []byte
 	var err error
 	if isRTCP {
@@ -95,6 +156,7 @@ func (k *srtpKeys) unprotect(pkt []byte, isRTCP bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	k.decSSRC.admit(ssrc)
 	if len(out) > len(pkt) || len(out) > 0 && &out[0] != &pkt[0] {
 		return 0, errNotInPlace
 	}
@@ -112,6 +174,9 @@ func (k *srtpKeys) protect(pkt []byte, isRTCP bool) (int, error) {
 	}
 	if len(pkt)+over > cap(pkt) {
 		return 0, plane.ErrTooBig
+	}
+	if ssrc, ok := packetSSRC(pkt, isRTCP); !ok || !k.encSSRC.admit(ssrc) {
+		return 0, errTooManySSRCs
 	}
 	var out []byte
 	var err error

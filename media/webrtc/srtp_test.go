@@ -3,6 +3,7 @@ package webrtc
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -162,4 +163,31 @@ func FuzzUnprotect(f *testing.F) {
 			t.Fatalf("decrypted to %x, want %x", in[:m], plain)
 		}
 	})
+}
+
+// The phone's side is plain RTP: a stream of new SSRCs must not grow the
+// SRTP state without end. Beyond maxSSRCs a new one is refused; the
+// SSRCs already carried go on.
+func TestSRTPSSRCBound(t *testing.T) {
+	relay, _ := testKeys(t, profiles[0])
+	payload := bytes.Repeat([]byte{0xd5}, 160)
+	protect := func(ssrc uint32) error {
+		p := rtpBytes(t, 1, payload)
+		binary.BigEndian.PutUint32(p[8:12], ssrc)
+		buf := make([]byte, len(p), 2048)
+		copy(buf, p)
+		_, err := relay.protect(buf, false)
+		return err
+	}
+	for ssrc := range uint32(maxSSRCs) {
+		if err := protect(ssrc + 1); err != nil {
+			t.Fatalf("SSRC %d: %v", ssrc+1, err)
+		}
+	}
+	if err := protect(maxSSRCs + 1); !errors.Is(err, errTooManySSRCs) {
+		t.Fatalf("SSRC %d: %v, want errTooManySSRCs", maxSSRCs+1, err)
+	}
+	if err := protect(1); err != nil {
+		t.Fatalf("a known SSRC after the bound: %v", err)
+	}
 }
