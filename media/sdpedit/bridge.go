@@ -338,6 +338,13 @@ func (d *Description) Transport(i int) Transport {
 			case "ice-pwd":
 				f = &t.Pwd
 			case "fingerprint":
+				// Several may be listed (RFC 8122 §5): the first with a
+				// hash the relay verifies (SHA-2) wins over an earlier
+				// sha-1 or md5 one.
+				if t.Fingerprint != "" && !strongFingerprint(t.Fingerprint) && strongFingerprint(val) {
+					t.Fingerprint = val
+					continue
+				}
 				f = &t.Fingerprint
 			case "setup":
 				f = &t.Setup
@@ -443,4 +450,15 @@ func token(s string, max int) bool {
 		}
 	}
 	return true
+}
+
+// strongFingerprint reports a fingerprint whose hash function the relay
+// verifies certificates with (media/webrtc: SHA-256, SHA-384, SHA-512).
+func strongFingerprint(fp string) bool {
+	h, _, _ := strings.Cut(fp, " ")
+	switch strings.ToLower(h) {
+	case "sha-256", "sha-384", "sha-512":
+		return true
+	}
+	return false
 }

@@ -537,6 +537,23 @@ a=fingerprint:sha-512 EE:FF
 	if tr := mustParse(t, baresipOffer).Transport(0); tr != (Transport{}) {
 		t.Errorf("plain offer: %+v", tr)
 	}
+	// Several fingerprints (RFC 8122 §5): a SHA-2 one wins over an
+	// earlier sha-1 one, which the relay could not verify with.
+	got = mustParse(t, crlf(`v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+t=0 0
+m=audio 9 UDP/TLS/RTP/SAVPF 0
+c=IN IP4 0.0.0.0
+a=ice-ufrag:medi
+a=ice-pwd:sessionpasswordsession1
+a=setup:actpass
+a=fingerprint:sha-1 AA:BB
+a=fingerprint:sha-256 CC:DD
+`)).Transport(0)
+	if got.Fingerprint != "sha-256 CC:DD" {
+		t.Errorf("sha-1 listed first: fingerprint %q, want the sha-256 one", got.Fingerprint)
+	}
 }
 
 func TestTransportCheck(t *testing.T) {
