@@ -81,6 +81,9 @@ type Env struct {
 	// Presence returns an AOR's presence state; nil when the server's
 	// event packages are off (the endpoint answers 501).
 	Presence func(aor string) Presentity
+	// Events is the server's event bus (GET /api/v1/events); nil: the
+	// stream answers 501.
+	Events *Bus
 	// Stats returns the server's statistics as JSON-ready data.
 	Stats func() any
 	// Ready reports whether the server serves (/readyz); nil: always.

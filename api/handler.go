@@ -61,6 +61,7 @@ var routes = []route{
 	{"GET /api/v1/presence/{aor}/mwi", (*API).getMWI, false},
 	{"PUT /api/v1/presence/{aor}/mwi", (*API).setMWI, false},
 	{"GET /api/v1/stats", (*API).stats, false},
+	{eventsRoute, (*API).events, false},
 }
 
 // New builds the API over env.
@@ -96,10 +97,18 @@ func New(cfg Config, env Env) (*API, error) {
 		if err := registerAll(env.Registerer, a.requests, a.authFailures, a.busy); err != nil {
 			return nil, err
 		}
+		if err := registerAll(env.Registerer, eventMetrics(env.Events)...); err != nil {
+			return nil, err
+		}
 	}
 	for _, rt := range routes {
+		if rt.pattern == eventsRoute {
+			a.mux.Handle(rt.pattern, a.wrapStream(rt))
+			continue
+		}
 		a.mux.Handle(rt.pattern, a.wrap(rt))
 	}
+	a.mux.Handle(consoleRoute.pattern, a.wrap(consoleRoute))
 	return a, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hlas-voip/hlas/auth"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/store"
 )
 
 // openAccounting builds the call detail records (when enabled), writing
@@ -20,8 +21,12 @@ func (s *Server) openAccounting(log *slog.Logger) error {
 	if !s.cfg.Accounting.On() {
 		return nil
 	}
+	var recs store.CDRs = s.store
+	if s.apiEvents != nil {
+		recs = cdrStore{cdrs: s.store, ae: s.apiEvents}
+	}
 	a, err := acc.New(s.cfg.Accounting, acc.Env{
-		Store: s.store, Clock: s.txl.Config().Clock, Logger: log, Registerer: s.reg,
+		Store: recs, Clock: s.txl.Config().Clock, Logger: log, Registerer: s.reg,
 	})
 	if err != nil {
 		return err

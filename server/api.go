@@ -36,6 +36,9 @@ type APIConfig struct {
 	Listen string `yaml:"listen"`
 	// TLS serves HTTPS with the server's tls_cert and tls_key.
 	TLS bool `yaml:"tls"`
+	// EventsBuffer is how many events GET /api/v1/events keeps for
+	// clients that resume. Default api.DefaultEventsBuffer.
+	EventsBuffer int `yaml:"events_buffer"`
 	// Config bounds the API's work: max_body, max_in_flight, timeout.
 	api.Config `yaml:",inline"`
 }
@@ -60,6 +63,9 @@ func (c APIConfig) validate(cfg *Config) error {
 	}
 	if c.TLS && (cfg.TLSCert == "" || cfg.TLSKey == "") {
 		return errors.New("config api.tls: needs tls_cert and tls_key")
+	}
+	if c.EventsBuffer < 0 {
+		return errors.New("config api.events_buffer must not be negative")
 	}
 	if err := c.Config.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
@@ -102,6 +108,9 @@ func (s *Server) startAPI() error {
 	if ev := s.events; ev != nil {
 		env.Presence = ev.presentity
 	}
+	if ae := s.apiEvents; ae != nil {
+		env.Events = ae.bus
+	}
 	h, err := api.New(c.Config, env)
 	if err != nil {
 		return err
@@ -124,6 +133,9 @@ func (s *Server) startAPI() error {
 	as.ln = ln
 	as.http = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	if ae := s.apiEvents; ae != nil {
+		as.http.RegisterOnShutdown(func() { ae.bus.Drop("server stopping") })
+	}
 	s.api = as
 	go func() { _ = as.http.Serve(ln) }()
 	as.ready.Store(true)

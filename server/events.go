@@ -468,6 +468,9 @@ func (ev *events) reauthorize(presentity string) {
 // changed tells the notifier that resource's state in pkg changed, for
 // its own watchers and for the lists it is a member of.
 func (ev *events) changed(pkg, resource string) {
+	if ev.s != nil && ev.s.apiEvents != nil && presencePkg(pkg) {
+		ev.s.apiEvents.presence(resource)
+	}
 	ev.n.Changed(pkg, resource)
 	ev.rls.memberChanged(pkg, resource)
 }

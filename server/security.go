@@ -139,6 +139,9 @@ func (e *edge) banned(b security.Ban) {
 	}
 	e.log.Warn("banned", "source", b.Prefix.String(), "reason", b.Reason, "until", until)
 	e.bansTotal.WithLabelValues(b.Kind()).Inc()
+	if e.s != nil && e.s.apiEvents != nil {
+		e.s.apiEvents.banned(b)
+	}
 	select {
 	case e.persist <- b:
 	default:

@@ -119,8 +119,10 @@ type Server struct {
 	events  *events
 	dialogs *dialogWatch
 
-	// api is the REST API's listener (api.go), nil when off.
-	api *apiServer
+	// api is the REST API's listener (api.go), nil when off; apiEvents
+	// feeds its event stream (apievents.go), nil when the API is off.
+	api       *apiServer
+	apiEvents *apiEvents
 
 	// reload is the state of Reload (server/reload.go).
 	reload reloadState
@@ -211,6 +213,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			tcfg.TLSConfig.ClientCAs = pool
 		}
 	}
+	if cfg.API.On() {
+		s.apiEvents = newAPIEvents(s, cfg.API.EventsBuffer)
+	}
 	edge, err := newEdge(s, cfg.Security, log)
 	if err != nil {
 		return nil, fmt.Errorf("config %w", err)
@@ -263,6 +268,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// accounting (server/event_dialog.go).
 		s.dialogs = newDialogWatch(s, acct)
 		acct = s.dialogs
+	}
+	if s.apiEvents != nil {
+		acct = &callWatch{ae: s.apiEvents, next: acct, withAcc: s.acc != nil}
 	}
 	px, err := proxy.New(cfg.Routing, proxy.Env{
 		Media: s.media, MediaPolicy: cfg.Media.Relay,
@@ -1058,6 +1066,9 @@ func (s *Server) openRegistrar(log *slog.Logger) error {
 			}
 			if ev := s.events; ev != nil {
 				ev.n.Changed("reg", aor)
+			}
+			if ae := s.apiEvents; ae != nil {
+				ae.registration(aor)
 			}
 		},
 	}); err != nil {
