@@ -86,6 +86,12 @@ type Env struct {
 	Events *Bus
 	// Stats returns the server's statistics as JSON-ready data.
 	Stats func() any
+	// Reload re-reads the server's configuration and applies what can
+	// change live (POST /api/v1/reload, as SIGHUP); it returns the
+	// report, JSON-ready, or why the configuration was refused (nothing
+	// changed then), or ErrNoReload when there is nothing to reload
+	// from. nil: the endpoint answers 501 as for ErrNoReload.
+	Reload func() (any, error)
 	// Ready reports whether the server serves (/readyz); nil: always.
 	Ready func() error
 	// AuthFailed reports a request with a wrong or missing token from
@@ -100,6 +106,10 @@ type Env struct {
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
+
+// ErrNoReload is what Env.Reload returns when the server has no
+// configuration source to read again: the endpoint answers 501.
+var ErrNoReload = errors.New("api: no configuration source to reload from")
 
 // Config bounds the API's work.
 type Config struct {

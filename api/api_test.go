@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -626,5 +627,48 @@ func TestAPIConfigValidate(t *testing.T) {
 	}
 	if _, err := New(Config{}, Env{}); err == nil {
 		t.Error("New without a store")
+	}
+}
+
+// TestAPIReload: POST /api/v1/reload applies the configuration again
+// through Env.Reload and answers its report; a refused configuration is
+// 400 with the reason; a read-only token may not; a server without a
+// configuration source answers 501.
+func TestAPIReload(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.must(501, "POST", "/api/v1/reload", "", nil)
+
+	calls := 0
+	var refuse error
+	a, err := New(Config{}, Env{Store: f.st, Registrar: f.reg, Reload: func() (any, error) {
+		calls++
+		if refuse != nil {
+			return nil, refuse
+		}
+		return map[string]any{"applied": []map[string]string{{"key": "log_level", "old": "info", "new": "debug"}}}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(a)
+	t.Cleanup(f.srv.Close)
+
+	var rep struct {
+		Applied []struct{ Key, Old, New string } `json:"applied"`
+	}
+	f.must(200, "POST", "/api/v1/reload", "", &rep)
+	if calls != 1 || len(rep.Applied) != 1 || rep.Applied[0].Key != "log_level" || rep.Applied[0].New != "debug" {
+		t.Errorf("calls %d, report %+v", calls, rep)
+	}
+	refuse = errors.New(`config hlas.yaml: line 3: field lsten not found`)
+	code, body, _ := f.do(f.token, "POST", "/api/v1/reload", "")
+	if code != 400 || !strings.Contains(errorOf(t, body).Message, "lsten") {
+		t.Errorf("refused configuration: %d %s", code, body)
+	}
+	if code, _, _ := f.do(f.roToken, "POST", "/api/v1/reload", ""); code != 403 {
+		t.Errorf("read-only token: %d, want 403", code)
+	}
+	if calls != 2 {
+		t.Errorf("Reload called %d times, want 2 (not for the read-only token)", calls)
 	}
 }

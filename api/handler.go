@@ -61,6 +61,7 @@ var routes = []route{
 	{"GET /api/v1/presence/{aor}/mwi", (*API).getMWI, false},
 	{"PUT /api/v1/presence/{aor}/mwi", (*API).setMWI, false},
 	{"GET /api/v1/stats", (*API).stats, false},
+	{"POST /api/v1/reload", (*API).reload, false},
 	{eventsRoute, (*API).events, false},
 }
 

@@ -529,3 +529,20 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, v)
 }
+
+// reload applies the configuration file again (docs/reload.md): 200 with
+// what was applied and what needs a restart, 400 when the file is
+// refused (the running configuration stays whole).
+func (a *API) reload(w http.ResponseWriter, r *http.Request) error {
+	if a.env.Reload == nil {
+		return fail(http.StatusNotImplemented, "", "this server has no configuration source to reload from")
+	}
+	rep, err := a.env.Reload()
+	if errors.Is(err, ErrNoReload) {
+		return fail(http.StatusNotImplemented, "", "this server has no configuration source to reload from")
+	}
+	if err != nil {
+		return fail(http.StatusBadRequest, "", "configuration refused, nothing changed: %v", err)
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}

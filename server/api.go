@@ -97,6 +97,16 @@ func (s *Server) startAPI() error {
 		Store:      s.store,
 		Registrar:  s.registrar,
 		Stats:      func() any { return s.apiStats(as.started) },
+		Reload: func() (any, error) {
+			rep, err := s.ReloadFromSource()
+			if errors.Is(err, ErrNoConfigSource) {
+				return nil, api.ErrNoReload
+			}
+			if err != nil {
+				return nil, err
+			}
+			return rep, nil
+		},
 		Ready:      func() error { return as.readyErr() },
 		Registerer: s.reg,
 		Logger:     s.log,

@@ -196,3 +196,39 @@ func TestAPIServerTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIServerReload: POST /api/v1/reload applies the configuration the
+// server's loader gives (as SIGHUP does) and answers the report; without
+// a loader it is 501.
+func TestAPIServerReload(t *testing.T) {
+	cfg := Config{Listen: []string{"udp:127.0.0.1:0"}, Domains: []string{"example.test"},
+		API: APIConfig{Listen: "127.0.0.1:0"}}
+	srv := startServer(t, cfg)
+	base := "http://" + srv.APIAddr()
+	token, hash, _ := api.NewToken()
+	if err := srv.store.AddAPIToken(context.Background(), store.APIToken{Name: "ops", Hash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	if code := apiCall(t, base, token, "POST", "/api/v1/reload", nil); code != 501 {
+		t.Fatalf("without a configuration source = %d, want 501", code)
+	}
+	srv.SetConfigLoader(func() (Config, error) {
+		c := cfg
+		c.Routing.Locations = map[string][]string{"bob@example.test": {"sip:bob@192.0.2.7:5060"}}
+		return c, nil
+	})
+	var rep ReloadReport
+	if code := apiCall(t, base, token, "POST", "/api/v1/reload", &rep); code != 200 {
+		t.Fatalf("reload = %d", code)
+	}
+	applied := false
+	for _, c := range rep.Applied {
+		applied = applied || c.Key == "routing.locations"
+	}
+	if !applied {
+		t.Errorf("report %+v does not list routing.locations as applied", rep)
+	}
+	if got := srv.proxy.Config().Locations["bob@example.test"]; len(got) != 1 {
+		t.Errorf("the proxy routes bob to %v after the reload", got)
+	}
+}

@@ -77,6 +77,11 @@ func (s *Server) SetConfigLoader(load func() (Config, error)) {
 	s.reload.mu.Unlock()
 }
 
+// ErrNoConfigSource is ReloadFromSource's error when no loader was set
+// (SetConfigLoader): a server built from a Config in code has no file to
+// read again.
+var ErrNoConfigSource = errors.New("server: no configuration source to reload from")
+
 // ReloadFromSource builds the configuration again with the loader of
 // SetConfigLoader and Reloads it: what SIGHUP and the reload API do. A
 // configuration that does not load is logged and returned, and changes
@@ -86,7 +91,7 @@ func (s *Server) ReloadFromSource() (ReloadReport, error) {
 	load := s.reload.load
 	s.reload.mu.Unlock()
 	if load == nil {
-		return ReloadReport{}, errors.New("server: no configuration source to reload from")
+		return ReloadReport{}, ErrNoConfigSource
 	}
 	cfg, err := load()
 	if err != nil {
