@@ -435,10 +435,12 @@ func (v *Verifier) certificate(ctx context.Context, x5u string) *certEntry {
 }
 
 func (v *Verifier) fetch(x5u string, call *fetchCall) {
-	defer func() { <-v.fetchSem }()
 	ctx, cancel := context.WithTimeout(context.Background(), v.cfg.Timeout)
-	defer cancel()
 	e, maxAge := v.load(ctx, x5u)
+	cancel()
+	// The slot is free before anyone hears the result: a caller that
+	// verifies again at once must not find it still taken.
+	<-v.fetchSem
 	e.x5u = x5u
 	now := v.cfg.Now()
 	if e.code != CodeValid {
