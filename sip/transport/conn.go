@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -40,11 +41,14 @@ type Conn struct {
 	remote  netip.AddrPort
 	inbound bool
 
-	wmu       sync.Mutex // one message at a time
-	closed    atomic.Bool
-	done      chan struct{} // closed once the conn is closed and out of the table
-	closeOnce sync.Once
-	closeErr  error
+	wmu sync.Mutex // one message at a time
+	// writeBroken is set (to when reading must end, unix ns) once a
+	// write found the peer gone: no more writes; the reader drains.
+	writeBroken atomic.Int64
+	closed      atomic.Bool
+	done        chan struct{} // closed once the conn is closed and out of the table
+	closeOnce   sync.Once
+	closeErr    error
 
 	// lingering is set once an Oversize or BadFraming packet was
 	// delivered: the connection then closes after the next write.
@@ -294,7 +298,7 @@ func (c *Conn) drain() {
 func (c *Conn) write(data []byte, message bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.isClosed() {
+	if c.isClosed() || c.writeBroken.Load() != 0 {
 		return fmt.Errorf("transport: write %s %s: %w", c.proto, c.remote, ErrConnClosed)
 	}
 	st := &c.m.stats[protoIndex(c.proto)]
@@ -310,6 +314,14 @@ func (c *Conn) write(data []byte, message bool) error {
 	st.bytesOut.Add(uint64(n))
 	if err != nil {
 		st.writeErrors.Add(1)
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			// The peer is gone, but what it sent before going may still
+			// wait in the socket (a phone that sends its unPUBLISH and
+			// closes at once): the reader delivers it, meets the end of
+			// the stream within drainTimeout and closes the connection.
+			c.writeBroken.Store(time.Now().Add(drainTimeout).UnixNano())
+			return fmt.Errorf("transport: write %s %s: %w", c.proto, c.remote, err)
+		}
 		c.closeWith("write failed: " + err.Error())
 		return fmt.Errorf("transport: write %s %s: %w", c.proto, c.remote, err)
 	}
@@ -357,6 +369,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		if d := r.msgStart.Add(c.m.cfg.MessageTimeout); d.Before(deadline) {
 			deadline, r.overdue = d, true
 		}
+	}
+	if b := c.writeBroken.Load(); b != 0 && time.Unix(0, b).Before(deadline) {
+		deadline = time.Unix(0, b)
 	}
 	if err := c.nc.SetReadDeadline(deadline); err != nil {
 		return 0, err
