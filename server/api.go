@@ -94,9 +94,9 @@ func (s *Server) startAPI() error {
 	}
 	as := &apiServer{started: time.Now()}
 	env := api.Env{
-		Store:      s.store,
-		Registrar:  s.registrar,
-		Stats:      func() any { return s.apiStats(as.started) },
+		Store:     s.store,
+		Registrar: s.registrar,
+		Stats:     func() any { return s.apiStats(as.started) },
 		Reload: func() (any, error) {
 			rep, err := s.ReloadFromSource()
 			if errors.Is(err, ErrNoConfigSource) {
