@@ -56,6 +56,8 @@ const (
 	// by the proxy's decision (a media relay's inactivity timeout, see
 	// EndCall).
 	EndMediaTimeout = "media-timeout"
+	// EndAPI: an operator hung the call up through the REST API.
+	EndAPI = "api"
 )
 
 // Env is what Accounting needs from the server.
@@ -725,7 +727,7 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		send()
 		return
 	}
-	if Challenge(res) && !up.Cancelled {
+	if Challenge(res) && !up.Cancelled && up.Killed == "" {
 		// Challenged downstream (a gateway's 401/407): as for the
 		// server's own challenges (Refused), no record; the retry with
 		// credentials (same Call-ID and From tag, a new CSeq) is the call
@@ -761,6 +763,10 @@ func (o *inviteObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	SetFinal(&r, res) // the To tag is whoever refused
 	r.End = now
 	switch {
+	case up.Killed != "":
+		// An operator ended it (the REST API's hang-up): cancelled
+		// by the proxy, with the reason given.
+		r.Status, r.EndedBy, r.EndReason = StatusCancelled, ByProxy, up.Killed
 	case up.Cancelled:
 		r.Status, r.EndedBy, r.EndReason = StatusCancelled, ByCaller, EndCancel
 	case up.Local && res.StatusCode == 408:

@@ -84,6 +84,9 @@ type Env struct {
 	// Events is the server's event bus (GET /api/v1/events); nil: the
 	// stream answers 501.
 	Events *Bus
+	// Calls is the server's call control (/calls); nil: those endpoints
+	// answer 501.
+	Calls Calls
 	// Stats returns the server's statistics as JSON-ready data.
 	Stats func() any
 	// Reload re-reads the server's configuration and applies what can

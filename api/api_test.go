@@ -60,6 +60,7 @@ type fixture struct {
 	failedMu sync.Mutex
 	failed   []netip.Addr
 	now      time.Time
+	calls    *fakeCalls
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -70,7 +71,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &fixture{t: t, st: st, reg: &fakeRegistrar{m: map[string][]registrar.Binding{}}, prom: prometheus.NewRegistry(),
-		now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+		now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), calls: &fakeCalls{}}
 	f.token = f.addToken("ops", false)
 	f.roToken = f.addToken("grafana", true)
 	f.api, err = New(cfg, Env{
@@ -80,6 +81,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 			return Presentity{AOR: aor, Document: "<presence entity=\"sip:" + aor + "\"/>"}
 		},
 		Stats: func() any { return map[string]any{"version": "test", "uptime_seconds": 1.5} },
+		Calls: f.calls,
 		AuthFailed: func(src netip.Addr) {
 			f.failedMu.Lock()
 			f.failed = append(f.failed, src)

@@ -19,8 +19,9 @@ import (
 const (
 	EventRegistration = "registration" // added, refreshed, removed
 	EventCall         = "call"         // started, ringing, answered, ended
-	EventBan          = "ban"          // added
+	EventBan          = "ban"          // added, removed
 	EventPresence     = "presence"     // changed
+	EventOrigination  = "origination"  // a click-to-call's progress
 )
 
 // eventTypes are the types ?types= may name.

@@ -62,6 +62,10 @@ type Upstream struct {
 	Local bool
 	// Cancelled is true when the caller sent CANCEL (RFC 3261 §16.10).
 	Cancelled bool
+	// Killed is why an operator ended the request before it was
+	// answered (Proxy.Hangup: "api"), its branches cancelled as for a
+	// CANCEL; "" otherwise.
+	Killed string
 }
 
 // observe asks Env.Accounting about a request a response context starts
@@ -89,7 +93,7 @@ func (c *rctx) upstream(res *sip.Response, b *branch) {
 	}
 	send := func() { c.respond(res) }
 	c.mu.Lock()
-	up := Upstream{Cancelled: c.cancelled, Local: b == nil && c.finalLocal}
+	up := Upstream{Cancelled: c.cancelled && c.killed == "", Killed: c.killed, Local: b == nil && c.finalLocal}
 	if b != nil {
 		up.Target, up.Proto, up.Addr = b.target.URI, b.r.hop.Proto, b.r.hop.Addr
 	}

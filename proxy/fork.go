@@ -37,8 +37,9 @@ type rctx struct {
 	bestRank   int
 	lastCode   int // the last branch to end, for gateway failover
 	challenges []sip.Field
-	answered   bool // a final response went upstream (or the first 2xx)
-	cancelled  bool // the caller sent CANCEL
+	answered   bool   // a final response went upstream (or the first 2xx)
+	cancelled  bool   // the caller sent CANCEL
+	killed     string // why an operator cancelled it (Hangup); "" when not
 	got6xx     bool
 	released   bool
 	finalLocal bool            // the final response is one the proxy made
@@ -102,7 +103,7 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl,
 		hideID: hideIdentity(req)}
 	c.acct = p.observe(ctx, req, c.in)
-	c.mc = p.mediaCall(req, c.in, pl)
+	c.mc = p.mediaCall(req, c.in, pl, c)
 	if c.mc != nil && req.Method == sip.BYE {
 		// The call ends: its media no longer goes through.
 		p.forgetMedia(req.CallID)

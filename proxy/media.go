@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlas-voip/hlas/media"
@@ -41,21 +42,30 @@ const mediaTimeout = 2 * time.Second
 // tighter bound anyway).
 const maxMediaCalls = 1 << 20
 
-// mediaCalls are the calls the proxy relays, by Call-ID.
+// mediaCalls are the calls the proxy relays, and with Env.TrackCalls
+// every call it forwards with its Record-Route, by Call-ID.
 type mediaCalls struct {
 	mu sync.Mutex
 	m  map[string]*mcall
+	// swept is when tracked calls were last swept for age (calls.go).
+	swept time.Time
 }
 
-// mcall is what the proxy keeps of a relayed call: whose offer is
-// pending, and enough of the dialog to end it with a BYE to each side
-// when the relay reports that its media stopped.
+// mcall is what the proxy keeps of a relayed or tracked call: whose
+// offer is pending, and enough of the dialog to end it with a BYE to each
+// side when the relay reports that its media stopped or an operator
+// hangs it up.
 type mcall struct {
 	callerTag string
 	// cseq are the highest CSeq numbers seen from the caller and the
 	// callee; a BYE of ours goes one above.
 	cseq [2]uint32
 	dlg  *mdialog // from the initial INVITE's 2xx; nil before
+	// relayed says its media goes through Env.Media; a tracked call
+	// may start relaying when a branch crosses address families.
+	relayed atomic.Bool
+	// info is what Calls lists; nil unless Env.TrackCalls.
+	info *callInfo
 }
 
 // mdialog is a confirmed dialog as the proxy saw it pass, in text (the
@@ -125,10 +135,13 @@ func targetNATed(t Target, in Flow) bool {
 	return !ok || ip.Unmap() != ra
 }
 
-// mediaCall returns the relayed call req belongs to, starting one for an
-// initial INVITE when the policy says so; nil: not relayed.
-func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan) *mcall {
-	if p.env.Media == nil || p.mediaPolicy == MediaNever {
+// mediaCall returns the relayed or tracked call req belongs to,
+// starting one for an initial INVITE when the media policy relays it or
+// Env.TrackCalls tracks it; nil: neither. rc is the INVITE's response
+// context, which an operator's hang-up of the unanswered call cancels.
+func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan, rc *rctx) *mcall {
+	relayOn := p.env.Media != nil && p.mediaPolicy != MediaNever
+	if !relayOn && !p.env.TrackCalls {
 		return nil
 	}
 	mc := &p.mcalls
@@ -148,49 +161,77 @@ func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan) *mcall {
 		mc.mu.Unlock()
 		return c
 	}
-	relay := p.mediaPolicy == MediaAlways || behindNAT(req, in)
-	web := isWebSocket(in.Proto) || webRTCSDP(req)
-	for _, t := range pl.all() {
-		if relay {
-			break
+	relay := false
+	if relayOn {
+		relay = p.mediaPolicy == MediaAlways || behindNAT(req, in)
+		web := isWebSocket(in.Proto) || webRTCSDP(req)
+		for _, t := range pl.all() {
+			if relay {
+				break
+			}
+			// A browser and a phone only hear each other through the
+			// relay, which terminates ICE and DTLS-SRTP for the browser.
+			relay = targetNATed(t, in) || isWebSocket(t.Flow.Proto) != web
 		}
-		// A browser and a phone only hear each other through the
-		// relay, which terminates ICE and DTLS-SRTP for the browser.
-		relay = targetNATed(t, in) || isWebSocket(t.Flow.Proto) != web
 	}
-	if !relay {
+	if !relay && !(p.env.TrackCalls && p.recordsRoute(req)) {
 		return nil
 	}
-	return p.startMediaCall(req)
+	return p.startCall(req, in, relay, rc)
 }
 
 // startMediaCall tracks req's call as relayed.
 func (p *Proxy) startMediaCall(req *sip.Request) *mcall {
+	return p.startCall(req, Flow{}, true, nil)
+}
+
+// startCall tracks req's call, relayed or not (a tracked call that starts
+// relaying stays in its entry).
+func (p *Proxy) startCall(req *sip.Request, in Flow, relay bool, rc *rctx) *mcall {
 	mc := &p.mcalls
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if c := mc.m[req.CallID]; c != nil {
+		if relay {
+			c.relayed.Store(true)
+		}
 		return c
+	}
+	if p.env.TrackCalls {
+		p.sweepCallsLocked()
 	}
 	if len(mc.m) >= maxMediaCalls {
 		return nil
 	}
 	c := &mcall{callerTag: strings.Clone(req.From.Tag())}
+	c.relayed.Store(relay)
 	c.cseq[0] = req.CSeq.Seq
+	if p.env.TrackCalls {
+		c.info = newCallInfo(req, in, rc, p.clock.Now())
+	}
 	mc.m[strings.Clone(req.CallID)] = c
 	return c
 }
+
+// isRelayed reports whether c's media goes through the relay.
+func (c *mcall) isRelayed() bool { return c != nil && c.relayed.Load() }
 
 // forgetMedia stops relaying a call: the engine's session ends.
 func (p *Proxy) forgetMedia(callID string) (media.Stats, bool) {
 	mc := &p.mcalls
 	mc.mu.Lock()
-	_, ok := mc.m[callID]
+	c := mc.m[callID]
 	delete(mc.m, callID)
 	mc.mu.Unlock()
-	if !ok {
+	if !c.isRelayed() || p.env.Media == nil {
 		return media.Stats{}, false
 	}
+	return p.releaseMedia(callID)
+}
+
+// releaseMedia ends the engine's session of a relayed call no longer in
+// the table, and hands its statistics to the accounting.
+func (p *Proxy) releaseMedia(callID string) (media.Stats, bool) {
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()
 	st, err := p.env.Media.Delete(ctx, callID)
@@ -235,7 +276,7 @@ func (p *Proxy) localIP(f Flow) netip.Addr {
 func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body []byte, err error) {
 	p := c.p
 	mc := c.mcall()
-	if mc == nil && p.env.Media != nil && p.mediaPolicy == MediaAuto &&
+	if !mc.isRelayed() && p.env.Media != nil && p.mediaPolicy == MediaAuto &&
 		c.req.Method == sip.INVITE && c.req.To.Tag() == "" &&
 		c.in.Remote.IsValid() && h.Addr.Addr().Unmap().Is4() != c.in.Remote.Addr().Unmap().Is4() {
 		// The callee is of the other address family: relay to bridge.
@@ -248,7 +289,7 @@ func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body [
 			c.mu.Unlock()
 		}
 	}
-	if mc == nil {
+	if !mc.isRelayed() {
 		return false, netip.Addr{}, nil, nil
 	}
 	madv = r.out.ip
@@ -327,13 +368,27 @@ func (c *rctx) mediaResponse(b *branch, res *sip.Response) *sip.Response {
 // INVITE's first 2xx.
 func (c *rctx) noteDialog(rt route, res *sip.Response) {
 	mcl := c.mcall()
-	if mcl == nil || res.StatusCode/100 != 2 || c.req.Method != sip.INVITE || c.req.To.Tag() != "" {
+	if mcl == nil || c.req.Method != sip.INVITE || c.req.To.Tag() != "" {
 		return
 	}
 	p := c.p
+	if res.StatusCode/100 == 1 {
+		if mcl.info != nil && res.StatusCode > 100 {
+			p.mcalls.mu.Lock()
+			mcl.info.early = true
+			p.mcalls.mu.Unlock()
+		}
+		return
+	}
+	if res.StatusCode/100 != 2 {
+		return
+	}
 	mc := &p.mcalls
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
+	if in := mcl.info; in != nil && in.answered.IsZero() {
+		in.answered, in.rc = p.clock.Now(), nil
+	}
 	if mcl.dlg != nil {
 		return
 	}
@@ -388,7 +443,7 @@ func (p *Proxy) mediaACK(req, out *sip.Request, in Flow, r route) {
 		return
 	}
 	p.mcalls.mu.Lock()
-	_, ok := p.mcalls.m[req.CallID]
+	ok := p.mcalls.m[req.CallID].isRelayed()
 	p.mcalls.mu.Unlock()
 	if !ok {
 		return
@@ -443,19 +498,26 @@ func (p *Proxy) EndMedia(t media.Timeout) {
 		return
 	}
 	p.met.media.WithLabelValues("timeout").Inc()
-	d := c.dlg
 	p.log.Info("ending a call without media", "call-id", t.CallID)
-	p.sendBYE(t.CallID, d.caller, d.callerRoute, d.callerFlow, d.to, d.from, c.cseq[1]+1)
-	p.sendBYE(t.CallID, d.callee, d.calleeRoute, d.calleeFlow, d.from, d.to, c.cseq[0]+1)
+	p.endDialog(t.CallID, c, "media timeout")
 	p.recordMedia(t.CallID, t.Stats)
 	if e, ok := p.env.Accounting.(CallEnder); ok {
-		e.EndCall(t.CallID, c.callerTag, d.calleeTag, "media-timeout")
+		e.EndCall(t.CallID, c.callerTag, c.dlg.calleeTag, "media-timeout")
 	}
+}
+
+// endDialog sends the BYEs that end c's confirmed dialog, one to each
+// side, with text as the Reason (RFC 3326).
+func (p *Proxy) endDialog(callID string, c *mcall, text string) {
+	d := c.dlg
+	reason := `SIP;cause=200;text="` + text + `"`
+	p.sendBYE(callID, d.caller, d.callerRoute, d.callerFlow, d.to, d.from, c.cseq[1]+1, reason)
+	p.sendBYE(callID, d.callee, d.calleeRoute, d.calleeFlow, d.from, d.to, c.cseq[0]+1, reason)
 }
 
 // sendBYE sends a BYE of the proxy's own within a dialog: to target along
 // route (loose routing), over flow when the far side is reached over it.
-func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, to string, cseq uint32) {
+func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, to string, cseq uint32, reason string) {
 	ruri, err := sip.ParseURI(target)
 	if err != nil {
 		p.log.Warn("no BYE: bad target", "call-id", callID, "target", target, "err", err)
@@ -478,10 +540,10 @@ func (p *Proxy) sendBYE(callID, target string, route []string, flow Flow, from, 
 		}
 		req.Route = append(req.Route, a)
 	}
-	req.Add("Reason", `SIP;cause=200;text="media timeout"`)
+	req.Add("Reason", reason)
 	if err := p.SendRequest(req, flow, func(res *sip.Response, err error) {
 		if err != nil {
-			p.log.Debug("BYE of a call without media failed", "call-id", callID, "err", err)
+			p.log.Debug("BYE of the proxy's own failed", "call-id", callID, "err", err)
 		}
 	}); err != nil {
 		p.log.Warn("BYE not sent", "call-id", callID, "err", err)

@@ -83,6 +83,15 @@ type Env struct {
 	Media media.Engine
 	// MediaPolicy picks the calls Media relays; "" is MediaAuto.
 	MediaPolicy MediaPolicy
+	// TrackCalls keeps every call forwarded statefully with the proxy's
+	// Record-Route in a table (Calls, Call, Hangup: the REST API's
+	// /calls), one entry of a few hundred bytes per call from its
+	// INVITE to its BYE. Off, only relayed calls are kept.
+	TrackCalls bool
+	// CallMaxAge is how long a tracked call is kept without its BYE
+	// (the BYE took another path, or never came). Default
+	// DefaultCallMaxAge.
+	CallMaxAge time.Duration
 	// FlowKey signs the flow tokens in the proxy's Record-Route (see
 	// flowtoken.go), so that dialogs keep reaching phones behind NAT
 	// across a restart and on every node sharing the key. Nil: a random

@@ -488,7 +488,8 @@ func (b *Bans) Len() int { return int(b.n.Load()) }
 // Load adds bans read from the store, silently (no OnAdd), marked stored;
 // expired ones are skipped. It returns how many were added or updated.
 func (b *Bans) Load(stored []Ban) int {
-	return b.merge(stored, false)
+	n, _, _ := b.merge(stored, false)
+	return n
 }
 
 // Sync makes the bans held match the store, where `hlas ban add|del`
@@ -498,19 +499,21 @@ func (b *Bans) Load(stored []Ban) int {
 // store (new, or extended since MarkStored) are kept, with the later of the
 // two expiries. A list read from the store before a MarkStored that Sync
 // is given after it lacks that ban and lifts it until the next Sync: call
-// the two from one goroutine, or accept that gap.
-func (b *Bans) Sync(stored []Ban) {
-	b.merge(stored, true)
+// the two from one goroutine, or accept that gap. It returns the bans it
+// added (new here) and those it lifted, so an operator's changes can be
+// told (OnAdd is not called for them).
+func (b *Bans) Sync(stored []Ban) (added, lifted []Ban) {
+	_, added, lifted = b.merge(stored, true)
+	return added, lifted
 }
 
-func (b *Bans) merge(stored []Ban, prune bool) int {
+func (b *Bans) merge(stored []Ban, prune bool) (n int, added, lifted []Ban) {
 	now := b.now().UnixNano()
 	var seen map[netip.Prefix]bool
 	if prune {
 		seen = make(map[netip.Prefix]bool, len(stored))
 	}
 	var dropped []Ban
-	n := 0
 	b.mu.Lock()
 	for _, s := range stored {
 		p, exact, k, ok := normPrefix(s.Prefix)
@@ -539,6 +542,9 @@ func (b *Bans) merge(stored []Ban, prune bool) int {
 			}
 			b.insertLocked(&banEntry{ban: s, key: k, exact: exact, exp: unixOrZero(s.Expires), stored: true, hidx: -1})
 			n++
+			if prune {
+				added = append(added, s)
+			}
 			continue
 		}
 		e.stored = true
@@ -581,11 +587,12 @@ func (b *Bans) merge(stored []Ban, prune bool) int {
 		})
 		for _, e := range gone {
 			b.removeLocked(e)
+			lifted = append(lifted, e.ban)
 		}
 	}
 	b.mu.Unlock()
 	b.report(dropped)
-	return n
+	return n, added, lifted
 }
 
 // MarkStored records that the ban on p, as it is now, has been written to

@@ -323,9 +323,14 @@ func TestBansSync(t *testing.T) {
 	addedBefore, _ := rec.counts()
 
 	// The operator deleted 192.0.2.2 and added 10.0.0.0/8 in the store.
-	b.Sync([]Ban{{Prefix: prefix("10.0.0.0/8"), Reason: "manual", Manual: true, Created: now}})
+	added, lifted := b.Sync([]Ban{{Prefix: prefix("10.0.0.0/8"), Reason: "manual", Manual: true, Created: now}})
 	if a, _ := rec.counts(); a != addedBefore {
 		t.Fatal("Sync called OnAdd")
+	}
+	// It tells what changed: the operator's ban, the one deleted.
+	if len(added) != 1 || added[0].Prefix != prefix("10.0.0.0/8") || added[0].Reason != "manual" ||
+		len(lifted) != 1 || lifted[0].Prefix != stored {
+		t.Fatalf("Sync told added %+v, lifted %+v", added, lifted)
 	}
 	if !b.Banned(addr("10.9.9.9")) {
 		t.Fatal("stored ban not picked up")
@@ -338,7 +343,9 @@ func TestBansSync(t *testing.T) {
 	}
 	// Once written, it is the store's.
 	b.MarkStored(pending)
-	b.Sync([]Ban{{Prefix: prefix("10.0.0.0/8"), Manual: true, Created: now}})
+	if added, lifted := b.Sync([]Ban{{Prefix: prefix("10.0.0.0/8"), Manual: true, Created: now}}); len(added) != 0 || len(lifted) != 1 {
+		t.Fatalf("second Sync told added %+v, lifted %+v", added, lifted)
+	}
 	if b.Banned(addr("192.0.2.1")) {
 		t.Fatal("stored ban absent from the store still held")
 	}

@@ -107,6 +107,7 @@ func (s *Server) startAPI() error {
 			}
 			return rep, nil
 		},
+		Calls:      callControl{s},
 		Ready:      func() error { return as.readyErr() },
 		Registerer: s.reg,
 		Logger:     s.log,

@@ -91,6 +91,11 @@ func (ae *apiEvents) banned(b security.Ban) {
 	ae.bus.Publish(api.EventBan, "added", d)
 }
 
+// unbanned is told every ban an operator lifts.
+func (ae *apiEvents) unbanned(b security.Ban) {
+	ae.bus.Publish(api.EventBan, "removed", map[string]any{"source": b.Prefix.String(), "reason": b.Reason})
+}
+
 // presence is told that an AOR's presence state changed.
 func (ae *apiEvents) presence(aor string) {
 	ae.bus.Publish(api.EventPresence, "changed", map[string]string{"aor": aor})
@@ -218,7 +223,10 @@ func (o *callObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 	case res.StatusCode/100 == 2:
 		o.w.ae.bus.Publish(api.EventCall, "answered", d)
 	case res.StatusCode >= 300 && !o.w.withAcc:
-		if up.Cancelled {
+		switch {
+		case up.Killed != "":
+			d.Reason = up.Killed
+		case up.Cancelled:
 			d.Reason = "cancelled"
 		}
 		o.w.ae.bus.Publish(api.EventCall, "ended", d)

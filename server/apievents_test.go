@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,62 @@ func TestAPIEventsPresence(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no presence event")
+	}
+}
+
+// Bans an operator adds and lifts through the API (or `hlas ban`, which
+// writes the same store) reach the guard and the event stream.
+func TestAPIEventsOperatorBans(t *testing.T) {
+	ctx := context.Background()
+	srv := startServer(t, Config{Listen: []string{"udp:127.0.0.1:0"}, API: APIConfig{Listen: "127.0.0.1:0"}})
+	token, hash, _ := api.NewToken()
+	if err := srv.store.AddAPIToken(ctx, store.APIToken{Name: "test", Hash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	sub, _, _, err := srv.apiEvents.bus.Subscribe([]string{api.EventBan}, false, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	send := func(method, path, body string) int {
+		req, _ := http.NewRequest(method, "http://"+srv.APIAddr()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	next := func() (api.Event, map[string]any) {
+		t.Helper()
+		select {
+		case ev := <-sub.C():
+			var d map[string]any
+			_ = json.Unmarshal(ev.Data, &d)
+			return ev, d
+		case <-time.After(10 * time.Second):
+			t.Fatal("no ban event")
+		}
+		return api.Event{}, nil
+	}
+	if code := send("POST", "/api/v1/bans", `{"source":"198.51.100.0/24","reason":"fraud from this range"}`); code != 201 {
+		t.Fatalf("POST bans: %d", code)
+	}
+	ev, d := next()
+	if ev.Action != "added" || d["source"] != "198.51.100.0/24" || d["reason"] != "fraud from this range" || d["manual"] != true {
+		t.Fatalf("added: %+v %v", ev, d)
+	}
+	if !srv.edge.bans.Banned(netip.MustParseAddr("198.51.100.9")) {
+		t.Error("the guard does not hold the operator's ban")
+	}
+	if code := send("DELETE", "/api/v1/bans/198.51.100.0/24", ""); code != 204 {
+		t.Fatalf("DELETE ban: %d", code)
+	}
+	if ev, d := next(); ev.Action != "removed" || d["source"] != "198.51.100.0/24" {
+		t.Fatalf("removed: %+v %v", ev, d)
+	}
+	if srv.edge.bans.Banned(netip.MustParseAddr("198.51.100.9")) {
+		t.Error("the guard still holds the lifted ban")
 	}
 }

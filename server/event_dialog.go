@@ -229,7 +229,7 @@ func (o *blfObs) Respond(res *sip.Response, up proxy.Upstream, send func()) {
 		o.w.set(o.c, "confirmed", "", 0, res.To.Tag())
 	case res.StatusCode >= 300:
 		why := "rejected"
-		if up.Cancelled {
+		if up.Cancelled || up.Killed != "" {
 			why = "cancelled"
 		}
 		o.w.set(o.c, "terminated", why, res.StatusCode, res.To.Tag())

@@ -149,6 +149,23 @@ func (e *edge) banned(b security.Ban) {
 	}
 }
 
+// synced tells the bans an operator placed or lifted in the store
+// (`hlas ban`, the REST API), as the guard's own are told.
+func (e *edge) synced(added, lifted []security.Ban) {
+	for _, b := range added {
+		e.log.Info("ban added by an operator", "source", b.Prefix.String(), "reason", b.Reason)
+		if e.s != nil && e.s.apiEvents != nil {
+			e.s.apiEvents.banned(b)
+		}
+	}
+	for _, b := range lifted {
+		e.log.Info("ban lifted by an operator", "source", b.Prefix.String())
+		if e.s != nil && e.s.apiEvents != nil {
+			e.s.apiEvents.unbanned(b)
+		}
+	}
+}
+
 // load reads the bans in the store at start.
 func (e *edge) load(ctx context.Context, st store.Bans) (int64, error) {
 	v, err := st.BansVersion(ctx)
@@ -197,7 +214,8 @@ func (e *edge) run(st store.Bans, version int64) {
 				if list, err := st.Bans(ctx, now); err != nil {
 					e.log.Error("read bans", "err", err)
 				} else {
-					e.bans.Sync(fromStore(list))
+					added, lifted := e.bans.Sync(fromStore(list))
+					e.synced(added, lifted)
 					version = v
 				}
 			}

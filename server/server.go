@@ -279,6 +279,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Transactions: s.txl, Network: s.tm, Domains: cfg.Domains, ServerName: cfg.ServerName,
 		IsSelf: func(u *sip.URI) bool { return s.self.isSelf(u) },
 		Logger: log, Registerer: s.reg, Accounting: acct,
+		// The API lists and hangs up the calls the proxy tracks.
+		TrackCalls: cfg.API.On(), CallMaxAge: cfg.Accounting.MaxDuration,
 	})
 	if err != nil {
 		if s.media != nil {
