@@ -25,7 +25,7 @@ const (
 )
 
 // eventTypes are the types ?types= may name.
-var eventTypes = []string{EventRegistration, EventCall, EventBan, EventPresence}
+var eventTypes = []string{EventRegistration, EventCall, EventBan, EventPresence, EventOrigination}
 
 // Event is one thing that happened, as the stream delivers it.
 type Event struct {

@@ -39,8 +39,22 @@ type APIConfig struct {
 	// EventsBuffer is how many events GET /api/v1/events keeps for
 	// clients that resume. Default api.DefaultEventsBuffer.
 	EventsBuffer int `yaml:"events_buffer"`
+	// RingTimeout is how long each phone of a click-to-call (POST
+	// /api/v1/calls) may ring. Default 30s.
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+	// MaxOriginations bounds the click-to-calls in progress; more get
+	// 503. Default 100.
+	MaxOriginations int `yaml:"max_originations"`
 	// Config bounds the API's work: max_body, max_in_flight, timeout.
 	api.Config `yaml:",inline"`
+}
+
+// maxOriginations is MaxOriginations or its default.
+func (c APIConfig) maxOriginations() int {
+	if c.MaxOriginations <= 0 {
+		return 100
+	}
+	return c.MaxOriginations
 }
 
 // On reports whether the API is turned on.
@@ -66,6 +80,9 @@ func (c APIConfig) validate(cfg *Config) error {
 	}
 	if c.EventsBuffer < 0 {
 		return errors.New("config api.events_buffer must not be negative")
+	}
+	if c.RingTimeout < 0 || c.MaxOriginations < 0 {
+		return errors.New("config api.ring_timeout and api.max_originations must not be negative")
 	}
 	if err := c.Config.Validate(); err != nil {
 		return fmt.Errorf("config %w", err)
@@ -124,6 +141,9 @@ func (s *Server) startAPI() error {
 	}
 	h, err := api.New(c.Config, env)
 	if err != nil {
+		return err
+	}
+	if err := s.startOriginator(); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", c.Addr())

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"errors"
-	"net/http"
 
 	"github.com/hlas-voip/hlas/acc"
 	"github.com/hlas-voip/hlas/api"
@@ -52,9 +50,4 @@ func (cc callControl) Hangup(callID string) (string, error) {
 		return "", api.ErrNoCall
 	}
 	return action, err
-}
-
-// Originate implements api.Calls.
-func (cc callControl) Originate(ctx context.Context, from, to string) (api.Origination, error) {
-	return api.Origination{}, &api.Error{Status: http.StatusNotImplemented, Message: "click-to-call is not available"}
 }

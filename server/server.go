@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,6 +124,9 @@ type Server struct {
 	// feeds its event stream (apievents.go), nil when the API is off.
 	api       *apiServer
 	apiEvents *apiEvents
+	// orig is click-to-call (originate.go), nil when the API is off; set
+	// after the workers, which read it, have started.
+	orig atomic.Pointer[originator]
 
 	// reload is the state of Reload (server/reload.go).
 	reload reloadState
@@ -462,6 +466,7 @@ func (s *Server) shutdownLocked() error {
 	}
 	s.closed = true
 	s.closeAPI()
+	s.closeOriginator()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.http.Shutdown(ctx)
@@ -1115,7 +1120,7 @@ func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bo
 func (s *Server) proxyAuth(next Handler) Handler {
 	authed := s.auth.Middleware(auth.ProxyTarget(s.aorDomain))(next)
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if s.proxy.TrustedTx(tx) {
+		if s.proxy.TrustedTx(tx) || s.orig.Load().own(tx) {
 			next.ServeSIP(ctx, tx, req)
 			return
 		}

@@ -65,8 +65,8 @@ var (
 	ErrState = errors.New("ua: not allowed in this call state")
 )
 
-// Call is one call, outgoing (UA.Call) or incoming (Config.OnCall). Its
-// methods are safe for concurrent use.
+// Call is one call, outgoing (UA.Call, UA.CallWith) or incoming
+// (Config.OnCall). Its methods are safe for concurrent use.
 type Call struct {
 	u        *UA
 	outgoing bool
@@ -90,8 +90,16 @@ type Call struct {
 	remoteSDP  []byte
 	sdpVersion uint64
 	reinviting bool
+	offering   bool     // an offer handler is answering a peer's offer (OnOffer)
 	tasks      []func() // sends waiting for the call's sender goroutine
 	sending    bool     // the sender goroutine runs
+
+	// Set by CallOptions and the offer handler setters.
+	noOffer  bool
+	answerFn func([]byte) ([]byte, error)
+	onProv   func(*sip.Response)
+	onOffer  func([]byte) ([]byte, error)
+	onAnswer func([]byte)
 
 	// UAS
 	stx      *transaction.ServerTx
@@ -191,6 +199,7 @@ type okRetransmit struct {
 	stx     *transaction.ServerTx
 	failed  chan struct{}
 	offered bool // the 2xx carried an offer: the ACK carries the answer
+	hooked  bool // the 2xx came from the offer handler (OnAnswer hears the ACK's answer)
 }
 
 func newCall(u *UA, outgoing bool) *Call {
@@ -324,21 +333,62 @@ func deliver(ch chan result, r result) {
 // (§9.1) and Call waits for its final response, then returns ctx's error;
 // a 2xx that crossed the CANCEL is ACKed and the call hung up with BYE.
 func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
+	return u.CallWith(ctx, target, CallOptions{})
+}
+
+// CallWith places a call as Call does, changed by o: another offer or
+// none, another From, a chosen Call-ID, extra header fields, provisional
+// responses reported, in-dialog offers handed to a handler. An o that
+// fails its checks returns an error wrapping ErrOptions before anything
+// is sent.
+func (u *UA) CallWith(ctx context.Context, target string, o CallOptions) (*Call, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
 	uri, err := parseTarget(target, u.aor.Host)
 	if err != nil {
 		return nil, fmt.Errorf("ua: target %q: %w", target, err)
 	}
 	c := newCall(u, true)
+	c.noOffer, c.answerFn, c.onProv = o.NoOffer, o.AnswerOffer, o.OnProvisional
+	c.onOffer, c.onAnswer = o.OnOffer, o.OnAnswer
 	if err := u.addCall(c, false); err != nil {
 		return nil, err
 	}
 	proto := u.newRequest(sip.INVITE, uri)
-	c.localSDP = Offer(u.mediaHost(), u.cfg.MediaPort, c.sessID, c.sdpVersion)
-	proto.ContentType = ContentTypeSDP
-	proto.Body = c.localSDP
-	u.capabilities(&proto.Header)
-	if u.cfg.Rel100 == Rel100Require {
-		proto.Add("Require", "100rel")
+	if o.CallID != "" {
+		proto.CallID = o.CallID
+	}
+	if o.From != nil {
+		tag := proto.From.Tag()
+		proto.From = *o.From
+		proto.From.Params = proto.From.Params.Set("tag", tag)
+	}
+	switch {
+	case o.NoOffer:
+	case len(o.Offer) > 0:
+		c.localSDP = o.Offer
+	default:
+		c.localSDP = Offer(u.mediaHost(), u.cfg.MediaPort, c.sessID, c.sdpVersion)
+	}
+	if c.localSDP != nil {
+		proto.ContentType = ContentTypeSDP
+		proto.Body = c.localSDP
+	}
+	if o.NoOffer {
+		// No 100rel: a reliable provisional response would have to carry
+		// the offer, and its PRACK the answer (RFC 3262 §5).
+		proto.Add("Allow", allowed)
+		proto.Add("Accept", ContentTypeSDP+", text/plain")
+		proto.Add("Supported", "replaces")
+	} else {
+		u.capabilities(&proto.Header)
+		if u.cfg.Rel100 == Rel100Require {
+			proto.Add("Require", "100rel")
+		}
+	}
+	for _, f := range o.Headers {
+		proto.Add(f.Name, f.Value)
 	}
 	var auth *authCache
 	var lastNonce string
@@ -495,6 +545,9 @@ func (c *Call) inviteHandler(req *sip.Request, s *sender, final chan result) tra
 				u.log.Debug("provisional response from a fork beyond MaxForks ignored", "call-id", res.CallID)
 				return
 			}
+			if c.onProv != nil {
+				c.onProv(res)
+			}
 			d, created, err := u.dlgs.Response(req, res)
 			if err != nil || d == nil {
 				return
@@ -619,6 +672,7 @@ func (c *Call) accepted(req *sip.Request, res *sip.Response, final chan result) 
 	}
 	ack := d.NewACK(req)
 	c.ack = ack
+	noOffer := c.noOffer
 	var early []*dialog.Dialog
 	for id, o := range c.forks {
 		if o != d && o.State() == dialog.Early {
@@ -635,6 +689,21 @@ func (c *Call) accepted(req *sip.Request, res *sip.Response, final chan result) 
 		u.unbindDialog(o)
 	}
 	sent := c.run(func() {
+		// An INVITE without an offer: the 2xx has it, the ACK answers
+		// (RFC 3264 §4). The retransmissions' ACKs wait for this one,
+		// queued behind it on the call's sender.
+		var badOffer error
+		if noOffer {
+			answer, err := c.answerTo(res.Body)
+			if err != nil {
+				badOffer = fmt.Errorf("ua: answer the offer of the 2xx: %w", err)
+			} else {
+				ack.ContentType, ack.Body = ContentTypeSDP, answer
+				c.mu.Lock()
+				c.localSDP = answer
+				c.mu.Unlock()
+			}
+		}
 		snd, err := u.dialogSender(u.ctx, d, ack)
 		if err != nil {
 			u.log.Warn("cannot send ACK", "call-id", res.CallID, "err", err)
@@ -647,6 +716,13 @@ func (c *Call) accepted(req *sip.Request, res *sip.Response, final chan result) 
 		c.ackSnd = snd
 		c.mu.Unlock()
 		_ = snd.Send(ack)
+		if badOffer != nil && !cancelled {
+			// §13.2.2.4: an offer the UAC cannot accept is ended with
+			// BYE right after the ACK.
+			c.sendBye(d, badOffer)
+			deliver(final, result{err: badOffer})
+			return
+		}
 		if cancelled {
 			// The 2xx crossed our CANCEL: the dialog exists, is ACKed,
 			// and is ended at once.
@@ -866,7 +942,7 @@ func (c *Call) ReInvite(ctx context.Context, sdp []byte) (*sip.Response, error) 
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.reinviting || c.ok != nil {
+	if c.reinviting || c.ok != nil || c.offering {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: an INVITE transaction is pending (491)", ErrState)
 	}
@@ -1304,11 +1380,19 @@ func (c *Call) receiveACK(ack *sip.Request) {
 	}
 	ok.stop()
 	c.ok = nil
+	var onAnswer func([]byte)
 	if ok.offered && len(ack.Body) > 0 {
 		c.remoteSDP = ack.Body
+		if ok.hooked {
+			onAnswer = c.onAnswer
+		}
 	}
 	c.mu.Unlock()
 	close(ok.acked)
+	if onAnswer != nil {
+		body := ack.Body
+		c.u.spawn(func() { onAnswer(body) })
+	}
 	if f := c.u.cfg.OnRequest; f != nil {
 		f(c, ack)
 	}
@@ -1414,6 +1498,23 @@ func (c *Call) handleRequest(stx *transaction.ServerTx, req *sip.Request, p *tra
 			reply(200, withContact)
 			return
 		}
+		c.mu.Lock()
+		f, glare, pending := c.onOffer, c.reinviting, c.offering
+		if f != nil && !glare && !pending {
+			c.offering = true
+		}
+		c.mu.Unlock()
+		if f != nil {
+			switch {
+			case glare: // RFC 3311 §5.2: our offer awaits its answer
+				reply(491, nil)
+			case pending: // an offer of the peer's awaits ours
+				reply(500, func(r *sip.Response) { r.Add("Retry-After", strconv.Itoa(rand.IntN(10))) })
+			default:
+				c.offerHandled(stx, req, f, false)
+			}
+			return
+		}
 		body, err := c.answerOffer(req.Body)
 		if err != nil {
 			reply(488, nil)
@@ -1435,6 +1536,17 @@ func (c *Call) handleRequest(stx *transaction.ServerTx, req *sip.Request, p *tra
 	default:
 		reply(405, func(r *sip.Response) { r.Add("Allow", allowed) })
 	}
+}
+
+// answerTo answers the offer of a 2xx to an INVITE sent without one.
+func (c *Call) answerTo(offer []byte) ([]byte, error) {
+	if len(offer) == 0 {
+		return nil, errors.New("ua: the 2xx to an INVITE without an offer has none")
+	}
+	if f := c.answerFn; f != nil {
+		return f(offer)
+	}
+	return c.answerOffer(offer)
 }
 
 // answerOffer answers a new offer in the dialog and makes both
@@ -1461,7 +1573,11 @@ func (c *Call) answerOffer(offer []byte) ([]byte, error) {
 func (c *Call) reinvited(stx *transaction.ServerTx, req *sip.Request) {
 	u := c.u
 	c.mu.Lock()
-	busy, glare := c.ok != nil || c.state != Established, c.reinviting
+	busy, glare := c.ok != nil || c.state != Established || c.offering, c.reinviting
+	f := c.onOffer
+	if f != nil && !busy && !glare {
+		c.offering = true
+	}
 	c.mu.Unlock()
 	if glare {
 		_ = stx.Respond(u.newResponse(req, 491, ""))
@@ -1471,6 +1587,10 @@ func (c *Call) reinvited(stx *transaction.ServerTx, req *sip.Request) {
 		res := u.newResponse(req, 500, "")
 		res.Add("Retry-After", strconv.Itoa(rand.IntN(10)))
 		_ = stx.Respond(res)
+		return
+	}
+	if f != nil {
+		c.offerHandled(stx, req, f, true)
 		return
 	}
 	var body []byte

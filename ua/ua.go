@@ -4,7 +4,10 @@
 // (INVITE with an SDP offer, ACK, CANCEL, BYE, re-INVITE, UPDATE, INFO,
 // PRACK for reliable provisional responses) and sends OPTIONS and MESSAGE;
 // and a UAS that accepts calls through Config.OnCall and answers OPTIONS,
-// MESSAGE, INFO, UPDATE and re-INVITE by itself.
+// MESSAGE, INFO, UPDATE and re-INVITE by itself. UA.CallWith and the
+// offer handlers of a Call (Call.OnOffer) let a controller (package tpcc)
+// choose the descriptions: an INVITE without an offer, the answer in the
+// ACK, the answers to the peer's re-INVITEs and UPDATEs.
 //
 // The UA is a library: Config holds every setting, New binds the local
 // listener, Close ends calls and waits for every goroutine the UA started.
