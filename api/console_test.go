@@ -129,3 +129,44 @@ func TestConsoleUsesPublicAPI(t *testing.T) {
 		t.Error("inline script or innerHTML: the CSP forbids the one, and the page writes server data as text only")
 	}
 }
+
+// TestConsoleHangup: the script's one write, the hang-up, is a route of
+// the table; a read-only token is refused it (403, which the page turns
+// into its message and disabled buttons), and a full token hangs up the
+// call named by its Call-ID percent-encoded as encodeURIComponent does.
+func TestConsoleHangup(t *testing.T) {
+	js, err := fs.ReadFile(consoleFiles, "console/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := regexp.MustCompile(`send\("([A-Z]+)", "(/[^"?]*)"`).FindAllStringSubmatch(string(js), -1)
+	if len(writes) != 1 || writes[0][1] != "DELETE" || writes[0][2] != "/calls/" {
+		t.Fatalf("app.js writes %v, want the one DELETE /calls/", writes)
+	}
+	f := newFixture(t, Config{})
+	const id = "a b/c@host;x"
+	f.calls.calls = []Call{{CallID: id, From: "sip:alice@example.test", To: "sip:bob@example.test", State: "confirmed"}}
+	// encodeURIComponent(id): all but A-Z a-z 0-9 - _ . ! ~ * ' ( ).
+	path := "/api/v1" + writes[0][2] + "a%20b%2Fc%40host%3Bx"
+	_, pattern := f.api.mux.Handler(httptest.NewRequest("DELETE", path, nil))
+	if rt, ok := routeOf(pattern); !ok || rt.open || pattern != "DELETE /api/v1/calls/{call_id}" {
+		t.Fatalf("DELETE %s: route %q (in the table %v)", path, pattern, ok)
+	}
+	if code, _, _ := f.do("", "DELETE", path, ""); code != 401 {
+		t.Errorf("DELETE %s without a token = %d, want 401", path, code)
+	}
+	if code, body, _ := f.do(f.roToken, "DELETE", path, ""); code != 403 || !strings.Contains(body, "read-only") {
+		t.Errorf("DELETE %s with a read-only token = %d %s, want 403 saying read-only", path, code, body)
+	}
+	if len(f.calls.List()) != 1 {
+		t.Fatal("a refused hang-up ended the call")
+	}
+	var h HungUp
+	f.must(http.StatusAccepted, "DELETE", path, "", &h)
+	if h.CallID != id || h.Action != HangupBye {
+		t.Errorf("hang-up answered %+v", h)
+	}
+	if code, _, _ := f.do(f.token, "DELETE", path, ""); code != 404 {
+		t.Errorf("second hang-up = %d, want 404", code)
+	}
+}

@@ -1,7 +1,8 @@
 // The hlas web console: reads the public REST API (docs/api.md) with
-// the token the user pastes, and shows registrations, calls and a few
-// statistics. Plain script, no framework and no build step: the server
-// embeds this file as it is. Everything from the server is put into the
+// the token the user pastes, and shows registrations, the active calls
+// (with a button to hang each up), recent calls and a few statistics.
+// Plain script, no framework and no build step: the server embeds this
+// file as it is. Everything from the server is put into the
 // page as text, never as HTML.
 "use strict";
 
@@ -33,16 +34,30 @@
 
   class Unauthorized extends Error {}
 
-  async function get(path) {
-    const r = await fetch(API + path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  // HTTPError is an answer other than 2xx and 401: status, and the
+  // server's own words (the "error" of its JSON body) in detail.
+  class HTTPError extends Error {
+    constructor(path, status, statusText, detail) {
+      super(path + ": " + status + (statusText ? " " + statusText : "") + (detail ? ": " + detail : ""));
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  async function request(method, path) {
+    const r = await fetch(API + path, { method, headers: { Authorization: "Bearer " + token }, cache: "no-store" });
     if (r.status === 401) throw new Unauthorized("the token was refused");
     if (!r.ok) {
-      let msg = r.status + " " + r.statusText;
-      try { msg += ": " + (await r.json()).error; } catch (e) { /* not JSON */ }
-      throw new Error(path + ": " + msg);
+      let detail = "";
+      try { detail = String((await r.json()).error || ""); } catch (e) { /* not JSON */ }
+      throw new HTTPError(path, r.status, r.statusText, detail);
     }
     return r.json();
   }
+
+  const get = (path) => request("GET", path);
+  // send is for the writes: the console's one is the hang-up.
+  const send = (method, path) => request(method, path);
 
   function cell(tr, text) {
     const td = document.createElement("td");
@@ -50,11 +65,12 @@
     tr.appendChild(td);
   }
 
-  function fill(tbody, rows, cells, cls) {
+  function fill(tbody, rows, cells, cls, id) {
     const frag = document.createDocumentFragment();
     for (const row of rows) {
       const tr = document.createElement("tr");
       if (cls) tr.className = cls(row);
+      if (id) tr.dataset.callId = id(row);
       for (const c of cells(row)) cell(tr, c);
       frag.appendChild(tr);
     }
@@ -62,6 +78,19 @@
   }
 
   const time = (s) => (s ? new Date(s).toLocaleTimeString() : "");
+
+  // span writes a number of seconds as "42 s", "3:07" or "1:02:03".
+  function span(sec) {
+    sec = Math.max(0, Math.floor(sec));
+    if (sec < 60) return sec + " s";
+    const two = (n) => String(n).padStart(2, "0");
+    const h = Math.floor(sec / 3600), m = Math.floor(sec / 60) % 60, s = sec % 60;
+    return h > 0 ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
+  }
+
+  // since is the time from the server's timestamp s to now (the browser's
+  // clock: a skew shows as a few seconds off, never below zero).
+  const since = (s, now) => span((now - new Date(s).getTime()) / 1000);
 
   function renderRegistrations(list) {
     const items = list.items || [];
@@ -72,8 +101,9 @@
   function renderCDRs(list) {
     const items = (list.items || []).slice(-MAX_CDRS).reverse();
     fill($("cdrs"), items,
-      (c) => [time(c.start), c.caller, c.callee, c.status, c.code, c.duration != null ? c.duration.toFixed(1) + " s" : "", c.ended_by],
-      (c) => "cdr " + c.status);
+      (c) => [time(c.start), c.caller, c.callee, c.status, c.code, c.duration != null ? c.duration.toFixed(1) + " s" : "", c.ended_by, c.end_reason],
+      (c) => "cdr " + c.status,
+      (c) => c.call_id || "");
   }
 
   function sumOf(metrics, prefixes) {
@@ -137,16 +167,163 @@
     $("calls-active").textContent = String(sumOf(metrics, ["hlas_acc_calls"]));
   }
 
-  async function refresh() {
+  // The active calls (GET /api/v1/calls), a row each by Call-ID. Rows are
+  // updated in place rather than drawn again, so a button keeps the focus
+  // of a person about to press it across the reads.
+  const rows = new Map(); // call_id -> {tr, cells, button, call}
+  // Calls whose hang-up the server took (202): their button stays
+  // disabled until the call leaves the list.
+  const hangingUp = new Set();
+  // readOnly is learnt from a 403 to a hang-up: the API has no way to
+  // ask a token's rights beforehand, so the buttons show until then.
+  let readOnly = false;
+
+  const callName = (c) => "the call from " + c.from + " to " + c.to;
+
+  function updateButton(r) {
+    const id = r.call.call_id;
+    const b = r.button;
+    b.disabled = readOnly || hangingUp.has(id);
+    b.textContent = hangingUp.has(id) ? "Hanging up…" : "Hang up";
+    b.setAttribute("aria-label", "Hang up " + callName(r.call) + " (Call-ID " + id + ")");
+    b.title = readOnly ? "this token may only read: log in with one made without --read-only to hang up" : "";
+  }
+
+  function newRow(c) {
+    const tr = document.createElement("tr");
+    tr.dataset.callId = c.call_id;
+    tr.dataset.testid = "call";
+    const cells = [];
+    for (let i = 0; i < 7; i++) {
+      cells.push(tr.appendChild(document.createElement("td")));
+    }
+    const td = tr.appendChild(document.createElement("td"));
+    const button = td.appendChild(document.createElement("button"));
+    button.type = "button";
+    button.dataset.testid = "hangup";
+    button.dataset.callId = c.call_id;
+    button.addEventListener("click", () => hangup(c.call_id));
+    return { tr, cells, button, call: c };
+  }
+
+  function renderCalls(list) {
+    const items = list.items || [];
+    $("calls-count").textContent = String(items.length) + (list.next_offset != null ? "+" : "");
+    const tbody = $("active-calls");
+    const now = Date.now();
+    const seen = new Set();
+    let prev = null;
+    const none = tbody.querySelector("tr.none");
+    if (none) none.remove();
+    for (const c of items) {
+      if (!c || typeof c.call_id !== "string" || seen.has(c.call_id)) continue;
+      seen.add(c.call_id);
+      let r = rows.get(c.call_id);
+      if (!r) {
+        r = newRow(c);
+        rows.set(c.call_id, r);
+      }
+      r.call = c;
+      r.tr.className = "call " + c.state;
+      const text = [
+        c.from, c.to, c.state,
+        time(c.started) + " (" + since(c.started, now) + " ago)",
+        c.answered ? time(c.answered) : "",
+        c.answered ? since(c.answered, now) : "",
+        c.relayed ? "yes" : "no",
+      ];
+      text.forEach((v, i) => {
+        const s = v == null ? "" : String(v);
+        if (r.cells[i].textContent !== s) r.cells[i].textContent = s;
+      });
+      updateButton(r);
+      // The list's order, oldest first; a row already in place is left
+      // alone (moving it would take its focus).
+      const at = prev ? prev.nextSibling : tbody.firstChild;
+      if (at !== r.tr) tbody.insertBefore(r.tr, at);
+      prev = r.tr;
+    }
+    for (const [id, r] of rows) {
+      if (!seen.has(id)) {
+        r.tr.remove();
+        rows.delete(id);
+        hangingUp.delete(id);
+      }
+    }
+    if (rows.size === 0) {
+      const tr = tbody.appendChild(document.createElement("tr"));
+      tr.className = "none";
+      const td = tr.appendChild(document.createElement("td"));
+      td.colSpan = 8;
+      td.textContent = "no calls in progress";
+    }
+  }
+
+  function clearCalls() {
+    rows.clear();
+    hangingUp.clear();
+    readOnly = false;
+    $("active-calls").replaceChildren();
+    $("calls-result").textContent = "";
+  }
+
+  // hangup asks the server to end the call (DELETE /api/v1/calls/{id}),
+  // and says what it did: a BYE to each side, or a CANCEL while ringing.
+  async function hangup(id) {
+    const r = rows.get(id);
+    if (!r || readOnly || hangingUp.has(id)) return;
+    const what = callName(r.call);
+    const out = $("calls-result");
+    hangingUp.add(id);
+    updateButton(r);
     try {
-      const [regs, cdrs, stats] = await Promise.all([
+      const res = await send("DELETE", "/calls/" + encodeURIComponent(id));
+      out.className = "";
+      out.dataset.action = res.action;
+      out.textContent = "Hanging up " + what + ": " + (res.action === "cancel"
+        ? "cancel (it was ringing: the phones stop, the caller gets 487)"
+        : res.action + " (a BYE went to each phone)");
+    } catch (e) {
+      hangingUp.delete(id);
+      if (e instanceof Unauthorized) {
+        logout(e.message);
+        return;
+      }
+      out.className = "error";
+      delete out.dataset.action;
+      if (e.status === 404) {
+        out.textContent = "Could not hang up " + what + ": it had already ended.";
+      } else if (e.status === 403) {
+        readOnly = true;
+        out.textContent = "Could not hang up " + what + ": refused (403" + (e.detail ? ", " + e.detail : "") +
+          "). This token may only read; log in with one made without --read-only to hang up calls.";
+      } else {
+        out.textContent = "Could not hang up " + what + ": " + e.message;
+      }
+      for (const x of rows.values()) updateButton(x);
+    }
+    soon();
+  }
+
+  // A read started earlier may come back later than one started after
+  // it: only the newest is drawn.
+  let refreshes = 0, drawn = 0;
+
+  async function refresh() {
+    const n = ++refreshes;
+    try {
+      const [regs, cdrs, stats, calls] = await Promise.all([
         get("/registrations?limit=1000"),
         get("/cdrs?kind=call&since=1h&limit=1000"),
         get("/stats"),
+        get("/calls?limit=1000"),
       ]);
+      if (n < drawn || !token) return;
+      drawn = n;
       renderRegistrations(regs);
       renderCDRs(cdrs);
       renderStats(stats);
+      renderCalls(calls);
       $("error").textContent = "";
       document.body.dataset.refreshed = String(Date.now());
     } catch (e) {
@@ -181,32 +358,10 @@
     while (ul.children.length > 50) ul.lastChild.remove();
   }
 
-  // Calls in progress as the event stream tells them (type "call",
-  // actions started, ringing, answered, ended), by Call-ID.
-  const live = new Map();
-
-  function renderLive() {
-    fill($("live-calls"), [...live.values()], (c) => [time(c.since), c.caller, c.callee, c.state, c.call_id]);
-  }
-
+  // Every event, a call's start, ringing, answer or end among them, has
+  // the lists (the active calls with them) read again.
   function onEvent(name, text) {
     logEvent(name, text);
-    let ev;
-    try { ev = JSON.parse(text); } catch (e) { return; }
-    if (ev && ev.type === "call") {
-      const d = ev.data || {};
-      const id = d.call_id || d.id || String(ev.seq);
-      if (ev.action === "ended") {
-        live.delete(id);
-      } else {
-        const c = live.get(id) || { call_id: id, since: ev.time };
-        c.caller = d.caller || d.from || c.caller || "";
-        c.callee = d.callee || d.to || c.callee || "";
-        c.state = ev.action;
-        live.set(id, c);
-      }
-      renderLive();
-    }
     soon();
   }
 
@@ -274,6 +429,7 @@
     token = "";
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(timer);
+    clearCalls();
     if (events) events.abort();
     delete document.body.dataset.loggedIn;
     $("main").hidden = true;

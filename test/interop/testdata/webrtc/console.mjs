@@ -7,8 +7,8 @@
 //     --url http://127.0.0.1:PORT/console/ --token TOKEN
 //
 // stdout, one line each:
-//   EVENT {json}     browser, loaded, loggedin, shown, text, screenshot,
-//                    done, error
+//   EVENT {json}     browser, loaded, loggedin, shown, text, clicked,
+//                    screenshot, done, error
 //   CONSOLE type text   the page's console, relayed
 //   DRIVER text      the driver's own notes
 // stdin, one JSON command a line:
@@ -16,6 +16,14 @@
 //    "present":true}   emits {"event":"shown","id":"reg","text":...} once
 //                      the element's text has (present) or lacks the text
 //   {"cmd":"text","selector":"#cdrs"}   emits {"event":"text","text":...}
+//   {"cmd":"click","id":"h","selector":"button[data-testid=hangup]",
+//    "attr":"data-call-id","value":"abc@host"}   clicks (with the mouse,
+//                      as a person would) the first element of selector
+//                      whose attribute attr is value (no attr: the
+//                      first); emits {"event":"clicked","id":"h",
+//                      "label":its aria-label or text}
+//   {"cmd":"login","token":"..."}   logs out and in again with another
+//                      token; emits loggedin
 //   {"cmd":"screenshot","path":"/abs/file.png"}
 //   {"cmd":"quit"}   (or end of input): close the browser and exit
 import puppeteer from "puppeteer-core";
@@ -98,13 +106,17 @@ page.on("console", (m) => {
 page.on("pageerror", (e) => emit({ event: "error", error: "page: " + e.message }));
 page.on("requestfailed", (r) => note("request failed: " + r.url() + ": " + (r.failure() ? r.failure().errorText : "")));
 
+// login logs in as a person would: type the token, press the button.
+const login = async (token) => {
+  await page.type("#token", token);
+  await page.click("#login-button");
+  await page.waitForSelector("body[data-logged-in]");
+};
+
 try {
   const resp = await page.goto(opt.url, { waitUntil: "load" });
   emit({ event: "loaded", status: resp ? resp.status() : 0 });
-  // Log in as a person would: type the token, press the button.
-  await page.type("#token", opt.token);
-  await page.click("#login-button");
-  await page.waitForSelector("body[data-logged-in]");
+  await login(opt.token);
   emit({ event: "loggedin", stored: await page.evaluate(() => sessionStorage.length > 0) });
 } catch (e) {
   emit({ event: "error", error: "loading and logging in to " + opt.url + ": " + e.message });
@@ -112,6 +124,7 @@ try {
 }
 
 const textOf = (sel) => page.$eval(sel, (el) => el.textContent);
+
 
 const commands = createInterface({ input: process.stdin });
 for await (const line of commands) {
@@ -143,6 +156,32 @@ for await (const line of commands) {
         break;
       case "text":
         emit({ event: "text", selector: c.selector, text: await textOf(c.selector) });
+        break;
+      case "click": {
+        let target = null;
+        let label = "";
+        for (const h of await page.$$(c.selector)) {
+          const info = await h.evaluate(
+            (el, attr) => ({ value: attr ? el.getAttribute(attr) : null, label: el.getAttribute("aria-label") || el.textContent }),
+            c.attr || "",
+          );
+          if (!c.attr || info.value === c.value) {
+            target = h;
+            label = info.label;
+            break;
+          }
+        }
+        if (!target) throw new Error("no element " + c.selector + (c.attr ? " with " + c.attr + "=" + c.value : ""));
+        await target.click();
+        emit({ event: "clicked", id: c.id, label });
+        break;
+      }
+      case "login":
+        // The token is not echoed: it goes in the page only.
+        await page.click("#logout");
+        await page.waitForSelector("#login:not([hidden])");
+        await login(c.token);
+        emit({ event: "loggedin", stored: await page.evaluate(() => sessionStorage.length > 0) });
         break;
       case "screenshot":
         await page.screenshot({ path: c.path, fullPage: true });
