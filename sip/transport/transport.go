@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -271,6 +272,7 @@ type dialCall struct {
 // udpListener is one UDP socket.
 type udpListener struct {
 	pc     *net.UDPConn
+	raw    *rawSender // nil: writes go through pc
 	addr   netip.AddrPort
 	family int // 4, 6, or 0 for a dual-stack socket
 	// readBuffer is the SO_RCVBUF the kernel granted, 0 if unknown.
@@ -300,8 +302,13 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Manager starts
 
-	mu        sync.Mutex
-	closed    bool
+	mu     sync.Mutex
+	closed bool
+	// udpSnap is a copy of udp, replaced whole when a listener is added;
+	// udpClosed is closed as the senders see it. Both are read without
+	// mu on every UDP send.
+	udpSnap   atomic.Pointer[[]*udpListener]
+	udpClosed atomic.Bool
 	udp       []*udpListener
 	streams   []*streamListener
 	conns     map[*Conn]struct{}
@@ -390,6 +397,7 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 			return nil, fmt.Errorf("transport: listen udp %s: %w", addr, err)
 		}
 		l := &udpListener{pc: pc.(*net.UDPConn), addr: addrPortOf(pc.LocalAddr()), family: family}
+		l.raw = newRawSender(l.pc)
 		m.sizeReadBuffer(l)
 		if family == 0 { // a host name or an empty host: go by what was bound
 			switch ip := l.addr.Addr(); {
@@ -399,7 +407,12 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 				l.family = 6
 			}
 		}
-		if err := m.serveListener(pc, p, l.addr, func() { m.udp = append(m.udp, l) }, func() { m.readUDP(l) }); err != nil {
+		add := func() {
+			m.udp = append(m.udp, l)
+			udps := append([]*udpListener(nil), m.udp...)
+			m.udpSnap.Store(&udps)
+		}
+		if err := m.serveListener(pc, p, l.addr, add, func() { m.readUDP(l) }); err != nil {
 			return nil, err
 		}
 		return pc.LocalAddr(), nil
@@ -757,13 +770,17 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 		return fmt.Errorf("transport: write udp %s: invalid remote address", remote)
 	}
 	local = unmap(local)
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	// The listeners as last recorded, read without m.mu: every worker
+	// sends, and a mutex they all take would serialise them.
+	if m.udpClosed.Load() {
 		return ErrClosed
 	}
+	var udps []*udpListener
+	if p := m.udpSnap.Load(); p != nil {
+		udps = *p
+	}
 	var l *udpListener
-	for _, u := range m.udp {
+	for _, u := range udps {
 		if local.IsValid() {
 			if u.addr == local || (u.addr.Addr().IsUnspecified() && u.addr.Port() == local.Port() && u.reaches(local.Addr())) {
 				l = u
@@ -774,13 +791,18 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 			break
 		}
 	}
-	m.mu.Unlock()
 	st := &m.stats[protoIndex(UDP)]
 	if l == nil {
 		st.writeErrors.Add(1)
 		return fmt.Errorf("transport: write udp %s from %s: %w", remote, local, ErrNoListener)
 	}
-	n, err := l.pc.WriteToUDPAddrPort(data, remote)
+	n, again, err := 0, true, error(nil)
+	if l.raw != nil {
+		n, again, err = l.raw.send(data, remote)
+	}
+	if again {
+		n, err = l.pc.WriteToUDPAddrPort(data, remote)
+	}
 	if err != nil {
 		st.writeErrors.Add(1)
 		return fmt.Errorf("transport: write udp %s from %s: %w", remote, l.addr, err)
@@ -930,6 +952,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.udpClosed.Store(true)
 	udps, streams := m.udp, m.streams
 	conns := make([]*Conn, 0, len(m.conns))
 	for c := range m.conns {
@@ -940,6 +963,9 @@ func (m *Manager) Close() error {
 	m.cancel()
 	var errs []error
 	for _, l := range udps {
+		if l.raw != nil {
+			l.raw.close() // no raw send on the descriptor from here on
+		}
 		if err := l.pc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}

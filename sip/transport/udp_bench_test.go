@@ -114,3 +114,35 @@ func BenchmarkUDPRead(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d/admit-refuses", batch), func(b *testing.B) { benchUDPDrain(b, batch, true, msg) })
 	}
 }
+
+// BenchmarkUDPWriteParallel: datagrams sent through one listener's
+// socket from several goroutines at once, as the server's workers and
+// timers do, to a socket nobody reads (the kernel drops what overflows
+// its buffer; the sender's cost is the same).
+func BenchmarkUDPWriteParallel(b *testing.B) {
+	m := New(Config{}, HandlerFunc(func(*Packet) {}))
+	defer m.Close()
+	a, err := m.Listen(UDP, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	dst := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	local := addrPortOf(a)
+	msg := make([]byte, 600)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := m.WriteTo(UDP, local, dst, msg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

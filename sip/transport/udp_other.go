@@ -46,3 +46,12 @@ func (r *datagramReader) read() (int, error) {
 func (r *datagramReader) datagram(int) (b []byte, src netip.AddrPort) {
 	return r.buf[:r.n], r.src
 }
+
+// rawSender is Linux only: elsewhere writes go through net.UDPConn.
+type rawSender struct{}
+
+func newRawSender(*net.UDPConn) *rawSender { return nil }
+
+func (*rawSender) close() {}
+
+func (*rawSender) send([]byte, netip.AddrPort) (int, bool, error) { return 0, true, nil }

@@ -1,0 +1,105 @@
+//go:build linux
+
+package transport
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawSender sends datagrams with sendto(2) on the socket's descriptor
+// directly. net.UDPConn's writes take the descriptor's write lock, which
+// serialises every sender of a listener: the server's workers and its
+// timer goroutine send on one socket at once, and each that finds the
+// lock taken parks and has to be woken. The kernel takes concurrent
+// sendto calls on one UDP socket without help; only the socket's close
+// must not overlap a send (the descriptor number could be reused), which
+// the read side of mu guards.
+type rawSender struct {
+	mu     sync.RWMutex
+	fd     int
+	domain int // unix.AF_INET or unix.AF_INET6
+	closed bool
+}
+
+// newRawSender takes pc's descriptor; nil when it cannot (then writes go
+// through pc).
+func newRawSender(pc *net.UDPConn) *rawSender {
+	rc, err := pc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s := &rawSender{fd: -1}
+	var domErr error
+	if err := rc.Control(func(fd uintptr) {
+		s.fd = int(fd)
+		s.domain, domErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	}); err != nil || domErr != nil || s.fd < 0 {
+		return nil
+	}
+	if s.domain != unix.AF_INET && s.domain != unix.AF_INET6 {
+		return nil
+	}
+	return s
+}
+
+// close stops the sends before the socket closes.
+func (s *rawSender) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+// send sends b to to. again is true when the socket's buffer is full
+// (EAGAIN: the descriptor is non-blocking) or the address needs what
+// only the net package writes (an IPv6 zone): the caller then writes
+// through the net.UDPConn, which waits.
+func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err error) {
+	var sa [unix.SizeofSockaddrInet6]byte
+	var salen uintptr
+	ip := to.Addr()
+	switch {
+	case ip.Zone() != "":
+		return 0, true, nil
+	case s.domain == unix.AF_INET && ip.Is4():
+		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET)
+		binary.BigEndian.PutUint16(sa[2:4], to.Port())
+		a4 := ip.As4()
+		copy(sa[4:8], a4[:])
+		salen = unix.SizeofSockaddrInet4
+	case s.domain == unix.AF_INET6:
+		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET6)
+		binary.BigEndian.PutUint16(sa[2:4], to.Port())
+		a16 := ip.As16() // an IPv4 address as ::ffff:a.b.c.d
+		copy(sa[8:24], a16[:])
+		salen = unix.SizeofSockaddrInet6
+	default:
+		return 0, false, &net.AddrError{Err: "address family not reachable from this socket", Addr: ip.String()}
+	}
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, false, net.ErrClosed
+	}
+	r, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0,
+		uintptr(unsafe.Pointer(&sa[0])), salen)
+	s.mu.RUnlock()
+	switch e {
+	case 0:
+		return int(r), false, nil
+	case unix.EAGAIN, unix.EINTR:
+		return 0, true, nil
+	}
+	return 0, false, os.NewSyscallError("sendto", e)
+}
