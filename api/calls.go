@@ -95,7 +95,8 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	user := strings.ToLower(strings.TrimPrefix(r.URL.Query().Get("user"), "sip:"))
+	user := strings.ToLower(r.URL.Query().Get("user"))
+	user = strings.TrimPrefix(strings.TrimPrefix(user, "sips:"), "sip:")
 	all := a.env.Calls.List()
 	out := all[:0:0]
 	for _, c := range all {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hlas-voip/hlas/sip"
@@ -17,6 +18,11 @@ import (
 // DefaultCallMaxAge is Env.CallMaxAge's default: as long as the
 // accounting holds an answered call whose BYE never came.
 const DefaultCallMaxAge = 4 * time.Hour
+
+// maxTrackedCalls bounds the calls Env.TrackCalls keeps (a few hundred
+// bytes each); beyond it new calls are not listed, and relaying, bounded
+// apart, is not held up by them.
+const maxTrackedCalls = 1 << 18
 
 // sweepEvery is how often, at most, a new call sweeps the table of
 // tracked calls that outlived Env.CallMaxAge.
@@ -90,7 +96,7 @@ func (p *Proxy) sweepCallsLocked() {
 	}
 	for id, c := range mc.m {
 		if c.info != nil && !c.isRelayed() && now.Sub(c.info.started) > maxAge {
-			delete(mc.m, id)
+			mc.delLocked(id)
 		}
 	}
 }
@@ -163,7 +169,7 @@ func (p *Proxy) Hangup(callID, why string) (string, error) {
 		p.log.Info("call cancelled by an operator", "call-id", callID, "why", why)
 		return HangupCancel, nil
 	}
-	delete(mc.m, callID)
+	mc.delLocked(callID)
 	mc.mu.Unlock()
 	p.log.Info("call hung up by an operator", "call-id", callID, "why", why)
 	p.endDialog(callID, c, "hung up by the operator")
@@ -178,15 +184,49 @@ func (p *Proxy) Hangup(callID, why string) (string, error) {
 
 // kill cancels the unanswered request as an operator's decision: the
 // caller gets 487, the record the end reason why. It reports false when
-// the request was answered already.
+// the request was answered already. A 2xx that crosses the CANCELs is
+// still forwarded (RFC 3261 §16.7 step 10), and the call it answers is
+// then ended with BYEs (endKilled).
 func (c *rctx) kill(why string) bool {
 	c.mu.Lock()
 	if c.answered {
 		c.mu.Unlock()
 		return false
 	}
+	if c.cancelled {
+		c.mu.Unlock()
+		return true // the caller's CANCEL came first: its record says so
+	}
 	c.killed = why
 	c.mu.Unlock()
 	c.onCancel()
 	return true
+}
+
+// endKilled ends the call a 2xx answered after an operator cancelled it
+// (the 2xx crossed the CANCEL): once the 2xx has gone upstream, a BYE to
+// each side, as Hangup sends.
+func (c *rctx) endKilled() {
+	c.mu.Lock()
+	why := c.killed
+	c.mu.Unlock()
+	if why == "" || c.req.Method != sip.INVITE {
+		return
+	}
+	if _, err := c.p.Hangup(c.req.CallID, why); err == nil {
+		c.p.log.Info("a call answered after an operator's cancel was ended", "call-id", c.req.CallID)
+	}
+}
+
+// byeEnds reports whether bye ends c's dialog: its tags are the dialog's
+// (in either direction), or no dialog is known yet. A BYE of another
+// dialog with the same Call-ID (another fork's 2xx) leaves c alone.
+func (c *mcall) byeEnds(bye *sip.Request, mu *sync.Mutex) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	if c.dlg == nil {
+		return true
+	}
+	from, to := bye.From.Tag(), bye.To.Tag()
+	return from == c.callerTag && to == c.dlg.calleeTag || from == c.dlg.calleeTag && to == c.callerTag
 }

@@ -168,6 +168,72 @@ func TestTrackedCalls(t *testing.T) {
 			t.Error("still tracked")
 		}
 	})
+	t.Run("a 2xx crossing the operator's CANCEL: forwarded, then BYEs", func(t *testing.T) {
+		e, _, acc := setup(t, true, "")
+		tx := e.serve(request(t, sip.INVITE, "sip:bob@example.test"))
+		out := e.net.requests(t)
+		e.answer(out[0], 180, "b1")
+		if _, err := e.p.Hangup(id, "api"); err != nil {
+			t.Fatal(err)
+		}
+		if sent := e.net.requests(t); len(sent) != 1 || sent[0].Method != sip.CANCEL {
+			t.Fatalf("sent %s", uris(sent))
+		}
+		e.answer(out[0], 200, "b1", func(r *sip.Response) {
+			r.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "bob", Host: "198.51.100.20", Port: 5062}}}
+		})
+		if res := tx.last(); res.StatusCode != 200 {
+			t.Fatalf("caller got %q", tx.codes())
+		}
+		byes := e.net.requests(t)
+		if len(byes) != 2 || byes[0].Method != sip.BYE || byes[1].Method != sip.BYE ||
+			byes[0].URI.Host != "198.51.100.7" || byes[1].URI.Host != "198.51.100.20" {
+			t.Fatalf("after the 2xx sent %s", uris(byes))
+		}
+		acc.mu.Lock()
+		defer acc.mu.Unlock()
+		if strings.Join(acc.ended, ";") != id+" a1 b1 api" {
+			t.Errorf("record %q", acc.ended)
+		}
+	})
+	t.Run("the caller's CANCEL first: the operator's cancel changes nothing", func(t *testing.T) {
+		ka := &killAcc{}
+		e := newTestEnv(t, cfg, func(env *Env) { env.TrackCalls, env.Accounting = true, &upAcc{ka} })
+		tx := e.serve(request(t, sip.INVITE, "sip:bob@example.test"))
+		out := e.net.requests(t)
+		e.answer(out[0], 180, "b1")
+		tx.cancel()
+		if _, err := e.p.Hangup(id, "api"); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range e.net.requests(t) {
+			if r.Method == sip.CANCEL {
+				e.answer(r, 200, "")
+			}
+		}
+		e.answer(out[0], 487, "b1")
+		ka.mu.Lock()
+		defer ka.mu.Unlock()
+		if len(ka.ups) != 1 || ka.ups[0].Killed != "" || !ka.ups[0].Cancelled {
+			t.Errorf("upstream %+v", ka.ups)
+		}
+	})
+	t.Run("a BYE of another fork's dialog leaves the call", func(t *testing.T) {
+		e, _, _ := setup(t, true, "")
+		e.serve(request(t, sip.INVITE, "sip:bob@example.test"))
+		e.answer(e.net.requests(t)[0], 200, "b1")
+		other := request(t, sip.BYE, "sip:bob@198.51.100.20:5062", "Route: <sip:192.0.2.1;lr>")
+		other.To.Params = ";tag=b2"
+		other.CSeq.Seq = 2
+		e.serve(other)
+		if _, ok := e.p.Call(id); !ok {
+			t.Fatal("the answered dialog was forgotten for another's BYE")
+		}
+		bye(t, e)
+		if _, ok := e.p.Call(id); ok {
+			t.Error("still tracked after its own BYE")
+		}
+	})
 	t.Run("relayed and tracked: hang-up deletes the media", func(t *testing.T) {
 		e, eng, acc := setup(t, true, MediaAlways)
 		e.serve(withSDP(request(t, sip.INVITE, "sip:bob@example.test"), "10.0.0.7"))

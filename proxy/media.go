@@ -49,6 +49,19 @@ type mediaCalls struct {
 	m  map[string]*mcall
 	// swept is when tracked calls were last swept for age (calls.go).
 	swept time.Time
+	// tracked counts the entries with info (Env.TrackCalls), bounded by
+	// maxTrackedCalls apart from the relayed calls' bound.
+	tracked int
+}
+
+// delLocked forgets the call id.
+func (mc *mediaCalls) delLocked(id string) {
+	if c := mc.m[id]; c != nil {
+		if c.info != nil {
+			mc.tracked--
+		}
+		delete(mc.m, id)
+	}
 }
 
 // mcall is what the proxy keeps of a relayed or tracked call: whose
@@ -200,14 +213,16 @@ func (p *Proxy) startCall(req *sip.Request, in Flow, relay bool, rc *rctx) *mcal
 	if p.env.TrackCalls {
 		p.sweepCallsLocked()
 	}
-	if len(mc.m) >= maxMediaCalls {
+	track := p.env.TrackCalls && mc.tracked < maxTrackedCalls
+	if len(mc.m) >= maxMediaCalls || !relay && !track {
 		return nil
 	}
 	c := &mcall{callerTag: strings.Clone(req.From.Tag())}
 	c.relayed.Store(relay)
 	c.cseq[0] = req.CSeq.Seq
-	if p.env.TrackCalls {
+	if track {
 		c.info = newCallInfo(req, in, rc, p.clock.Now())
+		mc.tracked++
 	}
 	mc.m[strings.Clone(req.CallID)] = c
 	return c
@@ -221,7 +236,7 @@ func (p *Proxy) forgetMedia(callID string) (media.Stats, bool) {
 	mc := &p.mcalls
 	mc.mu.Lock()
 	c := mc.m[callID]
-	delete(mc.m, callID)
+	mc.delLocked(callID)
 	mc.mu.Unlock()
 	if !c.isRelayed() || p.env.Media == nil {
 		return media.Stats{}, false
@@ -492,7 +507,7 @@ func (p *Proxy) EndMedia(t media.Timeout) {
 	mc := &p.mcalls
 	mc.mu.Lock()
 	c := mc.m[t.CallID]
-	delete(mc.m, t.CallID)
+	mc.delLocked(t.CallID)
 	mc.mu.Unlock()
 	if c == nil || c.dlg == nil {
 		return

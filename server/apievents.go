@@ -175,6 +175,10 @@ func (w *callWatch) MediaStats(callID string, st media.Stats) {
 
 // EndCall passes the proxy's end of a call on (proxy.CallEnder).
 func (w *callWatch) EndCall(callID, callerTag, calleeTag, why string) bool {
+	if !w.withAcc {
+		// No record to tell the end: tell it here.
+		w.ae.bus.Publish(api.EventCall, "ended", callData{CallID: callID, Reason: why})
+	}
 	if e, ok := w.next.(proxy.CallEnder); ok {
 		return e.EndCall(callID, callerTag, calleeTag, why)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hlas-voip/hlas/api"
+	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transport"
 	"github.com/hlas-voip/hlas/store"
 	"github.com/hlas-voip/hlas/tpcc"
@@ -49,11 +50,12 @@ func (s *Server) startOriginator() error {
 		ip = netip.IPv6Loopback()
 	}
 	target = netip.AddrPortFrom(ip, target.Port())
+	// The user agent listens on loopback whatever the listener's address:
+	// its requests are trusted, and no packet from the network can come
+	// from a loopback source (the kernel drops them).
 	local := "127.0.0.1:0"
 	if ip.Is6() {
 		local = "[::1]:0"
-	} else if !ip.IsLoopback() {
-		local = netip.AddrPortFrom(ip, 0).String()
 	}
 	domain := ip.String()
 	if len(s.cfg.Domains) > 0 {
@@ -98,9 +100,10 @@ func (s *Server) closeOriginator() {
 	}
 }
 
-// own reports a request from the controller's user agent.
-func (o *originator) own(tx ServerTx) bool {
-	return o != nil && tx.Transport() == transport.UDP && tx.Source() == o.local
+// own reports a request of a call the controller placed, from its user
+// agent's loopback address: nothing else from that address is trusted.
+func (o *originator) own(tx ServerTx, req *sip.Request) bool {
+	return o != nil && tx.Transport() == transport.UDP && tx.Source() == o.local && o.ctl.Owns(req.CallID)
 }
 
 // originationData is an origination event's data.

@@ -149,17 +149,17 @@ func (e *edge) banned(b security.Ban) {
 	}
 }
 
-// synced tells the bans an operator placed or lifted in the store
-// (`hlas ban`, the REST API), as the guard's own are told.
+// synced tells the bans placed or lifted in the store by others: an
+// operator (`hlas ban`, the REST API), or another node sharing the store.
 func (e *edge) synced(added, lifted []security.Ban) {
 	for _, b := range added {
-		e.log.Info("ban added by an operator", "source", b.Prefix.String(), "reason", b.Reason)
+		e.log.Info("ban read from the store", "source", b.Prefix.String(), "reason", b.Reason, "manual", b.Manual)
 		if e.s != nil && e.s.apiEvents != nil {
 			e.s.apiEvents.banned(b)
 		}
 	}
 	for _, b := range lifted {
-		e.log.Info("ban lifted by an operator", "source", b.Prefix.String())
+		e.log.Info("ban lifted in the store", "source", b.Prefix.String())
 		if e.s != nil && e.s.apiEvents != nil {
 			e.s.apiEvents.unbanned(b)
 		}

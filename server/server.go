@@ -1120,7 +1120,7 @@ func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bo
 func (s *Server) proxyAuth(next Handler) Handler {
 	authed := s.auth.Middleware(auth.ProxyTarget(s.aorDomain))(next)
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		if s.proxy.TrustedTx(tx) || s.orig.Load().own(tx) {
+		if s.proxy.TrustedTx(tx) || s.orig.Load().own(tx, req) {
 			next.ServeSIP(ctx, tx, req)
 			return
 		}

@@ -30,7 +30,9 @@
 // Failures: A rejecting or not answering within Config.RingTimeout (then
 // CANCEL) fails the call and B is never called; B rejecting or not
 // answering ends A with BYE and fails the call with B's code. A hang-up
-// while a leg rings CANCELs it.
+// while a leg rings CANCELs it. A redirection (3xx) fails its leg like
+// any refusal: the controller is trusted by the server it runs in, so the
+// party it calls must not choose whom it calls next.
 //
 // Before the call connects, an offer from A (while B rings) is held as the
 // first one was, and any offer while the setup re-INVITEs run gets 491, so
@@ -339,6 +341,20 @@ func (c *Controller) Calls() []*Call {
 	return out
 }
 
+// Owns reports whether callID is a leg of a call in progress: what a
+// server that trusts the controller's requests checks, so that it trusts
+// no other request from the controller's address.
+func (c *Controller) Owns(callID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, call := range c.calls {
+		if call.aID == callID || call.bID == callID {
+			return true
+		}
+	}
+	return false
+}
+
 // Get returns the call in progress with that identifier, or nil.
 func (c *Controller) Get(id string) *Call {
 	c.mu.Lock()
@@ -377,17 +393,21 @@ type Call struct {
 	cancel         context.CancelFunc
 	done           chan struct{}
 
-	mu      sync.Mutex
-	state   string
-	err     error
-	legs    [2]*ua.Call
-	orig    [2]origin // the o= line written towards each leg
-	given   [2][]byte // the last description each leg was given
-	got     [2][]byte // the last description each leg gave
-	rang    [2]bool
-	hungBy  string // the end reason, once known
-	setupOK bool   // the setup re-INVITEs are done: offers are relayed
-	bCalled bool   // B's INVITE went out: events carry its Call-ID
+	mu    sync.Mutex
+	state string
+	err   error
+	legs  [2]*ua.Call
+	orig  [2]origin // the o= line written towards each leg
+	given [2][]byte // the last description each leg was given
+	got   [2][]byte // the last description each leg gave
+	// relaying says a leg's changed answer is being passed to the other
+	// leg; pending is the latest that came meanwhile (relayAnswer).
+	relaying [2]bool
+	pending  [2][]byte
+	rang     [2]bool
+	hungBy   string // the end reason, once known
+	setupOK  bool   // the setup re-INVITEs are done: offers are relayed
+	bCalled  bool   // B's INVITE went out: events carry its Call-ID
 }
 
 // ID returns the call's identifier.
@@ -498,6 +518,7 @@ func (c *Call) run() {
 		OnProvisional: c.ringing(legA),
 		OnOffer:       c.relay(legA),
 		OnAnswer:      c.relayAnswer(legA),
+		NoRedirect:    true,
 	})
 	timedOut := ringA.Err() != nil && c.ctx.Err() == nil
 	stopA()
@@ -532,6 +553,7 @@ func (c *Call) run() {
 		OnProvisional: c.ringing(legB),
 		OnOffer:       c.relay(legB),
 		OnAnswer:      c.relayAnswer(legB),
+		NoRedirect:    true,
 	})
 	timedOut = ringB.Err() != nil && c.ctx.Err() == nil && a.Context().Err() == nil
 	stopWatch()
@@ -747,25 +769,38 @@ func (c *Call) relayAnswer(leg int) func([]byte) {
 	other := 1 - leg
 	return func(answer []byte) {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.got[leg] = answer
-		peer, known := c.legs[other], c.given[other]
-		if peer == nil || !c.setupOK || sameMedia(answer, known) {
+		if c.relaying[leg] {
+			// One relay per leg at a time, the latest answer last: the
+			// running one takes it when its re-INVITE is done.
+			c.pending[leg] = answer
+			return
+		}
+		c.relaying[leg] = true
+		defer func() { c.relaying[leg] = false }()
+		for {
+			peer, known := c.legs[other], c.given[other]
+			if peer == nil || !c.setupOK || sameMedia(answer, known) {
+				return
+			}
+			fwd, err := reorigin(answer, &c.orig[other])
+			if err != nil {
+				return
+			}
 			c.mu.Unlock()
-			return
+			res, err := c.reinvite(peer, fwd)
+			c.mu.Lock()
+			if err != nil {
+				c.ctl.log.Info("re-INVITE with the new answer failed", "id", c.id, "leg", legNames[other], "err", err)
+			} else {
+				c.given[other], c.got[other] = fwd, res.Body
+			}
+			if c.pending[leg] == nil {
+				return
+			}
+			answer, c.pending[leg] = c.pending[leg], nil
 		}
-		fwd, err := reorigin(answer, &c.orig[other])
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-		res, err := c.reinvite(peer, fwd)
-		if err != nil {
-			c.ctl.log.Info("re-INVITE with the new answer failed", "id", c.id, "leg", legNames[other], "err", err)
-			return
-		}
-		c.mu.Lock()
-		c.given[other], c.got[other] = fwd, res.Body
-		c.mu.Unlock()
 	}
 }
 

@@ -96,7 +96,7 @@ func (p *party) call(t *testing.T) *ua.Call {
 	select {
 	case c := <-p.calls:
 		return c
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("no call answered")
 		return nil
 	}
@@ -138,9 +138,13 @@ func (e *events) last(id string) Event {
 	return Event{}
 }
 
+// waitLimit bounds a wait for what the peers do on loopback: generous,
+// so that a machine loaded by parallel tests does not fail them.
+const waitLimit = 20 * time.Second
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -153,18 +157,19 @@ func waitDone(t *testing.T, what string, ch <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-ch:
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
 // rig is a controller with its own UA, and the phones A and B.
 type rig struct {
-	clock *transaction.FakeClock
-	ctl   *Controller
-	cua   *ua.UA
-	a, b  *party
-	ev    *events
+	clock  *transaction.FakeClock
+	ctl    *Controller
+	cua    *ua.UA
+	a, b   *party
+	ev     *events
+	closed bool // close ran
 }
 
 func newRig(t *testing.T, aCall, bCall func(*ua.Call) error, mod func(*Config)) *rig {
@@ -184,6 +189,16 @@ func newRig(t *testing.T, aCall, bCall func(*ua.Call) error, mod func(*Config)) 
 	if r.ctl, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails before close still lets go of everything, so
+	// that the next tests' leak checks see only their own.
+	t.Cleanup(func() {
+		if !r.closed {
+			r.ctl.Close()
+			for _, u := range []*ua.UA{r.cua, r.a.UA, r.b.UA} {
+				_ = u.Close()
+			}
+		}
+	})
 	return r
 }
 
@@ -200,6 +215,7 @@ func (r *rig) originate(t *testing.T) *Call {
 // close ends everything and checks that nothing is left.
 func (r *rig) close(t *testing.T) {
 	t.Helper()
+	r.closed = true
 	r.ctl.Close()
 	for _, u := range []*ua.UA{r.cua, r.a.UA, r.b.UA} {
 		waitFor(t, "calls to end", func() bool { return u.Stats().Calls == 0 })

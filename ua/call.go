@@ -470,7 +470,7 @@ func (u *UA) CallWith(ctx context.Context, target string, o CallOptions) (*Call,
 			}
 			return c, nil
 		}
-		if res.StatusCode < 400 && ctx.Err() == nil && rd.follow(res, proto) {
+		if res.StatusCode < 400 && ctx.Err() == nil && !o.NoRedirect && rd.follow(res, proto) {
 			hs = nil // a new target
 			c.restart()
 			continue

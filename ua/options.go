@@ -50,6 +50,11 @@ type CallOptions struct {
 	// see Call.OnOffer and Call.OnAnswer.
 	OnOffer  func(offer []byte) ([]byte, error)
 	OnAnswer func(answer []byte)
+	// NoRedirect makes a 3xx a failure like any other final response:
+	// the UA follows neither a 3xx's Contacts nor a 305's proxy. A UA
+	// whose requests are trusted (the server's click-to-call) must not
+	// let the party it calls choose whom it calls next.
+	NoRedirect bool
 }
 
 // ErrOptions is a CallOptions the UA cannot use.

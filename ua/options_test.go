@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -361,4 +362,68 @@ func TestOnOfferReInviteWithoutSDP(t *testing.T) {
 		t.Fatalf("BYE: %s", m)
 	}
 	drain(t, clock, alice)
+}
+
+// NoRedirect: a 302 fails the call; the Contact it names is not called.
+// Without it the UA follows the 302 to bob.
+func TestCallWithNoRedirect(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			clock := newClock()
+			alice, bob := newPeer(t, "udp", "alice", clock, nil), newPeer(t, "udp", "bob", clock, nil)
+			raw := newRawPeer(t)
+			go func() {
+				m, from := raw.read()
+				inv, ok := m.(*sip.Request)
+				if !ok || inv.Method != sip.INVITE {
+					return
+				}
+				res := sip.NewResponse(inv, 302, "")
+				res.To.Params = res.To.Params.Set("tag", "r1")
+				res.Contact = []sip.Address{{URI: mustURI(t, bob.target())}}
+				raw.send(res, from)
+				raw.read() // the ACK
+			}()
+			type result struct {
+				c   *Call
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				c, err := alice.CallWith(context.Background(), "sip:x@"+raw.addr(), CallOptions{NoRedirect: !follow})
+				done <- result{c, err}
+			}()
+			if follow {
+				c := nextCall(t, bob)
+				_ = c.Answer(context.Background())
+				r := <-done
+				if r.err != nil {
+					t.Fatalf("followed call: %v", r.err)
+				}
+				_ = r.c.Hangup(context.Background())
+			} else {
+				r := <-done
+				var se *StatusError
+				if !errors.As(r.err, &se) || se.Code != 302 {
+					t.Fatalf("CallWith: %v, want the 302", r.err)
+				}
+				select {
+				case <-bob.calls:
+					t.Fatal("the redirection's target was called")
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			drain(t, clock, alice, bob)
+		})
+	}
+}
+
+func mustURI(t *testing.T, s string) sip.URI {
+	t.Helper()
+	u, err := sip.ParseURI(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
