@@ -37,6 +37,7 @@
 #                and sqlite3), subscriptions in memory; postgres: the same in PostgreSQL
 #                (127.0.0.1, database hlas_bench_kam, made per run), and hlas's store there too
 #                (database hlas_bench_hlas), so both commit each PUBLISH to one server
+#   HLAS_EXTRA [""]  more top-level YAML for hlas's configuration (one line, e.g. "workers: 2")
 #   HLAS_MIN_NOTIFY_INTERVAL [500ms]  KAM_PORT [25264] HLAS_PORT [25364] SIPP_PORT0 [26001]
 #   OUT_DIR [/tmp/hlas-bench-presence]  work files and logs (emptied at start)
 # Needs: sipp 3.6, kamailio 5.6 + kamailio-presence-modules (presence, presence_xml, db_text,
@@ -56,6 +57,7 @@ SETTLE_S=${SETTLE_S:-8}
 SETTLE2_S=${SETTLE2_S:-35}
 ORDER=${ORDER:-kamailio hlas hlas kamailio}
 HLAS_BIN=${HLAS_BIN:-/tmp/hlas}
+HLAS_EXTRA=${HLAS_EXTRA:-}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 KAM_SHM_MB=${KAM_SHM_MB:-2048}
 KAM_STATE=${KAM_STATE:-memory}
@@ -165,6 +167,7 @@ start_hlas() {
 	  subscriptions:
 	    min_notify_interval: $HLAS_MIN_NOTIFY_INTERVAL
 	    max_expires: 1h
+	$HLAS_EXTRA
 	EOF
 	"$HLAS_BIN" serve --config "$d/hlas.yaml" >"$d/server.log" 2>&1 </dev/null &
 	SERVER_PID=$!
