@@ -102,13 +102,18 @@ func TestTrackedCalls(t *testing.T) {
 		e.answer(out[0], 200, "b1", func(r *sip.Response) {
 			r.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "bob", Host: "198.51.100.20", Port: 5062}}}
 		})
-		// bob re-INVITEs (CSeq 7): the BYE to alice goes above it.
+		// bob re-INVITEs (CSeq 7) from another address (RFC 3261 §12.2
+		// target refresh): the BYE to alice goes above CSeq 7, the BYE
+		// to bob to his new Contact, and alice's 200 moves her target.
 		re := request(t, sip.INVITE, "sip:alice@198.51.100.7:5070", "Route: <sip:192.0.2.1;lr>")
 		re.From.Params, re.To.Params = ";tag=b1", ";tag=a1"
 		re.From.URI, re.To.URI = re.To.URI, re.From.URI
+		re.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "bob", Host: "198.51.100.21", Port: 5062}}}
 		re.CSeq.Seq = 7
 		e.serve(re)
-		e.answer(e.net.requests(t)[0], 200, "")
+		e.answer(e.net.requests(t)[0], 200, "", func(r *sip.Response) {
+			r.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "alice", Host: "198.51.100.7", Port: 5071}}}
+		})
 		action, err := e.p.Hangup(id, "api")
 		if err != nil || action != HangupBye {
 			t.Fatalf("hangup: %q %v", action, err)
@@ -120,8 +125,8 @@ func TestTrackedCalls(t *testing.T) {
 				b.From.Tag(), b.To.Tag(), b.CSeq.Seq, b.Get("Reason")))
 		}
 		want := []string{
-			`BYE sip:alice@198.51.100.7:5070 from=b1 to=a1 cseq=8 reason=SIP;cause=200;text="hung up by the operator"`,
-			`BYE sip:bob@198.51.100.20:5062 from=a1 to=b1 cseq=2 reason=SIP;cause=200;text="hung up by the operator"`,
+			`BYE sip:alice@198.51.100.7:5071 from=b1 to=a1 cseq=8 reason=SIP;cause=200;text="hung up by the operator"`,
+			`BYE sip:bob@198.51.100.21:5062 from=a1 to=b1 cseq=2 reason=SIP;cause=200;text="hung up by the operator"`,
 		}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("BYEs:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

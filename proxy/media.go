@@ -383,7 +383,14 @@ func (c *rctx) mediaResponse(b *branch, res *sip.Response) *sip.Response {
 // INVITE's first 2xx.
 func (c *rctx) noteDialog(rt route, res *sip.Response) {
 	mcl := c.mcall()
-	if mcl == nil || c.req.Method != sip.INVITE || c.req.To.Tag() != "" {
+	if mcl == nil {
+		return
+	}
+	if c.req.To.Tag() != "" {
+		c.refreshTarget(mcl, res)
+		return
+	}
+	if c.req.Method != sip.INVITE {
 		return
 	}
 	p := c.p
@@ -439,6 +446,42 @@ func (c *rctx) noteDialog(rt route, res *sip.Response) {
 		}
 	}
 	mcl.dlg = d
+}
+
+// refreshTarget follows a target refresh (RFC 3261 §12.2): the 2xx of a
+// re-INVITE or UPDATE within the dialog carries the remote targets from
+// now on, the request's Contact its sender's, the response's the other
+// side's. The proxy's own BYEs (a hang-up, a media timeout) go there.
+func (c *rctx) refreshTarget(mcl *mcall, res *sip.Response) {
+	req := c.req
+	if res.StatusCode/100 != 2 || req.Method != sip.INVITE && req.Method != sip.UPDATE {
+		return
+	}
+	mc := &c.p.mcalls
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	// A call no longer in the table is being ended: whoever took it out
+	// reads its dialog without the lock, so it must not change.
+	if mcl.dlg == nil || mc.m[req.CallID] != mcl {
+		return
+	}
+	d := *mcl.dlg
+	fromCaller := req.From.Tag() == mcl.callerTag
+	if len(req.Contact) > 0 {
+		if fromCaller {
+			d.caller = req.Contact[0].URI.String()
+		} else {
+			d.callee = req.Contact[0].URI.String()
+		}
+	}
+	if len(res.Contact) > 0 {
+		if fromCaller {
+			d.callee = res.Contact[0].URI.String()
+		} else {
+			d.caller = res.Contact[0].URI.String()
+		}
+	}
+	mcl.dlg = &d
 }
 
 // mediaEnded is the final response of a request of a relayed call going
