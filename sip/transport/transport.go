@@ -981,9 +981,11 @@ func (m *Manager) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	goneAway := m.goAway(conns)
 	for _, c := range conns {
 		c.closeWith("manager closed")
 	}
+	goneAway()
 	m.wg.Wait()
 	m.log.Info("closed")
 	return errors.Join(errs...)

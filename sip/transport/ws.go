@@ -637,6 +637,49 @@ func (m *Manager) wsLinger(c *Conn) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(nc, wsDrainMax))
 }
 
+// wsGoingAwayWait bounds how long Close waits, for all WebSocket peers at
+// once, for the answers to its close frames.
+const wsGoingAwayWait = time.Second
+
+// goAway tells the WebSocket peers among conns that the server is going
+// away (close 1001, RFC 6455 §7.4.1), so that a browser phone reconnects
+// rather than reporting an abnormal closure (1006). It waits up to
+// wsGoingAwayWait for their answers; the connections are closed after it
+// either way, and the returned func waits for its goroutines, which that
+// ends.
+func (m *Manager) goAway(conns []*Conn) (wait func()) {
+	var wg sync.WaitGroup
+	var told []*Conn
+	for _, c := range conns {
+		if c.ws == nil || c.isClosed() {
+			continue
+		}
+		told = append(told, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(wsGoingAwayWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		// The library waits up to five seconds for an answer, and
+		// closing the WebSocket does not cut that short: closing the
+		// TCP connection under it does.
+		for _, c := range told {
+			if c.wire != nil && c.wire.nc != nil {
+				_ = c.wire.nc.Close()
+			}
+		}
+	}
+	return func() { <-done }
+}
+
 // wsDrainMax bounds what wsLinger discards: the rest of an oversized
 // message, whose real size only its sender knows; drainTimeout bounds
 // the time.

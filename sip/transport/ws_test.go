@@ -1634,3 +1634,44 @@ func TestWSControlFramesAmidMessages(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestWSGoingAway: closing the manager tells WebSocket peers the server
+// is going away (1001), on ws and wss, rather than dropping the TCP
+// connection (which a browser reports as 1006).
+func TestWSGoingAway(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	serverTLS, clientTLS := testTLS(t)
+	m := New(Config{TLSConfig: serverTLS}, replier(newSink()))
+	wsAddr, err := m.Listen(WS, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wssAddr, err := m.Listen(WSS, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := []*wsClient{mustDialWS(t, WS, addrPortOf(wsAddr), nil), mustDialWS(t, WSS, addrPortOf(wssAddr), clientTLS)}
+	for _, c := range clients {
+		c.roundTrip(t)
+	}
+	errs := make(chan error, len(clients))
+	for _, c := range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+			defer cancel()
+			_, _, err := c.Read(ctx) // reading answers the close frame
+			errs <- err
+		}()
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range clients {
+		if err := <-errs; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Errorf("client read: %v, want close 1001", err)
+		}
+	}
+	for _, c := range clients {
+		c.CloseNow()
+	}
+}
