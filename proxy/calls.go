@@ -4,7 +4,6 @@ import (
 	"errors"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hlas-voip/hlas/sip"
@@ -221,9 +220,9 @@ func (c *rctx) endKilled() {
 // byeEnds reports whether bye ends c's dialog: its tags are the dialog's
 // (in either direction), or no dialog is known yet. A BYE of another
 // dialog with the same Call-ID (another fork's 2xx) leaves c alone.
-func (c *mcall) byeEnds(bye *sip.Request, mu *sync.Mutex) bool {
-	mu.Lock()
-	defer mu.Unlock()
+func (p *Proxy) byeEnds(c *mcall, bye *sip.Request) bool {
+	p.mcalls.mu.Lock()
+	defer p.mcalls.mu.Unlock()
 	if c.dlg == nil {
 		return true
 	}

@@ -104,7 +104,7 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 		hideID: hideIdentity(req)}
 	c.acct = p.observe(ctx, req, c.in)
 	c.mc = p.mediaCall(req, c.in, pl, c)
-	if c.mc != nil && req.Method == sip.BYE && c.mc.byeEnds(req, &p.mcalls.mu) {
+	if c.mc != nil && req.Method == sip.BYE && p.byeEnds(c.mc, req) {
 		// The call ends: its media no longer goes through.
 		p.forgetMedia(req.CallID)
 	}

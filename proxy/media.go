@@ -187,19 +187,21 @@ func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan, rc *rctx) *mcall {
 			relay = targetNATed(t, in) || isWebSocket(t.Flow.Proto) != web
 		}
 	}
-	if !relay && !(p.env.TrackCalls && p.recordsRoute(req)) {
-		return nil
+	if !relay && !p.tracks(req) {
+		return nil // the common case: no lock taken
 	}
 	return p.startCall(req, in, relay, rc)
 }
 
-// startMediaCall tracks req's call as relayed.
-func (p *Proxy) startMediaCall(req *sip.Request) *mcall {
-	return p.startCall(req, Flow{}, true, nil)
+// tracks reports whether Env.TrackCalls keeps the call req starts: one
+// the proxy forwards with its Record-Route, so that its BYE passes here.
+func (p *Proxy) tracks(req *sip.Request) bool {
+	return p.env.TrackCalls && p.recordsRoute(req)
 }
 
-// startCall tracks req's call, relayed or not (a tracked call that starts
-// relaying stays in its entry).
+// startCall keeps req's call when it is relayed or Env.TrackCalls tracks
+// it (forwarded with the proxy's Record-Route); a tracked call that
+// starts relaying stays in its entry. nil: neither.
 func (p *Proxy) startCall(req *sip.Request, in Flow, relay bool, rc *rctx) *mcall {
 	mc := &p.mcalls
 	mc.mu.Lock()
@@ -213,7 +215,7 @@ func (p *Proxy) startCall(req *sip.Request, in Flow, relay bool, rc *rctx) *mcal
 	if p.env.TrackCalls {
 		p.sweepCallsLocked()
 	}
-	track := p.env.TrackCalls && mc.tracked < maxTrackedCalls
+	track := mc.tracked < maxTrackedCalls && p.tracks(req)
 	if len(mc.m) >= maxMediaCalls || !relay && !track {
 		return nil
 	}
@@ -232,21 +234,20 @@ func (p *Proxy) startCall(req *sip.Request, in Flow, relay bool, rc *rctx) *mcal
 func (c *mcall) isRelayed() bool { return c != nil && c.relayed.Load() }
 
 // forgetMedia stops relaying a call: the engine's session ends.
-func (p *Proxy) forgetMedia(callID string) (media.Stats, bool) {
+func (p *Proxy) forgetMedia(callID string) {
 	mc := &p.mcalls
 	mc.mu.Lock()
 	c := mc.m[callID]
 	mc.delLocked(callID)
 	mc.mu.Unlock()
-	if !c.isRelayed() || p.env.Media == nil {
-		return media.Stats{}, false
+	if c.isRelayed() && p.env.Media != nil {
+		p.releaseMedia(callID)
 	}
-	return p.releaseMedia(callID)
 }
 
 // releaseMedia ends the engine's session of a relayed call no longer in
 // the table, and hands its statistics to the accounting.
-func (p *Proxy) releaseMedia(callID string) (media.Stats, bool) {
+func (p *Proxy) releaseMedia(callID string) {
 	ctx, cancel := context.WithTimeout(p.stop, mediaTimeout)
 	defer cancel()
 	st, err := p.env.Media.Delete(ctx, callID)
@@ -257,7 +258,6 @@ func (p *Proxy) releaseMedia(callID string) (media.Stats, bool) {
 	if err == nil {
 		p.recordMedia(callID, st)
 	}
-	return st, err == nil
 }
 
 // mediaCode is the response to a request whose SDP the engine refused.
@@ -295,7 +295,7 @@ func (c *rctx) mediaRequest(h Hop, r route) (relay bool, madv netip.Addr, body [
 		c.req.Method == sip.INVITE && c.req.To.Tag() == "" &&
 		c.in.Remote.IsValid() && h.Addr.Addr().Unmap().Is4() != c.in.Remote.Addr().Unmap().Is4() {
 		// The callee is of the other address family: relay to bridge.
-		if mc = p.startMediaCall(c.req); mc != nil {
+		if mc = p.startCall(c.req, c.in, true, c); mc != nil {
 			c.mu.Lock()
 			if c.mc == nil {
 				c.mc = mc

@@ -495,6 +495,8 @@ func (c LimitsConfig) Validate() error {
 		return fmt.Errorf("security.limits.source_calls_per_minute %d: want 0..%d", c.SourceCallsPerMinute, maxCount)
 	case c.MaxTracked < 1:
 		return fmt.Errorf("security.limits.max_tracked %d: want at least 1", c.MaxTracked)
+	case len(c.Costly) > maxCostlyRules:
+		return fmt.Errorf("security.limits.costly: at most %d rules", maxCostlyRules)
 	}
 	for i, r := range c.Costly {
 		if r.PerHour < 0 || r.PerHour > maxCount {

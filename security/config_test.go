@@ -3,6 +3,7 @@ package security
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,8 @@ func TestConfigValidate(t *testing.T) {
 		{"costly empty", Config{Limits: LimitsConfig{Costly: []CostlyRule{{PerHour: 1}}}}, "security.limits.costly[0].prefixes"},
 		{"costly per hour", Config{Limits: LimitsConfig{Costly: []CostlyRule{{Prefixes: []string{"00"}, PerHour: -1}}}}, "security.limits.costly[0].per_hour"},
 		{"costly plus", Config{Limits: LimitsConfig{Costly: []CostlyRule{{Prefixes: []string{"+"}}}}}, "security.limits.costly[0].prefixes"},
+		// Found by `hlas config check` before `hlas serve` refuses it.
+		{"too many costly rules", Config{Limits: LimitsConfig{Costly: manyCostly(maxCostlyRules + 1)}}, "security.limits.costly: at most 64"},
 	} {
 		err := tc.c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -202,4 +205,13 @@ func FuzzUserAgent(f *testing.F) {
 			t.Fatalf("match(%q) = %q, not in it", s, m.pats[i])
 		}
 	})
+}
+
+// manyCostly returns n valid costly-destination rules.
+func manyCostly(n int) []CostlyRule {
+	out := make([]CostlyRule, n)
+	for i := range out {
+		out[i] = CostlyRule{Prefixes: []string{"+" + strconv.Itoa(100+i)}, PerHour: 1}
+	}
+	return out
 }

@@ -69,9 +69,6 @@ func newLimitSet(cfg LimitsConfig) (*limitSet, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Costly) > maxCostlyRules {
-		return nil, fmt.Errorf("security.limits.costly: at most %d rules", maxCostlyRules)
-	}
 	cfg = cfg.WithDefaults()
 	ls := &limitSet{cfg: cfg, keep: int64(time.Minute)}
 	for _, r := range cfg.Costly {

@@ -43,16 +43,19 @@ func (ae *apiEvents) registration(aor string) {
 	if r == nil {
 		return
 	}
-	now := map[string]api.Registration{}
-	for _, b := range r.Lookup(aor) {
-		now[b.ID] = api.LiveRegistration(b)
-	}
 	type change struct {
 		action string
 		reg    api.Registration
 	}
 	var out []change
+	// The bindings are read under ae.mu: two changes of one AOR told at
+	// once (a commit, an expiry) must not compare in one order and
+	// record in the other. OnChange runs without the registrar's locks.
 	ae.mu.Lock()
+	now := map[string]api.Registration{}
+	for _, b := range r.Lookup(aor) {
+		now[b.ID] = api.LiveRegistration(b)
+	}
 	last, known := ae.regs[aor]
 	for id, reg := range now {
 		old, ok := last[id]

@@ -158,23 +158,18 @@ func (cc callControl) Originate(ctx context.Context, from, to string) (api.Origi
 }
 
 // localAOR turns "alice", "alice@example.test" or "sip:alice@example.test"
-// into an AOR of one of the server's domains.
+// into an AOR of one of the server's domains, as the list server reads
+// its members (listAOR).
 func (s *Server) localAOR(in string) (string, bool) {
-	in = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(in), "sip:"), "sips:")
-	user, host, hasHost := strings.Cut(in, "@")
-	if user == "" || strings.ContainsAny(user, " ;<>\"") {
-		return "", false
-	}
-	if !hasHost {
-		if len(s.cfg.Domains) == 0 {
-			return "", false
+	in = strings.TrimSpace(in)
+	if !strings.Contains(in, ":") {
+		if !strings.Contains(in, "@") {
+			if len(s.cfg.Domains) == 0 {
+				return "", false
+			}
+			in += "@" + s.cfg.Domains[0]
 		}
-		host = s.cfg.Domains[0]
+		in = "sip:" + in
 	}
-	for _, d := range s.cfg.Domains {
-		if strings.EqualFold(d, host) {
-			return strings.ToLower(user + "@" + d), true
-		}
-	}
-	return "", false
+	return s.listAOR(in)
 }

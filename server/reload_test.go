@@ -146,7 +146,7 @@ func newReloadServer(t *testing.T, cfg Config) (*Server, *slog.LevelVar, *syncBu
 		cfg.Listen = []string{"udp:127.0.0.1:0"}
 	}
 	lv := new(slog.LevelVar)
-	lv.Set(levelOf(cfg.LogLevel))
+	lv.Set(LogLevel(cfg.LogLevel))
 	out := &syncBuffer{}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: lv})))
 	if err != nil {

@@ -378,9 +378,7 @@ func (u *UA) CallWith(ctx context.Context, target string, o CallOptions) (*Call,
 	if o.NoOffer {
 		// No 100rel: a reliable provisional response would have to carry
 		// the offer, and its PRACK the answer (RFC 3262 §5).
-		proto.Add("Allow", allowed)
-		proto.Add("Accept", ContentTypeSDP+", text/plain")
-		proto.Add("Supported", "replaces")
+		u.capabilitiesWith(&proto.Header, "replaces")
 	} else {
 		u.capabilities(&proto.Header)
 		if u.cfg.Rel100 == Rel100Require {

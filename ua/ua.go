@@ -572,9 +572,15 @@ func (u *UA) supported() string {
 
 // capabilities adds Allow, Accept and Supported (RFC 3261 §11.2).
 func (u *UA) capabilities(h *sip.Header) {
+	u.capabilitiesWith(h, u.supported())
+}
+
+// capabilitiesWith is capabilities with Supported as given (an INVITE
+// without an offer does not offer 100rel: CallWith).
+func (u *UA) capabilitiesWith(h *sip.Header, supported string) {
 	h.Add("Allow", allowed)
 	h.Add("Accept", ContentTypeSDP+", text/plain")
-	h.Add("Supported", u.supported())
+	h.Add("Supported", supported)
 }
 
 // handleRequest is the UAS core (RFC 3261 §8.2) for a new server

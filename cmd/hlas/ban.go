@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hlas-voip/hlas/api"
 	"github.com/hlas-voip/hlas/store"
 )
 
@@ -50,7 +50,7 @@ func banMain(args []string, stdout, stderr io.Writer) int {
 				return fmt.Errorf("--for %s: must not be negative", dur)
 			}
 			if len(pos) == 1 {
-				prefix, err = parseBanPrefix(pos[0])
+				prefix, err = api.ParseBanPrefix(pos[0])
 			}
 			return err
 		},
@@ -86,26 +86,6 @@ func banMain(args []string, stdout, stderr io.Writer) int {
 			return nil
 		},
 	}.main(args, stdout, stderr)
-}
-
-// parseBanPrefix takes an address (a /32 or /128 ban) or a prefix.
-func parseBanPrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q: want an IP address or a prefix", s)
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q: want an IP address or a prefix", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func listBans(ctx context.Context, st store.Store, now time.Time, out io.Writer) error {

@@ -154,7 +154,7 @@ func cdrPurge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hlas cdr purge: give one of --before and --older-than")
 		return 2
 	case *beforeArg != "":
-		if before, err = parseWhen(*beforeArg, now); err != nil {
+		if before, err = acc.ParseWhen(*beforeArg, now); err != nil {
 			fmt.Fprintln(stderr, "hlas cdr purge: --before:", err)
 			return 2
 		}
@@ -233,6 +233,3 @@ func dash(s string) string {
 	}
 	return s
 }
-
-// parseWhen reads a time as --since and --until do (acc.ParseWhen).
-func parseWhen(s string, now time.Time) (time.Time, error) { return acc.ParseWhen(s, now) }

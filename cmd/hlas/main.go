@@ -99,7 +99,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	level := new(slog.LevelVar) // a reload may change it
-	level.Set(parseLevel(cfg.LogLevel))
+	level.Set(server.LogLevel(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	dataDir := cfg.DataDir
 	if dataDir == "" {
@@ -193,16 +193,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func parseLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hlas-voip/hlas/server"
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/resolve"
 	"github.com/hlas-voip/hlas/ua"
@@ -218,7 +219,7 @@ func (r *uaRun) config(cmd string) (ua.Config, error) {
 		Advertise:   f.advertise,
 		T1:          f.t1,
 		Rel100:      ua.Rel100(f.rel100),
-		Logger:      slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: parseLevel(f.logLevel)})),
+		Logger:      slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: server.LogLevel(f.logLevel)})),
 	}
 	switch cfg.Rel100 {
 	case ua.Rel100Supported, ua.Rel100Require, ua.Rel100Off:

@@ -304,12 +304,11 @@ type Manager struct {
 
 	mu     sync.Mutex
 	closed bool
-	// udpSnap is a copy of udp, replaced whole when a listener is added;
-	// udpClosed is closed as the senders see it. Both are read without
-	// mu on every UDP send.
-	udpSnap   atomic.Pointer[[]*udpListener]
+	// udp are the UDP listeners, a slice replaced whole (under mu) when
+	// one is added; udpClosed is closed as the senders see it. Both are
+	// read without mu on every UDP send.
+	udp       atomic.Pointer[[]*udpListener]
 	udpClosed atomic.Bool
-	udp       []*udpListener
 	streams   []*streamListener
 	conns     map[*Conn]struct{}
 	table     map[connKey]*Conn
@@ -408,9 +407,8 @@ func (m *Manager) Listen(proto, addr string) (net.Addr, error) {
 			}
 		}
 		add := func() {
-			m.udp = append(m.udp, l)
-			udps := append([]*udpListener(nil), m.udp...)
-			m.udpSnap.Store(&udps)
+			udps := append(m.udpListeners(), l)
+			m.udp.Store(&udps)
 		}
 		if err := m.serveListener(pc, p, l.addr, add, func() { m.readUDP(l) }); err != nil {
 			return nil, err
@@ -775,12 +773,8 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 	if m.udpClosed.Load() {
 		return ErrClosed
 	}
-	var udps []*udpListener
-	if p := m.udpSnap.Load(); p != nil {
-		udps = *p
-	}
 	var l *udpListener
-	for _, u := range udps {
+	for _, u := range m.udpListeners() {
 		if local.IsValid() {
 			if u.addr == local || (u.addr.Addr().IsUnspecified() && u.addr.Port() == local.Port() && u.reaches(local.Addr())) {
 				l = u
@@ -811,6 +805,16 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 	st.bytesOut.Add(uint64(n))
 	if m.cfg.Capture != nil {
 		m.cfg.Capture(true, UDP, l.addr, remote, data)
+	}
+	return nil
+}
+
+// udpListeners returns the UDP listeners; the slice is never changed,
+// only replaced (a full slice expression keeps an append from writing
+// into it).
+func (m *Manager) udpListeners() []*udpListener {
+	if p := m.udp.Load(); p != nil {
+		return (*p)[:len(*p):len(*p)]
 	}
 	return nil
 }
@@ -953,7 +957,7 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	m.udpClosed.Store(true)
-	udps, streams := m.udp, m.streams
+	udps, streams := m.udpListeners(), m.streams
 	conns := make([]*Conn, 0, len(m.conns))
 	for c := range m.conns {
 		conns = append(conns, c)

@@ -55,7 +55,7 @@ func benchUDPDrain(b *testing.B, batch int, refuse bool, msg []byte) {
 	// A burst the buffer surely holds: the kernel charges a loopback
 	// datagram about twice its size or more.
 	burst := 256
-	if rb := m.udp[0].readBuffer; rb > 0 {
+	if rb := m.udpListeners()[0].readBuffer; rb > 0 {
 		burst = max(16, min(rb/(4*(len(msg)+512)), 8192))
 	}
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

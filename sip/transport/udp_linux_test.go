@@ -40,7 +40,7 @@ func TestReadBuffer(t *testing.T) {
 		}
 		m := newManager(t, cfg, nil)
 		listen(t, m, UDP, "127.0.0.1")
-		l := m.udp[0]
+		l := m.udpListeners()[0]
 		rc, err := l.pc.SyscallConn()
 		if err != nil {
 			t.Fatal(err)

@@ -1675,3 +1675,31 @@ func TestWSGoingAway(t *testing.T) {
 		c.CloseNow()
 	}
 }
+
+// TestWSGoingAwaySilentPeer: a client that never answers the close frame
+// (it does not read) does not hold Close up beyond the bounded wait, and
+// nothing of its connection is left behind.
+func TestWSGoingAwaySilentPeer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := New(Config{}, replier(newSink()))
+	addr, err := m.Listen(WS, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustDialWS(t, WS, addrPortOf(addr), nil)
+	c.roundTrip(t)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("Close waits on a peer that never answers its close frame")
+	}
+	if s := m.Stats(); s.WS.ConnsOpen != 0 {
+		t.Fatalf("after Close: %+v", s.WS)
+	}
+	c.CloseNow()
+}
