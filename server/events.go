@@ -205,11 +205,13 @@ func hostOf(ip netip.Addr) string {
 	return ip.Unmap().String()
 }
 
-// eventSender sends the notifier's NOTIFYs through the proxy.
+// eventSender sends the notifier's NOTIFYs through the proxy. Their done
+// never blocks (event.Sender), so their responses are handled where they
+// are read.
 type eventSender struct{ s *Server }
 
 func (es eventSender) SendRequest(req *sip.Request, f event.Flow, done func(*sip.Response, error)) error {
-	return es.s.proxy.SendRequest(req, proxy.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}, done)
+	return es.s.proxy.SendRequestInline(req, proxy.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}, done)
 }
 
 func eventFlow(tx ServerTx) event.Flow {

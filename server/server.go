@@ -519,6 +519,10 @@ type work struct {
 	msg sip.Message
 	err error
 	at  time.Duration // when it arrived, on Server.now's clock
+	// For a response: matched says the reader looked up its client
+	// transaction, ctx is what it found (nil: none).
+	matched bool
+	ctx     *transaction.ClientTx
 }
 
 // enqueue is the transport's handler: it never blocks. It parses the
@@ -534,12 +538,24 @@ func (s *Server) enqueue(p *transport.Packet) {
 	if req, ok := msg.(*sip.Request); ok && !s.edge.request(p, req) {
 		return // a flood or a scanner: no answer
 	}
+	w := work{p: p, msg: msg, err: err, at: at}
+	if res, ok := msg.(*sip.Response); ok && err == nil && !p.Oversize && p.BadFraming == "" {
+		// A response to one of the server's own requests whose handler
+		// never blocks (a NOTIFY's) is run here: the hand-off to a worker
+		// would cost more than the handler (ClientOptions.Inline).
+		w.matched, w.ctx = true, s.txl.Match(res)
+		if w.ctx != nil && w.ctx.Inline() {
+			s.met.responsesIn.Inc()
+			w.ctx.Receive(res)
+			return
+		}
+	}
 	q := s.queues[0]
 	if msg != nil {
 		q = s.queues[shard.Of(msg.Head().CallID, len(s.queues))]
 	}
 	select {
-	case q <- work{p, msg, err, at}:
+	case q <- w:
 		return
 	default:
 	}
@@ -617,7 +633,12 @@ func (s *Server) process(ctx context.Context, w work) {
 	case *sip.Response:
 		// Never shed: a response completes a transaction.
 		s.met.responsesIn.Inc()
-		if !s.txl.HandleResponse(m) && !s.proxy.HandleResponse(m, packetFlow(p)) {
+		if !w.matched {
+			w.ctx = s.txl.Match(m)
+		}
+		if w.ctx != nil {
+			w.ctx.Receive(m)
+		} else if !s.proxy.HandleResponse(m, packetFlow(p)) {
 			// A response matching no client transaction and not the
 			// proxy's to forward statelessly (RFC 3261 §16.7, §16.11) is
 			// stray (§18.1.2): dropped.

@@ -38,6 +38,11 @@
 #                (127.0.0.1, database hlas_bench_kam, made per run), and hlas's store there too
 #                (database hlas_bench_hlas), so both commit each PUBLISH to one server
 #   HLAS_EXTRA [""]  more top-level YAML for hlas's configuration (one line, e.g. "workers: 2")
+#   A/B runs: ORDER may name "hlasB", a second hlas variant reported on its own SUMMARY line:
+#   HLAS_BIN_B [HLAS_BIN] HLAS_EXTRA_B [HLAS_EXTRA] HLAS_ENV_B [""] (environment, e.g.
+#   "GOGC=200"); e.g. ORDER="hlas hlasB hlasB hlas" HLAS_BIN_B=/tmp/hlas.new
+#   PROFILE [""]  when set, hlas's CPU profile of the steady window and its allocation profile
+#                are written to OUT_DIR/<run>/cpu.pprof and allocs.pprof (go tool pprof)
 #   HLAS_MIN_NOTIFY_INTERVAL [500ms]  KAM_PORT [25264] HLAS_PORT [25364] SIPP_PORT0 [26001]
 #   OUT_DIR [/tmp/hlas-bench-presence]  work files and logs (emptied at start)
 # Needs: sipp 3.6, kamailio 5.6 + kamailio-presence-modules (presence, presence_xml, db_text,
@@ -58,6 +63,10 @@ SETTLE2_S=${SETTLE2_S:-35}
 ORDER=${ORDER:-kamailio hlas hlas kamailio}
 HLAS_BIN=${HLAS_BIN:-/tmp/hlas}
 HLAS_EXTRA=${HLAS_EXTRA:-}
+HLAS_BIN_B=${HLAS_BIN_B:-$HLAS_BIN}
+HLAS_EXTRA_B=${HLAS_EXTRA_B:-$HLAS_EXTRA}
+HLAS_ENV_B=${HLAS_ENV_B:-}
+PROFILE=${PROFILE:-}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 KAM_SHM_MB=${KAM_SHM_MB:-2048}
 KAM_STATE=${KAM_STATE:-memory}
@@ -146,7 +155,8 @@ start_kamailio() {
 	KIDS=$(pgrep -P "$SERVER_PID" | tr '\n' ' ')
 }
 start_hlas() {
-	local d=$1
+	local d=$1 bin=$HLAS_BIN extra=$HLAS_EXTRA env=""
+	[ "$2" = hlasB ] && bin=$HLAS_BIN_B extra=$HLAS_EXTRA_B env=$HLAS_ENV_B
 	mkdir -p "$d"
 	local storeline=""
 	if [ "$KAM_STATE" = postgres ]; then
@@ -167,9 +177,10 @@ start_hlas() {
 	  subscriptions:
 	    min_notify_interval: $HLAS_MIN_NOTIFY_INTERVAL
 	    max_expires: 1h
-	$HLAS_EXTRA
+	$extra
 	EOF
-	"$HLAS_BIN" serve --config "$d/hlas.yaml" >"$d/server.log" 2>&1 </dev/null &
+	# shellcheck disable=SC2086
+	env $env "$bin" serve --config "$d/hlas.yaml" >"$d/server.log" 2>&1 </dev/null &
 	SERVER_PID=$!
 	for _ in $(seq 1 100); do
 		kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$d/server.log" >&2; die "hlas exited"; }
@@ -264,7 +275,7 @@ run_one() {
 	if [ "$name" = kamailio ]; then port=$KAM_PORT; else port=$HLAS_PORT; fi
 	port_busy "$port" && die "port $port/udp busy"
 	for i in $(seq 0 "$WATCHER_PROCS"); do port_busy $((SIPP_PORT0 + i)) && die "port $((SIPP_PORT0 + i)) busy"; done
-	if [ "$name" = kamailio ]; then start_kamailio "$sdir"; else start_hlas "$sdir"; fi
+	if [ "$name" = kamailio ]; then start_kamailio "$sdir"; else start_hlas "$sdir" "$name"; fi
 	all="$SERVER_PID $KIDS"
 	sleep 1
 	# shellcheck disable=SC2086
@@ -324,7 +335,16 @@ run_one() {
 	# shellcheck disable=SC2086
 	c0=$(cpu_ticks $all); local g0; g0=$(cpu_ticks $sipp_pids)
 	local busy0; busy0=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+	if [ "$name" != kamailio ] && [ -n "$PROFILE" ]; then
+		# the profile covers the steady window; it costs hlas a little CPU (~1%), so runs
+		# with PROFILE set are for finding where time goes, not for the ratio
+		curl -s --max-time $((STORM_S + 10)) -o "$sdir/cpu.pprof" \
+			"http://127.0.0.1:$((HLAS_PORT + 1))/debug/pprof/profile?seconds=$((STORM_S - 1))" &
+		local prof_pid=$!
+	fi
 	sleep "$STORM_S"
+	[ -z "${prof_pid:-}" ] || { wait "$prof_pid"; curl -s --max-time 10 -o "$sdir/allocs.pprof" \
+		"http://127.0.0.1:$((HLAS_PORT + 1))/debug/pprof/allocs"; }
 	t1=$(now)
 	# shellcheck disable=SC2086
 	c1=$(cpu_ticks $all); local g1; g1=$(cpu_ticks $sipp_pids)
@@ -361,7 +381,7 @@ run_one() {
 	p_unexp=$(counts "$pf" '_Unexp$' | cut -d' ' -f2)
 	local p_failed; p_failed=$(awk -F'|' '/Failed call/ { gsub(/ /, "", $3); print $3 }' "$RUN_DIR/publisher.out" | tail -1)
 	local diag=""
-	if [ "$name" = hlas ]; then
+	if [ "$name" != kamailio ]; then
 		diag=$(curl -s --max-time 3 "http://127.0.0.1:$((HLAS_PORT + 1))/metrics" | awk '
 			/^hlas_event_notifies_total\{package="presence"\}/ { s = s " srv_notifies=" $2 }
 			/^hlas_event_coalesced_total\{package="presence"\}/ { s = s " srv_coalesced=" $2 }
@@ -412,14 +432,14 @@ echo "hlas: $HLAS_BIN (min_notify_interval $HLAS_MIN_NOTIFY_INTERVAL); kamailio:
 idx=0
 for s in $ORDER; do
 	idx=$((idx + 1))
-	case $s in kamailio|hlas) ;; *) die "ORDER: unknown server $s" ;; esac
+	case $s in kamailio|hlas|hlasB) ;; *) die "ORDER: unknown server $s" ;; esac
 	run_one "$s" "$idx"
 	sleep 2
 done
 
 # ---- summary: mean per server, ratios hlas / kamailio ----
 M="publish_per_s notify_per_s delivered_pct server_cpu_pct cpu_us_per_notify sipp_cpu_pct host_busy_pct bytes_per_sub alloc_bytes_per_sub bytes_per_sub_at_settle1 alloc_bytes_per_sub_at_settle1 sub_cpu_us_per_sub"
-for s in kamailio hlas; do
+for s in kamailio hlas hlasB; do
 	grep -q "^RUN $s " "$RESULTS" || continue
 	out="SUMMARY $s runs=$(grep -c "^RUN $s " "$RESULTS")"
 	for m in $M; do
@@ -436,4 +456,9 @@ if grep -q "^SUMMARY kamailio " "$RESULTS" && grep -q "^SUMMARY hlas " "$RESULTS
 			if (a + 0 == 0) print m "=NA"; else printf "%s=%.3f\n", m, b / a }')"
 	done
 	echo "$out (goal: cpu_us_per_notify <= 1.0; hlas bytes_per_sub <= 2048)" | tee -a "$RESULTS"
+fi
+if grep -q "^SUMMARY hlas " "$RESULTS" && grep -q "^SUMMARY hlasB " "$RESULTS"; then
+	echo "RATIO hlasB_over_hlas cpu_us_per_notify=$(awk -v a="$(kv hlas cpu_us_per_notify)" \
+		-v b="$(kv hlasB cpu_us_per_notify)" 'BEGIN { if (a + 0 == 0) print "NA"; else printf "%.3f\n", b / a }')" |
+		tee -a "$RESULTS"
 fi

@@ -24,6 +24,7 @@ type ClientTx struct {
 
 	key     clientKey // in Layer.client; refers into req, which the transaction keeps
 	handler ResponseHandler
+	inline  bool       // the handler never blocks (ClientOptions.Inline)
 	cb      sync.Mutex // serializes handler calls
 
 	// The ACK sent for a non-2xx final response, for retransmissions of
@@ -45,6 +46,22 @@ var ErrNoBranch = errors.New("transaction: request needs a top Via with a z9hG4b
 // not a transaction (send it directly); CANCEL should come from
 // ClientTx.Cancel.
 func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientTx, error) {
+	return l.RequestWith(req, s, h, ClientOptions{})
+}
+
+// ClientOptions are the choices of RequestWith.
+type ClientOptions struct {
+	// Inline promises that the handler never blocks (no I/O, no waiting
+	// for other goroutines beyond short mutexes), so a server may run it
+	// on the goroutine that read the response (Match, ClientTx.Inline)
+	// instead of handing the response to a worker first. For a server
+	// sending thousands of NOTIFYs a second, that hand-off (a channel
+	// send, a goroutine woken) costs more than the handler.
+	Inline bool
+}
+
+// RequestWith is Request with options.
+func (l *Layer) RequestWith(req *sip.Request, s Sender, h ResponseHandler, o ClientOptions) (*ClientTx, error) {
 	if len(req.Via) == 0 || !isRFC3261Branch(req.Via[0].Branch()) {
 		return nil, ErrNoBranch
 	}
@@ -54,6 +71,7 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 	tx := &ClientTx{
 		key:     newClientKey(req.Via[0].Branch(), req.Method),
 		handler: h,
+		inline:  o.Inline,
 	}
 	tx.init(l, req, s, tx)
 	l.mu.Lock()
@@ -97,6 +115,14 @@ func (tx *ClientTx) unlink() {
 	}
 	l.mu.Unlock()
 }
+
+// Inline reports whether the transaction's handler was promised never to
+// block (ClientOptions.Inline).
+func (tx *ClientTx) Inline() bool { return tx.inline }
+
+// Receive runs a response through the transaction's state machine, as
+// HandleResponse does once it has found the transaction (Match).
+func (tx *ClientTx) Receive(res *sip.Response) { tx.receive(res) }
 
 // Request returns the request the transaction sent.
 func (tx *ClientTx) Request() *sip.Request { return tx.req }

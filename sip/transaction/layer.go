@@ -334,15 +334,24 @@ func (l *Layer) reply(req *sip.Request, code int, toTag string) *sip.Response {
 // to. It returns false for a response that matches none (stray: a proxy
 // forwards a stray 2xx to INVITE statelessly, others drop it, §18.1.2).
 func (l *Layer) HandleResponse(res *sip.Response) bool {
-	if len(res.Via) == 0 {
-		return false
-	}
-	l.mu.Lock()
-	tx := l.client[newClientKey(res.Via[0].Branch(), res.CSeq.Method)]
-	l.mu.Unlock()
+	tx := l.Match(res)
 	if tx == nil {
 		return false
 	}
 	tx.receive(res)
 	return true
+}
+
+// Match finds the client transaction a response belongs to (RFC 3261
+// §17.1.3), or nil. Together with ClientTx.Receive it is HandleResponse
+// in two steps, for a server that decides between them where to run the
+// transaction's handler (ClientTx.Inline).
+func (l *Layer) Match(res *sip.Response) *ClientTx {
+	if len(res.Via) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	tx := l.client[newClientKey(res.Via[0].Branch(), res.CSeq.Method)]
+	l.mu.Unlock()
+	return tx
 }

@@ -12,7 +12,7 @@ import (
 func (q *timerQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.heap)
+	return q.n
 }
 
 // TestTimersFireInArmingOrder: timers of a Layer due at the same instant

@@ -953,3 +953,39 @@ func TestClientRequestThroughAccepted(t *testing.T) {
 		t.Fatalf("after Timer M: state %v, request %v", tx.State(), tx.Request())
 	}
 }
+
+// TestMatchAndInline: Match finds a client transaction as HandleResponse
+// does, Inline reports the promise RequestWith was given, and Receive runs
+// the response through the state machine to the handler.
+func TestMatchAndInline(t *testing.T) {
+	l, _, rec := newTestLayer(false)
+	var plain, quick collected
+	reqPlain := mustRequest(t, sip.OPTIONS, "z9hG4bKm1")
+	reqQuick := mustRequest(t, sip.NOTIFY, "z9hG4bKm2")
+	txPlain, _ := l.Request(reqPlain, rec, plain.handler)
+	txQuick, err := l.RequestWith(reqQuick, rec, quick.handler, ClientOptions{Inline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Match(responseTo(reqPlain, 200)); got != txPlain || got.Inline() {
+		t.Fatalf("Match(plain) = %p inline %v, want %p not inline", got, got != nil && got.Inline(), txPlain)
+	}
+	ok := responseTo(reqQuick, 200)
+	got := l.Match(ok)
+	if got != txQuick || !got.Inline() {
+		t.Fatalf("Match(quick) = %p, want %p inline", got, txQuick)
+	}
+	got.Receive(ok)
+	if fmt.Sprint(quick.res) != "[200]" || txQuick.State() != Completed || len(plain.res) != 0 {
+		t.Fatalf("handler saw %v (other %v), state %v", quick.res, plain.res, txQuick.State())
+	}
+	other := responseTo(mustRequest(t, sip.NOTIFY, "z9hG4bKm3"), 200)
+	if l.Match(other) != nil {
+		t.Fatal("a response of no transaction matched one")
+	}
+	wrongMethod := responseTo(reqQuick, 200)
+	wrongMethod.CSeq.Method = sip.INFO
+	if l.Match(wrongMethod) != nil {
+		t.Fatal("matched by branch alone, not branch and CSeq method (RFC 3261 §17.1.3)")
+	}
+}
