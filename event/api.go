@@ -40,6 +40,24 @@ type Sender interface {
 	SendRequest(req *sip.Request, flow Flow, done func(res *sip.Response, err error)) error
 }
 
+// BatchSender is a Sender that can send the NOTIFYs of one change
+// together: a presentity with ten watchers costs one system call, not ten.
+type BatchSender interface {
+	Sender
+	// Batch returns a Sender whose requests leave by its Flush at the
+	// latest. It is used by one goroutine and flushed once.
+	Batch() SenderBatch
+}
+
+// SenderBatch is the batch of a BatchSender.
+type SenderBatch interface {
+	Sender
+	// Flush sends what the batch holds and lets it go. A datagram that
+	// fails to leave is not reported: the NOTIFY's transaction
+	// retransmits it, and fails it in the end.
+	Flush()
+}
+
 // Decision is a package's answer to whether a watcher may see a resource
 // (RFC 6665 §4.2.1.3, RFC 3857 for presence).
 type Decision int

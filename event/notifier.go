@@ -234,6 +234,12 @@ type watcherEvent struct {
 // finish renders and sends the NOTIFYs of a and reports its watcher
 // events, without the mutex.
 func (n *Notifier) finish(a *after) {
+	snd := n.env.Sender
+	var batch SenderBatch
+	if bs, ok := snd.(BatchSender); ok && len(a.jobs) > 1 {
+		batch = bs.Batch()
+		snd = batch
+	}
 	for i := range a.jobs {
 		j := &a.jobs[i]
 		if j.body {
@@ -245,10 +251,13 @@ func (n *Notifier) finish(a *after) {
 			}
 		}
 		j.s.pkg.m.notifies.Inc()
-		if err := n.env.Sender.SendRequest(j.req, j.flow, j.s.onDone); err != nil {
+		if err := snd.SendRequest(j.req, j.flow, j.s.onDone); err != nil {
 			n.notifyDone(j.s, nil, err)
 		}
 		a.jobs[i] = job{}
+	}
+	if batch != nil {
+		batch.Flush()
 	}
 	for _, e := range a.events {
 		if n.env.OnWatcher != nil {

@@ -688,3 +688,79 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("a package served twice")
 	}
 }
+
+// batchingSender is a BatchSender: its batches hold their requests until
+// Flush, which hands them to the fakeSender.
+type batchingSender struct {
+	*fakeSender
+	batches, flushes int
+	held             int // requests in batches not flushed yet
+}
+
+func (b *batchingSender) Batch() SenderBatch {
+	b.batches++
+	return &heldBatch{b: b}
+}
+
+type heldBatch struct {
+	b    *batchingSender
+	reqs []sent
+	done bool
+}
+
+func (h *heldBatch) SendRequest(req *sip.Request, flow Flow, done func(*sip.Response, error)) error {
+	if h.done {
+		panic("SendRequest after Flush")
+	}
+	h.reqs = append(h.reqs, sent{req, flow, done})
+	h.b.held++
+	return nil
+}
+
+func (h *heldBatch) Flush() {
+	if h.done {
+		panic("flushed twice")
+	}
+	h.done = true
+	h.b.flushes++
+	for _, s := range h.reqs {
+		h.b.held--
+		_ = h.b.fakeSender.SendRequest(s.req, s.flow, s.done)
+	}
+}
+
+// TestChangedBatchesNOTIFYs: the NOTIFYs of one change to several
+// watchers go through one batch of a BatchSender, flushed once before
+// Changed returns; a lone NOTIFY is sent without one.
+func TestChangedBatchesNOTIFYs(t *testing.T) {
+	r := newRig(t, Config{MinInterval: time.Second}, nil)
+	bs := &batchingSender{fakeSender: r.snd}
+	r.n.env.Sender = bs
+	r.snd.auto = 200
+	r.subscribe(t, "c1")
+	if bs.batches != 0 || r.snd.count() != 1 {
+		t.Fatalf("first NOTIFY: %d batches, %d sent; want none, 1", bs.batches, r.snd.count())
+	}
+	for i := 2; i <= 4; i++ {
+		r.subscribe(t, "c"+strconv.Itoa(i))
+	}
+	before := r.snd.count()
+	r.clock.Advance(2 * time.Second)
+	r.n.Changed("presence", "bob@example.com")
+	if bs.batches != 1 || bs.flushes != 1 || bs.held != 0 {
+		t.Fatalf("%d batches, %d flushes, %d held; want 1, 1, 0", bs.batches, bs.flushes, bs.held)
+	}
+	if got := r.snd.count() - before; got != 4 {
+		t.Fatalf("%d NOTIFYs left the batch, want 4", got)
+	}
+	seen := map[string]bool{}
+	for _, s := range r.snd.reqs[before:] {
+		seen[s.req.CallID] = true
+		if string(s.req.Body) != "bob@example.com v0" {
+			t.Errorf("batched NOTIFY body %q", s.req.Body)
+		}
+	}
+	if len(seen) != 4 {
+		t.Errorf("NOTIFYs went to %d dialogs, want 4", len(seen))
+	}
+}

@@ -182,13 +182,19 @@ const maxPooledBuf = 64 << 10
 // sendMessage encodes m into a buffer of the Proxy's pool and sends it
 // (sendWire, which does not keep it).
 func (p *Proxy) sendMessage(m sip.Message, proto string, local, remote netip.AddrPort, conn *transport.Conn, from *hopSender) error {
+	return p.encodeTo(m, func(b []byte) error { return p.sendWire(proto, local, remote, conn, b, from) })
+}
+
+// encodeTo encodes m in a pooled buffer and hands it to write, which must
+// not keep it.
+func (p *Proxy) encodeTo(m sip.Message, write func([]byte) error) error {
 	bp, ok := p.bufs.Get().(*[]byte)
 	if !ok {
 		bp = new([]byte)
 		*bp = make([]byte, 0, 2048)
 	}
 	b := m.AppendTo((*bp)[:0])
-	err := p.sendWire(proto, local, remote, conn, b, from)
+	err := write(b)
 	if cap(b) <= maxPooledBuf {
 		*bp = b[:0]
 		p.bufs.Put(bp)

@@ -615,9 +615,16 @@ type byeSender struct {
 	local  netip.AddrPort
 	remote netip.AddrPort
 	conn   *transport.Conn
+	// batch takes the first send over UDP (SendOptions.Batch); the
+	// transaction calls Send under its mutex, which orders the hand-over.
+	batch Batch
 }
 
 func (s *byeSender) Send(m sip.Message) error {
+	if b := s.batch; b != nil {
+		s.batch = nil
+		return s.p.encodeTo(m, func(data []byte) error { return b.WriteTo(s.proto, s.local, s.remote, data) })
+	}
 	return s.p.sendMessage(m, s.proto, s.local, s.remote, s.conn, nil)
 }
 

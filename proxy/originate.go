@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"errors"
+	"net/netip"
 
 	"github.com/hlas-voip/hlas/sip"
 	"github.com/hlas-voip/hlas/sip/transaction"
+	"github.com/hlas-voip/hlas/sip/transport"
 )
 
 // SendRequest sends a request of the server's own inside a dialog (the
@@ -16,22 +18,34 @@ import (
 // or the error (a timeout, a transport failure, no route). The returned
 // error is only for what fails at once.
 func (p *Proxy) SendRequest(req *sip.Request, flow Flow, done func(*sip.Response, error)) error {
-	return p.sendRequest(req, flow, done, false)
+	return p.SendRequestWith(req, flow, done, SendOptions{})
 }
 
-// SendRequestInline is SendRequest for a done that never blocks: the
-// response may be handed to it on the goroutine that read it
-// (transaction.ClientOptions.Inline).
-func (p *Proxy) SendRequestInline(req *sip.Request, flow Flow, done func(*sip.Response, error)) error {
-	return p.sendRequest(req, flow, done, true)
+// SendOptions are the choices of SendRequestWith.
+type SendOptions struct {
+	// Inline promises that done never blocks: the response may be handed
+	// to it on the goroutine that read it (transaction.ClientOptions.Inline).
+	Inline bool
+	// Batch, when set, takes the request's first transmission over UDP
+	// (retransmissions go on their own), for the caller to send with
+	// others in one system call (transport.Batch): the caller flushes it.
+	Batch Batch
 }
 
-func (p *Proxy) sendRequest(req *sip.Request, flow Flow, done func(*sip.Response, error), inline bool) error {
+// Batch defers UDP writes so that several leave in one system call;
+// *transport.Batch is one. WriteTo is Network.WriteTo's.
+type Batch interface {
+	WriteTo(proto string, local, remote netip.AddrPort, data []byte) error
+}
+
+// SendRequestWith is SendRequest with options. A request that needs a
+// DNS lookup first is not batched.
+func (p *Proxy) SendRequestWith(req *sip.Request, flow Flow, done func(*sip.Response, error), o SendOptions) error {
 	if done == nil {
 		done = func(*sip.Response, error) {}
 	}
 	if !flow.IsZero() && p.flowUsable(flow) {
-		return p.sendOwn(req, Hop{Proto: flow.Proto, Addr: flow.Remote}, flow, done, inline)
+		return p.sendOwn(req, Hop{Proto: flow.Proto, Addr: flow.Remote}, flow, done, o)
 	}
 	next := req.URI
 	if len(req.Route) > 0 {
@@ -45,7 +59,7 @@ func (p *Proxy) sendRequest(req *sip.Request, flow Flow, done func(*sip.Response
 		if !ok {
 			return errors.New("proxy: no hop for " + next.String())
 		}
-		return p.sendOwn(req, h, Flow{}, done, inline)
+		return p.sendOwn(req, h, Flow{}, done, o)
 	}
 	p.onLookupPool(func() {
 		hops, err := p.lookupHops(next)
@@ -58,7 +72,7 @@ func (p *Proxy) sendRequest(req *sip.Request, flow Flow, done func(*sip.Response
 			done(nil, errors.New("proxy: no hop for "+next.String()))
 			return
 		}
-		if err := p.sendOwn(req, h, Flow{}, done, inline); err != nil {
+		if err := p.sendOwn(req, h, Flow{}, done, SendOptions{Inline: o.Inline}); err != nil {
 			done(nil, err)
 		}
 	})
@@ -67,19 +81,36 @@ func (p *Proxy) sendRequest(req *sip.Request, flow Flow, done func(*sip.Response
 
 // sendOwn sends req to h (over flow when it is h's) in a client
 // transaction of the server's transaction layer.
-func (p *Proxy) sendOwn(req *sip.Request, h Hop, flow Flow, done func(*sip.Response, error), inline bool) error {
+func (p *Proxy) sendOwn(req *sip.Request, h Hop, flow Flow, done func(*sip.Response, error), opt SendOptions) error {
 	s, err := p.outSide(h.Proto, h.Addr, flow)
 	if err != nil {
 		return err
 	}
 	params, _ := viaBranch(p.salt^uint64(req.CSeq.Seq), p.branchSeq.Add(1))
-	req.Via = []sip.Via{{Proto: "SIP/2.0", Transport: h.Proto, Host: s.host, Port: s.port, Params: params}}
-	snd := &byeSender{p: p, proto: h.Proto, local: s.local, remote: h.Addr, conn: flow.Conn}
-	_, err = p.env.Transactions.RequestWith(req, snd, func(res *sip.Response, err error) {
-		if res != nil && res.StatusCode < 200 {
-			return // provisional: done is for the outcome
-		}
-		done(res, err)
-	}, transaction.ClientOptions{Inline: inline})
+	o := &ownRequest{byeSender: byeSender{p: p, proto: h.Proto, local: s.local, remote: h.Addr, conn: flow.Conn}, done: done}
+	if h.Proto == transport.UDP {
+		o.batch = opt.Batch
+	}
+	o.via[0] = sip.Via{Proto: "SIP/2.0", Transport: h.Proto, Host: s.host, Port: s.port, Params: params}
+	req.Via = o.via[:]
+	_, err = p.env.Transactions.RequestWith(req, &o.byeSender, o.handle, transaction.ClientOptions{Inline: opt.Inline})
 	return err
+}
+
+// ownRequest is what a request of the proxy's own needs besides the
+// request and its transaction, in one allocation: a NOTIFY storm sends
+// thousands a second.
+type ownRequest struct {
+	byeSender
+	via  [1]sip.Via
+	done func(*sip.Response, error)
+}
+
+// handle passes the final response or the error to done; provisional
+// responses are not its business.
+func (o *ownRequest) handle(res *sip.Response, err error) {
+	if res != nil && res.StatusCode < 200 {
+		return
+	}
+	o.done(res, err)
 }

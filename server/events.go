@@ -18,6 +18,7 @@ import (
 	"github.com/hlas-voip/hlas/event/subscriber"
 	"github.com/hlas-voip/hlas/proxy"
 	"github.com/hlas-voip/hlas/sip"
+	"github.com/hlas-voip/hlas/sip/transport"
 	"github.com/hlas-voip/hlas/store"
 )
 
@@ -211,7 +212,38 @@ func hostOf(ip netip.Addr) string {
 type eventSender struct{ s *Server }
 
 func (es eventSender) SendRequest(req *sip.Request, f event.Flow, done func(*sip.Response, error)) error {
-	return es.s.proxy.SendRequestInline(req, proxy.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}, done)
+	return es.s.proxy.SendRequestWith(req, proxyFlow(f), done, proxy.SendOptions{Inline: true})
+}
+
+func proxyFlow(f event.Flow) proxy.Flow {
+	return proxy.Flow{Proto: f.Proto, Local: f.Local, Remote: f.Remote, Conn: f.Conn}
+}
+
+// Batch implements event.BatchSender: the NOTIFYs of one change over UDP
+// leave in one sendmmsg per socket (transport.Batch).
+func (es eventSender) Batch() event.SenderBatch {
+	if eb, _ := es.s.batches.Get().(*eventBatch); eb != nil {
+		return eb
+	}
+	return &eventBatch{s: es.s, b: es.s.tm.NewBatch()}
+}
+
+// eventBatch is a batch of NOTIFYs (event.SenderBatch), pooled in
+// Server.batches with its buffers.
+type eventBatch struct {
+	s *Server
+	b *transport.Batch
+}
+
+func (eb *eventBatch) SendRequest(req *sip.Request, f event.Flow, done func(*sip.Response, error)) error {
+	return eb.s.proxy.SendRequestWith(req, proxyFlow(f), done, proxy.SendOptions{Inline: true, Batch: eb.b})
+}
+
+func (eb *eventBatch) Flush() {
+	if err := eb.b.Flush(); err != nil {
+		eb.s.log.Debug("NOTIFY batch", "err", err)
+	}
+	eb.s.batches.Put(eb)
 }
 
 func eventFlow(tx ServerTx) event.Flow {

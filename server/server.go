@@ -52,6 +52,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	tm      *transport.Manager
+	batches sync.Pool // *eventBatch: NOTIFY batches with their buffers (events.go)
 	handler Handler
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry

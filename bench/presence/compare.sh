@@ -41,8 +41,10 @@
 #   A/B runs: ORDER may name "hlasB", a second hlas variant reported on its own SUMMARY line:
 #   HLAS_BIN_B [HLAS_BIN] HLAS_EXTRA_B [HLAS_EXTRA] HLAS_ENV_B [""] (environment, e.g.
 #   "GOGC=200"); e.g. ORDER="hlas hlasB hlasB hlas" HLAS_BIN_B=/tmp/hlas.new
-#   PROFILE [""]  when set, hlas's CPU profile of the steady window and its allocation profile
-#                are written to OUT_DIR/<run>/cpu.pprof and allocs.pprof (go tool pprof)
+#   PROFILE [""]  when set, hlas's CPU profile of the steady window and its allocation profiles
+#                at the window's start and end are written to OUT_DIR/<run>/server/cpu.pprof,
+#                allocs0.pprof and allocs.pprof (the window's allocations: go tool pprof
+#                -sample_index=alloc_objects -diff_base allocs0.pprof allocs.pprof)
 #   HLAS_MIN_NOTIFY_INTERVAL [500ms]  KAM_PORT [25264] HLAS_PORT [25364] SIPP_PORT0 [26001]
 #   OUT_DIR [/tmp/hlas-bench-presence]  work files and logs (emptied at start)
 # Needs: sipp 3.6, kamailio 5.6 + kamailio-presence-modules (presence, presence_xml, db_text,
@@ -338,6 +340,7 @@ run_one() {
 	if [ "$name" != kamailio ] && [ -n "$PROFILE" ]; then
 		# the profile covers the steady window; it costs hlas a little CPU (~1%), so runs
 		# with PROFILE set are for finding where time goes, not for the ratio
+		curl -s --max-time 10 -o "$sdir/allocs0.pprof" "http://127.0.0.1:$((HLAS_PORT + 1))/debug/pprof/allocs"
 		curl -s --max-time $((STORM_S + 10)) -o "$sdir/cpu.pprof" \
 			"http://127.0.0.1:$((HLAS_PORT + 1))/debug/pprof/profile?seconds=$((STORM_S - 1))" &
 		local prof_pid=$!

@@ -764,33 +764,11 @@ func (m *Manager) WriteTo(proto string, local, remote netip.AddrPort, data []byt
 
 // writeUDP sends one datagram.
 func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
-	if !remote.IsValid() {
-		return fmt.Errorf("transport: write udp %s: invalid remote address", remote)
+	l, err := m.udpListenerFor(local, remote)
+	if err != nil {
+		return err
 	}
-	local = unmap(local)
-	// The listeners as last recorded, read without m.mu: every worker
-	// sends, and a mutex they all take would serialise them.
-	if m.udpClosed.Load() {
-		return ErrClosed
-	}
-	var l *udpListener
-	for _, u := range m.udpListeners() {
-		if local.IsValid() {
-			if u.addr == local || (u.addr.Addr().IsUnspecified() && u.addr.Port() == local.Port() && u.reaches(local.Addr())) {
-				l = u
-				break
-			}
-		} else if u.reaches(remote.Addr()) {
-			l = u
-			break
-		}
-	}
-	st := &m.stats[protoIndex(UDP)]
-	if l == nil {
-		st.writeErrors.Add(1)
-		return fmt.Errorf("transport: write udp %s from %s: %w", remote, local, ErrNoListener)
-	}
-	n, again, err := 0, true, error(nil)
+	n, again := 0, true
 	if l.raw != nil {
 		n, again, err = l.raw.send(data, remote)
 	}
@@ -798,15 +776,55 @@ func (m *Manager) writeUDP(local, remote netip.AddrPort, data []byte) error {
 		n, err = l.pc.WriteToUDPAddrPort(data, remote)
 	}
 	if err != nil {
-		st.writeErrors.Add(1)
-		return fmt.Errorf("transport: write udp %s from %s: %w", remote, l.addr, err)
+		return m.udpWriteFailed(l, remote, err)
 	}
+	m.udpSent(l, remote, data, n)
+	return nil
+}
+
+// udpListenerFor picks the socket a datagram from local to remote (already
+// unmapped) leaves from, one rule for writeUDP and Batch: the listener
+// bound to local (a wildcard one on local's port also matches), or with
+// a zero local the first that can reach remote's family. Its errors are
+// WriteTo's: an invalid remote, a closed Manager, no such listener.
+func (m *Manager) udpListenerFor(local, remote netip.AddrPort) (*udpListener, error) {
+	if !remote.IsValid() {
+		return nil, fmt.Errorf("transport: write udp %s: invalid remote address", remote)
+	}
+	local = unmap(local)
+	// The listeners as last recorded, read without m.mu: every worker
+	// sends, and a mutex they all take would serialise them.
+	if m.udpClosed.Load() {
+		return nil, ErrClosed
+	}
+	for _, u := range m.udpListeners() {
+		if local.IsValid() {
+			if u.addr == local || (u.addr.Addr().IsUnspecified() && u.addr.Port() == local.Port() && u.reaches(local.Addr())) {
+				return u, nil
+			}
+		} else if u.reaches(remote.Addr()) {
+			return u, nil
+		}
+	}
+	m.stats[protoIndex(UDP)].writeErrors.Add(1)
+	return nil, fmt.Errorf("transport: write udp %s from %s: %w", remote, local, ErrNoListener)
+}
+
+// udpSent counts a datagram of n bytes sent from l and shows it to
+// Capture, whichever way it went out.
+func (m *Manager) udpSent(l *udpListener, remote netip.AddrPort, data []byte, n int) {
+	st := &m.stats[protoIndex(UDP)]
 	st.packetsOut.Add(1)
 	st.bytesOut.Add(uint64(n))
 	if m.cfg.Capture != nil {
 		m.cfg.Capture(true, UDP, l.addr, remote, data)
 	}
-	return nil
+}
+
+// udpWriteFailed counts a datagram l could not send and says which.
+func (m *Manager) udpWriteFailed(l *udpListener, remote netip.AddrPort, err error) error {
+	m.stats[protoIndex(UDP)].writeErrors.Add(1)
+	return fmt.Errorf("transport: write udp %s from %s: %w", remote, l.addr, err)
 }
 
 // udpListeners returns the UDP listeners; the slice is never changed,

@@ -63,25 +63,9 @@ func (s *rawSender) close() {
 // through the net.UDPConn, which waits.
 func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err error) {
 	var sa [unix.SizeofSockaddrInet6]byte
-	var salen uintptr
-	ip := to.Addr()
-	switch {
-	case ip.Zone() != "":
-		return 0, true, nil
-	case s.domain == unix.AF_INET && ip.Is4():
-		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET)
-		binary.BigEndian.PutUint16(sa[2:4], to.Port())
-		a4 := ip.As4()
-		copy(sa[4:8], a4[:])
-		salen = unix.SizeofSockaddrInet4
-	case s.domain == unix.AF_INET6:
-		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET6)
-		binary.BigEndian.PutUint16(sa[2:4], to.Port())
-		a16 := ip.As16() // an IPv4 address as ::ffff:a.b.c.d
-		copy(sa[8:24], a16[:])
-		salen = unix.SizeofSockaddrInet6
-	default:
-		return 0, false, &net.AddrError{Err: "address family not reachable from this socket", Addr: ip.String()}
+	salen, again, err := s.sockaddr(&sa, to)
+	if again || err != nil {
+		return 0, again, err
 	}
 	var p unsafe.Pointer
 	if len(b) > 0 {
@@ -93,7 +77,7 @@ func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err er
 		return 0, false, net.ErrClosed
 	}
 	r, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0,
-		uintptr(unsafe.Pointer(&sa[0])), salen)
+		uintptr(unsafe.Pointer(&sa[0])), uintptr(salen))
 	s.mu.RUnlock()
 	switch e {
 	case 0:
@@ -102,4 +86,59 @@ func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err er
 		return 0, true, nil
 	}
 	return 0, false, os.NewSyscallError("sendto", e)
+}
+
+// sockaddr writes to into sa as this socket's family wants it and returns
+// its length, for send and for Batch's sendmmsg. again and err are as
+// send's: a zone needs the net package, another family is an error.
+func (s *rawSender) sockaddr(sa *[unix.SizeofSockaddrInet6]byte, to netip.AddrPort) (salen uint32, again bool, err error) {
+	ip := to.Addr()
+	if ip.Zone() != "" {
+		return 0, true, nil
+	}
+	*sa = [unix.SizeofSockaddrInet6]byte{} // Batch reuses sa: nothing left of an earlier address
+	switch {
+	case s.domain == unix.AF_INET && ip.Is4():
+		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET)
+		binary.BigEndian.PutUint16(sa[2:4], to.Port())
+		a4 := ip.As4()
+		copy(sa[4:8], a4[:])
+		return unix.SizeofSockaddrInet4, false, nil
+	case s.domain == unix.AF_INET6:
+		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET6)
+		binary.BigEndian.PutUint16(sa[2:4], to.Port())
+		a16 := ip.As16() // an IPv4 address as ::ffff:a.b.c.d
+		copy(sa[8:24], a16[:])
+		return unix.SizeofSockaddrInet6, false, nil
+	}
+	return 0, false, &net.AddrError{Err: "address family not reachable from this socket", Addr: ip.String()}
+}
+
+// sendmmsg sends msgs with one sendmmsg(2) and returns how many went
+// out; the kernel sets each one's n. Under the same close guard as send,
+// so the descriptor cannot be closed (and reused) during the call.
+// again: none went (EAGAIN or EINTR), the caller writes through the
+// net.UDPConn. An error belongs to msgs[0], the kernel reports only a
+// first message's failure: a later one ends the call early and shows as
+// a count short of len(msgs).
+func (s *rawSender) sendmmsg(msgs []mmsghdr) (n int, again bool, err error) {
+	if len(msgs) == 0 {
+		return 0, false, nil
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, false, net.ErrClosed
+	}
+	// Syscall6, as send: many datagrams over loopback take the kernel long
+	// enough that the scheduler should be free to hand off the P.
+	r, _, e := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+	s.mu.RUnlock()
+	switch e {
+	case 0:
+		return int(r), false, nil
+	case unix.EAGAIN, unix.EINTR:
+		return 0, true, nil
+	}
+	return 0, false, os.NewSyscallError("sendmmsg", e)
 }
