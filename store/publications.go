@@ -342,7 +342,11 @@ func (s *sqlStore) WritePublications(ctx context.Context, ws []PublicationWrite)
 			return err
 		}
 	}
-	err := s.writePubs(ctx, ws)
+	ctx, err := s.local(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.writePubs(ctx, ws)
 	if err != nil {
 		// Whatever failed, a fresh connection is in a known state.
 		c.drop()

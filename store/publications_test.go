@@ -583,3 +583,31 @@ func BenchmarkPublicationWrites(b *testing.B) {
 		})
 	}
 }
+
+// TestWritePublicationsDoneContext: a context already done fails the
+// write at once on every backend (on SQLite the statements themselves run
+// without cancellation, see sqlStore.local), and nothing is written.
+func TestWritePublicationsDoneContext(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			now := time.UnixMilli(1_800_000_000_000)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			p := pub("presence", "dora@example.test", "d1", "id-d", now, now.Add(time.Hour), "<d1/>")
+			err := s.(Publications).WritePublications(ctx, []PublicationWrite{{P: p}})
+			if err == nil || name == "sqlite" && !errors.Is(err, context.Canceled) {
+				t.Fatalf("WritePublications with a cancelled context: %v, want it to fail (context.Canceled on SQLite)", err)
+			}
+			got, err := s.(Publications).Publications(context.Background(), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range got {
+				if q.ETag == "d1" {
+					t.Fatal("written despite the cancelled context")
+				}
+			}
+		})
+	}
+}

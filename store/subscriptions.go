@@ -40,14 +40,22 @@ func (s *sqlStore) createSubscriptions(ctx context.Context) error {
 
 // PutSubscriptionRecord implements Subscriptions.
 func (s *sqlStore) PutSubscriptionRecord(ctx context.Context, id string, expires time.Time, data []byte) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO hlas_subscriptions (id, expires_ms, data) VALUES (?, ?, ?)
+	ctx, err := s.local(ctx)
+	if err != nil {
+		return s.wrap("put subscription", err)
+	}
+	_, err = s.db.ExecContext(ctx, s.rebind(`INSERT INTO hlas_subscriptions (id, expires_ms, data) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET expires_ms = excluded.expires_ms, data = excluded.data`), id, expires.UnixMilli(), string(data))
 	return s.wrap("put subscription", err)
 }
 
 // DeleteSubscriptionRecord implements Subscriptions.
 func (s *sqlStore) DeleteSubscriptionRecord(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM hlas_subscriptions WHERE id = ?`), id)
+	ctx, err := s.local(ctx)
+	if err != nil {
+		return s.wrap("delete subscription", err)
+	}
+	_, err = s.db.ExecContext(ctx, s.rebind(`DELETE FROM hlas_subscriptions WHERE id = ?`), id)
 	return s.wrap("delete subscription", err)
 }
 
