@@ -59,7 +59,7 @@ func join(ls []string) []byte { return []byte(strings.Join(ls, "\r\n") + "\r\n")
 // receiving leg. Every other line leaves as it came.
 func reorigin(b []byte, o *origin) ([]byte, error) {
 	if _, err := sdpedit.Parse(b); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errSDP, err)
 	}
 	ls, err := lines(b)
 	if err != nil {
@@ -85,7 +85,7 @@ func reorigin(b []byte, o *origin) ([]byte, error) {
 func holdAnswer(offer []byte, o *origin) ([]byte, error) {
 	d, err := sdpedit.Parse(offer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errSDP, err)
 	}
 	ls, err := lines(offer)
 	if err != nil {
@@ -140,7 +140,7 @@ type stream struct {
 func streams(b []byte) ([]stream, error) {
 	d, err := sdpedit.Parse(b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errSDP, err)
 	}
 	ls, err := lines(b)
 	if err != nil {

@@ -190,3 +190,33 @@ func FuzzSDP(f *testing.F) {
 		_ = sameMedia(b, phone)
 	})
 }
+
+// TestStatusOfFailures: what a leg's failure tells the API and the
+// events. A description the controller cannot pass on is 488 (RFC 3261
+// §13.3.1.1: the session cannot be set up as described); anything else
+// unforeseen is 500 without the Go error as its reason phrase.
+func TestStatusOfFailures(t *testing.T) {
+	_, badSDP := reorigin([]byte("v=0\r\nthis is no SDP\r\n"), &origin{})
+	if badSDP == nil {
+		t.Fatal("reorigin took a broken description")
+	}
+	_, badHold := holdAnswer([]byte("not SDP at all"), &origin{})
+	for _, tc := range []struct {
+		err    error
+		code   int
+		reason string
+	}{
+		{badSDP, 488, "Not Acceptable Here"},
+		{badHold, 488, "Not Acceptable Here"},
+		{ua.ErrNoCommonCodec, 488, "Not Acceptable Here"},
+		{ua.ErrTimeout, 408, "Request Timeout"},
+		{errors.New("tpcc: something internal"), 500, "Server Internal Error"},
+	} {
+		if code, reason := status(tc.err, false); code != tc.code || reason != tc.reason {
+			t.Errorf("status(%v) = %d %q, want %d %q", tc.err, code, reason, tc.code, tc.reason)
+		}
+	}
+	if code, _ := status(badSDP, true); code != 408 {
+		t.Errorf("a leg that timed out: %d, want 408", code)
+	}
+}

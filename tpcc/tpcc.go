@@ -839,10 +839,12 @@ func status(err error, timedOut bool) (int, string) {
 		return 408, "Request Timeout"
 	case errors.Is(err, ua.ErrTransport):
 		return 503, "Service Unavailable"
-	case errors.Is(err, ua.ErrNoCommonCodec):
+	case errors.Is(err, ua.ErrNoCommonCodec), errors.Is(err, errSDP):
 		return 488, "Not Acceptable Here"
 	}
-	return 500, err.Error()
+	// The error itself stays in Error.Err (logs, the API's detail): a
+	// Go error is no reason phrase.
+	return 500, "Server Internal Error"
 }
 
 func (c *Call) fail(leg, code int, reason string, err error) {
