@@ -43,7 +43,7 @@
 #   "GOGC=200"); e.g. ORDER="hlas hlasB hlasB hlas" HLAS_BIN_B=/tmp/hlas.new
 #   PROFILE [""]  when set, hlas's CPU profile of the steady window and its allocation profiles
 #                at the window's start and end are written to OUT_DIR/<run>/server/cpu.pprof,
-#                allocs0.pprof and allocs.pprof (the window's allocations: go tool pprof
+#                allocs0.pprof and allocs.pprof (and the subscriptions' setup to cpu-setup.pprof) (the window's allocations: go tool pprof
 #                -sample_index=alloc_objects -diff_base allocs0.pprof allocs.pprof)
 #   HLAS_MIN_NOTIFY_INTERVAL [500ms]  KAM_PORT [25264] HLAS_PORT [25364] SIPP_PORT0 [26001]
 #   OUT_DIR [/tmp/hlas-bench-presence]  work files and logs (emptied at start)
@@ -300,6 +300,10 @@ run_one() {
 		WATCHER_PIDS="$WATCHER_PIDS $!"
 	done
 	local deadline=$(( $(date +%s) + SUBS / SUB_RATE + 40 )) ok=0 nt=0
+	if [ "$name" != kamailio ] && [ -n "$PROFILE" ]; then
+		curl -s --max-time $((SUBS / SUB_RATE + 10)) -o "$sdir/cpu-setup.pprof" \
+			"http://127.0.0.1:$((HLAS_PORT + 1))/debug/pprof/profile?seconds=$((SUBS / SUB_RATE))" &
+	fi
 	while [ "$(date +%s)" -lt "$deadline" ]; do
 		sleep 1
 		ok=$(wsum '^[0-9]+_200_Recv$'); nt=$(wsum '^[0-9]+_NOTIFY_Recv$')
