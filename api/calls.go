@@ -95,8 +95,7 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	user := strings.ToLower(r.URL.Query().Get("user"))
-	user = strings.TrimPrefix(strings.TrimPrefix(user, "sips:"), "sip:")
+	user := bareURI(r.URL.Query().Get("user"))
 	all := a.env.Calls.List()
 	out := all[:0:0]
 	for _, c := range all {
@@ -107,11 +106,17 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, paged(out, p))
 }
 
+// bareURI is s in lower case without its sip: or sips: scheme, as the
+// ?user= filter and the calls' URIs are compared.
+func bareURI(s string) string {
+	s = strings.ToLower(s)
+	return strings.TrimPrefix(strings.TrimPrefix(s, "sips:"), "sip:")
+}
+
 // callOf reports whether a From or To URI names the user (an AOR, or a
 // user part alone).
 func callOf(uri, user string) bool {
-	u := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(uri, "sips:"), "sip:"))
-	u, _, _ = strings.Cut(u, ";")
+	u, _, _ := strings.Cut(bareURI(uri), ";")
 	if strings.Contains(user, "@") {
 		return u == user
 	}

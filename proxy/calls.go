@@ -223,9 +223,13 @@ func (c *rctx) endKilled() {
 func (p *Proxy) byeEnds(c *mcall, bye *sip.Request) bool {
 	p.mcalls.mu.Lock()
 	defer p.mcalls.mu.Unlock()
-	if c.dlg == nil {
-		return true
-	}
-	from, to := bye.From.Tag(), bye.To.Tag()
+	return c.dlg == nil || c.inDialogLocked(bye)
+}
+
+// inDialogLocked reports whether req belongs to c's dialog: its tags are
+// the dialog's, in either direction. Another fork's dialog shares the
+// Call-ID, not the tags. The call table's lock is held and c.dlg is set.
+func (c *mcall) inDialogLocked(req *sip.Request) bool {
+	from, to := req.From.Tag(), req.To.Tag()
 	return from == c.callerTag && to == c.dlg.calleeTag || from == c.dlg.calleeTag && to == c.callerTag
 }

@@ -239,6 +239,35 @@ func TestTrackedCalls(t *testing.T) {
 			t.Error("still tracked after its own BYE")
 		}
 	})
+	t.Run("a target refresh in another fork's dialog moves nothing", func(t *testing.T) {
+		e, _, _ := setup(t, true, "")
+		e.serve(request(t, sip.INVITE, "sip:bob@example.test"))
+		e.answer(e.net.requests(t)[0], 200, "b1", func(r *sip.Response) {
+			r.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "bob", Host: "198.51.100.20", Port: 5062}}}
+		})
+		// A re-INVITE from the fork that answered b2 (same Call-ID, its own
+		// tags) with a new Contact; its 2xx must not move b1's dialog.
+		re := request(t, sip.INVITE, "sip:alice@198.51.100.7:5070", "Route: <sip:192.0.2.1;lr>")
+		re.From.Params, re.To.Params = ";tag=b2", ";tag=a1"
+		re.From.URI, re.To.URI = re.To.URI, re.From.URI
+		re.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "carol", Host: "198.51.100.66", Port: 5062}}}
+		re.CSeq.Seq = 7
+		e.serve(re)
+		e.answer(e.net.requests(t)[0], 200, "", func(r *sip.Response) {
+			r.Contact = []sip.Address{{URI: sip.URI{Scheme: "sip", User: "alice", Host: "198.51.100.99", Port: 5071}}}
+		})
+		if _, err := e.p.Hangup(id, "api"); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, b := range e.net.requests(t) {
+			got = append(got, b.URI.String())
+		}
+		want := "sip:alice@198.51.100.7:5070 sip:bob@198.51.100.20:5062"
+		if strings.Join(got, " ") != want {
+			t.Errorf("BYEs to %q, want %q (the targets of the dialog that was tracked)", strings.Join(got, " "), want)
+		}
+	})
 	t.Run("relayed and tracked: hang-up deletes the media", func(t *testing.T) {
 		e, eng, acc := setup(t, true, MediaAlways)
 		e.serve(withSDP(request(t, sip.INVITE, "sip:bob@example.test"), "10.0.0.7"))

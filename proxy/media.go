@@ -461,8 +461,9 @@ func (c *rctx) refreshTarget(mcl *mcall, res *sip.Response) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	// A call no longer in the table is being ended: whoever took it out
-	// reads its dialog without the lock, so it must not change.
-	if mcl.dlg == nil || mc.m[req.CallID] != mcl {
+	// reads its dialog without the lock, so it must not change. Another
+	// fork's dialog moves no target of this one.
+	if mcl.dlg == nil || mc.m[req.CallID] != mcl || !mcl.inDialogLocked(req) {
 		return
 	}
 	d := *mcl.dlg

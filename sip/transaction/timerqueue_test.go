@@ -83,14 +83,7 @@ func BenchmarkTimerQueue(b *testing.B) {
 		notify()
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(q.queued()), "queued")
-}
-
-// queued counts the armed timers in q.
-func (q *timerQueue) queued() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n
+	b.ReportMetric(float64(q.len()), "queued")
 }
 
 // tqProbe is a timerQueue on a FakeClock with named slots whose owners
@@ -167,7 +160,7 @@ func TestTimerQueueSameDuration(t *testing.T) {
 	p.clock.Advance(100 * time.Millisecond)
 	p.arm(time.Second, "f")
 	p.expect(time.Second, "a@1s", "b@1s", "c@1.1s", "d@1.1s", "e@1.1s", "f@1.2s")
-	if n := p.q.queued(); n != 0 {
+	if n := p.q.len(); n != 0 {
 		t.Errorf("%d timers left", n)
 	}
 }
@@ -227,7 +220,7 @@ func TestTimerQueueStop(t *testing.T) {
 	p.stop("m1") // fired: nothing to do
 	p.arm(time.Second, "m2")
 	p.stop("m2") // the last: the Clock timer goes too
-	if n, pending := p.q.queued(), p.clock.Pending(); n != 0 || pending != 0 {
+	if n, pending := p.q.len(), p.clock.Pending(); n != 0 || pending != 0 {
 		t.Errorf("%d timers queued, %d clock timers pending", n, pending)
 	}
 	p.expect(time.Hour)
@@ -435,7 +428,7 @@ func TestTimerQueueModel(t *testing.T) {
 					armed++
 				}
 			}
-			if n, p := q.queued(), clock.Pending(); n != armed || p != min(armed, 1) {
+			if n, p := q.len(), clock.Pending(); n != armed || p != min(armed, 1) {
 				t.Fatalf("seed %d step %d: %d queued, %d clock timers pending; %d armed", seed, step, n, p, armed)
 			}
 		}
@@ -487,11 +480,11 @@ func TestTimerQueueEmptiedByTransactions(t *testing.T) {
 	req := mustRequest(t, sip.SUBSCRIBE, "z9hG4bKqe9")
 	l.Request(req, rec, nil)
 	l.HandleResponse(responseTo(req, 200))
-	if n := l.timers.queued(); n != 4 {
+	if n := l.timers.len(); n != 4 {
 		t.Errorf("%d timers queued, want 4 (Timers J; G and H; K)", n)
 	}
 	clock.Advance(time.Minute)
-	if n, p := l.timers.queued(), clock.Pending(); n != 0 || p != 0 {
+	if n, p := l.timers.len(), clock.Pending(); n != 0 || p != 0 {
 		t.Errorf("%d queued timers, %d pending clock timers", n, p)
 	}
 }

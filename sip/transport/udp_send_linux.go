@@ -71,21 +71,42 @@ func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err er
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if !s.enter() {
 		return 0, false, net.ErrClosed
 	}
+	// The conversions to uintptr stay in the call's own arguments (the
+	// rule of unsafe.Pointer for system calls): sa is on this stack.
 	r, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0,
 		uintptr(unsafe.Pointer(&sa[0])), uintptr(salen))
 	s.mu.RUnlock()
+	return sendResult("sendto", r, e)
+}
+
+// enter takes the close guard for a send: the descriptor cannot be
+// closed (and its number reused) until the caller's RUnlock. False: the
+// socket is closed, and the guard is not held.
+func (s *rawSender) enter() bool {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+// sendResult sorts a send system call's outcome: again for EAGAIN or
+// EINTR (nothing went; the caller writes through the net.UDPConn), else
+// the error named after the call. The calls are Syscall6, not
+// RawSyscall6: a send over loopback takes the kernel long enough that the
+// scheduler should be free to hand off the P.
+func sendResult(name string, r uintptr, e syscall.Errno) (n int, again bool, err error) {
 	switch e {
 	case 0:
 		return int(r), false, nil
 	case unix.EAGAIN, unix.EINTR:
 		return 0, true, nil
 	}
-	return 0, false, os.NewSyscallError("sendto", e)
+	return 0, false, os.NewSyscallError(name, e)
 }
 
 // sockaddr writes to into sa as this socket's family wants it and returns
@@ -125,20 +146,10 @@ func (s *rawSender) sendmmsg(msgs []mmsghdr) (n int, again bool, err error) {
 	if len(msgs) == 0 {
 		return 0, false, nil
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if !s.enter() {
 		return 0, false, net.ErrClosed
 	}
-	// Syscall6, as send: many datagrams over loopback take the kernel long
-	// enough that the scheduler should be free to hand off the P.
 	r, _, e := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
 	s.mu.RUnlock()
-	switch e {
-	case 0:
-		return int(r), false, nil
-	case unix.EAGAIN, unix.EINTR:
-		return 0, true, nil
-	}
-	return 0, false, os.NewSyscallError("sendmmsg", e)
+	return sendResult("sendmmsg", r, e)
 }

@@ -50,158 +50,27 @@ const (
 	reloadUnknownKey = "bogus_reload_key"
 )
 
-// reloadUAC is testdata/cdr_load_uac.xml with the call's length from
-// -d: an INVITE through the proxy, ACK and BYE along the Record-Route,
-// and the Call-ID logged once the BYE has its 200.
-const reloadUAC = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="UAC through a proxy, completed calls logged, call length from -d">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[service]@example.test SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@example.test>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@example.test>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-
-  <send>
-    <![CDATA[
-
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: sipp <sip:sipp@example.test>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@example.test>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <pause/>
-
-  <send retrans="500">
-    <![CDATA[
-
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: sipp <sip:sipp@example.test>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@example.test>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <recv response="200" crlf="true">
-    <action>
-      <log message="completed [call_id]"/>
-    </action>
-  </recv>
-</scenario>
-`
-
-// reloadUAS is testdata/proxy_uas.xml, a gateway behind the
-// record-routing proxy, that logs the Call-ID of each call it completed.
-const reloadUAS = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="gateway behind a proxy, calls logged">
-  <recv request="INVITE" crlf="true"/>
-
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-
-  <recv request="ACK" crlf="true"/>
-
-  <recv request="BYE"/>
-
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <nop>
-    <action>
-      <log message="completed [call_id]"/>
-    </action>
-  </nop>
-</scenario>
-`
+// reloadScenarios are the sipp scenarios of the test, made from the
+// ones in testdata so that the two do not drift apart: the UAC is
+// cdr_load_uac.xml with the call's length from -d, the gateways are
+// proxy_uas.xml logging the Call-ID of each call they completed.
+func reloadScenarios(t *testing.T) (uac, uas string) {
+	t.Helper()
+	edit := func(file, old, repl string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), old) {
+			t.Fatalf("testdata/%s no longer has %q", file, old)
+		}
+		return strings.Replace(string(b), old, repl, 1)
+	}
+	uac = edit("cdr_load_uac.xml", `<pause milliseconds="200"/>`, `<pause/>`)
+	uas = edit("proxy_uas.xml", `  <ResponseTimeRepartition`,
+		"  <nop>\n    <action>\n      <log message=\"completed [call_id]\"/>\n    </action>\n  </nop>\n\n  <ResponseTimeRepartition")
+	return uac, uas
+}
 
 // reloadFile is the configuration file of TestReloadUnderLoad; the
 // test rewrites it field by field.
@@ -602,6 +471,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 	gw1Port, gw2Port, uacPort := ports[0], ports[1], ports[2]
+	reloadUAC, reloadUAS := reloadScenarios(t)
 	gw1 := startReloadSipp(t, reloadUAS, gw1Port)
 	gw2 := startReloadSipp(t, reloadUAS, gw2Port)
 	gwName := map[string]string{
