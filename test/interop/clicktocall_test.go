@@ -110,10 +110,17 @@ func TestClickToCallBaresip(t *testing.T) {
 		// The SIP exchange, as each phone traced it: alice is asked for
 		// an offer, held by the ACK's answer, and re-INVITEd with bob's
 		// answer; bob is INVITEd with alice's offer.
-		aliceSIP, bobSIP := l.alice.out.String()[aliceMark:], l.bob.out.String()[bobMark:]
-		wantLines(t, "alice", aliceSIP, "INVITE sip:alice-", "SIP/2.0 200 Answering", "m=audio ",
+		// Alice's re-INVITE may still be on its way when bob's phone says
+		// it is established: the trace is read once her ACK is in it.
+		aliceWant := []string{"INVITE sip:alice-", "SIP/2.0 200 Answering", "m=audio ",
 			"ACK sip:alice-", "c=IN IP4 0.0.0.0", "a=inactive", "Call established: sip:bob@example.test",
-			"INVITE sip:alice-", "a=sendrecv", "SIP/2.0 200 OK", "ACK sip:alice-")
+			"INVITE sip:alice-", "a=sendrecv", "SIP/2.0 200 OK", "ACK sip:alice-"}
+		waitFor(c2cStep, func() bool {
+			_, ok := inOrder(l.alice.out.String()[aliceMark:], aliceWant...)
+			return ok
+		})
+		aliceSIP, bobSIP := l.alice.out.String()[aliceMark:], l.bob.out.String()[bobMark:]
+		wantLines(t, "alice", aliceSIP, aliceWant...)
 		wantLines(t, "bob", bobSIP, "INVITE sip:bob-", "a=sendrecv", "SIP/2.0 200 Answering", "m=audio ",
 			"ACK sip:bob-", "Call established: sip:alice@example.test")
 		alicePort, bobPort := sdpPortAfter(aliceSIP, "SIP/2.0 200 Answering"), sdpPortAfter(bobSIP, "SIP/2.0 200 Answering")

@@ -90,15 +90,23 @@ func regCall(t *testing.T, s *server, transport, target string, flags ...string)
 // wantLines fails the test unless out has every line of want, in order.
 func wantLines(t *testing.T, who, out string, want ...string) {
 	t.Helper()
+	if missing, ok := inOrder(out, want...); !ok {
+		t.Errorf("%s: no %q (in order) in:\n%s", who, missing, out)
+	}
+}
+
+// inOrder reports whether out holds want in this order, and if not,
+// the first of want it lacks.
+func inOrder(out string, want ...string) (missing string, ok bool) {
 	rest := out
 	for _, w := range want {
 		i := strings.Index(rest, w)
 		if i < 0 {
-			t.Errorf("%s: no %q (in order) in:\n%s", who, w, out)
-			return
+			return w, false
 		}
 		rest = rest[i+len(w):]
 	}
+	return "", true
 }
 
 // noLine fails the test if out has any of bad.
