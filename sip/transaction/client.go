@@ -23,6 +23,7 @@ type ClientTx struct {
 	base // timers: A/E then D/K, B/F then M
 
 	key     clientKey // in Layer.client; refers into req, which the transaction keeps
+	h       uint64    // key's hash in Layer.client
 	handler ResponseHandler
 	inline  bool       // the handler never blocks (ClientOptions.Inline)
 	cb      sync.Mutex // serializes handler calls
@@ -52,11 +53,13 @@ func (l *Layer) Request(req *sip.Request, s Sender, h ResponseHandler) (*ClientT
 // ClientOptions are the choices of RequestWith.
 type ClientOptions struct {
 	// Inline promises that the handler never blocks (no I/O, no waiting
-	// for other goroutines beyond short mutexes), so a server may run it
-	// on the goroutine that read the response (Match, ClientTx.Inline)
-	// instead of handing the response to a worker first. For a server
-	// sending thousands of NOTIFYs a second, that hand-off (a channel
-	// send, a goroutine woken) costs more than the handler.
+	// for other goroutines beyond short mutexes) and keeps nothing of a
+	// response once it returns, so a server may run it on the goroutine
+	// that read the response (Match, ClientTx.Inline) instead of handing
+	// the response to a worker first, and parse the next response into
+	// the same memory (sip.ParseInto). For a server sending thousands of
+	// NOTIFYs a second, the hand-off (a channel send, a goroutine woken)
+	// and the allocation cost more than the handler.
 	Inline bool
 }
 
@@ -73,13 +76,13 @@ func (l *Layer) RequestWith(req *sip.Request, s Sender, h ResponseHandler, o Cli
 		handler: h,
 		inline:  o.Inline,
 	}
+	tx.h = l.client.hash(tx.key)
 	tx.init(l, req, s, tx)
 	l.mu.Lock()
-	if _, dup := l.client[tx.key]; dup {
+	if !l.client.add(tx) {
 		l.mu.Unlock()
 		return nil, errors.New("transaction: branch already in use")
 	}
-	l.client[tx.key] = tx
 	l.mu.Unlock()
 	l.clientCreated.Add(1)
 
@@ -110,9 +113,7 @@ func ignoreResponse(*sip.Response, error) {}
 func (tx *ClientTx) unlink() {
 	l := tx.l
 	l.mu.Lock()
-	if l.client[tx.key] == tx {
-		delete(l.client, tx.key)
-	}
+	l.client.remove(tx)
 	l.mu.Unlock()
 }
 

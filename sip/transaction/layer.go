@@ -109,7 +109,7 @@ type Layer struct {
 
 	mu     sync.Mutex
 	server map[string]*ServerTx
-	client map[clientKey]*ClientTx
+	client clientTable
 
 	serverCreated, clientCreated, timeouts, transportErrors, retransmissions atomic.Uint64
 }
@@ -126,7 +126,7 @@ func New(cfg Config) *Layer {
 	l := &Layer{
 		cfg:    cfg.withDefaults(),
 		server: map[string]*ServerTx{},
-		client: map[clientKey]*ClientTx{},
+		client: newClientTable(),
 	}
 	l.timers.init(l.cfg.Clock)
 	return l
@@ -138,7 +138,7 @@ func (l *Layer) Config() Config { return l.cfg }
 // Stats returns a snapshot of the counters.
 func (l *Layer) Stats() Stats {
 	l.mu.Lock()
-	s := Stats{ServerActive: len(l.server), ClientActive: len(l.client)}
+	s := Stats{ServerActive: len(l.server), ClientActive: l.client.n}
 	l.mu.Unlock()
 	s.ServerCreated, s.ClientCreated = l.serverCreated.Load(), l.clientCreated.Load()
 	s.Timeouts, s.TransportErrors = l.timeouts.Load(), l.transportErrors.Load()
@@ -150,7 +150,7 @@ func (l *Layer) Stats() Stats {
 func (l *Layer) Len() (server, client int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.server), len(l.client)
+	return len(l.server), l.client.n
 }
 
 // isRFC3261Branch reports a branch made by an RFC 3261 element: the magic
@@ -350,8 +350,10 @@ func (l *Layer) Match(res *sip.Response) *ClientTx {
 	if len(res.Via) == 0 {
 		return nil
 	}
+	k := newClientKey(res.Via[0].Branch(), res.CSeq.Method)
+	h := l.client.hash(k)
 	l.mu.Lock()
-	tx := l.client[newClientKey(res.Via[0].Branch(), res.CSeq.Method)]
+	tx := l.client.get(k, h)
 	l.mu.Unlock()
 	return tx
 }
