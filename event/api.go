@@ -30,8 +30,10 @@ type Flow struct {
 // Sender sends a request of the server's own inside a dialog: the server
 // adds the Via, and sends over flow when it is usable (else by the
 // request's Route set and Request-URI). done is called once with the final
-// response or an error (timeout, transport); it never blocks, so the
-// Sender may call it on the goroutine that reads the network. SendRequest must not block on
+// response or an error (timeout, transport); it never blocks and keeps
+// nothing of the response once it returns, so the Sender may call it on
+// the goroutine that reads the network and reuse the response's memory
+// afterwards. SendRequest must not block on
 // the network; when it returns an error, done is not called (the Notifier
 // treats the error as the NOTIFY's failure). The request is the Sender's
 // from then on, except its Contact and Route slices, which it must not

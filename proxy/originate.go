@@ -23,8 +23,10 @@ func (p *Proxy) SendRequest(req *sip.Request, flow Flow, done func(*sip.Response
 
 // SendOptions are the choices of SendRequestWith.
 type SendOptions struct {
-	// Inline promises that done never blocks: the response may be handed
-	// to it on the goroutine that read it (transaction.ClientOptions.Inline).
+	// Inline promises that done never blocks and keeps nothing of the
+	// response once it returns: the response may be handed to it on the
+	// goroutine that read it, in memory reused afterwards
+	// (transaction.ClientOptions.Inline).
 	Inline bool
 	// Batch, when set, takes the request's first transmission over UDP
 	// (retransmissions go on their own), for the caller to send with

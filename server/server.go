@@ -53,6 +53,9 @@ type Server struct {
 	log     *slog.Logger
 	tm      *transport.Manager
 	batches sync.Pool // *eventBatch: NOTIFY batches with their buffers (events.go)
+	// resBufs holds *sip.ResponseBuffer: the memory of responses handled
+	// where they are read (enqueue), given back once handled.
+	resBufs sync.Pool
 	handler Handler
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
@@ -535,7 +538,15 @@ type work struct {
 // anything else is dropped and counted.
 func (s *Server) enqueue(p *transport.Packet) {
 	at := s.now()
-	msg, err := sip.Parse(p.Data)
+	rb, _ := s.resBufs.Get().(*sip.ResponseBuffer)
+	if rb == nil {
+		rb = new(sip.ResponseBuffer)
+	}
+	msg, err := sip.ParseInto(p.Data, rb)
+	if !rb.Holds(msg) { // a request, or no message: rb is still free
+		rb.Reset()
+		s.resBufs.Put(rb)
+	}
 	if req, ok := msg.(*sip.Request); ok && !s.edge.request(p, req) {
 		return // a flood or a scanner: no answer
 	}
@@ -543,11 +554,15 @@ func (s *Server) enqueue(p *transport.Packet) {
 	if res, ok := msg.(*sip.Response); ok && err == nil && !p.Oversize && p.BadFraming == "" {
 		// A response to one of the server's own requests whose handler
 		// never blocks (a NOTIFY's) is run here: the hand-off to a worker
-		// would cost more than the handler (ClientOptions.Inline).
+		// would cost more than the handler (ClientOptions.Inline). Such
+		// a handler keeps nothing of the response, so its memory is
+		// used again for the next.
 		w.matched, w.ctx = true, s.txl.Match(res)
 		if w.ctx != nil && w.ctx.Inline() {
 			s.met.responsesIn.Inc()
 			w.ctx.Receive(res)
+			rb.Reset()
+			s.resBufs.Put(rb)
 			return
 		}
 	}

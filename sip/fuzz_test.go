@@ -15,6 +15,13 @@ import (
 // forwards a message must not change what it says), and the written form
 // must be a fixed point: write(parse(write(parse(x)))) == write(parse(x)).
 // A message it rejects must still be safe to answer with a 400.
+// fuzzReusedResponse is what a ResponseBuffer held before the fuzzed input.
+const fuzzReusedResponse = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n" +
+	"Via: SIP/2.0/UDP b.example;branch=z9hG4bK2\r\nVia: SIP/2.0/TCP c.example;branch=z9hG4bK3\r\n" +
+	"From: <sip:a@example>;tag=1\r\nTo: <sip:b@example>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n" +
+	"Contact: <sip:b@192.0.2.1>\r\nRecord-Route: <sip:p1;lr>,<sip:p2;lr>\r\nX-A: 1\r\nX-B: 2\r\n" +
+	"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+
 func FuzzParse(f *testing.F) {
 	for _, dir := range []string{"testdata/torture", "testdata/bench"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.sip"))
@@ -37,6 +44,19 @@ func FuzzParse(f *testing.F) {
 		m, err := Parse(data)
 		if !bytes.Equal(orig, data) {
 			t.Fatal("Parse modified its input")
+		}
+		// ParseInto a buffer that held another response gives the same.
+		var buf ResponseBuffer
+		if _, err := ParseInto([]byte(fuzzReusedResponse), &buf); err != nil {
+			t.Fatal(err)
+		}
+		buf.Reset()
+		mb, errb := ParseInto(data, &buf)
+		if (err == nil) != (errb == nil) || !reflect.DeepEqual(m, mb) {
+			t.Fatalf("ParseInto: %#v, %v; Parse: %#v, %v", mb, errb, m, err)
+		}
+		if _, res := m.(*Response); res != buf.Holds(mb) {
+			t.Fatalf("ParseInto: a response %v, held in the buffer %v", res, buf.Holds(mb))
 		}
 		if err != nil {
 			var pe *ParseError

@@ -41,6 +41,38 @@ func Parse(data []byte) (Message, error) {
 	return p.parse()
 }
 
+// ResponseBuffer is the memory of one parsed response, for a reader that
+// knows when the response it parsed is done with and parses the next one
+// into the same memory (ParseInto): a server that handles thousands of
+// responses a second on the goroutine that read them need not allocate
+// each. The zero value is ready.
+type ResponseBuffer struct{ blk responseBlock }
+
+// ParseInto is Parse, except that a response is parsed into buf, which
+// must hold no response still in use. A request is allocated as Parse
+// does. buf.Holds tells which happened.
+func ParseInto(data []byte, buf *ResponseBuffer) (Message, error) {
+	if len(data) == 0 {
+		return nil, &ParseError{Reason: "empty message"}
+	}
+	var p parser
+	p.s = unsafe.String(&data[0], len(data))
+	p.data = data
+	p.res = &buf.blk
+	return p.parse()
+}
+
+// Holds reports whether msg is the response parsed into b.
+func (b *ResponseBuffer) Holds(msg Message) bool {
+	r, ok := msg.(*Response)
+	return ok && r == &b.blk.msg
+}
+
+// Reset forgets what b holds, so that it keeps nothing alive and is ready
+// for the next ParseInto. Whatever came from the response (its lists,
+// its strings) must no longer be in use.
+func (b *ResponseBuffer) Reset() { b.blk = responseBlock{} }
+
 // ParseString is Parse for a string.
 func ParseString(s string) (Message, error) {
 	if s == "" {
@@ -60,6 +92,8 @@ type parser struct {
 	// first Vias and the first address list; nil once handed out.
 	vias  []Via
 	addrs []Address
+	// res, when set, is where a response goes (ParseInto).
+	res *responseBlock
 }
 
 // requestBlock and responseBlock are what Parse allocates: the message
@@ -108,7 +142,10 @@ func (p *parser) parse() (Message, error) {
 	var msg Message
 	var body *[]byte
 	if len(line) >= 4 && strings.EqualFold(line[:4], "SIP/") {
-		blk := new(responseBlock)
+		blk := p.res
+		if blk == nil {
+			blk = new(responseBlock)
+		}
 		r := &blk.msg
 		if reason := r.parseStatusLine(line); reason != "" {
 			return nil, &ParseError{Reason: reason}
