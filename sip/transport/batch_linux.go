@@ -2,7 +2,11 @@
 
 package transport
 
-import "golang.org/x/sys/unix"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // batchSys is what a Batch hands sendmmsg(2): one header, buffer
 // descriptor and destination per slot, allocated once at the batch's
@@ -10,13 +14,12 @@ import "golang.org/x/sys/unix"
 type batchSys struct {
 	msgs  []mmsghdr
 	iovs  []unix.Iovec
-	names [][unix.SizeofSockaddrInet6]byte
+	names []unix.RawSockaddrInet6 // room for either family
 }
 
-// sendGroup sends items, all from l, in order: runs of them with one
-// sendmmsg each (a single run unless some need the net package), the
-// rest and whatever the kernel did not take through the net.UDPConn, as
-// writeUDP does.
+// sendGroup sends items, all from l, in order: runs of them through
+// sendRun (a single run unless some need the net package), the others
+// through the net.UDPConn, as writeUDP does.
 func (b *Batch) sendGroup(l *udpListener, items []int32) error {
 	if l.raw == nil {
 		return b.sendAllSlow(l, items)
@@ -25,7 +28,7 @@ func (b *Batch) sendGroup(l *udpListener, items []int32) error {
 	if s.msgs == nil {
 		s.msgs = make([]mmsghdr, maxBatchDatagrams)
 		s.iovs = make([]unix.Iovec, maxBatchDatagrams)
-		s.names = make([][unix.SizeofSockaddrInet6]byte, maxBatchDatagrams)
+		s.names = make([]unix.RawSockaddrInet6, maxBatchDatagrams)
 	}
 	var first error
 	keep := func(err error) {
@@ -53,7 +56,7 @@ func (b *Batch) sendGroup(l *udpListener, items []int32) error {
 			iov.SetLen(len(data))
 			s.msgs[k] = mmsghdr{}
 			h := &s.msgs[k].hdr
-			h.Name = &s.names[k][0]
+			h.Name = (*byte)(unsafe.Pointer(&s.names[k]))
 			h.Namelen = salen
 			h.Iov = iov
 			h.SetIovlen(1)
@@ -76,30 +79,41 @@ func (b *Batch) sendGroup(l *udpListener, items []int32) error {
 }
 
 // sendRun sends items, whose headers fill b.sys.msgs[:len(items)], with
-// one sendmmsg. If the kernel takes fewer (the socket's buffer filled,
-// or a datagram failed), the rest go through the net.UDPConn, which
-// waits for room and reports the failure of the one that stopped it.
+// sendmmsg. When the kernel takes fewer, the datagram that stopped it is
+// dealt with alone and a new sendmmsg takes the rest. That datagram goes
+// through the net.UDPConn, which waits for room and reports its own
+// failure, when the socket's buffer was full or others went before it
+// (the kernel then reports no error); it is counted as failed when the
+// call failed on it, the first. Once the socket is closed, the rest fail
+// without being tried.
 func (b *Batch) sendRun(l *udpListener, items []int32) error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
 	msgs := b.sys.msgs[:len(items)]
-	n, again, err := l.raw.sendmmsg(msgs)
-	b.calls++
-	for j, i := range items[:n] {
-		it := &b.items[i]
-		b.m.udpSent(l, it.remote, b.data(i), int(msgs[j].n))
-	}
-	rest := items[n:]
-	switch {
-	case len(rest) == 0:
-		return nil
-	case err == nil || again:
-		return b.sendAllSlow(l, rest)
-	case isClosed(err):
-		return b.failAll(l, rest, err)
-	}
-	// The error is the first datagram's alone: try the others.
-	first := b.m.udpWriteFailed(l, b.items[rest[0]].remote, err)
-	if err := b.sendAllSlow(l, rest[1:]); first == nil {
-		first = err
+	for len(items) > 0 {
+		n, again, err := l.raw.sendmmsg(msgs)
+		b.calls++
+		for j, i := range items[:n] {
+			it := &b.items[i]
+			b.m.udpSent(l, it.remote, b.data(i), int(msgs[j].n))
+		}
+		rest := items[n:]
+		switch {
+		case len(rest) == 0:
+			return first
+		case err == nil || again:
+			keep(b.sendSlow(l, rest[0]))
+		case isClosed(err):
+			keep(b.failAll(l, rest, err))
+			return first
+		default:
+			keep(b.m.udpWriteFailed(l, b.items[rest[0]].remote, err))
+		}
+		items, msgs = rest[1:], msgs[n+1:]
 	}
 	return first
 }

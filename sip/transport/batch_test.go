@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -276,6 +278,136 @@ func TestBatchSendsAroundOddDatagrams(t *testing.T) {
 			t.Errorf("stats %+v, want 2 datagrams out, 2 write errors (WriteTo's and the batch's)", s)
 		}
 	})
+}
+
+// tooBig4 is one byte over the largest UDP payload an IPv4 datagram can
+// carry (65535 less the IP and UDP headers): the kernel refuses it with
+// EMSGSIZE, and it still fits a batch with a few bytes of others.
+const tooBig4 = 65535 - 20 - 8 + 1
+
+// refusedBatch queues msgs from local to to, in order, with a datagram
+// too big to send where msgs holds nil, and returns the error WriteTo
+// gives that datagram.
+func refusedBatch(t *testing.T, m *Manager, b *Batch, local, to netip.AddrPort, msgs [][]byte) error {
+	t.Helper()
+	big := bytes.Repeat([]byte("x"), tooBig4)
+	refused := m.WriteTo(UDP, local, to, big)
+	if !errors.Is(refused, syscall.EMSGSIZE) {
+		t.Fatalf("WriteTo of %d bytes: %v, want EMSGSIZE", tooBig4, refused)
+	}
+	for _, d := range msgs {
+		if d == nil {
+			d = big
+		}
+		if err := b.WriteTo(UDP, local, to, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.Len() != len(msgs) {
+		t.Fatalf("%d datagrams queued, want %d in one batch", b.Len(), len(msgs))
+	}
+	return refused
+}
+
+// TestBatchRefusedDatagram: a datagram the kernel refuses (too big for
+// UDP over IPv4) fails alone, counted as WriteTo counts it, whether it is
+// the first of a sendmmsg (the call fails) or a later one (the kernel
+// takes those before it and reports no error); every other datagram
+// arrives in order, and those after it go in one more sendmmsg, not one
+// write each.
+func TestBatchRefusedDatagram(t *testing.T) {
+	tests := []struct {
+		name  string
+		msgs  [][]byte // nil: the refused datagram
+		sent  [][]byte
+		calls int // sendmmsg: up to the refused datagram, then the rest
+	}{
+		{"first", [][]byte{nil, []byte("after 1"), []byte("after 2"), []byte("after 3")},
+			[][]byte{[]byte("after 1"), []byte("after 2"), []byte("after 3")}, 2},
+		{"in the middle", [][]byte{[]byte("1"), []byte("2"), nil, []byte("3"), []byte("4")},
+			[][]byte{[]byte("1"), []byte("2"), []byte("3"), []byte("4")}, 2},
+		{"last", [][]byte{[]byte("1"), []byte("2"), nil},
+			[][]byte{[]byte("1"), []byte("2")}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			m := newManager(t, Config{Capture: rec.capture}, newSink())
+			local := listen(t, m, UDP, "127.0.0.1")
+			peer, to := udpPeer(t, "127.0.0.1")
+			b := m.NewBatch()
+			refusedBatch(t, m, b, local, to, tc.msgs)
+			err := b.Flush()
+			if !errors.Is(err, syscall.EMSGSIZE) {
+				t.Fatalf("Flush: %v, want EMSGSIZE", err)
+			}
+			if want := to.String(); !strings.Contains(err.Error(), want) {
+				t.Errorf("Flush: %v, does not name the destination %s", err, want)
+			}
+			if b.Len() != 0 {
+				t.Errorf("Len %d after Flush", b.Len())
+			}
+			expectDatagrams(t, peer, tc.sent, repeat(local, len(tc.sent)))
+			if s := m.Stats().UDP; s.PacketsOut != uint64(len(tc.sent)) || s.WriteErrors != 2 {
+				t.Errorf("stats %+v, want %d datagrams out, 2 write errors (WriteTo's and the batch's)", s, len(tc.sent))
+			}
+			if got := len(rec.calls()); got != len(tc.sent) {
+				t.Errorf("Capture saw %d datagrams, want the %d sent", got, len(tc.sent))
+			}
+			if runtime.GOOS == "linux" && b.calls != tc.calls {
+				t.Errorf("%d sendmmsg calls, want %d", b.calls, tc.calls)
+			}
+		})
+	}
+}
+
+// TestBatchSocketClosesDuringFlush: when the Manager closes while a
+// batch is being sent (here from Capture, right after the first datagram
+// went), what was sent is counted as sent, and every datagram after it
+// fails with the closed socket's error and is counted, none tried on a
+// descriptor that may have been reused.
+func TestBatchSocketClosesDuringFlush(t *testing.T) {
+	var m *Manager
+	var closeErr error
+	closes := 0
+	capture := func(out bool, proto string, local, remote netip.AddrPort, data []byte) {
+		if out && closes == 0 {
+			closes++
+			closeErr = m.Close()
+		}
+	}
+	m = newManager(t, Config{Capture: capture}, newSink())
+	local := listen(t, m, UDP, "127.0.0.1")
+	peer, to := udpPeer(t, "127.0.0.1")
+	b := m.NewBatch()
+	// The refused datagram ends the first sendmmsg after "1", so that
+	// Close comes between two system calls of one Flush.
+	refusedBatch(t, m, b, local, to, [][]byte{[]byte("1"), nil, []byte("2"), []byte("3")})
+	err := b.Flush()
+	if closes != 1 || closeErr != nil {
+		t.Fatalf("Close called %d times from Capture: %v", closes, closeErr)
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Flush: %v, want the closed socket's error", err)
+	}
+	if b.Len() != 0 {
+		t.Errorf("Len %d after Flush", b.Len())
+	}
+	expectDatagrams(t, peer, [][]byte{[]byte("1")}, repeat(local, 1))
+	// 1 by WriteTo's refused datagram, 3 by the batch after Close.
+	if s := m.Stats().UDP; s.PacketsOut != 1 || s.WriteErrors != 4 {
+		t.Errorf("stats %+v, want 1 datagram out, 4 write errors", s)
+	}
+	// Nothing else left the closed socket: the next datagram the peer
+	// reads is one sent after the Flush, from elsewhere.
+	other, _ := udpPeer(t, "127.0.0.1")
+	if _, err := other.WriteToUDPAddrPort([]byte("marker"), to); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, src, err := peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "marker" {
+		t.Errorf("after Flush the peer read %q from %s (%v), want only the marker", buf[:n], src, err)
+	}
 }
 
 // loopbackName returns the loopback interface's name, a zone for ::1.

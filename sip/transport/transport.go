@@ -35,6 +35,7 @@ const (
 	DefaultDialTimeout       = 5 * time.Second
 	DefaultReadBuffer        = 4 << 20
 	DefaultReadBatch         = 32
+	DefaultWSCloseWait       = time.Second
 )
 
 // maxReadBatch bounds Config.ReadBatch: Linux takes at most 1024
@@ -148,6 +149,11 @@ type Config struct {
 	// reads one datagram at a time, as other systems always do. Default
 	// 32.
 	ReadBatch int
+	// WSCloseWait bounds how long Close waits, for all WebSocket peers at
+	// once, for their answers to its going-away close frames; the
+	// connections of peers that have not answered by then are cut, so a
+	// peer that stops reading cannot hold a shutdown up. Default 1s.
+	WSCloseWait time.Duration
 }
 
 // Validate reports the first field with a value New cannot use.
@@ -173,6 +179,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("transport: ReadBatch %d is negative", c.ReadBatch)
 	case c.ReadBatch > maxReadBatch:
 		return fmt.Errorf("transport: ReadBatch %d is over %d", c.ReadBatch, maxReadBatch)
+	case c.WSCloseWait < 0:
+		return fmt.Errorf("transport: WSCloseWait %s is negative", c.WSCloseWait)
 	}
 	return c.WebSocket.validate()
 }
@@ -207,6 +215,9 @@ func (c Config) withDefaults() Config {
 		c.ReadBatch = DefaultReadBatch
 	}
 	c.ReadBatch = min(c.ReadBatch, maxReadBatch)
+	if c.WSCloseWait <= 0 {
+		c.WSCloseWait = DefaultWSCloseWait
+	}
 	c.WebSocket = c.WebSocket.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -735,6 +735,7 @@ func TestConfig(t *testing.T) {
 		{"negative ReadBatch", Config{ReadBatch: -1}, "ReadBatch"},
 		{"ReadBatch over recvmmsg's limit", Config{ReadBatch: 1025}, "ReadBatch"},
 		{"largest ReadBatch", Config{ReadBatch: 1024}, ""},
+		{"negative WSCloseWait", Config{WSCloseWait: -1}, "WSCloseWait"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -747,7 +748,7 @@ func TestConfig(t *testing.T) {
 	d := Config{}.withDefaults()
 	if d.MaxMessageSize != 65536 || d.IdleTimeout != 5*time.Minute || d.MaxConns != 10000 ||
 		d.MaxConnsPerSource != 64 || d.WriteTimeout != 5*time.Second || d.DialTimeout != 5*time.Second || d.Logger == nil ||
-		d.ReadBuffer != 4<<20 || d.ReadBatch != 32 {
+		d.ReadBuffer != 4<<20 || d.ReadBatch != 32 || d.WSCloseWait != time.Second {
 		t.Fatalf("defaults %+v", d)
 	}
 }

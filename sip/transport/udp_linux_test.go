@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -116,6 +117,82 @@ func TestDatagramSource(t *testing.T) {
 	if got := testing.AllocsPerRun(10, func() { sa, n := v6("fe80::1", 5063, uint32(lo.Index)); _ = r.source(&sa, n) }); got != 0 {
 		t.Fatalf("a cached zone costs %v allocations", got)
 	}
+}
+
+// TestRawSockaddr: the destination the raw sender writes for sendto and
+// sendmmsg has the C layout of sockaddr_in or sockaddr_in6 (family in
+// host order, port in network order, the address at its offset), reads
+// back as the address it came from, and leaves nothing of an earlier,
+// longer address behind in a reused buffer.
+func TestRawSockaddr(t *testing.T) {
+	v4 := &rawSender{domain: unix.AF_INET}
+	v6 := &rawSender{domain: unix.AF_INET6}
+	tests := []struct {
+		name   string
+		s      *rawSender
+		to     string
+		salen  uint32
+		family uint16
+		addr   []byte // at its offset: 4 in sockaddr_in, 8 in sockaddr_in6
+		back   string // as source decodes it
+	}{
+		{"IPv4", v4, "192.0.2.7:5060", unix.SizeofSockaddrInet4, unix.AF_INET,
+			[]byte{192, 0, 2, 7}, "192.0.2.7:5060"},
+		{"IPv6", v6, "[2001:db8::1]:5061", unix.SizeofSockaddrInet6, unix.AF_INET6,
+			[]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, "[2001:db8::1]:5061"},
+		{"IPv4 from a dual-stack socket", v6, "192.0.2.7:65535", unix.SizeofSockaddrInet6, unix.AF_INET6,
+			[]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7}, "[::ffff:192.0.2.7]:65535"},
+	}
+	// Filled with ones, as a longer address left in a reused slot would.
+	var sa unix.RawSockaddrInet6
+	raw := (*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range raw {
+				raw[i] = 0xff
+			}
+			to := netip.MustParseAddrPort(tc.to)
+			salen, again, err := tc.s.sockaddr(&sa, to)
+			if salen != tc.salen || again || err != nil {
+				t.Fatalf("sockaddr = %d, %v, %v; want %d", salen, again, err, tc.salen)
+			}
+			if f := binary.NativeEndian.Uint16(raw[0:2]); f != tc.family {
+				t.Errorf("family %d, want %d", f, tc.family)
+			}
+			if p := binary.BigEndian.Uint16(raw[2:4]); p != to.Port() {
+				t.Errorf("port %d in network order, want %d", p, to.Port())
+			}
+			off := 4
+			if tc.family == unix.AF_INET6 {
+				off = 8
+			}
+			if got := raw[off : off+len(tc.addr)]; !bytes.Equal(got, tc.addr) {
+				t.Errorf("address bytes % x, want % x", got, tc.addr)
+			}
+			// The rest (sin_zero; flow info and scope ID; what lies past
+			// a sockaddr_in) is zero.
+			for i := range raw {
+				if i < 4 || (i >= off && i < off+len(tc.addr)) || raw[i] == 0 {
+					continue
+				}
+				t.Fatalf("byte %d is %#x, want 0: % x", i, raw[i], raw[:])
+			}
+			r := &datagramReader{}
+			if got := r.source(&sa, salen).String(); got != tc.back {
+				t.Errorf("reads back as %s, want %s", got, tc.back)
+			}
+		})
+	}
+	t.Run("zone", func(t *testing.T) {
+		if _, again, err := v6.sockaddr(&sa, netip.MustParseAddrPort("[fe80::1%lo]:5060")); !again || err != nil {
+			t.Errorf("a zoned address: again %v, %v; want the net package to send it", again, err)
+		}
+	})
+	t.Run("IPv6 from an IPv4 socket", func(t *testing.T) {
+		if _, again, err := v4.sockaddr(&sa, netip.MustParseAddrPort("[::1]:5060")); again || err == nil {
+			t.Errorf("again %v, %v; want an error", again, err)
+		}
+	})
 }
 
 // FuzzDatagramSource: whatever the name buffer holds, decoding it neither

@@ -62,7 +62,7 @@ func (s *rawSender) close() {
 // only the net package writes (an IPv6 zone): the caller then writes
 // through the net.UDPConn, which waits.
 func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err error) {
-	var sa [unix.SizeofSockaddrInet6]byte
+	var sa unix.RawSockaddrInet6
 	salen, again, err := s.sockaddr(&sa, to)
 	if again || err != nil {
 		return 0, again, err
@@ -77,7 +77,7 @@ func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err er
 	// The conversions to uintptr stay in the call's own arguments (the
 	// rule of unsafe.Pointer for system calls): sa is on this stack.
 	r, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0,
-		uintptr(unsafe.Pointer(&sa[0])), uintptr(salen))
+		uintptr(unsafe.Pointer(&sa)), uintptr(salen))
 	s.mu.RUnlock()
 	return sendResult("sendto", r, e)
 }
@@ -110,29 +110,35 @@ func sendResult(name string, r uintptr, e syscall.Errno) (n int, again bool, err
 }
 
 // sockaddr writes to into sa as this socket's family wants it and returns
-// its length, for send and for Batch's sendmmsg. again and err are as
-// send's: a zone needs the net package, another family is an error.
-func (s *rawSender) sockaddr(sa *[unix.SizeofSockaddrInet6]byte, to netip.AddrPort) (salen uint32, again bool, err error) {
+// its length, for send and for Batch's sendmmsg: a sockaddr_in in sa's
+// first bytes for an IPv4 socket, else a sockaddr_in6. again and err are
+// as send's: a zone needs the net package, another family is an error.
+func (s *rawSender) sockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort) (salen uint32, again bool, err error) {
 	ip := to.Addr()
 	if ip.Zone() != "" {
 		return 0, true, nil
 	}
-	*sa = [unix.SizeofSockaddrInet6]byte{} // Batch reuses sa: nothing left of an earlier address
+	*sa = unix.RawSockaddrInet6{} // Batch reuses sa: nothing left of an earlier address
 	switch {
 	case s.domain == unix.AF_INET && ip.Is4():
-		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET)
-		binary.BigEndian.PutUint16(sa[2:4], to.Port())
-		a4 := ip.As4()
-		copy(sa[4:8], a4[:])
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		sa4.Family = unix.AF_INET
+		putPort(&sa4.Port, to.Port())
+		sa4.Addr = ip.As4()
 		return unix.SizeofSockaddrInet4, false, nil
 	case s.domain == unix.AF_INET6:
-		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET6)
-		binary.BigEndian.PutUint16(sa[2:4], to.Port())
-		a16 := ip.As16() // an IPv4 address as ::ffff:a.b.c.d
-		copy(sa[8:24], a16[:])
+		sa.Family = unix.AF_INET6
+		putPort(&sa.Port, to.Port())
+		sa.Addr = ip.As16() // an IPv4 address as ::ffff:a.b.c.d
 		return unix.SizeofSockaddrInet6, false, nil
 	}
 	return 0, false, &net.AddrError{Err: "address family not reachable from this socket", Addr: ip.String()}
+}
+
+// putPort stores port in a sockaddr's port field, which holds it in
+// network byte order whatever the host's.
+func putPort(field *uint16, port uint16) {
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(field))[:], port)
 }
 
 // sendmmsg sends msgs with one sendmmsg(2) and returns how many went

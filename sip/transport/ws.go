@@ -637,16 +637,12 @@ func (m *Manager) wsLinger(c *Conn) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(nc, wsDrainMax))
 }
 
-// wsGoingAwayWait bounds how long Close waits, for all WebSocket peers at
-// once, for the answers to its close frames.
-const wsGoingAwayWait = time.Second
-
 // goAway tells the WebSocket peers among conns that the server is going
 // away (close 1001, RFC 6455 §7.4.1), so that a browser phone reconnects
 // rather than reporting an abnormal closure (1006). It waits up to
-// wsGoingAwayWait for their answers; the connections are closed after it
-// either way, and the returned func waits for its goroutines, which that
-// ends.
+// Config.WSCloseWait for their answers; the connections are closed after
+// it either way, and the returned func waits for its goroutines, which
+// that ends.
 func (m *Manager) goAway(conns []*Conn) (wait func()) {
 	var wg sync.WaitGroup
 	var told []*Conn
@@ -663,7 +659,7 @@ func (m *Manager) goAway(conns []*Conn) (wait func()) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(wsGoingAwayWait)
+	t := time.NewTimer(m.cfg.WSCloseWait)
 	defer t.Stop()
 	select {
 	case <-done:

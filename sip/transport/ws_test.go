@@ -1677,11 +1677,14 @@ func TestWSGoingAway(t *testing.T) {
 }
 
 // TestWSGoingAwaySilentPeer: a client that never answers the close frame
-// (it does not read) does not hold Close up beyond the bounded wait, and
-// nothing of its connection is left behind.
+// (it does not read) holds Close up for WSCloseWait, not for the
+// library's own five-second wait, and nothing of its connection is left
+// behind. The failsafe is a few times WSCloseWait and under the default
+// (1s), so a Close that ignores the setting fails here.
 func TestWSGoingAwaySilentPeer(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	m := New(Config{}, replier(newSink()))
+	const wait = 200 * time.Millisecond
+	m := New(Config{WSCloseWait: wait}, replier(newSink()))
 	addr, err := m.Listen(WS, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1695,8 +1698,10 @@ func TestWSGoingAwaySilentPeer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(failsafe):
-		t.Fatal("Close waits on a peer that never answers its close frame")
+	case <-time.After(4 * wait):
+		c.CloseNow() // lets Close end, for goleak
+		<-closed
+		t.Fatalf("Close still waiting %s after its WSCloseWait of %s on a peer that never answers its close frame", 4*wait, wait)
 	}
 	if s := m.Stats(); s.WS.ConnsOpen != 0 {
 		t.Fatalf("after Close: %+v", s.WS)
