@@ -62,9 +62,14 @@ type Notifier struct {
 	timerAt  int64
 	timerGen uint64
 	inFlight int
-	fifo     []*Subscription
-	fifoHead int
-	closed   bool
+	// The subscriptions with a NOTIFY in flight, oldest first: since
+	// every deadline is NotifyTimeout after the send, this is deadline
+	// order, kept in O(1) per NOTIFY where the heap would move the
+	// subscription twice (to its deadline and back to its expiry).
+	fhead, ftail *Subscription
+	fifo         []*Subscription
+	fifoHead     int
+	closed       bool
 
 	// The store writer (nil channels without a Store).
 	dirty map[*Subscription]struct{}
@@ -789,7 +794,9 @@ func (n *Notifier) sendLocked(s *Subscription, now int64, a *after) {
 	full := s.needFull
 	s.dirty, s.urgent, s.needFull = false, false, false
 	s.lastSent, s.deadline = now, now+int64(n.cfg.NotifyTimeout)
+	n.flightPush(s)
 	n.reschedLocked(s, now)
+	n.armLocked(now)
 	if a.jobs == nil {
 		a.jobs = make([]job, 0, max(a.hint, 1))
 	}
@@ -835,6 +842,7 @@ func (n *Notifier) notifyDone(s *Subscription, res *sip.Response, err error) {
 	}
 	s.inFlight = false
 	n.inFlight--
+	n.flightRemove(s)
 	now := n.now()
 	var a after
 	if err == nil && res != nil && res.StatusCode < 300 {

@@ -46,8 +46,10 @@ type Subscription struct {
 	deadline   int64 // unix ns: NotifyTimeout of the NOTIFY in flight
 	wake       int64 // unix ns: when the heap wakes it; 0 when not queued
 	idx        int32 // in the heap; -1 when not
-	resIdx     int32 // in the resource's list; -1 when not
-	onDone     func(*sip.Response, error)
+	// In the Notifier's list of NOTIFYs in flight, oldest first.
+	fprev, fnext *Subscription
+	resIdx       int32 // in the resource's list; -1 when not
+	onDone       func(*sip.Response, error)
 }
 
 // ID identifies the subscription (random, 16 hex digits); the store's key.

@@ -89,14 +89,11 @@ func (h wakeHeap) fix(i int) {
 	}
 }
 
-// wakeAt is when s next needs the timer, 0 for never: the deadline of its
-// NOTIFY in flight; while alive, its expiry and, with a change waiting
-// out the rate limit, the end of the interval.
+// wakeAt is when s next needs the heap, 0 for never: while alive, its
+// expiry and, with a change waiting out the rate limit, the end of the
+// interval. The deadline of a NOTIFY in flight is kept apart (fhead).
 func (n *Notifier) wakeAt(s *Subscription) int64 {
 	var w int64
-	if s.inFlight {
-		w = s.deadline
-	}
 	if s.term == "" {
 		if e := s.expires.Load(); w == 0 || e < w {
 			w = e
@@ -120,7 +117,7 @@ func (n *Notifier) reschedLocked(s *Subscription, now int64) {
 			n.heap.remove(int(s.idx))
 		}
 		s.wake = 0
-		if len(n.heap) == 0 && n.timer != nil {
+		if len(n.heap) == 0 && n.fhead == nil && n.timer != nil {
 			// Nothing left to wait for: no timer either (a FakeClock
 			// counts none pending).
 			n.timer.Stop()
@@ -141,14 +138,22 @@ func (n *Notifier) reschedLocked(s *Subscription, now int64) {
 	n.armLocked(now)
 }
 
-// armLocked sets the Clock timer for the heap's earliest wake, unless one
-// is set at or before it (a timer set early finds nothing due and
-// re-arms).
+// armLocked sets the Clock timer for the earliest of the heap's first
+// wake and the oldest NOTIFY's deadline, unless one is set at or before
+// it (a timer set early finds nothing due and re-arms).
 func (n *Notifier) armLocked(now int64) {
-	if n.closed || len(n.heap) == 0 {
+	if n.closed || (len(n.heap) == 0 && n.fhead == nil) {
 		return
 	}
-	at := n.heap[0].wake
+	var at int64
+	switch {
+	case n.fhead == nil:
+		at = n.heap[0].wake
+	case len(n.heap) == 0:
+		at = n.fhead.deadline
+	default:
+		at = min(n.heap[0].wake, n.fhead.deadline)
+	}
 	if n.timer != nil && n.timerAt <= at {
 		return
 	}
@@ -174,17 +179,19 @@ func (n *Notifier) fire(gen uint64) {
 	n.timer = nil
 	now := n.now()
 	var a after
+	for s := n.fhead; s != nil && s.deadline <= now; s = n.fhead {
+		s.inFlight = false
+		n.inFlight--
+		n.flightRemove(s)
+		s.pkg.m.failures.WithLabelValues("timeout").Inc()
+		n.endLocked(s, "timeout", false, &a, now)
+		s.finalSent = true
+		n.sendLocked(s, now, &a)
+	}
 	for len(n.heap) > 0 && n.heap[0].wake <= now {
 		s := n.heap.remove(0)
 		s.wake = 0
-		switch {
-		case s.inFlight && now >= s.deadline:
-			s.inFlight = false
-			n.inFlight--
-			s.pkg.m.failures.WithLabelValues("timeout").Inc()
-			n.endLocked(s, "timeout", false, &a, now)
-			s.finalSent = true
-		case s.term == "" && now >= s.expires.Load():
+		if s.term == "" && now >= s.expires.Load() {
 			n.endLocked(s, "timeout", true, &a, now)
 		}
 		n.sendLocked(s, now, &a)
@@ -193,4 +200,30 @@ func (n *Notifier) fire(gen uint64) {
 	n.armLocked(now)
 	n.mu.Unlock()
 	n.finish(&a)
+}
+
+// flightPush appends s, whose NOTIFY just left, to the in-flight list.
+func (n *Notifier) flightPush(s *Subscription) {
+	s.fprev, s.fnext = n.ftail, nil
+	if n.ftail != nil {
+		n.ftail.fnext = s
+	} else {
+		n.fhead = s
+	}
+	n.ftail = s
+}
+
+// flightRemove takes s out of the in-flight list.
+func (n *Notifier) flightRemove(s *Subscription) {
+	if s.fprev != nil {
+		s.fprev.fnext = s.fnext
+	} else {
+		n.fhead = s.fnext
+	}
+	if s.fnext != nil {
+		s.fnext.fprev = s.fprev
+	} else {
+		n.ftail = s.fprev
+	}
+	s.fprev, s.fnext = nil, nil
 }

@@ -55,7 +55,7 @@ func BenchmarkTimerQueue(b *testing.B) {
 	)
 	clock := &manualClock{now: time.Unix(1_000_000, 0)}
 	var q timerQueue
-	q.init(clock)
+	q.init(clock, 0)
 	txs := make([][2]timerSlot, ring)
 	for i := range txs {
 		for j := range txs[i] {
@@ -114,7 +114,7 @@ func (probeOwner) unlink() {}
 func newTQProbe(t *testing.T) *tqProbe {
 	clock := NewFakeClock(time.Unix(1_000_000, 0))
 	p := &tqProbe{t: t, clock: clock, q: new(timerQueue), slots: map[string]*timerSlot{}}
-	p.q.init(clock)
+	p.q.init(clock, 0)
 	return p
 }
 
@@ -279,7 +279,7 @@ func TestTimerQueueManyDurations(t *testing.T) {
 func TestTimerQueueClockSteppedBack(t *testing.T) {
 	clock := &manualClock{now: time.Unix(1_000_000, 0)}
 	var q timerQueue
-	q.init(clock)
+	q.init(clock, 0)
 	var order []string
 	slot := func(name string) *timerSlot {
 		return &timerSlot{owner: funcOwner(func() { order = append(order, name) }), idx: -1}
@@ -307,7 +307,7 @@ func (funcOwner) unlink()                   {}
 func TestTimerQueueClockTimer(t *testing.T) {
 	clock := &manualClock{now: time.Unix(1_000_000, 0)}
 	var q timerQueue
-	q.init(clock)
+	q.init(clock, 0)
 	s := make([]timerSlot, 4)
 	for i := range s {
 		s[i] = timerSlot{owner: nopOwner{}, idx: -1}
@@ -348,7 +348,7 @@ func TestTimerQueueModel(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		clock := NewFakeClock(time.Unix(1_000_000, 0))
 		var q timerQueue
-		q.init(clock)
+		q.init(clock, 0)
 		type fired struct {
 			i     int
 			at    int64
@@ -445,7 +445,7 @@ func (funcSlotOwner) unlink()                         {}
 func TestTimerQueueNoAllocation(t *testing.T) {
 	clock := &manualClock{now: time.Unix(1_000_000, 0)}
 	var q timerQueue
-	q.init(clock)
+	q.init(clock, 0)
 	var s [2]timerSlot
 	for i := range s {
 		s[i] = timerSlot{owner: nopOwner{}, idx: -1}

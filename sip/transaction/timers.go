@@ -89,6 +89,7 @@ const maxFIFOs = 32
 type timerQueue struct {
 	clock Clock
 	epoch time.Time
+	slack int64  // ns the Clock timer may be late (Config.TimerSlack)
 	run   func() // q.fire, made once
 
 	mu     sync.Mutex
@@ -104,8 +105,8 @@ type timerQueue struct {
 	firing int   // fire loops running: each looks at the queue again before it ends
 }
 
-func (q *timerQueue) init(c Clock) {
-	q.clock, q.epoch = c, c.Now()
+func (q *timerQueue) init(c Clock, slack time.Duration) {
+	q.clock, q.epoch, q.slack = c, c.Now(), int64(slack)
 	q.run = q.fire
 }
 
@@ -156,6 +157,11 @@ func (q *timerQueue) stop(s *timerSlot) {
 // the queue is then looked at for nothing, which is cheaper than finding
 // the next earliest on each stop. The queue's mutex is held.
 func (q *timerQueue) schedule(now, when int64) {
+	// With slack, wake-ups fall on a grid of it: the timers due between
+	// two points fire together at the later one.
+	if sl := q.slack; sl > 0 && when <= math.MaxInt64-sl {
+		when = (when + sl - 1) / sl * sl
+	}
 	if q.armed && q.at <= when {
 		return
 	}

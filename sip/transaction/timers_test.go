@@ -252,3 +252,37 @@ func TestFakeTimerReset(t *testing.T) {
 		t.Fatalf("fired %d times, %d pending", fired, clock.Pending())
 	}
 }
+
+// TestTimerSlack: with TimerSlack, timers fire on a grid of it, those
+// due between two points together at the later one, never early; the
+// 32 s of a Timer F is not stretched by more than the slack.
+func TestTimerSlack(t *testing.T) {
+	start := time.Unix(1_000_000, 0)
+	clock := NewFakeClock(start)
+	l := New(Config{Clock: clock, T1: 503 * time.Millisecond, T2: 4 * time.Second, TimerSlack: 10 * time.Millisecond})
+	rec := &recorder{clock: clock, start: clock.Now()}
+	var got collected
+	tx, _ := l.Request(mustRequest(t, sip.OPTIONS, "z9hG4bKs1"), rec, got.handler)
+	clock.Advance(2 * time.Millisecond) // a second request, due 2 ms after the first
+	_, _ = l.Request(mustRequest(t, sip.OPTIONS, "z9hG4bKs2"), rec, nil)
+	if rec.count() != 2 {
+		t.Fatalf("%d sends, want the two requests", rec.count())
+	}
+	clock.Advance(507 * time.Millisecond) // 509 ms: both Timer Es are due (503, 505), the grid point not yet
+	if rec.count() != 2 {
+		t.Fatalf("at 509 ms: %d sends, want no retransmission before the grid point 510 ms", rec.count())
+	}
+	clock.Advance(time.Millisecond) // 510 ms
+	if rec.count() != 4 {
+		t.Fatalf("at 510 ms: %d sends, want both retransmissions at once", rec.count())
+	}
+	// Timer F (64*T1 = 32.192 s) ends the first by the grid point after it.
+	clock.Advance(64*503*time.Millisecond - 510*time.Millisecond - time.Millisecond)
+	if tx.State() == Terminated {
+		t.Fatal("ended before Timer F was due")
+	}
+	clock.Advance(10 * time.Millisecond)
+	if tx.State() != Terminated || len(got.errs) != 1 {
+		t.Fatalf("a slack after Timer F: state %v, TU errors %v", tx.State(), got.errs)
+	}
+}
