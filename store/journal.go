@@ -89,7 +89,11 @@ type journaled struct {
 	// put, or nil for a delete.
 	pending  map[BindingKey]*Binding // in the journal at path
 	flushing map[BindingKey]*Binding // in path.1, not yet committed to the table
-	closed   bool
+	// The same for publications (journal_pubs.go), by key (nil: a
+	// delete); pflushing is set when flushing is.
+	ppending, pflushing map[pubKey]*Publication
+	pidx                pubIndex // the owner's: every publication's ETag
+	closed              bool
 
 	stop chan struct{}
 	kick chan struct{}
@@ -102,7 +106,8 @@ type journaled struct {
 func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Duration, limit int64) (*journaled, error) {
 	j := &journaled{
 		sqlStore: s, path: dbPath + journalSuffix, lockPath: dbPath + lockSuffix, every: every, limit: limit,
-		pending: make(map[BindingKey]*Binding), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		pending: make(map[BindingKey]*Binding), ppending: make(map[pubKey]*Publication),
+		stop: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	if j.every <= 0 {
 		j.every = DefaultCheckpointInterval
@@ -127,6 +132,10 @@ func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Dur
 		lock.Close()
 		return nil, err
 	}
+	if err := j.loadPubIndex(ctx); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("store sqlite: journal: %w", err)
@@ -139,7 +148,7 @@ func openJournal(ctx context.Context, s *sqlStore, dbPath string, every time.Dur
 // recover moves what a previous owner left in the journals into the table
 // and removes them: the older journal first, so later changes win.
 func (j *journaled) recover(ctx context.Context) error {
-	merged := make(map[BindingKey]*Binding)
+	merged := newJournalChanges()
 	found := false
 	for _, p := range []string{j.path + ".1", j.path} {
 		ok, err := readJournal(p, merged)
@@ -151,7 +160,10 @@ func (j *journaled) recover(ctx context.Context) error {
 	if !found {
 		return nil
 	}
-	if err := j.apply(ctx, merged, 0); err != nil {
+	if err := j.apply(ctx, merged.bindings, 0); err != nil {
+		return fmt.Errorf("store sqlite: replay journal: %w", err)
+	}
+	if err := j.applyPubs(ctx, merged.pubs, 0); err != nil {
 		return fmt.Errorf("store sqlite: replay journal: %w", err)
 	}
 	for _, p := range []string{j.path + ".1", j.path} {
@@ -162,11 +174,22 @@ func (j *journaled) recover(ctx context.Context) error {
 	return nil
 }
 
+// journalChanges are the changes read from journals: the latest of each
+// binding and publication (nil: a delete).
+type journalChanges struct {
+	bindings map[BindingKey]*Binding
+	pubs     map[pubKey]*Publication
+}
+
+func newJournalChanges() *journalChanges {
+	return &journalChanges{bindings: map[BindingKey]*Binding{}, pubs: map[pubKey]*Publication{}}
+}
+
 // readJournal folds the whole batches of the journal at p into m (later
 // changes replace earlier ones). A batch cut short or damaged — the tail
 // of a write a crash interrupted, which was never acknowledged — ends
 // the reading. ok is false when there is no such file.
-func readJournal(p string, m map[BindingKey]*Binding) (ok bool, err error) {
+func readJournal(p string, m *journalChanges) (ok bool, err error) {
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -190,7 +213,7 @@ func readJournal(p string, m map[BindingKey]*Binding) (ok bool, err error) {
 		if _, err := io.ReadFull(r, payload); err != nil {
 			return true, nil
 		}
-		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+		if crcOf(payload) != binary.LittleEndian.Uint32(hdr[4:]) {
 			return true, nil
 		}
 		if err := decodeBatch(payload, m); err != nil {
@@ -209,41 +232,24 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 		return j.sqlStore.WriteBindings(ctx, put, del)
 	}
 	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return errors.New("store sqlite: closed")
+	defer j.mu.Unlock()
+	if err := j.writableLocked(); err != nil {
+		return err
 	}
-	if j.f == nil {
-		j.mu.Unlock()
-		return errors.New("store sqlite: journal: unusable since a failed write, until the next checkpoint")
-	}
-	b := append(j.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
-	b = binary.AppendUvarint(b, uint64(len(put)+len(del)))
-	for i := range del {
-		b = append(b, opDel)
-		b = appendString(b, del[i].AOR)
-		b = appendString(b, del[i].ID)
-	}
-	for i := range put {
-		b = encodePut(b, &put[i])
-	}
-	payload := b[8:]
-	binary.LittleEndian.PutUint32(b[:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, crcTable))
-	j.buf = b
-	if _, err := j.f.Write(b); err != nil {
-		// A short write (a full disk) leaves part of a batch at the end,
-		// and replay stops at the first damaged batch: cut it off, or
-		// append nothing more to this file (the next checkpoint starts
-		// another), so that no later batch is lost behind it.
-		if j.f.Truncate(j.size) != nil {
-			j.f.Close()
-			j.f = nil
+	err := j.appendLocked(len(put)+len(del), func(b []byte) []byte {
+		for i := range del {
+			b = append(b, opDel)
+			b = appendString(b, del[i].AOR)
+			b = appendString(b, del[i].ID)
 		}
-		j.mu.Unlock()
-		return fmt.Errorf("store sqlite: journal: %w", err)
+		for i := range put {
+			b = encodePut(b, &put[i])
+		}
+		return b
+	})
+	if err != nil {
+		return err
 	}
-	j.size += int64(len(b))
 	for i := range del {
 		j.pending[del[i]] = nil
 	}
@@ -251,14 +257,6 @@ func (j *journaled) WriteBindings(ctx context.Context, put []Binding, del []Bind
 		p := put[i]
 		p.Expires, p.Updated = time.Unix(p.Expires.Unix(), 0), time.Unix(p.Updated.Unix(), 0)
 		j.pending[BindingKey{AOR: p.AOR, ID: p.ID}] = &p
-	}
-	big := j.size >= j.limit
-	j.mu.Unlock()
-	if big {
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
 	}
 	return nil
 }
@@ -295,7 +293,7 @@ func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 	defer j.ck.Unlock()
 	j.mu.Lock()
 	if j.flushing == nil {
-		if len(j.pending) == 0 && j.f != nil {
+		if len(j.pending) == 0 && len(j.ppending) == 0 && j.f != nil {
 			j.mu.Unlock()
 			return nil
 		}
@@ -320,18 +318,22 @@ func (j *journaled) checkpoint(ctx context.Context, pause time.Duration) error {
 		j.f.Close()
 		j.f, j.size = nf, 0
 		j.flushing, j.pending = j.pending, make(map[BindingKey]*Binding, len(j.pending))
+		j.pflushing, j.ppending = j.ppending, make(map[pubKey]*Publication, len(j.ppending))
 	}
-	snap := j.flushing
+	snap, psnap := j.flushing, j.pflushing
 	j.mu.Unlock()
 
 	if err := j.apply(ctx, snap, pause); err != nil {
+		return err
+	}
+	if err := j.applyPubs(ctx, psnap, pause); err != nil {
 		return err
 	}
 	if err := os.Remove(j.path + ".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("store sqlite: journal: %w", err)
 	}
 	j.mu.Lock()
-	j.flushing = nil
+	j.flushing, j.pflushing = nil, nil
 	j.mu.Unlock()
 	return nil
 }
@@ -399,13 +401,13 @@ func (j *journaled) Bindings(ctx context.Context, aor string, now time.Time) ([]
 	// generation it writes into the lock file first tells us to read again.
 	for try := 0; ; try++ {
 		gen := j.generation()
-		over := make(map[BindingKey]*Binding)
+		ch := newJournalChanges()
 		for _, p := range []string{j.path + ".1", j.path} {
-			if _, err := readJournal(p, over); err != nil {
+			if _, err := readJournal(p, ch); err != nil {
 				return nil, err
 			}
 		}
-		out, err := j.overlay(ctx, aor, now, over)
+		out, err := j.overlay(ctx, aor, now, ch.bindings)
 		if err != nil || j.generation() == gen || try == 9 {
 			return out, err
 		}
@@ -519,7 +521,7 @@ var errBadJournal = errors.New("store sqlite: damaged journal batch")
 
 // decodeBatch folds one batch into m. The whole batch is decoded before
 // any of it is applied, so a damaged one changes nothing.
-func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
+func decodeBatch(p []byte, m *journalChanges) error {
 	d := decoder{b: p}
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(p)) {
@@ -527,8 +529,13 @@ func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
 	}
 	keys := make([]BindingKey, 0, n)
 	chs := make([]*Binding, 0, n)
+	var pkeys []pubKey
+	var pchs []*Publication
 	for range n {
 		switch op := d.byte(); op {
+		case opPubPut, opPubDel:
+			k, p := decodePubOp(&d, op)
+			pkeys, pchs = append(pkeys, k), append(pchs, p)
 		case opDel:
 			k := BindingKey{AOR: d.string(), ID: d.string()}
 			keys, chs = append(keys, k), append(chs, nil)
@@ -557,10 +564,15 @@ func decodeBatch(p []byte, m map[BindingKey]*Binding) error {
 		return errBadJournal
 	}
 	for i, k := range keys {
-		m[k] = chs[i]
+		m.bindings[k] = chs[i]
+	}
+	for i, k := range pkeys {
+		m.pubs[k] = pchs[i]
 	}
 	return nil
 }
+
+func crcOf(p []byte) uint32 { return crc32.Checksum(p, crcTable) }
 
 type decoder struct {
 	b   []byte

@@ -252,10 +252,14 @@ func FuzzJournalBatch(f *testing.F) {
 	b0 := testBinding(2, now) // without flags: opPut
 	f.Add(append(append([]byte(nil), 2), append(encodePut(nil, &b0), encodePut(nil, &b)...)...))
 	f.Add([]byte{0})
+	pub := Publication{Event: "presence", Resource: "a@b", ID: "i", ETag: "e", ContentType: "application/pidf+xml",
+		Body: []byte("<x/>"), Created: now, Updated: now, Expires: now.Add(time.Hour)}
+	f.Add(append(encodePubPut(append([]byte(nil), 2), &pub), opPubDel, 1, 'p', 1, 'r', 1, 'i'))
+	f.Add(append(encodePubPut([]byte{2}, &pub), opDel, 1, 'a', 1, 'b'))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		m := map[BindingKey]*Binding{}
-		if err := decodeBatch(p, m); err != nil && len(m) != 0 {
-			t.Fatalf("a rejected batch changed %d bindings", len(m))
+		m := newJournalChanges()
+		if err := decodeBatch(p, m); err != nil && len(m.bindings)+len(m.pubs) != 0 {
+			t.Fatalf("a rejected batch changed %d bindings and %d publications", len(m.bindings), len(m.pubs))
 		}
 	})
 }

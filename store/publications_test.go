@@ -320,7 +320,7 @@ func TestPublicationWritesDurable(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
-			reader := otherHandle(t, s)
+			readETag := otherReader(t, s)
 			ctx := context.Background()
 			now := time.Now()
 			const writers, each = 8, 20
@@ -339,9 +339,7 @@ func TestPublicationWritesDurable(t *testing.T) {
 							errs <- fmt.Errorf("write %s: %v %v", p.ETag, err, ws[0].Err)
 							return
 						}
-						var etag string
-						if err := reader.QueryRowContext(ctx, sqlOf(s).rebind(`SELECT etag FROM hlas_publications WHERE event = ? AND resource = ? AND id = ?`),
-							"presence", res, "d").Scan(&etag); err != nil || etag != p.ETag {
+						if etag, err := readETag(res, now); err != nil || etag != p.ETag {
 							errs <- fmt.Errorf("after the write of %s another connection reads %q (%v)", p.ETag, etag, err)
 							return
 						}
@@ -360,6 +358,40 @@ func TestPublicationWritesDurable(t *testing.T) {
 
 // otherHandle opens a second database handle on s's database, with
 // connections of its own.
+// otherReader returns how another process reads the ETag of resource's
+// presence publication "d": the embedded store's journal owner is read
+// through a second store on its files (table and journal), another
+// database through a connection of its own.
+func otherReader(t *testing.T, s Store) func(resource string, now time.Time) (string, error) {
+	t.Helper()
+	if j, ok := s.(*journaled); ok {
+		other, err := OpenSQLite(context.Background(), strings.TrimSuffix(j.path, journalSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { other.Close() })
+		if other.(*journaled).owner {
+			t.Fatal("a second store owns the journal")
+		}
+		return func(resource string, now time.Time) (string, error) {
+			ps, err := other.Publications(context.Background(), now)
+			for _, p := range ps {
+				if p.Event == "presence" && p.Resource == resource && p.ID == "d" {
+					return p.ETag, err
+				}
+			}
+			return "", err
+		}
+	}
+	db := otherHandle(t, s)
+	return func(resource string, _ time.Time) (string, error) {
+		var etag string
+		err := db.QueryRow(sqlOf(s).rebind(`SELECT etag FROM hlas_publications WHERE event = ? AND resource = ? AND id = ?`),
+			"presence", resource, "d").Scan(&etag)
+		return etag, err
+	}
+}
+
 func otherHandle(t *testing.T, s Store) *sql.DB {
 	t.Helper()
 	sq := sqlOf(s)
@@ -453,9 +485,15 @@ func TestPublicationsMigration(t *testing.T) {
 				t.Fatalf("old layout not recognised: %v %v", old, err)
 			}
 			// What newSQLStore runs; twice, as a second process opening
-			// the database would.
+			// the database would. The journal's owner then reads the
+			// publications it indexes, as its open does.
 			for range 2 {
 				if err := sq.createPublications(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if j, ok := s.(*journaled); ok {
+				if err := j.loadPubIndex(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -518,6 +556,11 @@ func checkMigrated(t *testing.T, s Store, rows []Publication, now time.Time) {
 	}
 	if got, err := s.Publications(ctx, now); err != nil || len(got) != 2 || got[1].ETag != "etag-a2" {
 		t.Fatalf("after refresh and removal: %+v, %v", got, err)
+	}
+	if j, ok := s.(*journaled); ok { // the table holds them after a checkpoint
+		if err := j.checkpoint(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var n int
 	if err := sq.db.QueryRow(`SELECT count(*) FROM hlas_publications`).Scan(&n); err != nil || n != 2 {

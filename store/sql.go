@@ -86,7 +86,8 @@ type sqlStore struct {
 
 	usersVersion *sql.Stmt // see users_version.go
 
-	pubw pubConn // the connection of publication writes (publications.go)
+	pubw   pubConn   // the connection of publication writes (publications.go)
+	subPut *sql.Stmt // PutSubscriptionRecord's upsert: one per SUBSCRIBE
 }
 
 func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(string) string) (*sqlStore, error) {
@@ -103,48 +104,15 @@ func newSQLStore(ctx context.Context, db *sql.DB, name string, rebind func(strin
 	if s.user, err = db.PrepareContext(ctx, rebind(qUser)); err != nil {
 		return nil, fmt.Errorf("store %s: prepare: %w", name, err)
 	}
-	if err := s.createUsersVersion(ctx); err != nil {
-		s.user.Close()
-		return nil, err
-	}
-	if err := s.createBans(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createMailboxes(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createPublications(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createSubscriptions(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createPresenceRules(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createXCAP(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.createAPITokens(ctx); err != nil {
-		s.user.Close()
-		s.usersVersion.Close()
-		return nil, err
-	}
-	if err := s.pubw.connect(ctx, s); err != nil {
-		s.closeStmts()
-		return nil, err
+	for _, create := range []func(context.Context) error{
+		s.createUsersVersion, s.createBans, s.createMailboxes, s.createPublications,
+		s.createSubscriptions, s.createPresenceRules, s.createXCAP, s.createAPITokens,
+		func(ctx context.Context) error { return s.pubw.connect(ctx, s) },
+	} {
+		if err := create(ctx); err != nil {
+			s.closeStmts()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -182,9 +150,13 @@ func (s *sqlStore) Close() error {
 	return s.db.Close()
 }
 
+// closeStmts closes the prepared statements made so far.
 func (s *sqlStore) closeStmts() {
-	s.user.Close()
-	s.usersVersion.Close()
+	for _, st := range []*sql.Stmt{s.user, s.usersVersion, s.subPut} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	s.pubw.close()
 }
 
