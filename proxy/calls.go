@@ -217,12 +217,11 @@ func (c *rctx) endKilled() {
 	}
 }
 
-// byeEnds reports whether bye ends c's dialog: its tags are the dialog's
-// (in either direction), or no dialog is known yet. A BYE of another
-// dialog with the same Call-ID (another fork's 2xx) leaves c alone.
-func (p *Proxy) byeEnds(c *mcall, bye *sip.Request) bool {
-	p.mcalls.mu.Lock()
-	defer p.mcalls.mu.Unlock()
+// byeEndsLocked reports whether bye ends c's dialog: its tags are the
+// dialog's (in either direction), or no dialog is known yet. A BYE of
+// another dialog with the same Call-ID (another fork's 2xx) leaves c
+// alone. The call table's lock is held.
+func (c *mcall) byeEndsLocked(bye *sip.Request) bool {
 	return c.dlg == nil || c.inDialogLocked(bye)
 }
 

@@ -103,10 +103,11 @@ func (p *Proxy) fork(ctx context.Context, tx handler.ServerTx, req *sip.Request,
 	c := &rctx{p: p, tx: tx, req: req, in: flowOf(tx), hash: p.hashOf(req), invite: req.Method == sip.INVITE, pl: pl,
 		hideID: hideIdentity(req)}
 	c.acct = p.observe(ctx, req, c.in)
-	c.mc = p.mediaCall(req, c.in, pl, c)
-	if c.mc != nil && req.Method == sip.BYE && p.byeEnds(c.mc, req) {
+	var ended bool
+	c.mc, ended = p.mediaCall(req, c.in, pl, c)
+	if ended && c.mc.isRelayed() && p.env.Media != nil {
 		// The call ends: its media no longer goes through.
-		p.forgetMedia(req.CallID)
+		p.releaseMedia(req.CallID)
 	}
 	p.met.requests.WithLabelValues(pl.kind).Inc()
 	if c.invite {

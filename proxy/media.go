@@ -152,27 +152,37 @@ func targetNATed(t Target, in Flow) bool {
 // starting one for an initial INVITE when the media policy relays it or
 // Env.TrackCalls tracks it; nil: neither. rc is the INVITE's response
 // context, which an operator's hang-up of the unanswered call cancels.
-func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan, rc *rctx) *mcall {
+// A BYE that ends the call's dialog (see byeEndsLocked) takes it out of
+// the table, under the same hold of the lock: ended is then true, and
+// the caller ends the relay's session.
+func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan, rc *rctx) (c *mcall, ended bool) {
 	relayOn := p.env.Media != nil && p.mediaPolicy != MediaNever
 	if !relayOn && !p.env.TrackCalls {
-		return nil
+		return nil, false
 	}
 	mc := &p.mcalls
 	if req.To.Tag() == "" && req.Method != sip.INVITE {
-		return nil // MESSAGE, OPTIONS, SUBSCRIBE...: no call's media
+		return nil, false // MESSAGE, OPTIONS, SUBSCRIBE...: no call's media
 	}
 	if req.To.Tag() != "" {
 		mc.mu.Lock()
+		defer mc.mu.Unlock()
 		c := mc.m[req.CallID]
-		if c != nil && req.CSeq.Seq > 0 {
+		if c == nil {
+			return nil, false
+		}
+		if req.CSeq.Seq > 0 {
 			side := 0
 			if req.From.Tag() != c.callerTag {
 				side = 1
 			}
 			c.cseq[side] = max(c.cseq[side], req.CSeq.Seq)
 		}
-		mc.mu.Unlock()
-		return c
+		if req.Method == sip.BYE && c.byeEndsLocked(req) {
+			mc.delLocked(req.CallID)
+			return c, true
+		}
+		return c, false
 	}
 	relay := false
 	if relayOn {
@@ -188,9 +198,9 @@ func (p *Proxy) mediaCall(req *sip.Request, in Flow, pl plan, rc *rctx) *mcall {
 		}
 	}
 	if !relay && !p.tracks(req) {
-		return nil // the common case: no lock taken
+		return nil, false // the common case: no lock taken
 	}
-	return p.startCall(req, in, relay, rc)
+	return p.startCall(req, in, relay, rc), false
 }
 
 // tracks reports whether Env.TrackCalls keeps the call req starts: one
