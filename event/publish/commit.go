@@ -73,6 +73,13 @@ type commitOp struct {
 }
 
 func newCommitter(st store.Publications, window time.Duration, callers int) *committer {
+	// A back end whose writes are appends to a local journal (the
+	// embedded database's owner) writes faster than a wait for company
+	// saves: no gathering then. Writes that queue behind one still share
+	// its batch.
+	if q, ok := st.(store.QuickWriter); ok && q.QuickWrites() {
+		window = 0
+	}
 	c := &committer{st: st, window: window, ceiling: maxBatch, full: make(chan struct{}, 1)}
 	if callers > 0 {
 		c.ceiling = min(callers, maxBatch)

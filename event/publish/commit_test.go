@@ -487,3 +487,39 @@ func TestDocuments(t *testing.T) {
 		t.Fatalf("without a Parser Documents = %v", got)
 	}
 }
+
+// quickStore is a memStore whose writes are journal appends.
+type quickStore struct{ *memStore }
+
+func (quickStore) QuickWrites() bool { return true }
+
+// TestCommitterQuickWriterNoWait: with a back end of quick writes the
+// leader writes what is queued at once, without waiting an hour's window
+// for the fourth caller; writes that queued behind one still share a
+// batch.
+func TestCommitterQuickWriterNoWait(t *testing.T) {
+	st := newMemStore()
+	sizes := batchSizes(st)
+	release := make(chan struct{})
+	var once sync.Once
+	st.onWrite = func() { once.Do(func() { <-release }) }
+	c := newCommitter(quickStore{st}, time.Hour, 4)
+	a := writeAsync(c, put("a@x", "a1"))
+	for !c.isLeading() {
+		time.Sleep(time.Millisecond)
+	}
+	var rest []<-chan error
+	for _, r := range []string{"b", "c", "d"} {
+		rest = append(rest, writeAsync(c, put(r+"@x", r+"1")))
+	}
+	queued(t, c, 3)
+	close(release)
+	for _, d := range append(rest, a) {
+		if err := wait(t, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := sizes(); !slices.Equal(got, []int{1, 3}) {
+		t.Fatalf("batches %v, want [1 3]: A alone, then B, C, D together without waiting", got)
+	}
+}
