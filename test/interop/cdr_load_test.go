@@ -45,7 +45,10 @@ func TestCDRLoadSIGKILL(t *testing.T) {
 	}
 	_ = uas.cmd.Process.Kill()
 
-	completed := sippCompleted(t, logFile)
+	completed, err := sippCompleted(t, logFile, "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Calls up to the kill completed; those after it cannot have.
 	if len(completed) < 2*rate || len(completed) > (int(killWhen/time.Second)+1)*rate {
 		t.Fatalf("%d calls completed; the server was to die mid-load after %v at %d calls/s\nsipp:\n%s",
@@ -82,12 +85,14 @@ func TestCDRLoadSIGKILL(t *testing.T) {
 	t.Logf("%d calls completed before the kill, %d records, %d missing", len(completed), len(recs), missing)
 }
 
-// sippCompleted reads the Call-IDs cdr_load_uac.xml logged, each once.
-func sippCompleted(t *testing.T, path string) []string {
+// sippCompleted reads the Call-IDs a sipp scenario logged as "completed
+// ID" to path (cdr_load_uac.xml, the reload test's scenarios), in order; a
+// Call-ID logged twice fails the test, as name's.
+func sippCompleted(t *testing.T, path, name string) ([]string, error) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("sipp's log of completed calls: %v", err)
+		return nil, fmt.Errorf("sipp's log of completed calls: %w", err)
 	}
 	defer f.Close()
 	var ids []string
@@ -99,13 +104,10 @@ func sippCompleted(t *testing.T, path string) []string {
 			continue
 		}
 		if seen[cid] {
-			t.Errorf("sipp logged call %s twice", cid)
+			t.Errorf("%s: call %s logged twice", name, cid)
 		}
 		seen[cid] = true
 		ids = append(ids, cid)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
+	return ids, sc.Err()
 }

@@ -3,7 +3,6 @@
 package interop
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -243,32 +242,19 @@ func (s *reloadSipp) checkStats(t *testing.T, name string, calls int) int {
 	return done
 }
 
-// completed returns the Call-IDs the scenario logged as "completed ID";
-// a Call-ID logged twice fails the test.
+// completed returns the set of Call-IDs the scenario logged as
+// "completed ID" (sippCompleted).
 func (s *reloadSipp) completed(t *testing.T, name string) map[string]bool {
 	t.Helper()
-	f, err := os.Open(s.logFile)
+	ids, err := sippCompleted(t, s.logFile, name)
 	if err != nil {
-		t.Errorf("%s: sipp's log of completed calls: %v", name, err)
-		return nil
-	}
-	defer f.Close()
-	ids := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		cid, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "completed ")
-		if !ok {
-			continue
-		}
-		if ids[cid] {
-			t.Errorf("%s: call %s logged twice", name, cid)
-		}
-		ids[cid] = true
-	}
-	if err := sc.Err(); err != nil {
 		t.Errorf("%s: %v", name, err)
 	}
-	return ids
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
 }
 
 // startReloadServer runs `hlas serve --config path` with nothing but the
@@ -278,42 +264,24 @@ func (s *reloadSipp) completed(t *testing.T, name string) map[string]bool {
 // the test with the checks of server.stop.
 func startReloadServer(t *testing.T, path string, f *reloadFile) *server {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		var ports [3]int
-		for i := range ports {
-			p, err := freePort("127.0.0.1", false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports[i] = p
-		}
+	return startRetried(t, func() *server {
+		t.Helper()
+		ports := freePorts(t, 3)
 		f.sipPort, f.tcpPort, f.api = ports[0], ports[1], net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
 		f.write(t, path)
 		s := &server{UDP4: net.JoinHostPort("127.0.0.1", strconv.Itoa(f.sipPort)),
 			output: &outputBuffer{limit: 8 << 20}, exited: make(chan struct{})}
 		s.cmd = exec.Command(hlasBin, "serve", "--config", path)
-		s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
-		if err := s.cmd.Start(); err != nil {
+		if err := s.run(t, ": serve --config "+path+"\n"+f.yaml()); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("started hlas (pid %d): serve --config %s\n%s", s.cmd.Process.Pid, path, f.yaml())
-		go func() {
-			s.err = s.cmd.Wait()
-			close(s.exited)
-		}()
-		err := s.waitReady(readyTimeout)
-		if err == nil {
-			err = waitAPIReady(s, f.api)
+		return s
+	}, func(s *server) error {
+		if err := s.waitReady(readyTimeout); err != nil {
+			return err
 		}
-		if err == nil {
-			t.Cleanup(func() { s.stop(t) })
-			return s
-		}
-		s.kill()
-		if attempt == 2 || !strings.Contains(s.output.String(), "address already in use") {
-			t.Fatalf("hlas did not become ready: %v\n%s", err, s.output.Tail(maxLoggedOutput))
-		}
-	}
+		return waitAPIReady(s, f.api)
+	})
 }
 
 // waitAPIReady polls GET /readyz on the API until it answers 200.
@@ -464,12 +432,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("hlas api token add: %v, printed %q", err, out)
 	}
 
-	var ports [3]int
-	for i := range ports {
-		if ports[i], err = freePort("127.0.0.1", false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ports := freePorts(t, 3)
 	gw1Port, gw2Port, uacPort := ports[0], ports[1], ports[2]
 	reloadUAC, reloadUAS := reloadScenarios(t)
 	gw1 := startReloadSipp(t, reloadUAS, gw1Port)

@@ -80,15 +80,28 @@ func startServer(t *testing.T, extraArgs ...string) *server {
 // startServerWith is startServer with more control over the set-up.
 func startServerWith(t *testing.T, cfg serverConfig) *server {
 	t.Helper()
-	// Free ports are found by binding and closing them, so another process
-	// can take one before hlas binds it: try again a few times.
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
+	return startRetried(t, func() *server {
+		t.Helper()
 		s, err := launch(t, cfg)
 		if err != nil {
 			t.Fatalf("start hlas: %v", err)
 		}
-		if err = s.waitReady(readyTimeout); err == nil {
+		return s
+	}, func(s *server) error { return s.waitReady(readyTimeout) })
+}
+
+// startRetried starts hlas with start until ready says it is, and stops it
+// when the test ends. Free ports are found by binding and closing them, so
+// another process can take one before hlas binds it: a server that did
+// not get ready with "address already in use" in its output is killed and
+// started again, three times at most (start may pick new ports).
+func startRetried(t *testing.T, start func() *server, ready func(*server) error) *server {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		s := start()
+		err := ready(s)
+		if err == nil {
 			t.Cleanup(func() { s.stop(t) })
 			return s
 		}
@@ -134,17 +147,25 @@ func launch(t *testing.T, cfg serverConfig) (*server, error) {
 	} else {
 		s.cmd = exec.Command(hlasBin, args...)
 	}
-	s.cmd.Stdout = s.output
-	s.cmd.Stderr = s.output
-	if err := s.cmd.Start(); err != nil {
+	if err := s.run(t, where+": "+strings.Join(args, " ")); err != nil {
 		return nil, err
 	}
-	t.Logf("started hlas (pid %d)%s: %s", s.cmd.Process.Pid, where, strings.Join(args, " "))
+	return s, nil
+}
+
+// run starts s.cmd with its output in s.output, logs it with what after
+// its pid, and has s.err and s.exited tell its end.
+func (s *server) run(t *testing.T, what string) error {
+	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	t.Logf("started hlas (pid %d)%s", s.cmd.Process.Pid, what)
 	go func() {
 		s.err = s.cmd.Wait()
 		close(s.exited)
 	}()
-	return s, nil
+	return nil
 }
 
 // listeners returns the --listen values for cfg and sets the address
@@ -375,6 +396,21 @@ func freePort(host string, low bool) (int, error) {
 		}
 	}
 	return 0, errors.New("no free port on " + host)
+}
+
+// freePorts returns n ports of 127.0.0.1 that are free for both UDP and
+// TCP (freePort), or fails the test.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := freePort("127.0.0.1", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = p
+	}
+	return ports
 }
 
 // portFree reports whether port can be bound on host for TCP and UDP.

@@ -66,14 +66,7 @@ func newWSLab(t *testing.T, yaml string) *wsLab {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var ports [3]int
-	for i := range ports {
-		p, err := freePort("127.0.0.1", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
+	ports := freePorts(t, 3)
 	l := &wsLab{pool: pool, ws: fmt.Sprintf("127.0.0.1:%d", ports[1]), wss: fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	l.s = startServerWith(t, serverConfig{
 		args:   []string{"--config", path, "--data", data},
