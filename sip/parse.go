@@ -46,7 +46,10 @@ func Parse(data []byte) (Message, error) {
 // into the same memory (ParseInto): a server that handles thousands of
 // responses a second on the goroutine that read them need not allocate
 // each. The zero value is ready.
-type ResponseBuffer struct{ blk responseBlock }
+type ResponseBuffer struct {
+	blk  responseBlock
+	used bool // a response was parsed into blk since the last Reset
+}
 
 // ParseInto is Parse, except that a response is parsed into buf, which
 // must hold no response still in use. A request is allocated as Parse
@@ -59,6 +62,7 @@ func ParseInto(data []byte, buf *ResponseBuffer) (Message, error) {
 	p.s = unsafe.String(&data[0], len(data))
 	p.data = data
 	p.res = &buf.blk
+	p.resUsed = &buf.used
 	return p.parse()
 }
 
@@ -70,8 +74,13 @@ func (b *ResponseBuffer) Holds(msg Message) bool {
 
 // Reset forgets what b holds, so that it keeps nothing alive and is ready
 // for the next ParseInto. Whatever came from the response (its lists,
-// its strings) must no longer be in use.
-func (b *ResponseBuffer) Reset() { b.blk = responseBlock{} }
+// its strings) must no longer be in use. A buffer that a request left
+// unused costs nothing to reset.
+func (b *ResponseBuffer) Reset() {
+	if b.used {
+		b.blk, b.used = responseBlock{}, false
+	}
+}
 
 // ParseString is Parse for a string.
 func ParseString(s string) (Message, error) {
@@ -92,8 +101,10 @@ type parser struct {
 	// first Vias and the first address list; nil once handed out.
 	vias  []Via
 	addrs []Address
-	// res, when set, is where a response goes (ParseInto).
-	res *responseBlock
+	// res, when set, is where a response goes (ParseInto), and resUsed
+	// is set once it does.
+	res     *responseBlock
+	resUsed *bool
 }
 
 // requestBlock and responseBlock are what Parse allocates: the message
@@ -145,6 +156,8 @@ func (p *parser) parse() (Message, error) {
 		blk := p.res
 		if blk == nil {
 			blk = new(responseBlock)
+		} else {
+			*p.resUsed = true
 		}
 		r := &blk.msg
 		if reason := r.parseStatusLine(line); reason != "" {

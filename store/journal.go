@@ -396,20 +396,30 @@ func (j *journaled) Bindings(ctx context.Context, aor string, now time.Time) ([]
 		j.mu.Unlock()
 		return j.overlay(ctx, aor, now, over)
 	}
-	// Another process owns the journal. Its checkpoints rename the
-	// journal aside between our reads of the files at times; the
-	// generation it writes into the lock file first tells us to read again.
+	var out []Binding
+	err := j.readThrough(func(ch *journalChanges) (err error) {
+		out, err = j.overlay(ctx, aor, now, ch.bindings)
+		return err
+	})
+	return out, err
+}
+
+// readThrough reads both journals of the process that owns them and
+// hands their changes to read, which lays them over the table. The
+// owner's checkpoints rename the journal aside between our reads of the
+// files at times; the generation it writes into the lock file first
+// tells us to read again.
+func (j *journaled) readThrough(read func(*journalChanges) error) error {
 	for try := 0; ; try++ {
 		gen := j.generation()
 		ch := newJournalChanges()
 		for _, p := range []string{j.path + ".1", j.path} {
 			if _, err := readJournal(p, ch); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		out, err := j.overlay(ctx, aor, now, ch.bindings)
-		if err != nil || j.generation() == gen || try == 9 {
-			return out, err
+		if err := read(ch); err != nil || j.generation() == gen || try == 9 {
+			return err
 		}
 	}
 }

@@ -210,20 +210,12 @@ func msPublication(p Publication) Publication {
 
 // PutPublication implements Publications through the journal.
 func (j *journaled) PutPublication(ctx context.Context, p Publication, replaces string) error {
-	ws := [1]PublicationWrite{{P: p, Replaces: replaces}}
-	if err := j.WritePublications(ctx, ws[:]); err != nil {
-		return err
-	}
-	return ws[0].Err
+	return putPublication(ctx, j.WritePublications, p, replaces)
 }
 
 // DeletePublication implements Publications through the journal.
 func (j *journaled) DeletePublication(ctx context.Context, event, resource, etag string) error {
-	ws := [1]PublicationWrite{{P: Publication{Event: event, Resource: resource, ETag: etag}, Delete: true}}
-	if err := j.WritePublications(ctx, ws[:]); err != nil {
-		return err
-	}
-	return ws[0].Err
+	return deletePublication(ctx, j.WritePublications, event, resource, etag)
 }
 
 // Publications implements Publications: the table with the journals laid
@@ -241,19 +233,12 @@ func (j *journaled) Publications(ctx context.Context, now time.Time) ([]Publicat
 		j.mu.Unlock()
 		return j.overlayPubs(ctx, now, over)
 	}
-	for try := 0; ; try++ {
-		gen := j.generation()
-		ch := newJournalChanges()
-		for _, p := range []string{j.path + ".1", j.path} {
-			if _, err := readJournal(p, ch); err != nil {
-				return nil, err
-			}
-		}
-		out, err := j.overlayPubs(ctx, now, ch.pubs)
-		if err != nil || j.generation() == gen || try == 9 {
-			return out, err
-		}
-	}
+	var out []Publication
+	err := j.readThrough(func(ch *journalChanges) (err error) {
+		out, err = j.overlayPubs(ctx, now, ch.pubs)
+		return err
+	})
+	return out, err
 }
 
 // overlayPubs reads the table's live publications and lays the changes

@@ -305,17 +305,28 @@ func checkPublication(p Publication) error {
 
 // PutPublication implements Publications.
 func (s *sqlStore) PutPublication(ctx context.Context, p Publication, replaces string) error {
+	return putPublication(ctx, s.WritePublications, p, replaces)
+}
+
+// DeletePublication implements Publications.
+func (s *sqlStore) DeletePublication(ctx context.Context, event, resource, etag string) error {
+	return deletePublication(ctx, s.WritePublications, event, resource, etag)
+}
+
+// putPublication is PutPublication as a batch of one through write (a
+// back end's WritePublications).
+func putPublication(ctx context.Context, write func(context.Context, []PublicationWrite) error, p Publication, replaces string) error {
 	ws := [1]PublicationWrite{{P: p, Replaces: replaces}}
-	if err := s.WritePublications(ctx, ws[:]); err != nil {
+	if err := write(ctx, ws[:]); err != nil {
 		return err
 	}
 	return ws[0].Err
 }
 
-// DeletePublication implements Publications.
-func (s *sqlStore) DeletePublication(ctx context.Context, event, resource, etag string) error {
+// deletePublication is DeletePublication as a batch of one through write.
+func deletePublication(ctx context.Context, write func(context.Context, []PublicationWrite) error, event, resource, etag string) error {
 	ws := [1]PublicationWrite{{P: Publication{Event: event, Resource: resource, ETag: etag}, Delete: true}}
-	if err := s.WritePublications(ctx, ws[:]); err != nil {
+	if err := write(ctx, ws[:]); err != nil {
 		return err
 	}
 	return ws[0].Err
