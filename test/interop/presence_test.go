@@ -57,7 +57,7 @@ func presenceServer(t *testing.T, extra ...string) (*server, string) {
 func presenceBaresip(t *testing.T, s *server, transport, user string, regint, pubint int, contacts ...string) (dir, console string) {
 	t.Helper()
 	console = uaListenAddr(t)
-	dir = baresipConfigWith(t, uaListenAddr(t), baresipOptions{
+	dir = baresipConfigWith(t, baresipListenAddr(t), baresipOptions{
 		rtpPorts: "40400-40600",
 		extra: []string{
 			"module_app contact.so",

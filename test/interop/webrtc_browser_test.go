@@ -419,11 +419,14 @@ func startWebRTCBob(t *testing.T, server string) *webrtcBob {
 
 // baresipListenAddr returns a loopback address for baresip's SIP
 // listeners: a port free for UDP and TCP, and the one after it free for
-// TCP, where baresip puts its TLS listener.
+// TCP, where baresip puts its TLS listener. Both are below the kernel's
+// ephemeral range, so that no connection of a test running beside it
+// takes the second between the check and baresip's bind (CI saw
+// "sock_bind: Address already in use" for the TLS port).
 func baresipListenAddr(t *testing.T) string {
 	t.Helper()
 	for range 100 {
-		port, err := freePort("127.0.0.1", false)
+		port, err := freePort("127.0.0.1", true)
 		if err != nil {
 			t.Fatal(err)
 		}
