@@ -410,7 +410,7 @@ func (j *journaled) appendLocked(n int, enc func([]byte) []byte) error {
 	binary.LittleEndian.PutUint32(b[:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(b[4:8], crcOf(payload))
 	j.buf = b
-	if _, err := j.f.Write(b); err != nil {
+	if _, err := appendFile(j.f, b); err != nil {
 		// A short write (a full disk) leaves part of a batch at the end,
 		// and replay stops at the first damaged batch: cut it off, or
 		// append nothing more to this file (the next checkpoint starts

@@ -76,7 +76,7 @@ func (s *rawSender) send(b []byte, to netip.AddrPort) (n int, again bool, err er
 	}
 	// The conversions to uintptr stay in the call's own arguments (the
 	// rule of unsafe.Pointer for system calls): sa is on this stack.
-	r, _, e := syscall.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0,
+	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT,
 		uintptr(unsafe.Pointer(&sa)), uintptr(salen))
 	s.mu.RUnlock()
 	return sendResult("sendto", r, e)
@@ -96,9 +96,12 @@ func (s *rawSender) enter() bool {
 
 // sendResult sorts a send system call's outcome: again for EAGAIN or
 // EINTR (nothing went; the caller writes through the net.UDPConn), else
-// the error named after the call. The calls are Syscall6, not
-// RawSyscall6: a send over loopback takes the kernel long enough that the
-// scheduler should be free to hand off the P.
+// the error named after the call. The calls are RawSyscall6 with
+// MSG_DONTWAIT: they never sleep in the kernel, so the scheduler has
+// nothing to hand off, and Syscall6's entry wakes the runtime's monitor
+// thread (sysmon) whenever it sleeps because the process was idle, after
+// which it polls every 20 µs for a while: on a server that idles between
+// packets, a tenth of its CPU (BENCHMARKS.md, "the runtime's monitor").
 func sendResult(name string, r uintptr, e syscall.Errno) (n int, again bool, err error) {
 	switch e {
 	case 0:
@@ -155,7 +158,7 @@ func (s *rawSender) sendmmsg(msgs []mmsghdr) (n int, again bool, err error) {
 	if !s.enter() {
 		return 0, false, net.ErrClosed
 	}
-	r, _, e := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+	r, _, e := syscall.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
 	s.mu.RUnlock()
 	return sendResult("sendmmsg", r, e)
 }
