@@ -777,10 +777,26 @@ func (a *Authenticator) Middleware(target Target) handler.Middleware {
 // with Proxy-Authorization, or gets 407. ACK and CANCEL cannot be
 // challenged (§22.1) and pass, as do requests inside a dialog (a To tag:
 // the dialog was authenticated when it was set up) and requests from other
-// domains (calls to our users from outside).
+// domains (calls to our users from outside). The To tag is the sender's
+// word: use it only for requests that came along a route set this server
+// recorded, and DialogTarget for the others.
 func ProxyTarget(domain func(u *sip.URI) (string, bool)) Target {
+	return proxyTarget(domain, true)
+}
+
+// DialogTarget is ProxyTarget for a request with a To tag that did not
+// come along a route set this server recorded: it is challenged like a
+// request outside a dialog. A To tag costs nothing to forge, and without
+// this a caller naming one of our users in From would reach every route
+// the rules offer (gateways included) unauthenticated.
+func DialogTarget(domain func(u *sip.URI) (string, bool)) Target {
+	return proxyTarget(domain, false)
+}
+
+func proxyTarget(domain func(u *sip.URI) (string, bool), trustToTag bool) Target {
 	return func(req *sip.Request) (Kind, string, string, bool) {
-		if req.Method == sip.ACK || req.Method == sip.CANCEL || req.To.Tag() != "" || !req.From.URI.IsSIP() || req.From.URI.User == "" {
+		if req.Method == sip.ACK || req.Method == sip.CANCEL || trustToTag && req.To.Tag() != "" ||
+			!req.From.URI.IsSIP() || req.From.URI.User == "" {
 			return Proxy, "", "", false
 		}
 		d, ok := domain(&req.From.URI)
