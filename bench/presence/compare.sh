@@ -31,6 +31,9 @@
 #                (transactions gone: Kamailio's after ~5 s, hlas's after 32 s)
 #   ORDER ["kamailio hlas hlas kamailio"]  HLAS_BIN [/tmp/hlas; built if missing]
 #   KAM_CHILDREN [2] UDP workers, as ../../../shared/bench/kamailio.sh; KAM_SHM_MB [2048]
+#   KAM_RCVBUF [262144] Kamailio's largest socket receive buffer (-b), as ../../../shared/bench;
+#                4194304 gives it hlas's default (transport ReadBuffer 4 MiB), so that a burst
+#                drops no 200s at its socket and it retransmits no NOTIFYs
 #   KAM_STATE [memory]  memory: publications and subscriptions in shared memory only (db_text
 #                for the watchers table); sqlite: publications in a SQLite presentity table,
 #                written before each PUBLISH's 200 as hlas does (needs kamailio-sqlite-modules
@@ -70,6 +73,7 @@ HLAS_EXTRA_B=${HLAS_EXTRA_B:-$HLAS_EXTRA}
 HLAS_ENV_B=${HLAS_ENV_B:-}
 PROFILE=${PROFILE:-}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
+KAM_RCVBUF=${KAM_RCVBUF:-262144}
 KAM_SHM_MB=${KAM_SHM_MB:-2048}
 KAM_STATE=${KAM_STATE:-memory}
 HLAS_MIN_NOTIFY_INTERVAL=${HLAS_MIN_NOTIFY_INTERVAL:-500ms}
@@ -144,7 +148,7 @@ start_kamailio() {
 		done
 	fi
 	"$KAMAILIO" -f "$HERE/kamailio-presence.cfg" -DD -E -l "udp:127.0.0.1:$KAM_PORT" \
-		-n "$KAM_CHILDREN" -m "$KAM_SHM_MB" -M 16 -x tlsf -b 262144 -Y "$d/run" -w "$d/run" "${defs[@]}" \
+		-n "$KAM_CHILDREN" -m "$KAM_SHM_MB" -M 16 -x tlsf -b "$KAM_RCVBUF" -Y "$d/run" -w "$d/run" "${defs[@]}" \
 		-A "DBTEXT_URL=\"$dburl\"" -A "SERVER_ADDR=\"sip:127.0.0.1:$KAM_PORT\"" \
 		-A "CTL_SOCK=\"unix:$d/run/ctl.sock\"" >"$d/server.log" 2>&1 </dev/null &
 	SERVER_PID=$!
@@ -435,7 +439,7 @@ run_one() {
 echo "presence NOTIFY load: $PRESENTITIES presentities x $WATCHERS_PER watchers = $SUBS subscriptions," \
 	"$PRESENTITIES PUBLISH/s, window ${STORM_S}s; order: $ORDER; logs in $OUT_DIR"
 echo "hlas: $HLAS_BIN (min_notify_interval $HLAS_MIN_NOTIFY_INTERVAL); kamailio: $($KAMAILIO -v | head -1) state $KAM_STATE" \
-	"(children=$KAM_CHILDREN, subs_db_mode 0, publ_cache 2)"
+	"(children=$KAM_CHILDREN, rcvbuf $KAM_RCVBUF, subs_db_mode 0, publ_cache 2)"
 idx=0
 for s in $ORDER; do
 	idx=$((idx + 1))
