@@ -262,7 +262,9 @@ func convertParticipant(x *xmlParticipant) Participant {
 	}
 	if x.Identity != nil {
 		p.Identity = strings.TrimSpace(x.Identity.URI)
-		p.Display = x.Identity.Display
+		if p.Identity != "" { // a display name names an identity; alone it says nothing
+			p.Display = x.Identity.Display
+		}
 	}
 	if x.Target != nil {
 		p.Target = strings.TrimSpace(x.Target.URI)
