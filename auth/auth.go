@@ -775,28 +775,14 @@ func (a *Authenticator) Middleware(target Target) handler.Middleware {
 // §22.3): a request whose From names a user of one of our domains (domain
 // maps the From URI to it, as registrar.Config.Domain does) must prove it
 // with Proxy-Authorization, or gets 407. ACK and CANCEL cannot be
-// challenged (§22.1) and pass, as do requests inside a dialog (a To tag:
-// the dialog was authenticated when it was set up) and requests from other
-// domains (calls to our users from outside). The To tag is the sender's
-// word: use it only for requests that came along a route set this server
-// recorded, and DialogTarget for the others.
+// challenged (§22.1) and pass, as do requests from other domains (calls
+// to our users from outside). A To tag does not exempt a request: it
+// costs nothing to forge, so only the caller, which knows whether the
+// request came along a route set it recorded, may pass an in-dialog
+// request by without this step.
 func ProxyTarget(domain func(u *sip.URI) (string, bool)) Target {
-	return proxyTarget(domain, true)
-}
-
-// DialogTarget is ProxyTarget for a request with a To tag that did not
-// come along a route set this server recorded: it is challenged like a
-// request outside a dialog. A To tag costs nothing to forge, and without
-// this a caller naming one of our users in From would reach every route
-// the rules offer (gateways included) unauthenticated.
-func DialogTarget(domain func(u *sip.URI) (string, bool)) Target {
-	return proxyTarget(domain, false)
-}
-
-func proxyTarget(domain func(u *sip.URI) (string, bool), trustToTag bool) Target {
 	return func(req *sip.Request) (Kind, string, string, bool) {
-		if req.Method == sip.ACK || req.Method == sip.CANCEL || trustToTag && req.To.Tag() != "" ||
-			!req.From.URI.IsSIP() || req.From.URI.User == "" {
+		if req.Method == sip.ACK || req.Method == sip.CANCEL || !req.From.URI.IsSIP() || req.From.URI.User == "" {
 			return Proxy, "", "", false
 		}
 		d, ok := domain(&req.From.URI)

@@ -1153,22 +1153,20 @@ func (s *Server) registerTarget(req *sip.Request) (auth.Kind, string, string, bo
 // domain is configured). false when it is not ours.
 // proxyAuth challenges requests to route that claim one of our users in
 // From with 407 (RFC 3261 §22.3), except those from trusted peers
-// (routing.trusted and the gateways), which pass as they are. A request
-// with a To tag passes unchallenged only when it came along a route set
-// this server recorded (proxy.Routed); the server's own dialogs were
-// served before this step.
+// (routing.trusted and the gateways), which pass as they are, and
+// requests inside a dialog (a To tag) that came along a route set this
+// server recorded (proxy.Routed): the dialog was authenticated when it
+// was set up. A To tag without our Route is the sender's word alone and
+// is challenged like a new request; the server's own dialogs were served
+// before this step.
 func (s *Server) proxyAuth(next Handler) Handler {
 	authed := s.auth.Middleware(auth.ProxyTarget(s.aorDomain))(next)
-	unrouted := s.auth.Middleware(auth.DialogTarget(s.aorDomain))(next)
 	return HandlerFunc(func(ctx context.Context, tx ServerTx, req *sip.Request) {
-		switch {
-		case s.proxy.TrustedTx(tx) || s.orig.Load().own(tx, req):
+		if s.proxy.TrustedTx(tx) || s.orig.Load().own(tx, req) || req.To.Tag() != "" && proxy.Routed(ctx) {
 			next.ServeSIP(ctx, tx, req)
-		case req.To.Tag() != "" && !proxy.Routed(ctx):
-			unrouted.ServeSIP(ctx, tx, req)
-		default:
-			authed.ServeSIP(ctx, tx, req)
+			return
 		}
+		authed.ServeSIP(ctx, tx, req)
 	})
 }
 

@@ -61,8 +61,7 @@ func ParseInto(data []byte, buf *ResponseBuffer) (Message, error) {
 	var p parser
 	p.s = unsafe.String(&data[0], len(data))
 	p.data = data
-	p.res = &buf.blk
-	p.resUsed = &buf.used
+	p.res = buf
 	return p.parse()
 }
 
@@ -101,10 +100,8 @@ type parser struct {
 	// first Vias and the first address list; nil once handed out.
 	vias  []Via
 	addrs []Address
-	// res, when set, is where a response goes (ParseInto), and resUsed
-	// is set once it does.
-	res     *responseBlock
-	resUsed *bool
+	// res, when set, is where a response goes (ParseInto).
+	res *ResponseBuffer
 }
 
 // requestBlock and responseBlock are what Parse allocates: the message
@@ -153,11 +150,11 @@ func (p *parser) parse() (Message, error) {
 	var msg Message
 	var body *[]byte
 	if len(line) >= 4 && strings.EqualFold(line[:4], "SIP/") {
-		blk := p.res
-		if blk == nil {
-			blk = new(responseBlock)
+		var blk *responseBlock
+		if p.res != nil {
+			blk, p.res.used = &p.res.blk, true
 		} else {
-			*p.resUsed = true
+			blk = new(responseBlock)
 		}
 		r := &blk.msg
 		if reason := r.parseStatusLine(line); reason != "" {

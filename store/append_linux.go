@@ -25,12 +25,15 @@ func appendFile(f *os.File, b []byte) (int, error) {
 	for n < len(b) {
 		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
 		switch {
-		case e == syscall.EINTR || e == syscall.EAGAIN:
+		case e == syscall.EINTR:
 			continue
+		case e == syscall.EAGAIN || e == 0 && r == 0:
+			// Not a regular file after all: let os.File wait or name
+			// the error.
+			m, err := f.Write(b[n:])
+			return n + m, err
 		case e != 0:
 			return n, &os.PathError{Op: "write", Path: f.Name(), Err: e}
-		case r == 0:
-			return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.EIO}
 		}
 		n += int(r)
 	}
