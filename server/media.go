@@ -24,6 +24,7 @@ import (
 //	  port_min: 30000
 //	  port_max: 39999
 //	  timeout: 60s         # no RTP for that long ends the call (BYE both ways)
+//	  kernel: auto         # auto | on | off: forward latched RTP in the kernel (tcx BPF)
 //	  interfaces:          # a server behind a 1:1 NAT: bind one address, advertise another
 //	    - { bind: 10.0.0.5, advertise: 203.0.113.5 }
 type Media struct {
@@ -41,6 +42,11 @@ type Media struct {
 	// Readers is the built-in relay's reader goroutines. Default one per
 	// CPU.
 	Readers int `yaml:"readers"`
+	// Kernel is the built-in relay's kernel fast path for latched RTP:
+	// auto (the default) uses it where it loads (Linux 6.6+, root or
+	// CAP_BPF with CAP_NET_ADMIN), on refuses to start without it, off
+	// relays everything in userspace (docs/media-plane.md).
+	Kernel string `yaml:"kernel"`
 	// LatchWindow is how long after a party's SDP the built-in relay
 	// follows that party's packets to a new source address (symmetric
 	// latching, RFC 7362). Default: the data plane's.
@@ -149,5 +155,5 @@ func (s *Server) openMedia(log *slog.Logger) (media.Engine, error) {
 
 // plane is the data plane's part of the section.
 func (m Media) plane() plane.Config {
-	return plane.Config{PortMin: m.PortMin, PortMax: m.PortMax, Readers: m.Readers, LatchWindow: m.LatchWindow}
+	return plane.Config{PortMin: m.PortMin, PortMax: m.PortMax, Readers: m.Readers, LatchWindow: m.LatchWindow, Kernel: m.Kernel}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -25,9 +26,13 @@ var (
 	lo6 = netip.MustParseAddr("::1")
 )
 
-// newPlane starts a plane on the test range, closed with the test.
+// newPlane starts a plane on the test range, closed with the test; the
+// kernel path is off unless cfg asks for it.
 func newPlane(t testing.TB, cfg Config) (*Plane, *prometheus.Registry) {
 	t.Helper()
+	if cfg.Kernel == "" {
+		cfg.Kernel = KernelOff
+	}
 	if cfg.PortMin == 0 {
 		cfg.PortMin, cfg.PortMax = testPortMin, testPortMax
 	}
@@ -43,6 +48,18 @@ func newPlane(t testing.TB, cfg Config) (*Plane, *prometheus.Registry) {
 		}
 	})
 	return p, reg
+}
+
+// bothPaths runs a behaviour test on the userspace plane and on the
+// kernel path, which must not differ in what the parties see.
+func bothPaths(t *testing.T, test func(t *testing.T, cfg Config)) {
+	t.Run("userspace", func(t *testing.T) { test(t, Config{Kernel: KernelOff}) })
+	t.Run("kernel", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("the kernel path needs root (CAP_BPF and CAP_NET_ADMIN); CI runs as root")
+		}
+		test(t, Config{Kernel: KernelOn})
+	})
 }
 
 func allocate(t testing.TB, p *Plane, a netip.Addr) *Leg {

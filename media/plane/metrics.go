@@ -41,27 +41,34 @@ type collector struct {
 	counters func() []*counters
 	inUse    func() int
 	failed   func() uint64
+	kernel   func() (packets, bytes uint64, flows int64, failures uint64, on bool)
 
 	portsInUse, packets, bytes, reads, dropped, allocFailed *prometheus.Desc
+	kernelPackets, kernelFlows, kernelFailures              *prometheus.Desc
 }
 
-func newCollector(counters func() []*counters, inUse func() int, failed func() uint64) *collector {
+func newCollector(counters func() []*counters, inUse func() int, failed func() uint64,
+	kernel func() (packets, bytes uint64, flows int64, failures uint64, on bool)) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("hlas", "media", name), help, labels, nil)
 	}
 	return &collector{
-		counters: counters, inUse: inUse, failed: failed,
-		portsInUse:  d("ports_in_use", "UDP ports held by relay legs (two per leg: RTP and RTCP)."),
-		packets:     d("packets_forwarded_total", "RTP and RTCP packets forwarded by the relay."),
-		bytes:       d("bytes_forwarded_total", "Bytes of UDP payload forwarded by the relay."),
-		reads:       d("read_batches_total", "Batches of packets read from the relay's sockets (one recvmmsg each): packets received per batch show how loaded the readers are."),
-		dropped:     d("packets_dropped_total", "Packets the relay received and did not forward, by reason.", "reason"),
-		allocFailed: d("port_allocation_failures_total", "Legs refused because the port range was exhausted."),
+		counters: counters, inUse: inUse, failed: failed, kernel: kernel,
+		kernelPackets:  d("kernel_packets_forwarded_total", "Packets of packets_forwarded_total that the kernel path forwarded."),
+		kernelFlows:    d("kernel_flows", "RTP flows the kernel path forwards now."),
+		kernelFailures: d("kernel_failures_total", "Flows left to userspace because the kernel path could not take them (no route, a full table)."),
+		portsInUse:     d("ports_in_use", "UDP ports held by relay legs (two per leg: RTP and RTCP)."),
+		packets:        d("packets_forwarded_total", "RTP and RTCP packets forwarded by the relay."),
+		bytes:          d("bytes_forwarded_total", "Bytes of UDP payload forwarded by the relay."),
+		reads:          d("read_batches_total", "Batches of packets read from the relay's sockets (one recvmmsg each): packets received per batch show how loaded the readers are."),
+		dropped:        d("packets_dropped_total", "Packets the relay received and did not forward, by reason.", "reason"),
+		allocFailed:    d("port_allocation_failures_total", "Legs refused because the port range was exhausted."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portsInUse, c.packets, c.bytes, c.reads, c.dropped, c.allocFailed} {
+	for _, d := range []*prometheus.Desc{c.portsInUse, c.packets, c.bytes, c.reads, c.dropped, c.allocFailed,
+		c.kernelPackets, c.kernelFlows, c.kernelFailures} {
 		ch <- d
 	}
 }
@@ -76,6 +83,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for i := range drops {
 			drops[i] += k.drops[i].Load()
 		}
+	}
+	kp, kb, flows, failures, on := c.kernel()
+	packets += kp
+	bytes += kb
+	if on {
+		ch <- prometheus.MustNewConstMetric(c.kernelPackets, prometheus.CounterValue, float64(kp))
+		ch <- prometheus.MustNewConstMetric(c.kernelFlows, prometheus.GaugeValue, float64(flows))
+		ch <- prometheus.MustNewConstMetric(c.kernelFailures, prometheus.CounterValue, float64(failures))
 	}
 	ch <- prometheus.MustNewConstMetric(c.portsInUse, prometheus.GaugeValue, float64(c.inUse()))
 	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(packets))

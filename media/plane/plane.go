@@ -17,6 +17,18 @@
 // encrypts in place what it forwards to it, so that the partner leg's
 // party (a desk phone) sees plain RTP.
 //
+// Once a leg has latched onto its party's RTP source, and the partner
+// leg has a destination, the plane can hand that flow to the kernel: a
+// tcx program (bpf/forward.c) at the ingress of the host's interfaces
+// rewrites each such datagram to what the partner's socket would send
+// and passes it straight to the egress interface, so a forwarded packet
+// costs no system call and no wake-up. The userspace plane stays the
+// authority: it writes a table entry only for the exact flow (leg
+// address and port, latched source) it would forward itself, changes it
+// when a latch, a signalled address or a link changes, and removes it
+// before a leg closes. Everything the entry does not match (strangers,
+// RTCP, IPv6, WebRTC legs, fragments) still reaches the leg's socket.
+//
 // The session glue (media/relay) allocates two legs per stream, links
 // them, and sets each leg's peer from the SDP its party sent.
 package plane
@@ -37,6 +49,13 @@ const (
 	DefaultPortMin     = 30000
 	DefaultPortMax     = 39999
 	DefaultLatchWindow = 3 * time.Second
+)
+
+// Values of Config.Kernel.
+const (
+	KernelAuto = "auto"
+	KernelOn   = "on"
+	KernelOff  = "off"
 )
 
 // ErrClosed is returned by Allocate after Plane.Close.
@@ -62,6 +81,13 @@ type Config struct {
 	// is public. Short windows resist hijacking (RTP bleed); the window
 	// must cover the party's first packets. Default 3s, as rtpengine's.
 	LatchWindow time.Duration `yaml:"latch_window"`
+	// Kernel chooses the kernel fast path for latched RTP (a tcx BPF
+	// program, Linux 6.6 or later, CAP_BPF and CAP_NET_ADMIN): "auto"
+	// (the default) uses it where it loads and relays in userspace
+	// otherwise, "on" refuses to start without it, "off" never uses it.
+	// The userspace plane decides every flow either way; see the
+	// package comment.
+	Kernel string `yaml:"kernel"`
 	// Logger gets the plane's records; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Registerer takes the metrics (namespace hlas, subsystem media);
@@ -102,6 +128,13 @@ func (c Config) withDefaults(procs int) (Config, error) {
 		return c, fmt.Errorf("plane: latch_window %v is negative", c.LatchWindow)
 	case c.LatchWindow == 0:
 		c.LatchWindow = DefaultLatchWindow
+	}
+	switch c.Kernel {
+	case "":
+		c.Kernel = KernelAuto
+	case KernelAuto, KernelOn, KernelOff:
+	default:
+		return c, fmt.Errorf("plane: kernel %q is not auto, on or off", c.Kernel)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -63,6 +63,9 @@ type Plane struct {
 	// skew is added to the clock: tests move time on to close latch
 	// windows instead of sleeping through them.
 	skew atomic.Int64
+
+	// kern is the kernel fast path; nil when it is off or unavailable.
+	kern *kernel
 }
 
 // clock returns the plane's monotonic time (ns since New) and the wall
@@ -106,10 +109,22 @@ func New(cfg Config) (*Plane, error) {
 		}
 		p.readers = append(p.readers, r)
 	}
+	if cfg.Kernel != KernelOff {
+		p.kern, err = newKernel(len(p.pool.used))
+		switch {
+		case err != nil && cfg.Kernel == KernelOn:
+			p.closeReaders()
+			unix.Close(p.wakeFD)
+			return nil, err
+		case err != nil:
+			p.log.Info("media kernel path unavailable: relaying in userspace", "err", err)
+		}
+	}
 	if cfg.Registerer != nil {
-		c := newCollector(p.counters, p.portsInUse, p.allocFailed.Load)
+		c := newCollector(p.counters, p.portsInUse, p.allocFailed.Load, p.kernelTotals)
 		if err := cfg.Registerer.Register(c); err != nil {
 			p.closeReaders()
+			p.closeKernel()
 			unix.Close(p.wakeFD)
 			return nil, fmt.Errorf("plane: metrics: %w", err)
 		}
@@ -119,8 +134,27 @@ func New(cfg Config) (*Plane, error) {
 		go r.run()
 	}
 	p.log.Debug("media plane started", "port_min", cfg.PortMin, "port_max", cfg.PortMax,
-		"readers", cfg.Readers, "latch_window", cfg.LatchWindow)
+		"readers", cfg.Readers, "latch_window", cfg.LatchWindow, "kernel_path", p.kern != nil)
 	return p, nil
+}
+
+// Kernel reports whether the plane forwards latched RTP in the kernel.
+func (p *Plane) Kernel() bool { return p.kern != nil }
+
+func (p *Plane) closeKernel() {
+	if p.kern != nil {
+		p.kern.close()
+	}
+}
+
+// kernelTotals is what the kernel path forwarded, for the metrics, and
+// how many flows it holds.
+func (p *Plane) kernelTotals() (packets, bytes uint64, flows int64, failures uint64, on bool) {
+	if p.kern == nil {
+		return 0, 0, 0, 0, false
+	}
+	packets, bytes = p.kern.totals()
+	return packets, bytes, p.kern.entries.Load(), p.kern.failures.Load(), true
 }
 
 func (p *Plane) counters() []*counters {
@@ -155,6 +189,7 @@ func (p *Plane) Close() error {
 	}
 	p.wg.Wait()
 	p.closeReaders()
+	p.closeKernel()
 	p.pool.mu.Lock()
 	p.pool.inUse = 0
 	p.pool.mu.Unlock()
@@ -297,6 +332,13 @@ type Leg struct {
 	// sec is the secure transport the leg terminates, with its ICE
 	// state; nil for a plain leg.
 	sec *secureLeg
+
+	// kmu guards the leg's entry in the kernel path (koff) and whether
+	// its stats slot may hold counts (kused); taken before mu, never
+	// while holding it.
+	kmu   sync.Mutex
+	koff  offloadState
+	kused bool
 }
 
 // Addr is the RTP socket's address (an even port); RTCP is on the next
@@ -317,7 +359,6 @@ func (l *Leg) SetPeer(rtp, rtcp netip.AddrPort, mux bool) {
 	}
 	now, _ := l.p.clock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for i, a := range [2]netip.AddrPort{rtp, rtcp} {
 		if a != l.sig[i] {
 			l.sig[i] = a
@@ -326,6 +367,9 @@ func (l *Leg) SetPeer(rtp, rtcp netip.AddrPort, mux bool) {
 		l.flow[i].until = now + l.p.window
 	}
 	l.mux = mux
+	l.mu.Unlock()
+	l.p.offload(l)
+	l.p.offload(l.partner.Load())
 }
 
 // SetClockRate sets the RTP clock rate of the stream (Hz) that RTCP
@@ -354,28 +398,46 @@ func Link(a, b *Leg) {
 		panic("plane: Link of legs of two planes")
 	}
 	a.p.linkMu.Lock()
-	defer a.p.linkMu.Unlock()
-	unlink(a)
-	if b == nil {
-		return
+	oa := unlink(a)
+	var ob *Leg
+	if b != nil {
+		ob = unlink(b)
+		a.partner.Store(b)
+		b.partner.Store(a)
 	}
-	unlink(b)
-	a.partner.Store(b)
-	b.partner.Store(a)
+	a.p.linkMu.Unlock()
+	for _, l := range [...]*Leg{a, b, oa, ob} {
+		a.p.offload(l)
+	}
 }
 
-// unlink parts l from its partner; the caller holds linkMu.
-func unlink(l *Leg) {
-	if o := l.partner.Swap(nil); o != nil && o.partner.Load() == l {
+// unlink parts l from its partner, which it returns; the caller holds
+// linkMu.
+func unlink(l *Leg) *Leg {
+	o := l.partner.Swap(nil)
+	if o != nil && o.partner.Load() == l {
 		o.partner.Store(nil)
 	}
+	return o
 }
 
 // Stats returns what the leg saw of its party so far.
 func (l *Leg) Stats() LegStats {
-	st := LegStats{Packets: l.packets.Load(), Bytes: l.bytes.Load(), Dropped: l.dropped.Load()}
-	if t := l.last.Load(); t != 0 {
-		st.Last = time.Unix(0, t)
+	st := LegStats{Dropped: l.dropped.Load()}
+	// Under kmu: a closing leg moves the kernel's counts into its own.
+	l.kmu.Lock()
+	st.Packets, st.Bytes = l.packets.Load(), l.bytes.Load()
+	last := l.last.Load()
+	if k := l.p.kern; k != nil && l.kused {
+		if s, ok := k.live(l); ok {
+			st.Packets += s.Packets
+			st.Bytes += s.Bytes
+			last = max(last, k.wall(s.Last))
+		}
+	}
+	l.kmu.Unlock()
+	if last != 0 {
+		st.Last = time.Unix(0, last)
 	}
 	l.mu.Lock()
 	if l.hasRep {
@@ -399,6 +461,9 @@ func (l *Leg) Close() {
 	sec := l.sec
 	l.sec = nil
 	l.mu.Unlock()
+	// The kernel stops forwarding to and from the leg before its ports
+	// can go to another.
+	l.p.unoffload(l)
 	Link(l, nil)
 	l.r.remove(l)
 	l.p.pool.release(int(l.pair))
@@ -440,6 +505,8 @@ func (l *Leg) SetSecure(s Secure) {
 		l.sec = &secureLeg{s: s}
 	}
 	l.mu.Unlock()
+	l.p.offload(l)
+	l.p.offload(l.partner.Load())
 	if old != nil {
 		old.s.Detached()
 	}
@@ -689,7 +756,7 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 	}
 	r.c.reads.Add(1)
 	var drops [numDrops]uint64
-	accepted, rtcpSeen := 0, false
+	accepted, rtcpSeen, latched := 0, false, false
 
 	l.mu.Lock()
 	if l.closed {
@@ -729,8 +796,11 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 			drops[dropStranger]++
 			continue
 		}
-		if moved && r.p.log.Enabled(context.Background(), slog.LevelDebug) {
-			r.p.log.Debug("media leg latched", "leg", l.local, "rtcp_port", kind == rtcpFlow, "source", src, "signalled", l.sig[kind])
+		if moved {
+			latched = latched || kind == rtpFlow
+			if r.p.log.Enabled(context.Background(), slog.LevelDebug) {
+				r.p.log.Debug("media leg latched", "leg", l.local, "rtcp_port", kind == rtcpFlow, "source", src, "signalled", l.sig[kind])
+			}
 		}
 		accepted++
 		if kind == rtcpFlow || isRTCP(r.bufs[i][:m.n]) {
@@ -741,6 +811,15 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 		}
 	}
 	l.mu.Unlock()
+	partner := l.partner.Load()
+	if latched {
+		// The party's RTP source is known or moved: the kernel path
+		// takes its flow from here on, and the flow back to it goes to
+		// the new source, before the party's packet is forwarded (and
+		// answered).
+		r.p.offload(l)
+		r.p.offload(partner)
+	}
 
 	// Reports of the party about what it receives: rare, and parsing
 	// allocates, so only RTCP gets here. Before forwarding, which may
@@ -761,7 +840,7 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 	var sent, sentBytes uint64
 	if accepted > 0 {
 		l.last.Store(wall)
-		sent, sentBytes = r.forward(l.partner.Load(), n, &drops)
+		sent, sentBytes = r.forward(partner, n, &drops)
 	}
 
 	l.packets.Add(sent)

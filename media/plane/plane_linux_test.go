@@ -34,8 +34,10 @@ func newCall(t *testing.T, p *Plane, la, lb netip.Addr, muxA, muxB bool) *call {
 	return c
 }
 
-func TestForwardBothWays(t *testing.T) {
-	p, reg := newPlane(t, Config{})
+func TestForwardBothWays(t *testing.T) { bothPaths(t, testForwardBothWays) }
+
+func testForwardBothWays(t *testing.T, cfg Config) {
+	p, reg := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	if c.a.Addr().Port()%2 != 0 || c.a.Addr().Addr() != lo4 {
 		t.Fatalf("leg address %v: want an even port on 127.0.0.1", c.a.Addr())
@@ -72,8 +74,10 @@ func TestForwardBothWays(t *testing.T) {
 
 // RFC 5761: a muxing party sends and receives RTCP on its RTP port; the
 // other side keeps port+1.
-func TestRTCPMuxOneSide(t *testing.T) {
-	p, _ := newPlane(t, Config{})
+func TestRTCPMuxOneSide(t *testing.T) { bothPaths(t, testRTCPMuxOneSide) }
+
+func testRTCPMuxOneSide(t *testing.T, cfg Config) {
+	p, _ := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, true, false)
 
 	rr := receiverReport(t, 1, 2)
@@ -126,8 +130,10 @@ func TestDualStackLeg(t *testing.T) {
 
 // RFC 7362 §4: the party's packets come from a NAT's address, not the one
 // in its SDP; the relay answers where they come from.
-func TestLatchToNATSource(t *testing.T) {
-	p, _ := newPlane(t, Config{})
+func TestLatchToNATSource(t *testing.T) { bothPaths(t, testLatchToNATSource) }
+
+func testLatchToNATSource(t *testing.T, cfg Config) {
+	p, _ := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	nat := newParty(t, lo4) // the NAT's mappings of pa's sockets
 
@@ -149,8 +155,10 @@ func TestLatchToNATSource(t *testing.T) {
 // RFC 7362 §3: once latched and past the window, another source is a
 // stranger: dropped and counted; a new SetPeer (re-INVITE) reopens the
 // window. pa is behind a NAT: its SDP names pa, its packets come from nat.
-func TestStrangerAndRelatch(t *testing.T) {
-	p, reg := newPlane(t, Config{})
+func TestStrangerAndRelatch(t *testing.T) { bothPaths(t, testStrangerAndRelatch) }
+
+func testStrangerAndRelatch(t *testing.T, cfg Config) {
+	p, reg := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	nat, nat2, stranger := newParty(t, lo4), newParty(t, lo4), newParty(t, lo4)
 
@@ -188,8 +196,10 @@ func TestStrangerAndRelatch(t *testing.T) {
 
 // A party that sends from its signalled address keeps the latch even
 // inside the window; a re-INVITE naming a new address moves it at once.
-func TestLatchStaysOnSignalled(t *testing.T) {
-	p, _ := newPlane(t, Config{})
+func TestLatchStaysOnSignalled(t *testing.T) { bothPaths(t, testLatchStaysOnSignalled) }
+
+func testLatchStaysOnSignalled(t *testing.T, cfg Config) {
+	p, _ := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	stranger := newParty(t, lo4)
 	send(t, c.pa.rtp, c.a.Addr(), rtpPacket(1))
@@ -204,8 +214,10 @@ func TestLatchStaysOnSignalled(t *testing.T) {
 }
 
 // A held party (c=0.0.0.0) gets nothing until it sends.
-func TestHold(t *testing.T) {
-	p, reg := newPlane(t, Config{})
+func TestHold(t *testing.T) { bothPaths(t, testHold) }
+
+func testHold(t *testing.T, cfg Config) {
+	p, reg := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	port := addrOf(c.pb.rtp).Port()
 	c.b.SetPeer(netip.AddrPortFrom(netip.IPv4Unspecified(), port), netip.AddrPort{}, false)
@@ -230,8 +242,10 @@ func TestHold(t *testing.T) {
 }
 
 // A leg without a partner drops what it gets.
-func TestUnlinked(t *testing.T) {
-	p, reg := newPlane(t, Config{})
+func TestUnlinked(t *testing.T) { bothPaths(t, testUnlinked) }
+
+func testUnlinked(t *testing.T, cfg Config) {
+	p, reg := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, false, false)
 	Link(c.b, nil)
 	send(t, c.pa.rtp, c.a.Addr(), rtpPacket(1))
@@ -254,8 +268,10 @@ func TestUnlinked(t *testing.T) {
 
 // RTCP reports from a party (SR or RR) show as its leg's Lost and
 // JitterMS.
-func TestRTCPReportStats(t *testing.T) {
-	p, _ := newPlane(t, Config{})
+func TestRTCPReportStats(t *testing.T) { bothPaths(t, testRTCPReportStats) }
+
+func testRTCPReportStats(t *testing.T, cfg Config) {
+	p, _ := newPlane(t, cfg)
 	c := newCall(t, p, lo4, lo4, true, false)
 	c.a.SetClockRate(48000)
 
@@ -347,8 +363,11 @@ func TestAllocateErrors(t *testing.T) {
 
 // Closing legs while their party and their partner's send: no race, no
 // stale event delivered to a leg that reuses the fd numbers.
-func TestCloseDuringTraffic(t *testing.T) {
-	p, _ := newPlane(t, Config{Readers: 2})
+func TestCloseDuringTraffic(t *testing.T) { bothPaths(t, testCloseDuringTraffic) }
+
+func testCloseDuringTraffic(t *testing.T, cfg Config) {
+	cfg.Readers = 2
+	p, _ := newPlane(t, cfg)
 	src := listen(t, lo4)
 	sink := newParty(t, lo4)
 	stop := make(chan struct{})
@@ -396,9 +415,19 @@ func TestCloseDuringTraffic(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	// Every leg gave its ports back.
+	// Every leg gave its ports back, and its kernel flow.
 	if got := p.portsInUse(); got != 0 {
 		t.Errorf("%d ports in use", got)
+	}
+	if p.kern != nil {
+		if got := p.kern.entries.Load(); got != 0 {
+			t.Errorf("%d kernel flows left", got)
+		}
+		var k key4
+		var v fwd4
+		if it := p.kern.fwd.Iterate(); it.Next(&k, &v) {
+			t.Errorf("kernel table holds %+v -> %+v", k, v)
+		}
 	}
 }
 

@@ -63,3 +63,6 @@ func (l *Leg) Stats() LegStats { return LegStats{} }
 
 // Close releases the leg.
 func (l *Leg) Close() {}
+
+// Kernel reports false: there is no kernel path without Linux.
+func (p *Plane) Kernel() bool { return false }

@@ -115,7 +115,7 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 	if cfg.carol {
 		listen = append(listen, "udp:"+net.JoinHostPort(natHlasV6, "5060"))
 	}
-	s.hlas, s.data = startNSServer(t, s.hlasNS, yaml, listen)
+	s.hlas, s.data = startNSServer(t, s.hlasNS, yaml, listen, "--metrics-listen", natMetrics)
 
 	hlas4 := net.JoinHostPort(natHlasV4, "5060")
 	s.alice = startPhone(t, phoneConfig{name: "alice", ns: aliceNS, addr: natAlice, server: hlas4})
@@ -131,7 +131,7 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 // listeners given, as startServerWith does on loopback (readiness checked
 // from inside ns, a clean exit required after SIGTERM). It returns the
 // server and its data directory.
-func startNSServer(t *testing.T, ns netns, yaml string, listen []string) (*server, string) {
+func startNSServer(t *testing.T, ns netns, yaml string, listen []string, args ...string) (*server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "hlas.yaml")
@@ -145,9 +145,36 @@ func startNSServer(t *testing.T, ns netns, yaml string, listen []string) (*serve
 		listen: listen,
 		// No name is looked up; the namespace's loopback answers at once.
 		dns:  "127.0.0.1",
-		args: []string{"--config", path, "--data", data},
+		args: append([]string{"--config", path, "--data", data}, args...),
 	})
 	return s, data
+}
+
+// natMetrics is where hlas serves its metrics, on the loopback of its
+// own namespace.
+const natMetrics = "127.0.0.1:9464"
+
+// metrics scrapes hlas's metrics from inside its namespace.
+func (s *natScene) metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	return parseMetrics(strings.NewReader(s.hlasNS.run(t, "curl", "-sS", "--max-time", "5", "http://"+natMetrics+"/metrics")))
+}
+
+// wantKernelPath fails the test unless the relay's kernel path carried
+// at least min of the packets it forwarded (latched RTP between two
+// IPv4 parties), or, with want false, unless it carried none.
+func (s *natScene) wantKernelPath(t *testing.T, want bool, min float64) {
+	t.Helper()
+	m := s.metrics(t)
+	all, kernel := m["hlas_media_packets_forwarded_total"], m["hlas_media_kernel_packets_forwarded_total"]
+	switch {
+	case want && kernel < min:
+		t.Errorf("the kernel path forwarded %v of %v packets, want at least %v", kernel, all, min)
+	case !want && kernel != 0:
+		t.Errorf("the kernel path forwarded %v of %v packets, want none", kernel, all)
+	default:
+		t.Logf("the relay forwarded %v packets, %v of them in the kernel", all, kernel)
+	}
 }
 
 // natOf returns the NAT router of alice or bob.
@@ -231,6 +258,9 @@ func (s *natScene) wantAudio(t *testing.T, what string, src, dst *phone, from, u
 			thin = append(thin, i+1)
 		}
 	}
+	if got.BadSum != 0 {
+		t.Errorf("%s: %s received %d RTP packets with a wrong UDP checksum\nhlas log tail:\n%s", what, dst.name, got.BadSum, s.hlasTail())
+	}
 	if got.In < need || len(thin) > 0 || len(per) == 0 {
 		t.Errorf("%s: %s received %d RTP packets from %s in %.1fs; want >= %d (%.0f%% of %d at %d/s), "+
 			"and >= %d in each second (short: seconds %v); %s sent %d meanwhile; received per second: %v\nhlas log tail:\n%s",
@@ -274,15 +304,22 @@ func (s *natScene) call(t *testing.T, caller, callee *phone) {
 func TestNATMediaRelay(t *testing.T) {
 	// Not parallel with the rest of the suite: audio is counted per second,
 	// and a machine starved by -race and -parallel 8 would drop it.
-	for _, c := range []struct{ name, media string }{
-		{"auto", "{ relay: auto }"},
-		{"default", ""},
-		{"always", "{ relay: always }"},
+	// The kernel path (on by default, as root) carries the latched RTP:
+	// all but the first packets of each phone, and RTCP.
+	for _, c := range []struct {
+		name, media string
+		kernel      bool
+	}{
+		{"auto", "{ relay: auto }", true},
+		{"default", "", true},
+		{"always", "{ relay: always }", true},
+		{"userspace", "{ relay: always, kernel: off }", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newNATScene(t, natSceneConfig{media: c.media})
 			s.call(t, s.alice, s.bob)
+			s.wantKernelPath(t, c.kernel, 2*natTalk.Seconds()*rtpRate*natMinShare)
 		})
 	}
 }

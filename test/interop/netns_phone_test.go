@@ -61,6 +61,9 @@ type phone struct {
 	events  []phoneEvent
 	replies map[string]chan ctrlReply
 	rx, tx  []time.Time // arrival of each RTP packet received and sent
+	// badSum counts received RTP packets whose UDP checksum is wrong:
+	// the phone's kernel drops them, so they are not in rx.
+	badSum uint64
 }
 
 // phoneEvent is one ctrl_tcp event, stamped on arrival.
@@ -360,8 +363,15 @@ func (p *phone) capture(t *testing.T) {
 			switch {
 			case !ok:
 			case ll.Pkttype == unix.PACKET_HOST && dport >= phoneRTPMin && dport <= phoneRTPMax:
+				// The lab has checksum offload off (connectIf): every
+				// checksum arrives complete and can be checked here.
+				good := udpChecksumOK(buf[:n])
 				p.mu.Lock()
-				p.rx = append(p.rx, at)
+				if good {
+					p.rx = append(p.rx, at)
+				} else {
+					p.badSum++
+				}
 				p.mu.Unlock()
 			case ll.Pkttype == unix.PACKET_OUTGOING && sport >= phoneRTPMin && sport <= phoneRTPMax:
 				p.mu.Lock()
@@ -426,11 +436,54 @@ func rtpPorts(pkt []byte) (sport, dport int, ok bool) {
 	return int(udp[0])<<8 | int(udp[1]), int(udp[2])<<8 | int(udp[3]), true
 }
 
+// udpChecksumOK checks the UDP checksum of an IPv4 or IPv6 packet that
+// rtpPorts accepted (RFC 768, RFC 8200 §8.1): the one's complement sum
+// over the pseudo-header and the datagram must be all ones. IPv4's zero
+// (no checksum) passes.
+func udpChecksumOK(pkt []byte) bool {
+	var pseudo []byte
+	var udp []byte
+	switch pkt[0] >> 4 {
+	case 4:
+		ihl := int(pkt[0]&0x0f) * 4
+		udp = pkt[ihl:]
+		if udp[6] == 0 && udp[7] == 0 {
+			return true
+		}
+		pseudo = append(pseudo, pkt[12:20]...)
+	case 6:
+		udp = pkt[40:]
+		pseudo = append(pseudo, pkt[8:40]...)
+	}
+	ulen := int(udp[4])<<8 | int(udp[5])
+	if ulen < 8 || ulen > len(udp) {
+		return false
+	}
+	udp = udp[:ulen]
+	pseudo = append(pseudo, 0, 0, byte(ulen>>8), byte(ulen), 0, 0, 0, unix.IPPROTO_UDP)
+	var sum uint32
+	for _, b := range [][]byte{pseudo, udp} {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
+}
+
 // rtpCount is what a phone's capture saw in a span of time: the RTP
 // packets it received and sent.
 type rtpCount struct {
 	In, Out uint64
 	Span    time.Duration
+	// BadSum is how many RTP packets with a wrong UDP checksum the
+	// phone received so far, in the whole test.
+	BadSum uint64
 }
 
 // rtpBetween counts the packets in [from, to), waiting until to has
@@ -450,7 +503,7 @@ func (p *phone) rtpBetween(from, to time.Time) rtpCount {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return rtpCount{In: count(p.rx), Out: count(p.tx), Span: to.Sub(from)}
+	return rtpCount{In: count(p.rx), Out: count(p.tx), Span: to.Sub(from), BadSum: p.badSum}
 }
 
 // rtpPerSecond returns the packets received in each whole second of
@@ -494,5 +547,34 @@ func FuzzRTPPorts(f *testing.F) {
 		if len(pkt) < 20+8+12 || sport < 0 || sport > 65535 || dport < 0 || dport > 65535 {
 			t.Fatalf("RTP in %d bytes, ports %d, %d", len(pkt), sport, dport)
 		}
+		udpChecksumOK(pkt) // must not panic on what rtpPorts accepts
 	})
+}
+
+// TestUDPChecksum: the phones' checksum check accepts a datagram whose
+// checksum was computed elsewhere (by Python's arithmetic, 0x730d), and
+// refuses it with one payload byte or one address byte changed.
+func TestUDPChecksum(t *testing.T) {
+	pkt := []byte{0x45, 0, 0, 20 + 8 + 172, 0, 0, 0x40, 0, 64, unix.IPPROTO_UDP, 0, 0,
+		198, 51, 100, 1, 192, 168, 1, 10}
+	pkt = append(pkt, 0x75, 0x30, 0x9c, 0x40, 0, 8+172, 0x73, 0x0d)
+	pkt = append(pkt, 0x80, 0, 0, 1, 0, 0, 0, 160, 0x11, 0x22, 0x33, 0x44)
+	for i := range 160 {
+		pkt = append(pkt, byte(i))
+	}
+	if _, _, ok := rtpPorts(pkt); !ok || !udpChecksumOK(pkt) {
+		t.Fatal("a datagram with a correct checksum refused")
+	}
+	for _, at := range []int{20 + 8 + 50, 19} {
+		bad := append([]byte(nil), pkt...)
+		bad[at]++
+		if udpChecksumOK(bad) {
+			t.Errorf("byte %d changed, checksum still accepted", at)
+		}
+	}
+	none := append([]byte(nil), pkt...)
+	none[26], none[27] = 0, 0
+	if !udpChecksumOK(none) {
+		t.Error("IPv4 without a checksum refused")
+	}
 }

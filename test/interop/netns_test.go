@@ -259,6 +259,12 @@ func (l *netLab) connectIf(n netns, ifname string, addrs ...string) {
 		n.ip(t, args...)
 	}
 	n.ip(t, "link", "set", ifname, "up")
+	// Without offload every UDP checksum is computed when a packet is
+	// sent and verified when it is received, as on a physical network:
+	// veths otherwise pass packets whose checksum is never completed,
+	// which would hide a wrong one (the media relay's kernel path
+	// rewrites addresses and ports under it).
+	n.run(t, "ethtool", "-K", ifname, "tx", "off", "rx", "off")
 }
 
 // natLAN builds a private IPv4 LAN behind a NAT router on the public

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -998,8 +999,13 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	return parseMetrics(res.Body)
+}
+
+// parseMetrics reads Prometheus's text format into series -> value.
+func parseMetrics(r io.Reader) map[string]float64 {
 	m := map[string]float64{}
-	sc := bufio.NewScanner(res.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

@@ -1,0 +1,187 @@
+//go:build linux
+
+package plane
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// kernelPlane starts a plane that must have the kernel path.
+func kernelPlane(t *testing.T) (*Plane, *prometheus.Registry, func(name string) float64) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel path needs root (CAP_BPF and CAP_NET_ADMIN); CI runs as root")
+	}
+	p, reg := newPlane(t, Config{Kernel: KernelOn})
+	if !p.Kernel() {
+		t.Fatal("Kernel() false with kernel: on")
+	}
+	return p, reg, func(name string) float64 { return metric(t, reg, name, "", "") }
+}
+
+// userPackets is what the readers forwarded themselves.
+func userPackets(p *Plane) (n uint64) {
+	for _, c := range p.counters() {
+		n += c.packets.Load()
+	}
+	return n
+}
+
+// Once a party's source is latched its RTP goes through the kernel:
+// every packet arrives, unchanged, from the partner leg's port, and the
+// leg's statistics and the metrics count it as the readers' would.
+func TestKernelForward(t *testing.T) {
+	p, reg, m := kernelPlane(t)
+	c := newCall(t, p, lo4, lo4, false, false)
+	const n = 200
+	start := time.Now()
+	for i := range uint16(n) {
+		if i == 1 {
+			// The reader installs a flow after forwarding the packet
+			// that latched it: the next one may overtake that.
+			waitFor(t, "both flows in the kernel", func() bool { return m("hlas_media_kernel_flows") == 2 })
+		}
+		send(t, c.pa.rtp, c.a.Addr(), rtpPacket(i))
+		expect(t, c.pb.rtp, rtpPacket(i), c.b.Addr())
+		send(t, c.pb.rtp, c.b.Addr(), rtpPacket(1000+i))
+		expect(t, c.pa.rtp, rtpPacket(1000+i), c.a.Addr())
+	}
+	// The first packet of each party is latched in userspace; the rest
+	// never reach a reader.
+	if got := userPackets(p); got != 2 {
+		t.Errorf("readers forwarded %d packets, want 2 (the first of each party)", got)
+	}
+	if got := m("hlas_media_kernel_packets_forwarded_total"); got != 2*(n-1) {
+		t.Errorf("kernel_packets_forwarded_total %v, want %d", got, 2*(n-1))
+	}
+	if got := m("hlas_media_packets_forwarded_total"); got != 2*n {
+		t.Errorf("packets_forwarded_total %v, want %d", got, 2*n)
+	}
+	if got := m("hlas_media_bytes_forwarded_total"); got != 2*n*float64(len(rtpPacket(0))) {
+		t.Errorf("bytes_forwarded_total %v, want %d", got, 2*n*len(rtpPacket(0)))
+	}
+	if got := m("hlas_media_kernel_flows"); got != 2 {
+		t.Errorf("kernel_flows %v, want 2", got)
+	}
+	for _, l := range []*Leg{c.a, c.b} {
+		st := l.Stats()
+		if st.Packets != n || st.Bytes != n*uint64(len(rtpPacket(0))) || st.Dropped != 0 {
+			t.Errorf("%v: %+v, want %d packets of %d bytes, none dropped", l.Addr(), st, n, len(rtpPacket(0)))
+		}
+		if st.Last.Before(start.Add(-time.Second)) || st.Last.After(time.Now().Add(time.Second)) {
+			t.Errorf("%v: last packet at %v, the test ran from %v", l.Addr(), st.Last, start)
+		}
+	}
+
+	// RTCP on the RTP port (RFC 5761) still reaches the reader, which
+	// reads its report, and is forwarded as before.
+	rr := receiverReport(t, 5, 80)
+	send(t, c.pa.rtp, c.a.Addr(), rr)
+	expect(t, c.pb.rtcp, rr, rtcpOf(c.b))
+	waitFor(t, "the report read and forwarded", func() bool { return c.a.Stats().Lost == 5 && userPackets(p) == 3 })
+
+	// Closing b ends both flows at once: a's party's packets reach the
+	// reader and are dropped there, and b's counts are kept.
+	before := c.b.Stats()
+	c.b.Close()
+	if got := m("hlas_media_kernel_flows"); got != 0 {
+		t.Errorf("kernel_flows %v after a close, want 0", got)
+	}
+	if st := c.b.Stats(); st.Packets != before.Packets || st.Bytes != before.Bytes {
+		t.Errorf("b after close: %+v, before: %+v", st, before)
+	}
+	send(t, c.pa.rtp, c.a.Addr(), rtpPacket(9))
+	waitFor(t, "the drop", func() bool { return c.a.Stats().Dropped == 1 })
+	if got := metric(t, reg, "hlas_media_packets_dropped_total", "reason", "no_partner"); got != 1 {
+		t.Errorf("dropped{no_partner} %v, want 1", got)
+	}
+	// The totals do not go down when a closed leg's slot is cleared.
+	if got := m("hlas_media_packets_forwarded_total"); got != 2*n+1 {
+		t.Errorf("packets_forwarded_total %v after the close, want %d", got, 2*n+1)
+	}
+}
+
+// The kernel's table follows every change the plane makes: a party that
+// moves (a new NAT mapping in the window), a party put on hold and
+// resumed, a stranger after the window. Each step waits until the table
+// has the flows it must have, then checks that the packets took the
+// path they must take.
+func TestKernelFollowsPlane(t *testing.T) {
+	p, reg, m := kernelPlane(t)
+	c := newCall(t, p, lo4, lo4, false, false)
+	nat, nat2, stranger := newParty(t, lo4), newParty(t, lo4), newParty(t, lo4)
+	flows := func(want float64) {
+		t.Helper()
+		waitFor(t, "kernel flows", func() bool { return m("hlas_media_kernel_flows") == want })
+	}
+	// exchange sends one packet each way, a's party from its, and
+	// checks whether the readers saw them.
+	exchange := func(from *party, seq uint16, viaKernel bool) {
+		t.Helper()
+		u, k := userPackets(p), m("hlas_media_kernel_packets_forwarded_total")
+		send(t, from.rtp, c.a.Addr(), rtpPacket(seq))
+		expect(t, c.pb.rtp, rtpPacket(seq), c.b.Addr())
+		send(t, c.pb.rtp, c.b.Addr(), rtpPacket(seq+1))
+		expect(t, from.rtp, rtpPacket(seq+1), c.a.Addr())
+		// The program counts before it passes a packet on; a reader
+		// counts after sending, so the receipt may come first.
+		if got := m("hlas_media_kernel_packets_forwarded_total") - k; viaKernel && got != 2 {
+			t.Errorf("packets %d/%d: the kernel forwarded %v of them, want both", seq, seq+1, got)
+		}
+		if !viaKernel {
+			waitFor(t, "the reader's count", func() bool { return userPackets(p) > u })
+		}
+	}
+
+	exchange(nat, 10, false) // latching, in userspace
+	flows(2)
+	exchange(nat, 20, true)
+
+	// A new mapping inside the window: the reader latches onto it, and
+	// both flows follow (a's key, b's destination).
+	send(t, nat2.rtp, c.a.Addr(), rtpPacket(30))
+	expect(t, c.pb.rtp, rtpPacket(30), c.b.Addr())
+	waitFor(t, "a's flow moved", func() bool {
+		c.a.kmu.Lock()
+		defer c.a.kmu.Unlock()
+		return c.a.koff.on && c.a.koff.key.Sport == be16(addrOf(nat2.rtp).Port())
+	})
+	waitFor(t, "b's flow moved", func() bool {
+		c.b.kmu.Lock()
+		defer c.b.kmu.Unlock()
+		return c.b.koff.on && c.b.koff.val.Dport == be16(addrOf(nat2.rtp).Port())
+	})
+	exchange(nat2, 40, true)
+
+	// After the window, the old mapping and a stranger are dropped by
+	// the reader: neither matches the table.
+	p.skew.Add(int64(2 * DefaultLatchWindow))
+	send(t, nat.rtp, c.a.Addr(), rtpPacket(50))
+	send(t, stranger.rtp, c.a.Addr(), rtpPacket(51))
+	waitFor(t, "two strangers dropped", func() bool { return c.a.Stats().Dropped == 2 })
+	exchange(nat2, 60, true)
+
+	// Hold (re-INVITE with c=0.0.0.0 from b's party): nothing may go
+	// to b's party, so a's flow leaves the kernel; so does b's, whose
+	// latched source is forgotten with its signalled address.
+	c.b.SetPeer(netip.AddrPortFrom(netip.IPv4Unspecified(), addrOf(c.pb.rtp).Port()), netip.AddrPort{}, false)
+	flows(0)
+	send(t, nat2.rtp, c.a.Addr(), rtpPacket(70))
+	waitFor(t, "the held packet dropped", func() bool {
+		return metric(t, reg, "hlas_media_packets_dropped_total", "reason", "no_destination") == 1
+	})
+	// Resume: b's party signals its address again.
+	c.pb.signal(c.b, false)
+	flows(1) // a's flow, to the signalled address; b's waits for its party's first packet
+	exchange(nat2, 80, false)
+	flows(2)
+	exchange(nat2, 90, true)
+	if got := c.a.Stats().Dropped; got != 3 {
+		t.Errorf("a dropped %d, want 3", got)
+	}
+}
