@@ -777,6 +777,10 @@ func (r *Relay) expire() {
 // Expire runs the inactivity check now; tests call it after moving Now.
 func (r *Relay) Expire() { r.expire() }
 
+// Kernel reports whether the data plane forwards latched RTP in the
+// kernel (plane.Config.Kernel).
+func (r *Relay) Kernel() bool { return r.pl.Kernel() }
+
 // Calls is the number of calls relayed now.
 func (r *Relay) Calls() int {
 	r.mu.Lock()

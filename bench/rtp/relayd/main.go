@@ -4,7 +4,7 @@
 // drives it and rtpengine the same way. A benchmark harness only: it is
 // not part of the hlas binary.
 //
-// usage: relayd -ng 127.0.0.1:2224 -ports 30000-39999 [-cpuprofile FILE]
+// usage: relayd -ng 127.0.0.1:2224 -ports 30000-39999 [-kernel auto|on|off] [-cpuprofile FILE]
 package main
 
 import (
@@ -35,6 +35,7 @@ func main() {
 	readers := flag.Int("readers", 0, "plane reader goroutines (0: GOMAXPROCS)")
 	iface := flag.String("interface", "127.0.0.1", "address the relay binds and advertises")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here, from start to SIGTERM")
+	kernel := flag.String("kernel", plane.KernelAuto, "the plane's kernel path: auto, on or off")
 	flag.Parse()
 	lo, hi, ok := strings.Cut(*ports, "-")
 	pmin, err1 := strconv.Atoi(lo)
@@ -57,7 +58,7 @@ func main() {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	r, err := relay.New(relay.Config{
-		Plane:      plane.Config{PortMin: pmin, PortMax: pmax, Readers: *readers},
+		Plane:      plane.Config{PortMin: pmin, PortMax: pmax, Readers: *readers, Kernel: *kernel},
 		Interfaces: []relay.Interface{{Bind: addr}},
 	})
 	if err != nil {
@@ -71,7 +72,7 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; conn.Close() }()
-	fmt.Fprintf(os.Stderr, "relayd: ready, NG on %s, ports %d-%d\n", conn.LocalAddr(), pmin, pmax)
+	fmt.Fprintf(os.Stderr, "relayd: ready, NG on %s, ports %d-%d, kernel path %v\n", conn.LocalAddr(), pmin, pmax, r.Kernel())
 	serve(conn, r, addr)
 }
 
