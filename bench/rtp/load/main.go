@@ -175,6 +175,9 @@ func main() {
 			}
 		}()
 	}
+	// Delays are counted for the packets sent in the measured time only:
+	// a relay's first seconds (latching, set-up) are not its steady state.
+	win := [2]uint64{uint64(*warmup), uint64(*warmup + *duration)}
 	recvd := make([]atomic.Uint64, *receivers)
 	lateH := make([][6]uint64, *receivers)
 	for r := range *receivers {
@@ -183,9 +186,9 @@ func main() {
 			defer wgRx.Done()
 			var err error
 			if *shared > 0 {
-				err = receiveShared(sockets, rxs, r, *receivers, start, *rxPause, &stopRx, &recvd[r], &lateH[r])
+				err = receiveShared(sockets, rxs, r, *receivers, start, win, *rxPause, &stopRx, &recvd[r], &lateH[r])
 			} else {
-				err = receive(rxs, r, *receivers, start, *rxPause, &stopRx, &recvd[r], &lateH[r])
+				err = receive(rxs, r, *receivers, start, win, *rxPause, &stopRx, &recvd[r], &lateH[r])
 			}
 			if err != nil {
 				log.Fatal(err)
@@ -462,7 +465,7 @@ func sendShared(txs []tx, s, k int, start time.Time, stop *atomic.Bool) (worst t
 // r, r+k, ... with recvmmsg, and counts each packet for the stream its
 // SSRC names (rxs[ssrc-1]: each stream reaches one socket only, so one
 // receiver).
-func receiveShared(sockets []party, rxs []rx, r, k int, start time.Time, pause time.Duration, stop *atomic.Bool, total *atomic.Uint64, late *[6]uint64) error {
+func receiveShared(sockets []party, rxs []rx, r, k int, start time.Time, win [2]uint64, pause time.Duration, stop *atomic.Bool, total *atomic.Uint64, late *[6]uint64) error {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return err
@@ -523,6 +526,9 @@ func receiveShared(sockets []party, rxs []rx, r, k int, start time.Time, pause t
 						sentAt = sentAt<<8 | uint64(buf[12+b])
 					}
 					d := now - sentAt
+					if sentAt < win[0] || sentAt >= win[1] {
+						continue
+					}
 					h := 0
 					for h < len(bounds) && d >= bounds[h] {
 						h++
@@ -627,7 +633,7 @@ func send(txs []tx, s, k int, start time.Time, stop *atomic.Bool) (worst time.Du
 // receive reads the sockets r, r+k, ... through one epoll set until stop,
 // counting packets, reordering and the delay since sending in buckets
 // (≥1, 5, 10, 20, 50 ms).
-func receive(rxs []rx, r, k int, start time.Time, pause time.Duration, stop *atomic.Bool, total *atomic.Uint64, late *[6]uint64) error {
+func receive(rxs []rx, r, k int, start time.Time, win [2]uint64, pause time.Duration, stop *atomic.Bool, total *atomic.Uint64, late *[6]uint64) error {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return err
@@ -672,6 +678,9 @@ func receive(rxs []rx, r, k int, start time.Time, pause time.Duration, stop *ato
 					sentAt = sentAt<<8 | uint64(buf[12+b])
 				}
 				d := uint64(time.Since(start)) - sentAt
+				if sentAt < win[0] || sentAt >= win[1] {
+					continue // sent outside the measured time
+				}
 				h := 0
 				for h < len(bounds) && d >= bounds[h] {
 					h++
