@@ -7,7 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -35,12 +35,17 @@ type fwd4 struct {
 	Saddr, Daddr [4]byte
 	Sport, Dport [2]byte
 	Ifindex      uint32
+	Iif          uint32
 	Slot         uint32
 }
 
 type stat4 struct {
 	Packets, Bytes, Last uint64
 }
+
+// resyncEvery bounds how often the flows' routes are looked up again
+// while links or routes keep changing.
+const resyncEvery = 5 * time.Second
 
 // kernel is the fast path: the tcx program attached to the host's
 // interfaces and its two maps. The userspace plane stays the authority:
@@ -50,23 +55,32 @@ type stat4 struct {
 type kernel struct {
 	fwd, stats *ebpf.Map
 	prog       *ebpf.Program
-	links      []link.Link
 
-	// nlMu serialises route lookups on the handle's netlink socket.
+	// mu guards closed and the maps' use: Close waits for the calls in
+	// progress and the ones after it do nothing.
+	mu     sync.RWMutex
+	closed bool
+
+	// nlMu serialises requests on the handle's netlink socket.
 	nlMu sync.Mutex
 	nl   *netlink.Handle
 
-	// Counters of closed legs' kernel forwarding, so that the exported
-	// totals never go down when a leg's stats slot is cleared.
-	foldPackets, foldBytes atomic.Uint64
-	entries                atomic.Int64
-	failures               atomic.Uint64 // entries the kernel refused, or routes not found
+	linkMu sync.Mutex
+	links  map[int]link.Link // by interface index
+
+	// The watcher follows links and routes (nil done: not started).
+	done    chan struct{}
+	watched sync.WaitGroup
+
+	entries  atomic.Int64
+	failures atomic.Uint64 // entries the kernel refused, or routes not found
 }
 
 // newKernel loads the program with tables for legs legs and attaches it
 // at the ingress of every Ethernet-like interface (loopback included)
-// of the network namespace.
-func newKernel(legs int) (k *kernel, err error) {
+// of the network namespace. It refuses where IPsec policies exist: the
+// program's redirect would send in the clear what the stack encrypts.
+func newKernel(legs int) (*kernel, error) {
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(forwardObj))
 	if err != nil {
 		return nil, fmt.Errorf("plane: kernel path: %w", err)
@@ -81,65 +95,163 @@ func newKernel(legs int) (k *kernel, err error) {
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("plane: kernel path: loading: %w", err)
 	}
-	k = &kernel{fwd: objs.Fwd4, stats: objs.Stats, prog: objs.Forward}
-	defer func() {
-		if err != nil {
-			k.close()
-		}
-	}()
-	if k.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return nil, fmt.Errorf("plane: kernel path: netlink: %w", err)
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("plane: kernel path: %w", err)
-	}
-	for _, in := range ifs {
-		// The program reads an Ethernet header before the IP one; a
-		// device without one (tun, WireGuard) keeps the userspace path.
-		if in.Flags&net.FlagLoopback == 0 && len(in.HardwareAddr) != 6 {
-			continue
-		}
-		l, err := link.AttachTCX(link.TCXOptions{Interface: in.Index, Program: k.prog, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
-			return nil, fmt.Errorf("plane: kernel path: attaching to %s: %w", in.Name, err)
-		}
-		k.links = append(k.links, l)
-	}
-	if len(k.links) == 0 {
-		return nil, errors.New("plane: kernel path: no interface to attach to")
+	k := &kernel{fwd: objs.Fwd4, stats: objs.Stats, prog: objs.Forward, links: map[int]link.Link{}}
+	if err := k.start(); err != nil {
+		k.close()
+		return nil, err
 	}
 	return k, nil
 }
 
+// start checks for IPsec and attaches the program to the interfaces.
+func (k *kernel) start() error {
+	var err error
+	if k.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_XFRM); err != nil {
+		return fmt.Errorf("plane: kernel path: netlink: %w", err)
+	}
+	pols, err := k.nl.XfrmPolicyList(netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("plane: kernel path: reading IPsec policies: %w", err)
+	}
+	if len(pols) > 0 {
+		return fmt.Errorf("plane: kernel path: %d IPsec policies are set, which it would bypass", len(pols))
+	}
+	links, err := k.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("plane: kernel path: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		if err := k.attach(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(k.links) == 0 {
+		return fmt.Errorf("plane: kernel path: no interface to attach to: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// attach attaches the program to l if its frames have an Ethernet header
+// (the program reads one before the IP header; tun or WireGuard devices
+// keep the userspace path) and it is not attached yet.
+func (k *kernel) attach(l netlink.Link) error {
+	a := l.Attrs()
+	if a.EncapType != "ether" && a.EncapType != "loopback" {
+		return nil
+	}
+	k.linkMu.Lock()
+	defer k.linkMu.Unlock()
+	if k.links[a.Index] != nil {
+		return nil
+	}
+	tl, err := link.AttachTCX(link.TCXOptions{Interface: a.Index, Program: k.prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("attaching to %s: %w", a.Name, err)
+	}
+	k.links[a.Index] = tl
+	return nil
+}
+
+// watch follows the namespace's links and routes until close: a new
+// interface gets the program, and any change of links or routes makes
+// every flow's route be looked up again (changed, a burst at a time,
+// by resync).
+func (k *kernel) watch(log *slog.Logger, resync func()) error {
+	links := make(chan netlink.LinkUpdate, 64)
+	routes := make(chan netlink.RouteUpdate, 64)
+	k.done = make(chan struct{})
+	onErr := func(err error) {
+		select {
+		case <-k.done: // the subscriptions' sockets were closed
+		default:
+			log.Warn("media kernel path: watching links and routes", "err", err)
+		}
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, k.done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		close(k.done)
+		return fmt.Errorf("plane: kernel path: watching links: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, k.done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		close(k.done)
+		for range links { // the subscription closes it once done is closed
+		}
+		return fmt.Errorf("plane: kernel path: watching routes: %w", err)
+	}
+	k.watched.Add(1)
+	go func() {
+		defer k.watched.Done()
+		var settle <-chan time.Time
+		var last time.Time
+		for links != nil || routes != nil {
+			select {
+			case u, ok := <-links:
+				if !ok {
+					links = nil
+					continue
+				}
+				if u.Link != nil && u.Header.Type == unix.RTM_NEWLINK {
+					if err := k.attach(u.Link); err != nil {
+						log.Info("media kernel path: a new interface keeps the userspace path", "err", err)
+					}
+				}
+			case _, ok := <-routes:
+				if !ok {
+					routes = nil
+					continue
+				}
+			case <-settle:
+				settle = nil
+				last = time.Now()
+				resync()
+				continue
+			}
+			if settle == nil {
+				// A change is followed within 100 ms; a routing table
+				// that keeps changing (a BGP feed) costs one look-up per
+				// flow every few seconds, not one per update.
+				settle = time.After(max(100*time.Millisecond, time.Until(last.Add(resyncEvery))))
+			}
+		}
+	}()
+	return nil
+}
+
 func (k *kernel) close() {
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
+	if k.done != nil {
+		close(k.done)
+		k.watched.Wait()
+	}
+	k.linkMu.Lock()
 	for _, l := range k.links {
 		l.Close()
 	}
+	k.links = nil
+	k.linkMu.Unlock()
 	if k.nl != nil {
 		k.nl.Close()
 	}
-	if k.prog != nil {
-		k.prog.Close()
-	}
-	if k.fwd != nil {
-		k.fwd.Close()
-	}
-	if k.stats != nil {
-		k.stats.Close()
+	for _, c := range []interface{ Close() error }{k.prog, k.fwd, k.stats} {
+		if c != nil {
+			c.Close()
+		}
 	}
 }
 
-// egress is the interface a datagram from src to dst leaves by.
-func (k *kernel) egress(src, dst netip.Addr) (int, error) {
+// route is the interface a datagram from src to dst leaves by, for a
+// destination the stack would send to (a unicast or local route).
+func (k *kernel) route(src, dst netip.Addr) (int, error) {
 	k.nlMu.Lock()
 	defer k.nlMu.Unlock()
 	rs, err := k.nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
 	if err != nil {
 		return 0, err
 	}
-	if len(rs) == 0 || rs[0].LinkIndex <= 0 {
-		return 0, fmt.Errorf("no route from %v to %v", src, dst)
+	if len(rs) == 0 || rs[0].LinkIndex <= 0 || rs[0].Type != unix.RTN_UNICAST && rs[0].Type != unix.RTN_LOCAL {
+		return 0, fmt.Errorf("no unicast route from %v to %v", src, dst)
 	}
 	return rs[0].LinkIndex, nil
 }
@@ -150,6 +262,11 @@ type offloadState struct {
 	on  bool
 	key key4
 	val fwd4
+	// used: the leg's stats slot counts for it from base on (the slot
+	// keeps counting up across the legs that use its port pair, so the
+	// totals never go down).
+	used bool
+	base stat4
 }
 
 // want is the entry l's party's RTP flow should have, if any: the same
@@ -189,51 +306,85 @@ func be16(v uint16) [2]byte { return [2]byte{byte(v >> 8), byte(v)} }
 
 // offload brings l's kernel entry in line with what the userspace plane
 // would do; called after anything that may change it (a latch, a
-// signalled address, a link, a Secure, a close) on l or its partner.
-// Failing, it leaves the flow to userspace, which stays correct.
-func (p *Plane) offload(l *Leg) {
+// signalled address, a link, a Secure, a close) on l or its partner,
+// and with reroute after links or routes changed. Failing, it leaves
+// the flow to userspace, which stays correct.
+func (p *Plane) offload(l *Leg, reroute bool) {
 	k := p.kern
 	if k == nil || l == nil {
+		return
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.closed {
 		return
 	}
 	l.kmu.Lock()
 	defer l.kmu.Unlock()
 	key, val, ok := l.want()
 	st := &l.koff
-	if st.on && ok && key == st.key && val.Saddr == st.val.Saddr && val.Daddr == st.val.Daddr &&
-		val.Sport == st.val.Sport && val.Dport == st.val.Dport {
+	same := st.on && ok && key == st.key && val.Saddr == st.val.Saddr && val.Daddr == st.val.Daddr &&
+		val.Sport == st.val.Sport && val.Dport == st.val.Dport
+	if same && !reroute {
 		return
 	}
-	if ok {
-		idx, err := k.egress(netip.AddrFrom4(val.Saddr), netip.AddrFrom4(val.Daddr))
-		if err != nil {
-			k.failures.Add(1)
-			p.log.Debug("media leg left to userspace: no route", "leg", l.local, "err", err)
-			ok = false
-		} else {
-			val.Ifindex = uint32(idx)
-		}
-	}
+	// An entry that no longer holds goes first: until it does the kernel
+	// forwards what the reader would now refuse.
 	if st.on && (!ok || key != st.key) {
-		if err := k.fwd.Delete(st.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			p.log.Warn("media kernel path: removing an entry", "leg", l.local, "err", err)
-		}
-		st.on = false
-		k.entries.Add(-1)
+		k.remove(p, l)
 	}
 	if !ok {
 		return
 	}
+	var err error
+	var out, in int
+	if out, err = k.route(netip.AddrFrom4(val.Saddr), netip.AddrFrom4(val.Daddr)); err == nil {
+		in, err = k.route(netip.AddrFrom4(key.Daddr), netip.AddrFrom4(key.Saddr))
+	}
+	if err != nil {
+		k.failures.Add(1)
+		p.log.Debug("media leg left to userspace: no route", "leg", l.local, "err", err)
+		if st.on {
+			k.remove(p, l)
+		}
+		return
+	}
+	val.Ifindex, val.Iif = uint32(out), uint32(in)
+	if same && val == st.val {
+		return
+	}
+	if !st.used {
+		// The first entry of this leg: its counts start at what the
+		// slot holds now.
+		if err := k.stats.Lookup(val.Slot, &st.base); err != nil {
+			k.failures.Add(1)
+			p.log.Warn("media kernel path: reading a stats slot", "leg", l.local, "err", err)
+			return
+		}
+		st.used = true
+	}
 	if err := k.fwd.Update(key, val, ebpf.UpdateAny); err != nil {
 		k.failures.Add(1)
-		p.log.Warn("media kernel path: adding an entry", "leg", l.local, "err", err)
+		p.log.Warn("media kernel path: writing an entry", "leg", l.local, "err", err)
+		if st.on {
+			k.remove(p, l) // the old value must not stay
+		}
 		return
 	}
 	if !st.on {
 		k.entries.Add(1)
 	}
 	st.on, st.key, st.val = true, key, val
-	l.kused = true
+}
+
+// remove deletes l's entry; the caller holds k.mu (read) and l.kmu.
+func (k *kernel) remove(p *Plane, l *Leg) {
+	if err := k.fwd.Delete(l.koff.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		k.failures.Add(1)
+		p.log.Warn("media kernel path: removing an entry", "leg", l.local, "err", err)
+	}
+	l.koff.on = false
+	k.entries.Add(-1)
 }
 
 // unoffload removes l's entry for good and moves what the kernel counted
@@ -243,43 +394,51 @@ func (p *Plane) unoffload(l *Leg) {
 	if k == nil {
 		return
 	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	l.kmu.Lock()
 	defer l.kmu.Unlock()
-	if l.koff.on {
-		if err := k.fwd.Delete(l.koff.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			p.log.Warn("media kernel path: removing an entry", "leg", l.local, "err", err)
-		}
-		l.koff.on = false
-		k.entries.Add(-1)
-	}
-	if !l.kused {
+	if k.closed {
 		return
 	}
-	// The slot goes to the next leg on this port pair cleared. A packet
-	// the program was forwarding at this moment may be counted in the
-	// slot after it is read: one packet, lost from the statistics only.
-	var s stat4
-	slot := uint32(l.pair)
-	if err := k.stats.Lookup(slot, &s); err == nil && s.Packets != 0 {
-		k.stats.Update(slot, stat4{}, ebpf.UpdateAny)
+	if l.koff.on {
+		k.remove(p, l)
+	}
+	if !l.koff.used {
+		return
+	}
+	// A packet the program was forwarding at this moment may be counted
+	// in the slot after it is read: in the totals, not in the leg's.
+	if s, ok := k.since(l); ok {
 		l.packets.Add(s.Packets)
 		l.bytes.Add(s.Bytes)
 		if w := k.wall(s.Last); w > l.last.Load() {
 			l.last.Store(w)
 		}
-		k.foldPackets.Add(s.Packets)
-		k.foldBytes.Add(s.Bytes)
 	}
-	l.kused = false
+	l.koff.used = false
 }
 
-// live reads what the kernel has forwarded for l so far (its slot).
+// live reads what the kernel has forwarded for l so far; the caller
+// holds k.mu (read) and l.kmu.
 func (k *kernel) live(l *Leg) (stat4, bool) {
+	if k.closed || !l.koff.used {
+		return stat4{}, false
+	}
+	return k.since(l)
+}
+
+// since is l's slot less its base; k.mu (read) and l.kmu are held.
+func (k *kernel) since(l *Leg) (stat4, bool) {
 	var s stat4
 	if err := k.stats.Lookup(uint32(l.pair), &s); err != nil {
 		return stat4{}, false
 	}
-	return s, s.Packets != 0
+	b := l.koff.base
+	if s.Packets <= b.Packets {
+		return stat4{}, false
+	}
+	return stat4{Packets: s.Packets - b.Packets, Bytes: s.Bytes - b.Bytes, Last: s.Last}, true
 }
 
 // wall converts the program's CLOCK_MONOTONIC time to unix ns.
@@ -294,10 +453,15 @@ func (k *kernel) wall(mono uint64) int64 {
 	return time.Now().UnixNano() - (ts.Nano() - int64(mono))
 }
 
-// totals sums what the kernel forwarded, for the metrics: the closed
-// legs' and what every slot holds now.
+// totals sums what the kernel forwarded, for the metrics: every slot,
+// which only ever counts up. After close it is zero, and so are the
+// metrics of a plane that is gone.
 func (k *kernel) totals() (packets, bytes uint64) {
-	packets, bytes = k.foldPackets.Load(), k.foldBytes.Load()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.closed {
+		return 0, 0
+	}
 	var cur ebpf.MapBatchCursor
 	keys := make([]uint32, 256)
 	vals := make([]stat4, 256)
@@ -307,19 +471,37 @@ func (k *kernel) totals() (packets, bytes uint64) {
 			packets += v.Packets
 			bytes += v.Bytes
 		}
-		if err != nil {
-			if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				// Without batch operations, one slot at a time.
-				packets, bytes = k.foldPackets.Load(), k.foldBytes.Load()
-				var key uint32
-				var v stat4
-				it := k.stats.Iterate()
-				for it.Next(&key, &v) {
-					packets += v.Packets
-					bytes += v.Bytes
-				}
-			}
-			return packets, bytes
+		if err == nil {
+			continue
 		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			// Without batch operations, one slot at a time.
+			packets, bytes = 0, 0
+			var key uint32
+			var v stat4
+			it := k.stats.Iterate()
+			for it.Next(&key, &v) {
+				packets += v.Packets
+				bytes += v.Bytes
+			}
+		}
+		return packets, bytes
+	}
+}
+
+// resync looks every flow's route up again (links or routes changed).
+func (p *Plane) resync() {
+	var legs []*Leg
+	for _, r := range p.readers {
+		r.mu.Lock()
+		for i := range r.slots {
+			if l := r.slots[i].leg; l != nil {
+				legs = append(legs, l)
+			}
+		}
+		r.mu.Unlock()
+	}
+	for _, l := range legs {
+		p.offload(l, true) // also the flows left to userspace for want of a route
 	}
 }

@@ -3,6 +3,7 @@
 package plane
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"testing"
@@ -42,9 +43,11 @@ func TestKernelForward(t *testing.T) {
 	start := time.Now()
 	for i := range uint16(n) {
 		if i == 1 {
-			// The reader installs a flow after forwarding the packet
-			// that latched it: the next one may overtake that.
-			waitFor(t, "both flows in the kernel", func() bool { return m("hlas_media_kernel_flows") == 2 })
+			// The reader writes each flow before it forwards the
+			// packet that latched it.
+			if got := m("hlas_media_kernel_flows"); got != 2 {
+				t.Fatalf("kernel_flows %v after the first exchange, want 2", got)
+			}
 		}
 		send(t, c.pa.rtp, c.a.Addr(), rtpPacket(i))
 		expect(t, c.pb.rtp, rtpPacket(i), c.b.Addr())
@@ -183,5 +186,89 @@ func TestKernelFollowsPlane(t *testing.T) {
 	exchange(nat2, 90, true)
 	if got := c.a.Stats().Dropped; got != 3 {
 		t.Errorf("a dropped %d, want 3", got)
+	}
+
+	// A re-INVITE moves a's party: b's flow goes to the new address at
+	// once, in the kernel; a's own waits for its first packet from there.
+	moved := newParty(t, lo4)
+	moved.signal(c.a, false)
+	flows(1)
+	k := m("hlas_media_kernel_packets_forwarded_total")
+	send(t, c.pb.rtp, c.b.Addr(), rtpPacket(100))
+	expect(t, moved.rtp, rtpPacket(100), c.a.Addr())
+	if got := m("hlas_media_kernel_packets_forwarded_total") - k; got != 1 {
+		t.Errorf("the kernel forwarded %v packets to the moved party, want 1", got)
+	}
+	exchange(moved, 110, false)
+	flows(2)
+	exchange(moved, 120, true)
+
+	// Relinking a to a third leg takes both flows of the old pair out
+	// (b's party has no partner now); a's follows its new partner.
+	d := allocate(t, p, lo4)
+	pd := newParty(t, lo4)
+	pd.signal(d, false)
+	Link(c.a, d)
+	flows(1)
+	k = m("hlas_media_kernel_packets_forwarded_total")
+	send(t, moved.rtp, c.a.Addr(), rtpPacket(130))
+	expect(t, pd.rtp, rtpPacket(130), d.Addr())
+	send(t, c.pb.rtp, c.b.Addr(), rtpPacket(131))
+	waitFor(t, "b's packet dropped", func() bool { return c.b.Stats().Dropped == 1 })
+	if got := m("hlas_media_kernel_packets_forwarded_total") - k; got != 1 {
+		t.Errorf("the kernel forwarded %v packets after the relink, want 1 (to d's party)", got)
+	}
+
+	// A Secure (WebRTC) on d: nothing of the pair stays in the kernel.
+	d.SetSecure(&fakeSecure{})
+	flows(0)
+	d.SetSecure(nil)
+	flows(1)
+}
+
+// In auto the plane relays in userspace where the kernel path does not
+// load; with on it refuses to start.
+func TestKernelUnavailable(t *testing.T) {
+	fail := func(int) (*kernel, error) { return nil, errors.New("no tcx here") }
+	p, _ := newPlane(t, Config{Kernel: KernelAuto, loadKernel: fail})
+	if p.Kernel() {
+		t.Fatal("Kernel() true with a failing kernel path")
+	}
+	c := newCall(t, p, lo4, lo4, false, false)
+	send(t, c.pa.rtp, c.a.Addr(), rtpPacket(1))
+	expect(t, c.pb.rtp, rtpPacket(1), c.b.Addr())
+	if _, err := New(Config{PortMin: testPortMin, PortMax: testPortMax, Kernel: KernelOn, loadKernel: fail}); err == nil {
+		t.Fatal("kernel: on started without the kernel path")
+	}
+}
+
+
+// Calls the program cannot take (a leg of each family, a dual-stack leg
+// bound to ::) never enter its table, and are relayed by the readers.
+func TestKernelLeavesBridging(t *testing.T) {
+	p, _, m := kernelPlane(t)
+	c := newCall(t, p, lo4, lo6, false, false)
+	a := allocate(t, p, netip.IPv6Unspecified())
+	b := allocate(t, p, lo4)
+	pa, pb := newParty(t, lo4), newParty(t, lo4)
+	pa.signal(a, false)
+	pb.signal(b, false)
+	Link(a, b)
+	aAddr := netip.AddrPortFrom(lo4, a.Addr().Port())
+	for i := range uint16(3) {
+		send(t, c.pa.rtp, c.a.Addr(), rtpPacket(i))
+		expect(t, c.pb.rtp, rtpPacket(i), c.b.Addr())
+		send(t, c.pb.rtp, c.b.Addr(), rtpPacket(10+i))
+		expect(t, c.pa.rtp, rtpPacket(10+i), c.a.Addr())
+		send(t, pb.rtp, b.Addr(), rtpPacket(20+i))
+		expect(t, pa.rtp, rtpPacket(20+i), aAddr)
+		send(t, pa.rtp, aAddr, rtpPacket(30+i))
+		expect(t, pb.rtp, rtpPacket(30+i), b.Addr())
+	}
+	if got := m("hlas_media_kernel_flows"); got != 0 {
+		t.Errorf("kernel_flows %v, want 0", got)
+	}
+	if got := m("hlas_media_kernel_packets_forwarded_total"); got != 0 {
+		t.Errorf("the kernel forwarded %v packets, want none", got)
 	}
 }

@@ -88,6 +88,8 @@ type Config struct {
 	// The userspace plane decides every flow either way; see the
 	// package comment.
 	Kernel string `yaml:"kernel"`
+	// loadKernel replaces the kernel path's loader in tests.
+	loadKernel func(legs int) (*kernel, error)
 	// Logger gets the plane's records; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Registerer takes the metrics (namespace hlas, subsystem media);

@@ -110,7 +110,17 @@ func New(cfg Config) (*Plane, error) {
 		p.readers = append(p.readers, r)
 	}
 	if cfg.Kernel != KernelOff {
-		p.kern, err = newKernel(len(p.pool.used))
+		load := cfg.loadKernel
+		if load == nil {
+			load = newKernel
+		}
+		p.kern, err = load(len(p.pool.used))
+		if err == nil {
+			if err = p.kern.watch(p.log, p.resync); err != nil {
+				p.kern.close()
+				p.kern = nil
+			}
+		}
 		switch {
 		case err != nil && cfg.Kernel == KernelOn:
 			p.closeReaders()
@@ -188,8 +198,10 @@ func (p *Plane) Close() error {
 		return fmt.Errorf("plane: waking readers: %w", err)
 	}
 	p.wg.Wait()
-	p.closeReaders()
+	// The program stops before the sockets close: nothing is forwarded
+	// from ports that another program may bind next.
 	p.closeKernel()
+	p.closeReaders()
 	p.pool.mu.Lock()
 	p.pool.inUse = 0
 	p.pool.mu.Unlock()
@@ -333,12 +345,10 @@ type Leg struct {
 	// state; nil for a plain leg.
 	sec *secureLeg
 
-	// kmu guards the leg's entry in the kernel path (koff) and whether
-	// its stats slot may hold counts (kused); taken before mu, never
-	// while holding it.
-	kmu   sync.Mutex
-	koff  offloadState
-	kused bool
+	// kmu guards the leg's entry in the kernel path (koff); taken after
+	// the kernel's mu and before the leg's mu, never while holding it.
+	kmu  sync.Mutex
+	koff offloadState
 }
 
 // Addr is the RTP socket's address (an even port); RTCP is on the next
@@ -368,8 +378,8 @@ func (l *Leg) SetPeer(rtp, rtcp netip.AddrPort, mux bool) {
 	}
 	l.mux = mux
 	l.mu.Unlock()
-	l.p.offload(l)
-	l.p.offload(l.partner.Load())
+	l.p.offload(l, false)
+	l.p.offload(l.partner.Load(), false)
 }
 
 // SetClockRate sets the RTP clock rate of the stream (Hz) that RTCP
@@ -407,7 +417,7 @@ func Link(a, b *Leg) {
 	}
 	a.p.linkMu.Unlock()
 	for _, l := range [...]*Leg{a, b, oa, ob} {
-		a.p.offload(l)
+		a.p.offload(l, false)
 	}
 }
 
@@ -425,10 +435,14 @@ func unlink(l *Leg) *Leg {
 func (l *Leg) Stats() LegStats {
 	st := LegStats{Dropped: l.dropped.Load()}
 	// Under kmu: a closing leg moves the kernel's counts into its own.
+	k := l.p.kern
+	if k != nil {
+		k.mu.RLock() // before kmu, as everywhere
+	}
 	l.kmu.Lock()
 	st.Packets, st.Bytes = l.packets.Load(), l.bytes.Load()
 	last := l.last.Load()
-	if k := l.p.kern; k != nil && l.kused {
+	if k != nil {
 		if s, ok := k.live(l); ok {
 			st.Packets += s.Packets
 			st.Bytes += s.Bytes
@@ -436,6 +450,9 @@ func (l *Leg) Stats() LegStats {
 		}
 	}
 	l.kmu.Unlock()
+	if k != nil {
+		k.mu.RUnlock()
+	}
 	if last != 0 {
 		st.Last = time.Unix(0, last)
 	}
@@ -505,8 +522,8 @@ func (l *Leg) SetSecure(s Secure) {
 		l.sec = &secureLeg{s: s}
 	}
 	l.mu.Unlock()
-	l.p.offload(l)
-	l.p.offload(l.partner.Load())
+	l.p.offload(l, false)
+	l.p.offload(l.partner.Load(), false)
 	if old != nil {
 		old.s.Detached()
 	}
@@ -817,8 +834,8 @@ func (r *reader) handle(l *Leg, kind, fd int, mono, wall int64) {
 		// takes its flow from here on, and the flow back to it goes to
 		// the new source, before the party's packet is forwarded (and
 		// answered).
-		r.p.offload(l)
-		r.p.offload(partner)
+		r.p.offload(l, false)
+		r.p.offload(partner, false)
 	}
 
 	// Reports of the party about what it receives: rare, and parsing

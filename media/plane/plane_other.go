@@ -66,3 +66,6 @@ func (l *Leg) Close() {}
 
 // Kernel reports false: there is no kernel path without Linux.
 func (p *Plane) Kernel() bool { return false }
+
+// kernel is the kernel path, which exists on Linux only.
+type kernel struct{}

@@ -30,6 +30,7 @@ static long (*bpf_l3_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from,
 static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from, __u64 to, __u64 flags) = (void *)BPF_FUNC_l4_csum_replace;
 static long (*bpf_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) = (void *)BPF_FUNC_redirect_neigh;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static long (*bpf_check_mtu)(void *ctx, __u32 ifindex, __u32 *mtu_len, __s32 len_diff, __u64 flags) = (void *)BPF_FUNC_check_mtu;
 
 #define TCX_NEXT -1 // TC_ACT_UNSPEC: not ours, on to the next program and the stack
 
@@ -53,11 +54,14 @@ struct key4 {
 };
 
 // fwd4 is where that flow goes: from the partner leg's address and port
-// to the partner's party, out of ifindex. slot indexes stats.
+// to the partner's party, out of ifindex. The flow must arrive on iif
+// (where the route back to its source leads, as a strict reverse-path
+// filter wants it). slot indexes stats.
 struct fwd4 {
 	__be32 saddr, daddr;
 	__be16 sport, dport;
 	__u32 ifindex;
+	__u32 iif;
 	__u32 slot;
 };
 
@@ -67,9 +71,13 @@ struct stat4 {
 	__u64 packets, bytes, last;
 };
 
+// Not preallocated: an element replaced by userspace is freed after an
+// RCU grace period, so a program still reading it never sees another
+// flow's fields (a preallocated map reuses the element at once).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1); // the loader sizes it to the port range
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct key4);
 	__type(value, struct fwd4);
 } fwd4 SEC(".maps");
@@ -86,6 +94,13 @@ int forward(struct __sk_buff *skb)
 {
 	if (skb->protocol != __constant_htons(ETH_P_IP))
 		return TCX_NEXT;
+	// A VLAN tag the kernel took off (vlan_tci) would go out with the
+	// redirected packet: such a flow is forwarded by the stack, which
+	// hands it to the VLAN device, where this program runs again. A
+	// packet not for this host (a promiscuous bridge port) is not ours;
+	// one GRO merged (a UDP GRO list) is several datagrams.
+	if (skb->vlan_present || skb->pkt_type != 0 /* PACKET_HOST */ || skb->gso_segs > 1)
+		return TCX_NEXT;
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + IP_OFF;
@@ -99,26 +114,42 @@ int forward(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (ip->ttl <= 1) // a loop through the relay's own legs ends here
 		return TCX_NEXT;
+	__u32 len = __builtin_bswap16(udp->len);
+	if (len < sizeof(struct udphdr) || len - sizeof(struct udphdr) > MAX_PAYLOAD ||
+	    __builtin_bswap16(ip->tot_len) != 20 + len)
+		return TCX_NEXT;
 
 	struct key4 k = {.daddr = ip->daddr, .saddr = ip->saddr, .dport = udp->dest, .sport = udp->source};
 	struct fwd4 *f = bpf_map_lookup_elem(&fwd4, &k);
 	if (!f)
 		return TCX_NEXT;
+	struct fwd4 to = *f;
 	// RTCP multiplexed on the RTP port (RFC 5761 §4): userspace reads
 	// the reports in it for the call's statistics.
 	if (payload[1] >= 192 && payload[1] <= 223)
 		return TCX_NEXT;
-	__u32 len = __builtin_bswap16(udp->len);
-	if (len < sizeof(struct udphdr) || len - sizeof(struct udphdr) > MAX_PAYLOAD)
+	// From another interface than the route back to the source: the
+	// stack's reverse-path filter, and the reader, decide.
+	if (to.iif && skb->ingress_ifindex != to.iif)
 		return TCX_NEXT;
-	__u32 slot = f->slot;
+	// Too big for the way out: the stack fragments what the reader sends.
+	__u32 mtu = 0;
+	if (bpf_check_mtu(skb, to.ifindex, &mtu, 0, 0) != 0)
+		return TCX_NEXT;
+	__u32 slot = to.slot;
 	struct stat4 *st = bpf_map_lookup_elem(&stats, &slot);
 	if (!st)
 		return TCX_NEXT;
+	data = (void *)(long)skb->data; // the helpers may have moved the packet
+	end = (void *)(long)skb->data_end;
+	ip = data + IP_OFF;
+	udp = data + UDP_OFF;
+	if ((void *)(udp + 1) > end)
+		return TCX_NEXT;
 
-	__be32 saddr = f->saddr, daddr = f->daddr;
-	__be16 sport = f->sport, dport = f->dport;
-	__u32 ifindex = f->ifindex;
+	__be32 saddr = to.saddr, daddr = to.daddr;
+	__be16 sport = to.sport, dport = to.dport;
+	__u32 ifindex = to.ifindex;
 	__be32 osaddr = ip->saddr, odaddr = ip->daddr;
 	__be16 osport = udp->source, odport = udp->dest;
 	__be16 ottl = *(__be16 *)&ip->ttl; // TTL and protocol, one checksum word
