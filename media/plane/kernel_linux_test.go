@@ -242,7 +242,6 @@ func TestKernelUnavailable(t *testing.T) {
 	}
 }
 
-
 // Calls the program cannot take (a leg of each family, a dual-stack leg
 // bound to ::) never enter its table, and are relayed by the readers.
 func TestKernelLeavesBridging(t *testing.T) {
