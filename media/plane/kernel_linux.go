@@ -153,6 +153,13 @@ func (k *kernel) attach(l netlink.Link) error {
 	return nil
 }
 
+// attached is how many interfaces have the program.
+func (k *kernel) attached() int {
+	k.linkMu.Lock()
+	defer k.linkMu.Unlock()
+	return len(k.links)
+}
+
 // watch follows the namespace's links and routes until close: a new
 // interface gets the program, and any change of links or routes makes
 // every flow's route be looked up again (changed, a burst at a time,

@@ -128,6 +128,8 @@ func New(cfg Config) (*Plane, error) {
 			return nil, err
 		case err != nil:
 			p.log.Info("media kernel path unavailable: relaying in userspace", "err", err)
+		default:
+			p.log.Info("media kernel path on: latched RTP is forwarded in the kernel", "interfaces", p.kern.attached())
 		}
 	}
 	if cfg.Registerer != nil {

@@ -45,7 +45,9 @@ type bridge struct {
 func newPlane(t testing.TB) (*plane.Plane, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	p, err := plane.New(plane.Config{PortMin: testPortMin, PortMax: testPortMax, Registerer: reg})
+	// A leg with a Secure never uses the kernel path; without it the
+	// plane's goroutines are its readers only (TestCloseEndsGoroutines).
+	p, err := plane.New(plane.Config{PortMin: testPortMin, PortMax: testPortMax, Registerer: reg, Kernel: plane.KernelOff})
 	if err != nil {
 		t.Fatal(err)
 	}
