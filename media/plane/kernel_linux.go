@@ -43,6 +43,20 @@ type stat4 struct {
 	Packets, Bytes, Last uint64
 }
 
+// key6 and fwd6 are key4 and fwd4 for IPv6 legs.
+type key6 struct {
+	Daddr, Saddr [16]byte
+	Dport, Sport [2]byte
+}
+
+type fwd6 struct {
+	Saddr, Daddr [16]byte
+	Sport, Dport [2]byte
+	Ifindex      uint32
+	Iif          uint32
+	Slot         uint32
+}
+
 // resyncEvery bounds how often the flows' routes are looked up again
 // while links or routes keep changing.
 const resyncEvery = 5 * time.Second
@@ -53,17 +67,21 @@ const resyncEvery = 5 * time.Second
 // forward that flow's packets to the same place, and removes it before
 // that stops being true.
 type kernel struct {
-	fwd, stats *ebpf.Map
-	prog       *ebpf.Program
+	fwd, fwd6, stats *ebpf.Map
+	prog             *ebpf.Program
 
 	// mu guards closed and the maps' use: Close waits for the calls in
 	// progress and the ones after it do nothing.
 	mu     sync.RWMutex
 	closed bool
 
-	// nlMu serialises requests on the handle's netlink socket.
-	nlMu sync.Mutex
-	nl   *netlink.Handle
+	// nlMu serialises requests on the handle's netlink socket and
+	// guards routes, the answers so far (a latch costs no look-up for a
+	// pair of addresses seen before); the watcher empties it on every
+	// change of links or routes.
+	nlMu   sync.Mutex
+	nl     *netlink.Handle
+	routes map[[2]netip.Addr]int
 
 	linkMu sync.Mutex
 	links  map[int]link.Link // by interface index
@@ -85,17 +103,19 @@ func newKernel(legs int) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plane: kernel path: %w", err)
 	}
-	spec.Maps["fwd4"].MaxEntries = uint32(legs)
-	spec.Maps["stats"].MaxEntries = uint32(legs)
+	for _, m := range []string{"fwd4", "fwd6", "stats"} {
+		spec.Maps[m].MaxEntries = uint32(legs)
+	}
 	var objs struct {
 		Fwd4    *ebpf.Map     `ebpf:"fwd4"`
+		Fwd6    *ebpf.Map     `ebpf:"fwd6"`
 		Stats   *ebpf.Map     `ebpf:"stats"`
 		Forward *ebpf.Program `ebpf:"forward"`
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("plane: kernel path: loading: %w", err)
 	}
-	k := &kernel{fwd: objs.Fwd4, stats: objs.Stats, prog: objs.Forward, links: map[int]link.Link{}}
+	k := &kernel{fwd: objs.Fwd4, fwd6: objs.Fwd6, stats: objs.Stats, prog: objs.Forward, links: map[int]link.Link{}}
 	if err := k.start(); err != nil {
 		k.close()
 		return nil, err
@@ -197,6 +217,7 @@ func (k *kernel) watch(log *slog.Logger, resync func()) error {
 					links = nil
 					continue
 				}
+				k.forgetRoutes()
 				if u.Link != nil && u.Header.Type == unix.RTM_NEWLINK {
 					if err := k.attach(u.Link); err != nil {
 						log.Info("media kernel path: a new interface keeps the userspace path", "err", err)
@@ -207,6 +228,7 @@ func (k *kernel) watch(log *slog.Logger, resync func()) error {
 					routes = nil
 					continue
 				}
+				k.forgetRoutes()
 			case <-settle:
 				settle = nil
 				last = time.Now()
@@ -241,7 +263,7 @@ func (k *kernel) close() {
 	if k.nl != nil {
 		k.nl.Close()
 	}
-	for _, c := range []interface{ Close() error }{k.prog, k.fwd, k.stats} {
+	for _, c := range []interface{ Close() error }{k.prog, k.fwd, k.fwd6, k.stats} {
 		if c != nil {
 			c.Close()
 		}
@@ -253,6 +275,9 @@ func (k *kernel) close() {
 func (k *kernel) route(src, dst netip.Addr) (int, error) {
 	k.nlMu.Lock()
 	defer k.nlMu.Unlock()
+	if i, ok := k.routes[[2]netip.Addr{src, dst}]; ok {
+		return i, nil
+	}
 	rs, err := k.nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
 	if err != nil {
 		return 0, err
@@ -260,15 +285,62 @@ func (k *kernel) route(src, dst netip.Addr) (int, error) {
 	if len(rs) == 0 || rs[0].LinkIndex <= 0 || rs[0].Type != unix.RTN_UNICAST && rs[0].Type != unix.RTN_LOCAL {
 		return 0, fmt.Errorf("no unicast route from %v to %v", src, dst)
 	}
+	if k.routes == nil || len(k.routes) >= maxRoutes {
+		k.routes = map[[2]netip.Addr]int{}
+	}
+	k.routes[[2]netip.Addr{src, dst}] = rs[0].LinkIndex
 	return rs[0].LinkIndex, nil
 }
 
-// offloadState is a leg's entry in the kernel's table: the key it is
-// installed under and what it holds. Guarded by Leg.kmu.
+// maxRoutes bounds the route cache: past it, it starts again empty.
+const maxRoutes = 1 << 16
+
+// forgetRoutes empties the route cache (links or routes changed).
+func (k *kernel) forgetRoutes() {
+	k.nlMu.Lock()
+	k.routes = nil
+	k.nlMu.Unlock()
+}
+
+// kflow is a party's RTP flow as the kernel's table holds it: from src to
+// the leg at local, sent on from the partner leg at from to dst, out of
+// interface out, arriving on in; counted in stats slot slot.
+type kflow struct {
+	local, src, from, dst netip.AddrPort
+	out, in, slot         uint32
+}
+
+// put writes the entry into the table of its family.
+func (k *kernel) put(e kflow) error {
+	if e.local.Addr().Is4() {
+		return k.fwd.Update(key4{Daddr: e.local.Addr().As4(), Saddr: e.src.Addr().As4(), Dport: be16(e.local.Port()), Sport: be16(e.src.Port())},
+			fwd4{Saddr: e.from.Addr().As4(), Daddr: e.dst.Addr().As4(), Sport: be16(e.from.Port()), Dport: be16(e.dst.Port()),
+				Ifindex: e.out, Iif: e.in, Slot: e.slot}, ebpf.UpdateAny)
+	}
+	return k.fwd6.Update(key6{Daddr: e.local.Addr().As16(), Saddr: e.src.Addr().As16(), Dport: be16(e.local.Port()), Sport: be16(e.src.Port())},
+		fwd6{Saddr: e.from.Addr().As16(), Daddr: e.dst.Addr().As16(), Sport: be16(e.from.Port()), Dport: be16(e.dst.Port()),
+			Ifindex: e.out, Iif: e.in, Slot: e.slot}, ebpf.UpdateAny)
+}
+
+// del deletes the entry of e's key.
+func (k *kernel) del(e kflow) error {
+	var err error
+	if e.local.Addr().Is4() {
+		err = k.fwd.Delete(key4{Daddr: e.local.Addr().As4(), Saddr: e.src.Addr().As4(), Dport: be16(e.local.Port()), Sport: be16(e.src.Port())})
+	} else {
+		err = k.fwd6.Delete(key6{Daddr: e.local.Addr().As16(), Saddr: e.src.Addr().As16(), Dport: be16(e.local.Port()), Sport: be16(e.src.Port())})
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// offloadState is a leg's entry in the kernel's table. Guarded by
+// Leg.kmu.
 type offloadState struct {
 	on  bool
-	key key4
-	val fwd4
+	cur kflow
 	// used: the leg's stats slot counts for it from base on (the slot
 	// keeps counting up across the legs that use its port pair, so the
 	// totals never go down).
@@ -276,37 +348,41 @@ type offloadState struct {
 	base stat4
 }
 
-// want is the entry l's party's RTP flow should have, if any: the same
-// decision forward makes for a packet from the latched source, frozen
-// until the next change of either leg.
-func (l *Leg) want() (key4, fwd4, bool) {
+// want is the entry l's party's RTP flow should have, if any (without
+// its interfaces): the same decision forward makes for a packet from the
+// latched source, frozen until the next change of either leg.
+func (l *Leg) want() (kflow, bool) {
 	l.mu.Lock()
 	src, local, ok := l.flow[rtpFlow].src, l.local, !l.closed && l.sec == nil
 	l.mu.Unlock()
-	if !ok || !plain4(src) || !plain4(local) {
-		return key4{}, fwd4{}, false
-	}
 	b := l.partner.Load()
-	if b == nil {
-		return key4{}, fwd4{}, false
+	if !ok || b == nil {
+		return kflow{}, false
 	}
 	b.mu.Lock()
 	dst, from, ok := b.flow[rtpFlow].dest(b.sig[rtpFlow]), b.local, !b.closed && b.sec == nil
 	b.mu.Unlock()
-	if !ok || !plain4(dst) || !plain4(from) {
-		return key4{}, fwd4{}, false
+	if !ok {
+		return kflow{}, false
 	}
-	return key4{Daddr: local.Addr().As4(), Saddr: src.Addr().As4(), Dport: be16(local.Port()), Sport: be16(src.Port())},
-		fwd4{Saddr: from.Addr().As4(), Daddr: dst.Addr().As4(), Sport: be16(from.Port()), Dport: be16(dst.Port()), Slot: uint32(l.pair)},
-		true
+	// One family throughout: the program rewrites, it does not translate.
+	v4 := local.Addr().Is4()
+	for _, ap := range [...]netip.AddrPort{local, src, from, dst} {
+		if !plain(ap) || ap.Addr().Is4() != v4 {
+			return kflow{}, false
+		}
+	}
+	return kflow{local: local, src: src, from: from, dst: dst, slot: uint32(l.pair)}, true
 }
 
-// plain4 reports whether ap is an IPv4 address the program handles: a
+// plain reports whether ap is an address the program handles: a
 // concrete one (a leg bound to the unspecified address has no source to
-// write) with a port.
-func plain4(ap netip.AddrPort) bool {
+// write) with a port, and no zone (a link-local IPv6 address needs one,
+// which the plane does not keep).
+func plain(ap netip.AddrPort) bool {
 	a := ap.Addr()
-	return ap.IsValid() && a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && ap.Port() != 0
+	return ap.IsValid() && ap.Port() != 0 && !a.IsUnspecified() && !a.IsMulticast() && !a.Is4In6() &&
+		!(a.Is6() && a.IsLinkLocalUnicast())
 }
 
 func be16(v uint16) [2]byte { return [2]byte{byte(v >> 8), byte(v)} }
@@ -328,16 +404,17 @@ func (p *Plane) offload(l *Leg, reroute bool) {
 	}
 	l.kmu.Lock()
 	defer l.kmu.Unlock()
-	key, val, ok := l.want()
+	e, ok := l.want()
 	st := &l.koff
-	same := st.on && ok && key == st.key && val.Saddr == st.val.Saddr && val.Daddr == st.val.Daddr &&
-		val.Sport == st.val.Sport && val.Dport == st.val.Dport
+	cur := st.cur
+	cur.out, cur.in = 0, 0
+	same := st.on && ok && e == cur
 	if same && !reroute {
 		return
 	}
 	// An entry that no longer holds goes first: until it does the kernel
 	// forwards what the reader would now refuse.
-	if st.on && (!ok || key != st.key) {
+	if st.on && (!ok || e.local != st.cur.local || e.src != st.cur.src) {
 		k.remove(p, l)
 	}
 	if !ok {
@@ -345,8 +422,8 @@ func (p *Plane) offload(l *Leg, reroute bool) {
 	}
 	var err error
 	var out, in int
-	if out, err = k.route(netip.AddrFrom4(val.Saddr), netip.AddrFrom4(val.Daddr)); err == nil {
-		in, err = k.route(netip.AddrFrom4(key.Daddr), netip.AddrFrom4(key.Saddr))
+	if out, err = k.route(e.from.Addr(), e.dst.Addr()); err == nil {
+		in, err = k.route(e.local.Addr(), e.src.Addr())
 	}
 	if err != nil {
 		k.failures.Add(1)
@@ -356,21 +433,21 @@ func (p *Plane) offload(l *Leg, reroute bool) {
 		}
 		return
 	}
-	val.Ifindex, val.Iif = uint32(out), uint32(in)
-	if same && val == st.val {
+	e.out, e.in = uint32(out), uint32(in)
+	if st.on && e == st.cur {
 		return
 	}
 	if !st.used {
 		// The first entry of this leg: its counts start at what the
 		// slot holds now.
-		if err := k.stats.Lookup(val.Slot, &st.base); err != nil {
+		if err := k.stats.Lookup(e.slot, &st.base); err != nil {
 			k.failures.Add(1)
 			p.log.Warn("media kernel path: reading a stats slot", "leg", l.local, "err", err)
 			return
 		}
 		st.used = true
 	}
-	if err := k.fwd.Update(key, val, ebpf.UpdateAny); err != nil {
+	if err := k.put(e); err != nil {
 		k.failures.Add(1)
 		p.log.Warn("media kernel path: writing an entry", "leg", l.local, "err", err)
 		if st.on {
@@ -381,12 +458,12 @@ func (p *Plane) offload(l *Leg, reroute bool) {
 	if !st.on {
 		k.entries.Add(1)
 	}
-	st.on, st.key, st.val = true, key, val
+	st.on, st.cur = true, e
 }
 
 // remove deletes l's entry; the caller holds k.mu (read) and l.kmu.
 func (k *kernel) remove(p *Plane, l *Leg) {
-	if err := k.fwd.Delete(l.koff.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := k.del(l.koff.cur); err != nil {
 		k.failures.Add(1)
 		p.log.Warn("media kernel path: removing an entry", "leg", l.local, "err", err)
 	}

@@ -37,8 +37,14 @@ func userPackets(p *Plane) (n uint64) {
 // every packet arrives, unchanged, from the partner leg's port, and the
 // leg's statistics and the metrics count it as the readers' would.
 func TestKernelForward(t *testing.T) {
+	for _, lo := range []netip.Addr{lo4, lo6} {
+		t.Run(lo.String(), func(t *testing.T) { testKernelForward(t, lo) })
+	}
+}
+
+func testKernelForward(t *testing.T, lo netip.Addr) {
 	p, reg, m := kernelPlane(t)
-	c := newCall(t, p, lo4, lo4, false, false)
+	c := newCall(t, p, lo, lo, false, false)
 	const n = 200
 	start := time.Now()
 	for i := range uint16(n) {
@@ -152,12 +158,12 @@ func TestKernelFollowsPlane(t *testing.T) {
 	waitFor(t, "a's flow moved", func() bool {
 		c.a.kmu.Lock()
 		defer c.a.kmu.Unlock()
-		return c.a.koff.on && c.a.koff.key.Sport == be16(addrOf(nat2.rtp).Port())
+		return c.a.koff.on && c.a.koff.cur.src == addrOf(nat2.rtp)
 	})
 	waitFor(t, "b's flow moved", func() bool {
 		c.b.kmu.Lock()
 		defer c.b.kmu.Unlock()
-		return c.b.koff.on && c.b.koff.val.Dport == be16(addrOf(nat2.rtp).Port())
+		return c.b.koff.on && c.b.koff.cur.dst == addrOf(nat2.rtp)
 	})
 	exchange(nat2, 40, true)
 
