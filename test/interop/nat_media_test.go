@@ -40,6 +40,9 @@ const (
 	natCarolGW  = "2001:db8:1::6" // carol's IPv6 router on the public segment
 	natCarol    = "2001:db8:6::10"
 	natCarolLAN = "2001:db8:6::/64"
+	natDaveGW   = "2001:db8:1::7" // dave's IPv6 router
+	natDave     = "2001:db8:7::10"
+	natDaveLAN  = "2001:db8:7::/64"
 )
 
 const (
@@ -64,6 +67,7 @@ type natScene struct {
 	alice  *phone // IPv4, behind a NAT
 	bob    *phone // IPv4, behind a symmetric NAT
 	carol  *phone // IPv6, routed; nil unless asked for
+	dave   *phone // IPv6, routed, another LAN; nil unless asked for
 
 	// aliceNAT and bobNAT are their NAT routers.
 	aliceNAT, bobNAT netns
@@ -74,8 +78,9 @@ type natSceneConfig struct {
 	// media is the value of hlas's media section, as YAML flow
 	// ("{ relay: never }"); empty writes no media section (defaults).
 	media string
-	// carol adds the IPv6 phone, and hlas listens on IPv6 too.
-	carol bool
+	// carol adds the IPv6 phone, and hlas listens on IPv6 too; dave a
+	// second one (with carol).
+	carol, dave bool
 	// rtpengine starts rtpengine beside hlas, in its namespace, with its
 	// NG socket on 127.0.0.1:2223 (media's engine names it), and these
 	// extra arguments.
@@ -98,10 +103,14 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 	s.aliceNAT, aliceNS = l.natLAN("alice", natAliceWAN, "192.168.1.1/24", natAlice+"/24", false)
 	var bobNS netns
 	s.bobNAT, bobNS = l.natLAN("bob", natBobWAN, "192.168.2.1/24", natBob+"/24", true)
-	var carolNS netns
+	var carolNS, daveNS netns
 	if cfg.carol {
 		_, carolNS = l.v6LAN("carol", natCarolGW+"/64", "2001:db8:6::1/64", natCarol+"/64")
 		s.hlasNS.ip(t, "-6", "route", "add", natCarolLAN, "via", natCarolGW)
+	}
+	if cfg.dave {
+		_, daveNS = l.v6LAN("dave", natDaveGW+"/64", "2001:db8:7::1/64", natDave+"/64")
+		s.hlasNS.ip(t, "-6", "route", "add", natDaveLAN, "via", natDaveGW)
 	}
 
 	if cfg.rtpengine {
@@ -122,6 +131,10 @@ func newNATScene(t *testing.T, cfg natSceneConfig) *natScene {
 	s.bob = startPhone(t, phoneConfig{name: "bob", ns: bobNS, addr: natBob, server: hlas4})
 	if cfg.carol {
 		s.carol = startPhone(t, phoneConfig{name: "carol", ns: carolNS, addr: natCarol,
+			server: net.JoinHostPort(natHlasV6, "5060"), ipv6: true})
+	}
+	if cfg.dave {
+		s.dave = startPhone(t, phoneConfig{name: "dave", ns: daveNS, addr: natDave,
 			server: net.JoinHostPort(natHlasV6, "5060"), ipv6: true})
 	}
 	return s
@@ -380,6 +393,16 @@ func TestNATMediaIPv6(t *testing.T) {
 // TestNATMediaHold: alice puts bob on hold (a re-INVITE with sendonly,
 // answered recvonly; baresip then sends nothing either way) and resumes;
 // the relay follows both re-INVITEs, so audio stops while held and
+// TestNATMediaIPv6Kernel: carol and dave, both on IPv6 LANs, call each
+// other through the relay (always: neither is behind NAT); the kernel
+// path carries their audio as it does IPv4's, with checksums the phones'
+// kernels verify.
+func TestNATMediaIPv6Kernel(t *testing.T) {
+	s := newNATScene(t, natSceneConfig{media: "{ relay: always }", carol: true, dave: true})
+	s.call(t, s.carol, s.dave)
+	s.wantKernelPath(t, true, 2*natTalk.Seconds()*rtpRate*natMinShare)
+}
+
 // flows again after.
 func TestNATMediaHold(t *testing.T) {
 	// Not parallel with the rest of the suite: audio is counted per second,
