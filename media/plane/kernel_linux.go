@@ -173,6 +173,18 @@ func (k *kernel) attach(l netlink.Link) error {
 	return nil
 }
 
+// detach forgets the link of an interface that is gone (the kernel
+// detached the program with it; the link's descriptor is closed here, so
+// that interfaces coming and going, as containers' do, leak none).
+func (k *kernel) detach(index int) {
+	k.linkMu.Lock()
+	defer k.linkMu.Unlock()
+	if l := k.links[index]; l != nil {
+		l.Close()
+		delete(k.links, index)
+	}
+}
+
 // attached is how many interfaces have the program.
 func (k *kernel) attached() int {
 	k.linkMu.Lock()
@@ -218,10 +230,14 @@ func (k *kernel) watch(log *slog.Logger, resync func()) error {
 					continue
 				}
 				k.forgetRoutes()
-				if u.Link != nil && u.Header.Type == unix.RTM_NEWLINK {
+				switch {
+				case u.Link == nil:
+				case u.Header.Type == unix.RTM_NEWLINK:
 					if err := k.attach(u.Link); err != nil {
 						log.Info("media kernel path: a new interface keeps the userspace path", "err", err)
 					}
+				case u.Header.Type == unix.RTM_DELLINK:
+					k.detach(u.Link.Attrs().Index)
 				}
 			case _, ok := <-routes:
 				if !ok {

@@ -4,8 +4,10 @@ package plane
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -276,4 +278,21 @@ func TestKernelLeavesBridging(t *testing.T) {
 	if got := m("hlas_media_kernel_packets_forwarded_total"); got != 0 {
 		t.Errorf("the kernel forwarded %v packets, want none", got)
 	}
+}
+
+// Interfaces that appear after the start get the program, and ones that
+// go away give their links back. (A veth pair, down, carrying nothing.)
+func TestKernelFollowsLinks(t *testing.T) {
+	p, _, _ := kernelPlane(t)
+	before := p.kern.attached()
+	name := fmt.Sprintf("hlk%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "link", "add", name, "type", "veth", "peer", "name", name+"p").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	waitFor(t, "the new interfaces attached", func() bool { return p.kern.attached() == before+2 })
+	if out, err := exec.Command("ip", "link", "del", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	waitFor(t, "its link given back", func() bool { return p.kern.attached() == before })
 }
