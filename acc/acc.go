@@ -203,9 +203,9 @@ func (a *Accounting) Close() error {
 	return nil
 }
 
-// EndCall ends the answered call of the dialog callID, callerTag (the
-// INVITE's From tag), calleeTag (its 2xx's To tag) as the proxy's
-// decision, now: ended_by proxy, end_reason why (EndMediaTimeout when a
+// EndCall ends the answered call of the dialog e.CallID, e.CallerTag
+// (the INVITE's From tag), e.CalleeTag (its 2xx's To tag) as the proxy's
+// decision, now: ended_by proxy, end_reason e.Why (EndMediaTimeout when a
 // media relay saw no media for too long; written as given). Its record
 // is queued, and a BYE that comes later finds no call. It is for what
 // learns that a call is dead when the signalling does not say so, as
@@ -213,10 +213,11 @@ func (a *Accounting) Close() error {
 // ended: false when no answered call of that dialog is tracked (never
 // answered, ended already, answered without the proxy's Record-Route, or
 // beyond Config.MaxCalls) or after Close.
-func (a *Accounting) EndCall(callID, callerTag, calleeTag, why string) bool {
+func (a *Accounting) EndCall(e proxy.CallEnd) bool {
+	callID, why := e.CallID, e.Why
 	end := a.clock.Now()
 	a.mu.Lock()
-	c, side := a.dialogLocked(callID, callerTag, calleeTag)
+	c, side := a.dialogLocked(callID, e.CallerTag, e.CalleeTag)
 	if a.closed || c == nil || side != ByCaller {
 		a.mu.Unlock()
 		return false

@@ -26,11 +26,11 @@ func TestEndCallByMediaTimeout(t *testing.T) {
 		{"unknown callee tag", "mt1", "a1", "b2"},
 		{"tags swapped: the callee's is not the caller's", "mt1", "b1", "a1"},
 	} {
-		if f.a.EndCall(tc.callID, tc.from, tc.to, EndMediaTimeout) {
+		if f.a.EndCall(proxy.CallEnd{CallID: tc.callID, CallerTag: tc.from, CalleeTag: tc.to, Why: EndMediaTimeout}) {
 			t.Fatalf("%s: EndCall ended a call", tc.name)
 		}
 	}
-	if !f.a.EndCall("mt1", "a1", "b1", EndMediaTimeout) {
+	if !f.a.EndCall(proxy.CallEnd{CallID: "mt1", CallerTag: "a1", CalleeTag: "b1", Why: EndMediaTimeout}) {
 		t.Fatal("EndCall did not find the answered call")
 	}
 	r := f.st.waitRecords(t, 1)[0]
@@ -46,7 +46,7 @@ func TestEndCallByMediaTimeout(t *testing.T) {
 	if n := f.a.Calls(); n != 0 {
 		t.Fatalf("Calls = %d after EndCall", n)
 	}
-	if f.a.EndCall("mt1", "a1", "b1", EndMediaTimeout) {
+	if f.a.EndCall(proxy.CallEnd{CallID: "mt1", CallerTag: "a1", CalleeTag: "b1", Why: EndMediaTimeout}) {
 		t.Fatal("EndCall ended the call twice")
 	}
 	if obs := f.a.Forwarding(context.Background(), request(t, "BYE", "mt1", "b1", false), proxy.Forwarded{}); obs != nil {
@@ -65,7 +65,7 @@ func TestEndCallNotAnswered(t *testing.T) {
 	f := newFixture(t, Config{})
 	inv := request(t, "INVITE", "mt2", "", false)
 	obs := f.a.Forwarding(context.Background(), inv, caller)
-	if f.a.EndCall("mt2", "a1", "", EndMediaTimeout) || f.a.EndCall("mt2", "a1", "b1", EndMediaTimeout) {
+	if f.a.EndCall(proxy.CallEnd{CallID: "mt2", CallerTag: "a1", CalleeTag: "", Why: EndMediaTimeout}) || f.a.EndCall(proxy.CallEnd{CallID: "mt2", CallerTag: "a1", CalleeTag: "b1", Why: EndMediaTimeout}) {
 		t.Fatal("EndCall ended a ringing call")
 	}
 	respond(t, obs, response(inv, 486, "b1"), bobPhone)
@@ -74,7 +74,7 @@ func TestEndCallNotAnswered(t *testing.T) {
 	}
 	f.answer(t, "mt3", 0)
 	f.a.Close()
-	if f.a.EndCall("mt3", "a1", "b1", EndMediaTimeout) {
+	if f.a.EndCall(proxy.CallEnd{CallID: "mt3", CallerTag: "a1", CalleeTag: "b1", Why: EndMediaTimeout}) {
 		t.Fatal("EndCall after Close")
 	}
 	if r := f.st.waitRecords(t, 2)[1]; r.CallID != "mt3" || r.EndReason != EndShutdown {

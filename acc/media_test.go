@@ -84,7 +84,7 @@ func TestMediaStatsInRecord(t *testing.T) {
 		{"media timeout: stats, then EndCall", func(t *testing.T, f *fixture, c string, st media.Stats) (string, string) {
 			f.answer(t, c, time.Second)
 			f.a.MediaStats(c, st)
-			if !f.a.EndCall(c, "a1", "b1", EndMediaTimeout) {
+			if !f.a.EndCall(proxy.CallEnd{CallID: c, CallerTag: "a1", CalleeTag: "b1", Why: EndMediaTimeout}) {
 				t.Fatal("EndCall found no call")
 			}
 			return StatusAnswered, EndMediaTimeout

@@ -176,7 +176,7 @@ func (p *Proxy) Hangup(callID, why string) (string, error) {
 		p.releaseMedia(callID)
 	}
 	if e, ok := p.env.Accounting.(CallEnder); ok {
-		e.EndCall(callID, c.callerTag, c.dlg.calleeTag, why)
+		e.EndCall(c.end(callID, why))
 	}
 	return HangupBye, nil
 }

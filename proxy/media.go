@@ -551,7 +551,29 @@ func (p *Proxy) recordMedia(callID string, st media.Stats) {
 // CallEnder is what Env.Accounting may also implement: the record of a
 // call the proxy ends itself (acc.Accounting does).
 type CallEnder interface {
-	EndCall(callID, callerTag, calleeTag, why string) bool
+	EndCall(e CallEnd) bool
+}
+
+// CallEnd is a call the proxy ends itself, as a CallEnder hears of it.
+type CallEnd struct {
+	CallID string
+	// CallerTag and CalleeTag name the dialog: the INVITE's From tag and
+	// its 2xx's To tag.
+	CallerTag, CalleeTag string
+	// From and To are the URIs of the INVITE's From and To; empty for a
+	// call the proxy does not track (Env.TrackCalls off).
+	From, To string
+	// Why is the end reason ("media-timeout", or an operator's).
+	Why string
+}
+
+// end is how c, answered, is told ended for why.
+func (c *mcall) end(callID, why string) CallEnd {
+	e := CallEnd{CallID: callID, CallerTag: c.callerTag, CalleeTag: c.dlg.calleeTag, Why: why}
+	if c.info != nil {
+		e.From, e.To = c.info.from, c.info.to
+	}
+	return e
 }
 
 // EndMedia ends a call whose media stopped (the engine's inactivity
@@ -571,7 +593,7 @@ func (p *Proxy) EndMedia(t media.Timeout) {
 	p.endDialog(t.CallID, c, "media timeout")
 	p.recordMedia(t.CallID, t.Stats)
 	if e, ok := p.env.Accounting.(CallEnder); ok {
-		e.EndCall(t.CallID, c.callerTag, c.dlg.calleeTag, "media-timeout")
+		e.EndCall(c.end(t.CallID, "media-timeout"))
 	}
 }
 

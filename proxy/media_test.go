@@ -68,10 +68,10 @@ func (a *enderAcc) MediaStats(callID string, st media.Stats) {
 }
 
 func (a *enderAcc) Forwarding(context.Context, *sip.Request, Forwarded) RequestObserver { return nil }
-func (a *enderAcc) EndCall(callID, callerTag, calleeTag, why string) bool {
+func (a *enderAcc) EndCall(e CallEnd) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.ended = append(a.ended, callID+" "+callerTag+" "+calleeTag+" "+why)
+	a.ended = append(a.ended, e.CallID+" "+e.CallerTag+" "+e.CalleeTag+" "+e.Why)
 	return true
 }
 

@@ -177,13 +177,13 @@ func (w *callWatch) MediaStats(callID string, st media.Stats) {
 }
 
 // EndCall passes the proxy's end of a call on (proxy.CallEnder).
-func (w *callWatch) EndCall(callID, callerTag, calleeTag, why string) bool {
+func (w *callWatch) EndCall(e proxy.CallEnd) bool {
 	if !w.withAcc {
 		// No record to tell the end: tell it here.
-		w.ae.bus.Publish(api.EventCall, "ended", callData{CallID: callID, Reason: why})
+		w.ae.bus.Publish(api.EventCall, "ended", callData{CallID: e.CallID, From: e.From, To: e.To, Reason: e.Why})
 	}
-	if e, ok := w.next.(proxy.CallEnder); ok {
-		return e.EndCall(callID, callerTag, calleeTag, why)
+	if n, ok := w.next.(proxy.CallEnder); ok {
+		return n.EndCall(e)
 	}
 	return false
 }

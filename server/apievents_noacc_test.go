@@ -91,7 +91,8 @@ func TestAPIEventsCallEndedWithoutAccounting(t *testing.T) {
 	if code := apiCall(t, base, token, "DELETE", "/api/v1/calls/"+id, nil); code != http.StatusAccepted {
 		t.Fatalf("hang-up: %d", code)
 	}
-	if d := dataOf(t, es.next(api.EventCall, "ended")); d["call_id"] != id || d["reason"] != "api" {
+	if d := dataOf(t, es.next(api.EventCall, "ended")); d["call_id"] != id || d["reason"] != "api" ||
+		d["from"] != "sip:alice@example.test" || d["to"] != "sip:bob@example.test" {
 		t.Fatalf("ended by the operator: %v", d)
 	}
 	select {

@@ -301,15 +301,15 @@ func (w *dialogWatch) MediaStats(callID string, st media.Stats) {
 
 // EndCall ends a call the proxy ended itself (no media): its lamps go
 // out, and the accounting records it (proxy.CallEnder).
-func (w *dialogWatch) EndCall(callID, callerTag, calleeTag, why string) bool {
+func (w *dialogWatch) EndCall(e proxy.CallEnd) bool {
 	w.mu.Lock()
-	c := w.calls[callID]
+	c := w.calls[e.CallID]
 	w.mu.Unlock()
 	if c != nil {
 		w.set(c, "terminated", "error", 0, "")
 	}
-	if e, ok := w.next.(proxy.CallEnder); ok {
-		return e.EndCall(callID, callerTag, calleeTag, why)
+	if n, ok := w.next.(proxy.CallEnder); ok {
+		return n.EndCall(e)
 	}
 	return false
 }
