@@ -137,6 +137,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	addrs []Addr
+	// bound is addrs once Start has bound them all, read without mu:
+	// workers ask for it (a subscription's Contact) while Close holds mu
+	// waiting for them.
+	bound atomic.Pointer[[]Addr]
 	self  selfAddrs
 	http  *http.Server
 
@@ -381,6 +385,8 @@ func (s *Server) Start() error {
 		ap := addrPort(a)
 		s.addrs = append(s.addrs, Addr{Proto: strings.ToUpper(l.Proto), Addr: ap})
 	}
+	bound := append([]Addr(nil), s.addrs...)
+	s.bound.Store(&bound)
 	s.self = newSelfAddrs(s.cfg.Domains, s.addrs)
 	pls := make([]proxy.Listener, len(s.addrs))
 	for i, a := range s.addrs {
@@ -430,11 +436,14 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Addrs returns the bound listeners.
+// Addrs returns the bound listeners (none before Start). It takes no
+// lock that Close holds, so a worker may call it while the server shuts
+// down.
 func (s *Server) Addrs() []Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Addr(nil), s.addrs...)
+	if b := s.bound.Load(); b != nil {
+		return append([]Addr(nil), (*b)...)
+	}
+	return nil
 }
 
 // MetricsAddr returns the bound metrics address, or "".

@@ -675,3 +675,24 @@ func TestRedialAfterShutdown(t *testing.T) {
 		t.Errorf("%d redial slots held", n)
 	}
 }
+
+// A worker asks for the listeners (a subscription's Contact) while
+// Close holds the server's lock and waits for the workers: Addrs must
+// answer without that lock, or shutdown deadlocks (seen in CI: a NOTIFY
+// handled during TestResourceListBackEnd's Close).
+func TestAddrsWhileClosing(t *testing.T) {
+	srv := startServer(t, Config{})
+	srv.mu.Lock() // as shutdownLocked holds it
+	got := make(chan []Addr, 1)
+	go func() { got <- srv.Addrs() }()
+	select {
+	case a := <-got:
+		srv.mu.Unlock()
+		if len(a) != 2 || a[0].Proto != "UDP" || a[1].Proto != "TCP" {
+			t.Errorf("Addrs() = %v, want the UDP and TCP listeners", a)
+		}
+	case <-time.After(5 * time.Second): // only ends a failing test
+		srv.mu.Unlock()
+		t.Fatal("Addrs() waits for the lock Close holds")
+	}
+}
