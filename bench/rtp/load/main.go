@@ -66,6 +66,32 @@ type tx struct {
 	sent, err uint64
 }
 
+// count records a packet of the stream (its sequence number, and its
+// delay in late if it was sent in the measured window win), at now ns
+// since the start.
+func (x *rx) count(pkt []byte, now uint64, win [2]uint64, late *[6]uint64) {
+	x.recv++
+	seq := uint16(pkt[2])<<8 | uint16(pkt[3])
+	if x.any && int16(seq-x.highest) <= 0 {
+		x.ooo++
+	} else {
+		x.highest, x.any = seq, true
+	}
+	var sentAt uint64
+	for b := range 8 {
+		sentAt = sentAt<<8 | uint64(pkt[12+b])
+	}
+	if sentAt < win[0] || sentAt >= win[1] {
+		return // sent outside the measured time
+	}
+	bounds := [...]uint64{1e6, 5e6, 10e6, 20e6, 50e6} // late's buckets: ≥1, 5, 10, 20, 50 ms
+	h := 0
+	for h < len(bounds) && now-sentAt >= bounds[h] {
+		h++
+	}
+	late[h]++
+}
+
 // rx is a socket's receiver state (owned by one receiver goroutine).
 type rx struct {
 	fd       int
@@ -488,7 +514,6 @@ func receiveShared(sockets []party, rxs []rx, r, k int, start time.Time, win [2]
 		msgs[i].hdr.SetIovlen(1)
 	}
 	events := make([]unix.EpollEvent, 16)
-	bounds := [5]uint64{1e6, 5e6, 10e6, 20e6, 50e6}
 	for !stop.Load() {
 		n, err := unix.EpollWait(ep, events, 100)
 		if err != nil && err != unix.EINTR {
@@ -512,28 +537,8 @@ func receiveShared(sockets []party, rxs []rx, r, k int, start time.Time, win [2]
 					if ssrc < 1 || ssrc > len(rxs) {
 						continue
 					}
-					x := &rxs[ssrc-1]
 					got++
-					x.recv++
-					seq := uint16(buf[2])<<8 | uint16(buf[3])
-					if x.any && int16(seq-x.highest) <= 0 {
-						x.ooo++
-					} else {
-						x.highest, x.any = seq, true
-					}
-					var sentAt uint64
-					for b := range 8 {
-						sentAt = sentAt<<8 | uint64(buf[12+b])
-					}
-					d := now - sentAt
-					if sentAt < win[0] || sentAt >= win[1] {
-						continue
-					}
-					h := 0
-					for h < len(bounds) && d >= bounds[h] {
-						h++
-					}
-					late[h]++
+					rxs[ssrc-1].count(buf, now, win, late)
 				}
 				if m < batch {
 					break
@@ -647,7 +652,6 @@ func receive(rxs []rx, r, k int, start time.Time, win [2]uint64, pause time.Dura
 	}
 	events := make([]unix.EpollEvent, 1024)
 	buf := make([]byte, 2048)
-	bounds := [5]uint64{1e6, 5e6, 10e6, 20e6, 50e6}
 	for !stop.Load() {
 		n, err := unix.EpollWait(ep, events, 100)
 		if err != nil && err != unix.EINTR {
@@ -666,26 +670,7 @@ func receive(rxs []rx, r, k int, start time.Time, win [2]uint64, pause time.Dura
 					continue
 				}
 				got++
-				x.recv++
-				seq := uint16(buf[2])<<8 | uint16(buf[3])
-				if x.any && int16(seq-x.highest) <= 0 {
-					x.ooo++
-				} else {
-					x.highest, x.any = seq, true
-				}
-				var sentAt uint64
-				for b := range 8 {
-					sentAt = sentAt<<8 | uint64(buf[12+b])
-				}
-				d := uint64(time.Since(start)) - sentAt
-				if sentAt < win[0] || sentAt >= win[1] {
-					continue // sent outside the measured time
-				}
-				h := 0
-				for h < len(bounds) && d >= bounds[h] {
-					h++
-				}
-				late[h]++
+				x.count(buf, uint64(time.Since(start)), win, late)
 			}
 		}
 		total.Add(got)
